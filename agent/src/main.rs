@@ -1,0 +1,2 @@
+//! vouch-agent entry point.
+fn main() {}

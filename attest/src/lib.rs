@@ -1,0 +1,12 @@
+//! `vouch-attest`: the pure evidence core shared by the Vouch agent and fleet.
+//!
+//! Everything here takes bytes and returns typed results: no files, no network, no TPM library,
+//! no async runtime. The agent and the fleet do the I/O at their edges and call into this crate
+//! for every decision about evidence (event logs, quotes, PCR values, policies).
+#![forbid(unsafe_code)]
+
+pub mod alg;
+pub mod pcrs;
+
+pub use alg::HashAlg;
+pub use pcrs::PcrBanks;

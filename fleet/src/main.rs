@@ -1,0 +1,2 @@
+//! vouch-fleet entry point.
+fn main() {}

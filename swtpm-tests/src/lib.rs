@@ -1,0 +1,2 @@
+//! Test harness: one swtpm per test.
+#![forbid(unsafe_code)]

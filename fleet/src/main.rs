@@ -1,2 +1,36 @@
-//! vouch-fleet entry point.
-fn main() {}
+//! `vouch-fleet`: the fleet side of Vouch.
+//!
+//! This file only parses the command line, dispatches to the command modules under `cli/` and maps
+//! their errors to exit codes. Every decision about evidence lives in `vouch-attest`.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit codes of `vouch-fleet`, documented in the README.
+pub mod exit {
+    /// Everything checked out.
+    pub const OK: u8 = 0;
+    /// The evidence was checked and found wanting (untrusted verdict, failed quote check).
+    pub const REJECTED: u8 = 1;
+    /// Bad usage or unreadable / malformed input.
+    pub const INPUT: u8 = 2;
+    /// Internal error.
+    pub const INTERNAL: u8 = 70;
+}
+
+#[derive(Parser)]
+#[command(name = "vouch-fleet", version, about = "Vouch fleet: verify what devices booted")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {}
+}

@@ -1,0 +1,1 @@
+//! Command implementations of `vouch-fleet`, one module per subcommand group.

@@ -1,2 +1,21 @@
-//! Test harness: one swtpm per test.
+//! Test harness for Vouch's integration tests: one private swtpm per test, and helpers to run the
+//! workspace's binaries.
+//!
+//! Each [`Swtpm`] gets its own absolute temporary state directory, its own loopback port pair and a
+//! copy of a prepared TPM state with EK certificates issued by a local CA that lives inside the
+//! same temporary directory. The prepared state is made once per machine by `swtpm_setup`
+//! (~0.6 s) and cached; copying it is far cheaper than running `swtpm_setup` for every test.
+//! The process is killed and the directory removed on drop, also when the test panics.
 #![forbid(unsafe_code)]
+
+mod bins;
+mod swtpm;
+mod template;
+
+pub use bins::{bin_path, run, Output};
+pub use swtpm::{HarnessError, Swtpm};
+
+/// Root of the shared real-world test data (`../shared/testdata` from the repository root).
+pub fn testdata() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata")
+}

@@ -1,0 +1,4 @@
+//! `vouch-agent` as a library: the TPM layer and the commands, so tests and fuzzers can use them.
+#![forbid(unsafe_code)]
+
+pub mod tpm;

@@ -1,0 +1,412 @@
+//! The production TPM backend: tss-esapi against libtss2 (device, swtpm or tabrmd TCTI).
+//!
+//! Keys: the SRK lives at persistent handle 0x81000001 (created if absent). The AK is a child of the
+//! SRK whose public and private blobs are kept in the state directory (`ak.pub`, `ak.priv`), so
+//! every run quotes with the same key without using up NV. Every transient object this backend
+//! loads is flushed after use; against a raw swtpm (no resource manager) objects and sessions
+//! leaked by earlier, killed clients are flushed on open.
+
+use super::esapi_keys::{ak_template, srk_template, SRK_HANDLE};
+use super::{
+    relay, AttestationKey, EkAlg, EkCertificate, EndorsementKey, PcrSelection, Quote, Tcti, Tpm,
+    TpmError, TpmInfo,
+};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use tss_esapi::abstraction::{ek, nv, pcr};
+use tss_esapi::constants::{CapabilityType, PropertyTag};
+use tss_esapi::handles::{KeyHandle, ObjectHandle, PersistentTpmHandle, TpmHandle};
+use tss_esapi::interface_types::algorithm::{AsymmetricAlgorithm, HashingAlgorithm};
+use tss_esapi::interface_types::dynamic_handles::Persistent;
+use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
+use tss_esapi::structures::{
+    CapabilityData, Data, Digest, DigestValues, PcrSelectionListBuilder, PcrSlot, Private, Public,
+    SignatureScheme,
+};
+use tss_esapi::tcti_ldr::{DeviceConfig, NetworkTPMConfig, TabrmdConfig, TctiNameConf};
+use tss_esapi::traits::{Marshall, UnMarshall};
+use tss_esapi::Context;
+use vouch_attest::{HashAlg, PcrBanks};
+
+/// A TPM reached through tss-esapi. Blocking; run it on a [`super::worker::TpmClient`] thread.
+pub struct EsapiTpm {
+    ctx: Context,
+    state_dir: PathBuf,
+}
+
+impl EsapiTpm {
+    /// Connects through `tcti` and checks the TPM answers. `state_dir` holds the AK blobs.
+    pub fn open(tcti: &Tcti, state_dir: &Path) -> Result<EsapiTpm, TpmError> {
+        let connect = |e: Box<dyn std::error::Error + Send + Sync>| TpmError::Connect {
+            tcti: tcti.to_string(),
+            source: e,
+        };
+        let conf = match tcti {
+            Tcti::Device(path) => TctiNameConf::Device(
+                DeviceConfig::from_str(&path.to_string_lossy()).map_err(|e| connect(e.into()))?,
+            ),
+            Tcti::SwtpmTcp { host, port } => TctiNameConf::Swtpm(
+                NetworkTPMConfig::from_str(&format!("host={host},port={port}"))
+                    .map_err(|e| connect(e.into()))?,
+            ),
+            Tcti::SwtpmUnix(path) => {
+                let port = relay::start(path).map_err(|e| connect(e.into()))?;
+                TctiNameConf::Swtpm(
+                    NetworkTPMConfig::from_str(&format!("host=127.0.0.1,port={port}"))
+                        .map_err(|e| connect(e.into()))?,
+                )
+            }
+            Tcti::Tabrmd { bus_name, bus_type } => TctiNameConf::Tabrmd(
+                TabrmdConfig::from_str(&format!("bus_name={bus_name},bus_type={bus_type}"))
+                    .map_err(|e| connect(e.into()))?,
+            ),
+        };
+        let mut ctx = Context::new(conf).map_err(|e| connect(e.into()))?;
+        // A TCTI can load without a TPM behind it (e.g. a device node with no driver): ask once.
+        ctx.get_tpm_property(PropertyTag::Manufacturer)
+            .map_err(|e| connect(e.into()))?;
+        if matches!(tcti, Tcti::SwtpmTcp { .. } | Tcti::SwtpmUnix(_)) {
+            flush_leftovers(&mut ctx);
+        }
+        Ok(EsapiTpm {
+            ctx,
+            state_dir: state_dir.to_path_buf(),
+        })
+    }
+
+    /// Loads the SRK from its persistent handle, creating and persisting it when absent.
+    fn srk(&mut self) -> Result<KeyHandle, TpmError> {
+        let handle = TpmHandle::Persistent(
+            PersistentTpmHandle::new(SRK_HANDLE).map_err(TpmError::StorageRootKey)?,
+        );
+        if let Ok(obj) = self
+            .ctx
+            .execute_without_session(|c| c.tr_from_tpm_public(handle))
+        {
+            return Ok(obj.into());
+        }
+        let template = srk_template().map_err(TpmError::StorageRootKey)?;
+        let created = self
+            .ctx
+            .execute_with_nullauth_session(|c| {
+                c.create_primary(Hierarchy::Owner, template, None, None, None, None)
+            })
+            .map_err(TpmError::StorageRootKey)?;
+        let persistent = PersistentTpmHandle::new(SRK_HANDLE).map_err(TpmError::StorageRootKey)?;
+        let result = self.ctx.execute_with_nullauth_session(|c| {
+            c.evict_control(
+                Provision::Owner,
+                created.key_handle.into(),
+                Persistent::Persistent(persistent),
+            )
+        });
+        let _ = self.ctx.flush_context(created.key_handle.into());
+        Ok(result.map_err(TpmError::StorageRootKey)?.into())
+    }
+
+    fn ak_paths(&self) -> (PathBuf, PathBuf) {
+        (
+            self.state_dir.join("ak.pub"),
+            self.state_dir.join("ak.priv"),
+        )
+    }
+
+    /// Reads the AK blobs, creating the key (and the files) the first time.
+    fn ak_blobs(&mut self) -> Result<(Public, Private), TpmError> {
+        let (pub_path, priv_path) = self.ak_paths();
+        if pub_path.exists() && priv_path.exists() {
+            let read = |p: &Path| {
+                std::fs::read(p).map_err(|source| TpmError::AkState {
+                    path: p.to_path_buf(),
+                    source,
+                })
+            };
+            let public = Public::unmarshall(&read(&pub_path)?).map_err(|source| {
+                TpmError::AkStateCorrupt {
+                    path: pub_path.clone(),
+                    source,
+                }
+            })?;
+            let private = Private::try_from(read(&priv_path)?).map_err(|source| {
+                TpmError::AkStateCorrupt {
+                    path: priv_path.clone(),
+                    source,
+                }
+            })?;
+            return Ok((public, private));
+        }
+        let srk = self.srk()?;
+        let template = ak_template().map_err(TpmError::AttestationKey)?;
+        let created = self
+            .ctx
+            .execute_with_nullauth_session(|c| c.create(srk, template, None, None, None, None))
+            .map_err(TpmError::AttestationKey)?;
+        let pub_bytes = created
+            .out_public
+            .marshall()
+            .map_err(|source| TpmError::Marshal {
+                what: "AK public",
+                source,
+            })?;
+        write_state(&self.state_dir, &pub_path, &pub_bytes)?;
+        write_state(&self.state_dir, &priv_path, created.out_private.value())?;
+        Ok((created.out_public, created.out_private))
+    }
+
+    /// Loads the AK under the SRK; the caller must flush the returned handle.
+    fn load_ak(&mut self) -> Result<(KeyHandle, Public), TpmError> {
+        let (public, private) = self.ak_blobs()?;
+        let srk = self.srk()?;
+        let handle = self
+            .ctx
+            .execute_with_nullauth_session(|c| c.load(srk, private, public.clone()))
+            .map_err(TpmError::AttestationKey)?;
+        Ok((handle, public))
+    }
+}
+
+fn write_state(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), TpmError> {
+    let err = |source| TpmError::AkState {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Flushes transient objects and sessions left behind by killed clients of a raw swtpm.
+fn flush_leftovers(ctx: &mut Context) {
+    for first in [0x8000_0000u32, 0x0200_0000, 0x0300_0000] {
+        let Ok((CapabilityData::Handles(handles), _)) =
+            ctx.get_capability(CapabilityType::Handles, first, 64)
+        else {
+            continue;
+        };
+        for h in handles.iter() {
+            if let Ok(obj) = ctx.tr_from_tpm_public(*h) {
+                match ctx.flush_context(obj) {
+                    Ok(()) => tracing::debug!(handle = ?h, "flushed leftover TPM handle"),
+                    Err(e) => tracing::debug!(handle = ?h, error = %e, "cannot flush leftover"),
+                }
+            }
+        }
+    }
+}
+
+fn tpm_alg(alg: HashAlg) -> HashingAlgorithm {
+    match alg {
+        HashAlg::Sha1 => HashingAlgorithm::Sha1,
+        HashAlg::Sha256 => HashingAlgorithm::Sha256,
+        HashAlg::Sha384 => HashingAlgorithm::Sha384,
+        HashAlg::Sha512 => HashingAlgorithm::Sha512,
+        HashAlg::Sm3_256 => HashingAlgorithm::Sm3_256,
+        HashAlg::Unknown(_) => HashingAlgorithm::Null,
+    }
+}
+
+fn hash_alg(alg: HashingAlgorithm) -> HashAlg {
+    match alg {
+        HashingAlgorithm::Sha1 => HashAlg::Sha1,
+        HashingAlgorithm::Sha256 => HashAlg::Sha256,
+        HashingAlgorithm::Sha384 => HashAlg::Sha384,
+        HashingAlgorithm::Sha512 => HashAlg::Sha512,
+        HashingAlgorithm::Sm3_256 => HashAlg::Sm3_256,
+        other => HashAlg::Unknown(u16::from(tss_esapi::constants::AlgorithmIdentifier::from(
+            other,
+        ))),
+    }
+}
+
+fn slot(pcr: u32) -> tss_esapi::Result<PcrSlot> {
+    PcrSlot::try_from(1u32 << pcr)
+}
+
+fn selection_list(
+    sel: &PcrSelection,
+) -> tss_esapi::Result<tss_esapi::structures::PcrSelectionList> {
+    let mut b = PcrSelectionListBuilder::new();
+    for (alg, pcrs) in sel.banks() {
+        let slots = pcrs
+            .iter()
+            .map(|p| slot(*p))
+            .collect::<tss_esapi::Result<Vec<_>>>()?;
+        b = b.with_selection(tpm_alg(*alg), &slots);
+    }
+    b.build()
+}
+
+fn tpm2b(bytes: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 2);
+    out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+    out.extend_from_slice(&bytes);
+    out
+}
+
+fn property(ctx: &mut Context, tag: PropertyTag) -> Result<u32, TpmError> {
+    Ok(ctx
+        .get_tpm_property(tag)
+        .map_err(TpmError::Capability)?
+        .unwrap_or(0))
+}
+
+impl Tpm for EsapiTpm {
+    fn info(&mut self) -> Result<TpmInfo, TpmError> {
+        let manufacturer = property(&mut self.ctx, PropertyTag::Manufacturer)?;
+        let fw1 = property(&mut self.ctx, PropertyTag::FirmwareVersion1)?;
+        let fw2 = property(&mut self.ctx, PropertyTag::FirmwareVersion2)?;
+        let vendor =
+            tss_esapi::utils::get_tpm_vendor(&mut self.ctx).map_err(TpmError::Capability)?;
+        let (caps, _) = self
+            .ctx
+            .get_capability(CapabilityType::AssignedPcr, 0, 8)
+            .map_err(TpmError::Capability)?;
+        let mut pcr_banks = Vec::new();
+        if let CapabilityData::AssignedPcr(list) = caps {
+            for s in list.get_selections() {
+                if !s.is_empty() {
+                    pcr_banks.push(hash_alg(s.hashing_algorithm()));
+                }
+            }
+        }
+        Ok(TpmInfo {
+            manufacturer: ascii4(manufacturer),
+            vendor: vendor.trim_end_matches('\0').trim().to_string(),
+            firmware_version: format!(
+                "{}.{}.{}.{}",
+                fw1 >> 16,
+                fw1 & 0xffff,
+                fw2 >> 16,
+                fw2 & 0xffff
+            ),
+            firmware_version_raw: (u64::from(fw1) << 32) | u64::from(fw2),
+            pcr_banks,
+        })
+    }
+
+    fn endorsement_key(&mut self, alg: EkAlg) -> Result<EndorsementKey, TpmError> {
+        let err = |source| TpmError::EndorsementKey { alg, source };
+        let asym = match alg {
+            EkAlg::EccP256 => AsymmetricAlgorithm::Ecc,
+            EkAlg::Rsa2048 => AsymmetricAlgorithm::Rsa,
+        };
+        let handle = ek::create_ek_object(&mut self.ctx, asym, None).map_err(err)?;
+        let public = self.ctx.read_public(handle).map(|(p, _, _)| p);
+        let _ = self.ctx.flush_context(handle.into());
+        let bytes = public.map_err(err)?.marshall().map_err(err)?;
+        Ok(EndorsementKey {
+            alg,
+            public: tpm2b(bytes),
+        })
+    }
+
+    fn ek_certificates(&mut self) -> Result<Vec<EkCertificate>, TpmError> {
+        let listed = nv::list(&mut self.ctx)
+            .map_err(|source| TpmError::EkCertificate { index: 0, source })?;
+        let mut certs = Vec::new();
+        for (public, _) in listed {
+            let index = u32::from(public.nv_index());
+            let wanted = index == 0x01c0_0002
+                || index == 0x01c0_000a
+                || ((0x01c0_0012..=0x01c0_001e).contains(&index) && index % 2 == 0);
+            if !wanted {
+                continue;
+            }
+            let err = |source| TpmError::EkCertificate { index, source };
+            let obj = self
+                .ctx
+                .execute_without_session(|c| {
+                    c.tr_from_tpm_public(TpmHandle::NvIndex(public.nv_index()))
+                })
+                .map_err(err)?;
+            let auth = tss_esapi::interface_types::resource_handles::NvAuth::NvIndex(obj.into());
+            let data = self
+                .ctx
+                .execute_with_nullauth_session(|c| nv::read_full(c, auth, public.nv_index()))
+                .map_err(err)?;
+            certs.push(EkCertificate {
+                nv_index: index,
+                der: strip_der_padding(data),
+            });
+        }
+        certs.sort_by_key(|c| c.nv_index);
+        Ok(certs)
+    }
+
+    fn attestation_key(&mut self) -> Result<AttestationKey, TpmError> {
+        let (public, _) = self.ak_blobs()?;
+        let bytes = public.marshall().map_err(|source| TpmError::Marshal {
+            what: "AK public",
+            source,
+        })?;
+        Ok(AttestationKey {
+            public: tpm2b(bytes),
+        })
+    }
+
+    fn pcr_read(&mut self, selection: &PcrSelection) -> Result<PcrBanks, TpmError> {
+        let list = selection_list(selection).map_err(TpmError::PcrRead)?;
+        let data = pcr::read_all(&mut self.ctx, list).map_err(TpmError::PcrRead)?;
+        let mut out = PcrBanks::new();
+        for (alg, pcrs) in selection.banks() {
+            let Some(bank) = data.pcr_bank(tpm_alg(*alg)) else {
+                continue;
+            };
+            for p in pcrs {
+                if let Some(d) = slot(*p).ok().and_then(|s| bank.get_digest(s)) {
+                    out.insert(*alg, *p, d.value().to_vec());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn pcr_extend(&mut self, pcr: u32, digests: &[(HashAlg, Vec<u8>)]) -> Result<(), TpmError> {
+        let err = |source| TpmError::PcrExtend { pcr, source };
+        let mut values = DigestValues::new();
+        for (alg, d) in digests {
+            values.set(tpm_alg(*alg), Digest::try_from(d.clone()).map_err(err)?);
+        }
+        let handle = tss_esapi::handles::PcrHandle::try_from(pcr).map_err(err)?;
+        self.ctx
+            .execute_with_nullauth_session(|c| c.pcr_extend(handle, values))
+            .map_err(err)
+    }
+
+    fn quote(&mut self, nonce: &[u8], selection: &PcrSelection) -> Result<Quote, TpmError> {
+        let list = selection_list(selection).map_err(TpmError::Quote)?;
+        let data = Data::try_from(nonce.to_vec()).map_err(TpmError::Quote)?;
+        let (ak, _) = self.load_ak()?;
+        let result = self
+            .ctx
+            .execute_with_nullauth_session(|c| c.quote(ak, data, SignatureScheme::Null, list));
+        let _ = self.ctx.flush_context(ObjectHandle::from(ak));
+        let (attest, signature) = result.map_err(TpmError::Quote)?;
+        let marshal = |what| move |source| TpmError::Marshal { what, source };
+        Ok(Quote {
+            attest: attest.marshall().map_err(marshal("TPMS_ATTEST"))?,
+            signature: signature.marshall().map_err(marshal("TPMT_SIGNATURE"))?,
+            pcrs: self.pcr_read(selection)?,
+        })
+    }
+}
+
+fn ascii4(v: u32) -> String {
+    v.to_be_bytes()
+        .iter()
+        .filter(|b| b.is_ascii_graphic())
+        .map(|b| char::from(*b))
+        .collect()
+}
+
+/// NV indices are often larger than the certificate: cut to the DER SEQUENCE length.
+fn strip_der_padding(mut data: Vec<u8>) -> Vec<u8> {
+    if data.len() >= 4 && data[0] == 0x30 && data[1] == 0x82 {
+        let len = usize::from(u16::from_be_bytes([data[2], data[3]])) + 4;
+        if len <= data.len() {
+            data.truncate(len);
+        }
+    }
+    data
+}

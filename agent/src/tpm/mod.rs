@@ -1,0 +1,191 @@
+//! The agent's view of a TPM: one trait, [`Tpm`], with a tss-esapi implementation
+//! ([`esapi::EsapiTpm`]) and a software one for unit tests ([`memory::MemoryTpm`]).
+//!
+//! tss-esapi calls block and take `&mut`, so production code never holds a TPM directly: it runs the
+//! implementation on a dedicated thread ([`worker::TpmClient`]) and sends it requests over a
+//! channel. Values cross this boundary as TPM wire formats (marshalled `TPM2B_PUBLIC`,
+//! `TPMS_ATTEST`, `TPMT_SIGNATURE`), so `vouch-attest` can check them without a TPM library.
+
+pub mod esapi;
+mod esapi_keys;
+pub mod relay;
+pub mod selection;
+pub mod tcti;
+pub mod worker;
+
+use std::path::PathBuf;
+use vouch_attest::{HashAlg, PcrBanks};
+
+pub use selection::PcrSelection;
+pub use tcti::Tcti;
+
+/// What `tpm info` reports about the chip.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TpmInfo {
+    /// TPM_PT_MANUFACTURER as its four ASCII characters (e.g. `IBM`, `INTC`).
+    pub manufacturer: String,
+    /// TPM_PT_VENDOR_STRING_1..4 concatenated.
+    pub vendor: String,
+    /// TPM_PT_FIRMWARE_VERSION_1 and _2 as `major.minor.x.y` style hex words.
+    pub firmware_version: String,
+    /// Raw 64-bit firmware version (as in TPMS_ATTEST.firmwareVersion).
+    pub firmware_version_raw: u64,
+    /// Active PCR banks.
+    pub pcr_banks: Vec<HashAlg>,
+}
+
+/// Endorsement key algorithms the agent creates from the TCG default templates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum EkAlg {
+    /// ECC NIST P-256, template L-2.
+    EccP256,
+    /// RSA 2048, template L-1.
+    Rsa2048,
+}
+
+impl EkAlg {
+    /// Short name used in output.
+    pub fn name(self) -> &'static str {
+        match self {
+            EkAlg::EccP256 => "ecc-p256",
+            EkAlg::Rsa2048 => "rsa-2048",
+        }
+    }
+}
+
+/// An endorsement key: its algorithm and public area (marshalled TPM2B_PUBLIC).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndorsementKey {
+    /// Which template it was created from.
+    pub alg: EkAlg,
+    /// Marshalled TPM2B_PUBLIC.
+    pub public: Vec<u8>,
+}
+
+/// An EK certificate found in TPM NV storage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EkCertificate {
+    /// NV index it was read from (0x01c00002, 0x01c0000a, 0x01c00012...).
+    pub nv_index: u32,
+    /// DER-encoded X.509 certificate (trailing NV padding removed).
+    pub der: Vec<u8>,
+}
+
+/// The attestation key's public part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttestationKey {
+    /// Marshalled TPM2B_PUBLIC.
+    pub public: Vec<u8>,
+}
+
+/// A quote and the PCR values it covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quote {
+    /// Marshalled TPMS_ATTEST.
+    pub attest: Vec<u8>,
+    /// Marshalled TPMT_SIGNATURE.
+    pub signature: Vec<u8>,
+    /// The selected PCR values, read right after the quote (and checked against its digest by the
+    /// verifier, so a PCR change in between is detected, never hidden).
+    pub pcrs: PcrBanks,
+}
+
+/// What the agent needs from a TPM. Every call may block.
+pub trait Tpm: Send {
+    /// Manufacturer, firmware version and active banks.
+    fn info(&mut self) -> Result<TpmInfo, TpmError>;
+    /// The endorsement key of the given template, created in the endorsement hierarchy.
+    fn endorsement_key(&mut self, alg: EkAlg) -> Result<EndorsementKey, TpmError>;
+    /// Every EK certificate stored in the TCG NV indices.
+    fn ek_certificates(&mut self) -> Result<Vec<EkCertificate>, TpmError>;
+    /// The attestation key, created on first use and the same on every later call and run.
+    fn attestation_key(&mut self) -> Result<AttestationKey, TpmError>;
+    /// Reads PCR values.
+    fn pcr_read(&mut self, selection: &PcrSelection) -> Result<PcrBanks, TpmError>;
+    /// Extends one PCR in the given banks.
+    fn pcr_extend(&mut self, pcr: u32, digests: &[(HashAlg, Vec<u8>)]) -> Result<(), TpmError>;
+    /// Quotes the selected PCRs with the attestation key over `nonce`.
+    fn quote(&mut self, nonce: &[u8], selection: &PcrSelection) -> Result<Quote, TpmError>;
+}
+
+/// Errors of TPM operations, one variant per operation.
+#[derive(Debug, thiserror::Error)]
+pub enum TpmError {
+    /// The TCTI could not be loaded or the TPM did not answer.
+    #[error("cannot reach a TPM through TCTI {tcti}: {source}")]
+    Connect {
+        tcti: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// TPM2_GetCapability failed.
+    #[error("reading TPM properties failed: {0}")]
+    Capability(#[source] tss_esapi::Error),
+    /// Creating or persisting the storage root key failed.
+    #[error("storage root key at 0x81000001: {0}")]
+    StorageRootKey(#[source] tss_esapi::Error),
+    /// Creating the endorsement key failed.
+    #[error("creating the {alg} endorsement key failed: {source}", alg = alg.name())]
+    EndorsementKey {
+        alg: EkAlg,
+        #[source]
+        source: tss_esapi::Error,
+    },
+    /// Reading an EK certificate from NV failed.
+    #[error("reading EK certificate at NV index 0x{index:08x} failed: {source}")]
+    EkCertificate {
+        index: u32,
+        #[source]
+        source: tss_esapi::Error,
+    },
+    /// Creating or loading the attestation key failed.
+    #[error("attestation key: {0}")]
+    AttestationKey(#[source] tss_esapi::Error),
+    /// The attestation key blobs under the state directory could not be read or written.
+    #[error("attestation key state {path}: {source}")]
+    AkState {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Stored attestation key blobs are not valid TPM structures.
+    #[error("attestation key state {path} is corrupt: {source}")]
+    AkStateCorrupt {
+        path: PathBuf,
+        #[source]
+        source: tss_esapi::Error,
+    },
+    /// TPM2_PCR_Read failed.
+    #[error("reading PCRs failed: {0}")]
+    PcrRead(#[source] tss_esapi::Error),
+    /// TPM2_PCR_Extend failed or the arguments were invalid.
+    #[error("extending PCR {pcr} failed: {source}")]
+    PcrExtend {
+        pcr: u32,
+        #[source]
+        source: tss_esapi::Error,
+    },
+    /// TPM2_Quote failed.
+    #[error("quote failed: {0}")]
+    Quote(#[source] tss_esapi::Error),
+    /// Marshalling a TPM structure failed.
+    #[error("marshalling {what} failed: {source}")]
+    Marshal {
+        what: &'static str,
+        #[source]
+        source: tss_esapi::Error,
+    },
+    /// The software TPM was asked for something it does not model.
+    #[error("in-memory TPM: {0}")]
+    Memory(&'static str),
+    /// The TPM worker thread is gone (it panicked or was shut down).
+    #[error("the TPM worker thread has stopped")]
+    WorkerGone,
+}
+
+impl TpmError {
+    /// True when the TPM could not be reached at all (exit code `NO_TPM`).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, TpmError::Connect { .. })
+    }
+}

@@ -1,0 +1,205 @@
+//! One swtpm process per test on a private loopback port pair and state directory.
+
+use crate::template;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What went wrong setting up or talking to a test swtpm.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// A program could not be started (not installed?).
+    #[error("cannot run {0}: {1} (is it installed? `make test` installs it)")]
+    Spawn(String, #[source] std::io::Error),
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// swtpm_setup or swtpm itself failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl HarnessError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> HarnessError {
+        HarnessError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// A running swtpm owned by one test.
+pub struct Swtpm {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Swtpm {
+    /// Starts a fresh swtpm with EK certificates (RSA-2048 at 0x01c00002, ECC P-384 at
+    /// 0x01c00016), sha1 and sha256 banks, and its local CA under [`Swtpm::ca_dir`].
+    pub fn start() -> Result<Swtpm, HarnessError> {
+        let template = template::ensure()?;
+        let dir = tempfile::Builder::new()
+            .prefix("vouch-swtpm-")
+            .tempdir()
+            .map_err(|e| HarnessError::io(&std::env::temp_dir(), e))?;
+        template::copy_tree(&template.join("state"), &dir.path().join("state"))?;
+        template::copy_tree(&template.join("ca"), &dir.path().join("ca"))?;
+        let mut tpm = Swtpm {
+            child: None,
+            port: 0,
+            dir,
+        };
+        tpm.launch()?;
+        Ok(tpm)
+    }
+
+    fn launch(&mut self) -> Result<(), HarnessError> {
+        let state = self.dir.path().join("state");
+        let log = self.dir.path().join("swtpm.log");
+        let mut last = String::new();
+        for _ in 0..20 {
+            let port = free_port_pair()?;
+            let mut child = Command::new("swtpm")
+                .args(["socket", "--tpm2"])
+                .arg("--server")
+                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+                .arg("--ctrl")
+                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+                .arg("--tpmstate")
+                .arg(format!("dir={}", state.display()))
+                .arg("--log")
+                .arg(format!("file={},level=1", log.display()))
+                .args(["--flags", "not-need-init,startup-clear"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| HarnessError::Spawn("swtpm".into(), e))?;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    if let Some(mut s) = child.stderr.take() {
+                        let _ = s.read_to_string(&mut err);
+                    }
+                    last = format!("swtpm exited with {status}: {}", err.trim());
+                    break;
+                }
+                if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
+                    && TcpStream::connect((Ipv4Addr::LOCALHOST, port + 1)).is_ok()
+                {
+                    self.child = Some(child);
+                    self.port = port;
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last = "swtpm did not open its ports within 5 s".into();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Err(HarnessError::Setup(last))
+    }
+
+    /// The TCTI string for tss-esapi, tpm2-tools and `vouch-agent --tcti`.
+    pub fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+
+    /// The TPM command port (the control port is one above).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// This test's private directory (state, CA, anything else the test wants to put there).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The local CA that issued this TPM's EK certificates.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.path().join("ca")
+    }
+
+    /// The root certificate of the local CA (trust anchor for EK certificates).
+    pub fn ca_root_cert(&self) -> PathBuf {
+        self.ca_dir().join("swtpm-localca-rootca-cert.pem")
+    }
+
+    /// Sends TPM2_Shutdown(CLEAR) and stops swtpm cleanly (no dictionary-attack strike), keeping
+    /// the state; [`Swtpm::restart`] boots it again ("reboot": PCRs reset, keys kept).
+    pub fn shutdown(&mut self) -> Result<(), HarnessError> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        // TPM2_Shutdown(TPM_SU_CLEAR): tag, size 12, TPM_CC_Shutdown, shutdownType.
+        let cmd = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x45, 0, 0];
+        if let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.write_all(&cmd);
+            let mut resp = [0u8; 10];
+            let _ = s.read_exact(&mut resp);
+        }
+        // CMD_SHUTDOWN (3) on the control channel makes swtpm save state and exit.
+        if let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port + 1)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.write_all(&[0, 0, 0, 3]);
+            let mut resp = [0u8; 4];
+            let _ = s.read_exact(&mut resp);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(HarnessError::Setup(
+            "swtpm did not stop after CMD_SHUTDOWN".into(),
+        ))
+    }
+
+    /// Starts swtpm again on the same state (after [`Swtpm::shutdown`]), possibly on a new port.
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.shutdown()?;
+        self.launch()
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Finds a port P with P and P+1 both free on loopback (swtpm's TCTI needs control at P+1).
+fn free_port_pair() -> Result<u16, HarnessError> {
+    for _ in 0..100 {
+        let a = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .map_err(|e| HarnessError::io(Path::new("127.0.0.1"), e))?;
+        let port = a
+            .local_addr()
+            .map_err(|e| HarnessError::io(Path::new("127.0.0.1"), e))?
+            .port();
+        if port < u16::MAX && TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(HarnessError::Setup("no free loopback port pair".into()))
+}

@@ -1,2 +1,30 @@
-//! vouch-agent entry point.
-fn main() {}
+//! `vouch-agent` entry point: parse the command line, set up logging, run the command, and map
+//! its error to a distinct exit code with a one-line message (no panic, no backtrace).
+
+use clap::Parser;
+use std::process::ExitCode;
+use vouch_agent::cli::Cli;
+use vouch_agent::{cmd, exit};
+
+fn main() -> ExitCode {
+    // tpm2-tss prints every TPM error to stderr, expected ones too; the agent reports errors itself.
+    if std::env::var_os("TSS2_LOG").is_none() {
+        std::env::set_var("TSS2_LOG", "all+none");
+    }
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VOUCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cmd::run(cli) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            let e = anyhow::Error::new(e);
+            eprintln!("vouch-agent: {e:#}");
+            ExitCode::from(cmd::exit_code(&e))
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Command implementations of `vouch-agent`; each takes parsed arguments and a TPM client.
+
+mod pcr;
+mod quote;
+mod tpm_info;
+
+use crate::cli::{Cli, Command, PcrCmd, TpmCmd};
+use crate::exit;
+use crate::tpm::esapi::EsapiTpm;
+use crate::tpm::worker::TpmClient;
+use crate::tpm::TpmError;
+use std::path::PathBuf;
+
+/// Errors of agent commands.
+#[derive(Debug, thiserror::Error)]
+pub enum CmdError {
+    /// A TPM operation failed (or no TPM was reachable).
+    #[error(transparent)]
+    Tpm(#[from] TpmError),
+    /// An output file or directory could not be written.
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A TPM structure the TPM returned could not be decoded.
+    #[error("decoding {what} from the TPM: {detail}")]
+    Decode { what: &'static str, detail: String },
+    /// Output could not be serialized.
+    #[error("encoding JSON output: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Maps an error chain to the agent's exit code.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<CmdError>() {
+        Some(CmdError::Tpm(t)) if t.is_unreachable() => exit::NO_TPM,
+        Some(CmdError::Tpm(TpmError::AkState { .. })) => exit::IO,
+        Some(CmdError::Tpm(_)) => exit::TPM,
+        Some(CmdError::Write { .. }) => exit::IO,
+        Some(CmdError::Decode { .. }) => exit::TPM,
+        Some(CmdError::Json(_)) | None => exit::INTERNAL,
+    }
+}
+
+fn open_tpm(cli: &Cli) -> Result<TpmClient, CmdError> {
+    let tcti = cli.global.tcti.clone();
+    let state = cli.global.state_dir.clone();
+    Ok(TpmClient::spawn(move || EsapiTpm::open(&tcti, &state))?)
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> Result<(), CmdError> {
+    let tpm = open_tpm(&cli)?;
+    match cli.command {
+        Command::Tpm(TpmCmd::Info { json }) => tpm_info::run(&tpm, json),
+        Command::Pcr(PcrCmd::Read { pcrs, json }) => pcr::read(&tpm, &pcrs, json),
+        Command::Quote(args) => quote::run(&tpm, &args),
+    }
+}
+
+/// Writes a file, naming it in the error.
+pub(crate) fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), CmdError> {
+    std::fs::write(path, bytes).map_err(|source| CmdError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Vouch's build, tests and demo need, idempotently.
+# Usage: scripts/install-deps.sh [extra-package ...]
+set -euo pipefail
+
+PKGS=(
+  build-essential pkg-config
+  libtss2-dev tpm2-tools swtpm swtpm-tools
+  openssl cryptsetup-bin
+  mosquitto mosquitto-clients
+  "$@"
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}" >&2
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust (rustup) first" >&2
+  exit 1
+fi

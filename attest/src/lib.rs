@@ -7,6 +7,7 @@
 
 pub mod alg;
 pub mod pcrs;
+pub mod tpm;
 
 pub use alg::HashAlg;
 pub use pcrs::PcrBanks;

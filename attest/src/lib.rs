@@ -6,7 +6,9 @@
 #![forbid(unsafe_code)]
 
 pub mod alg;
+pub mod pcrfile;
 pub mod pcrs;
+pub mod tpm;
 
 pub use alg::HashAlg;
 pub use pcrs::PcrBanks;

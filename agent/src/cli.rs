@@ -21,7 +21,12 @@ pub struct Global {
     #[arg(long, global = true, env = "VOUCH_TCTI", default_value = crate::tpm::tcti::DEFAULT_TCTI)]
     pub tcti: Tcti,
     /// Where the agent keeps its keys' blobs and state.
-    #[arg(long, global = true, env = "VOUCH_STATE_DIR", default_value = "/var/lib/vouch")]
+    #[arg(
+        long,
+        global = true,
+        env = "VOUCH_STATE_DIR",
+        default_value = "/var/lib/vouch"
+    )]
     pub state_dir: PathBuf,
 }
 
@@ -64,7 +69,7 @@ pub enum PcrCmd {
 pub struct QuoteArgs {
     /// Qualifying data (the verifier's nonce) in hex, at most 64 bytes.
     #[arg(long, value_parser = parse_nonce)]
-    pub nonce: Vec<u8>,
+    pub nonce: Nonce,
     /// Banks and PCRs to quote.
     #[arg(long, default_value = "sha256:0,1,2,3,4,5,6,7")]
     pub pcrs: PcrSelection,
@@ -73,10 +78,17 @@ pub struct QuoteArgs {
     pub out: PathBuf,
 }
 
-fn parse_nonce(s: &str) -> Result<Vec<u8>, String> {
+/// A verifier's nonce (qualifying data), at most 64 bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Nonce(pub Vec<u8>);
+
+fn parse_nonce(s: &str) -> Result<Nonce, String> {
     let bytes = hex::decode(s).map_err(|e| format!("nonce is not hex: {e}"))?;
     if bytes.len() > 64 {
-        return Err(format!("nonce is {} bytes, at most 64 allowed", bytes.len()));
+        return Err(format!(
+            "nonce is {} bytes, at most 64 allowed",
+            bytes.len()
+        ));
     }
-    Ok(bytes)
+    Ok(Nonce(bytes))
 }

@@ -1,4 +1,7 @@
 //! `vouch-agent` as a library: the TPM layer and the commands, so tests and fuzzers can use them.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod cmd;
+pub mod exit;
 pub mod tpm;

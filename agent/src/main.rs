@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VOUCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tss_esapi=off")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -23,8 +23,26 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             let e = anyhow::Error::new(e);
-            eprintln!("vouch-agent: {e:#}");
+            eprintln!("vouch-agent: {}", one_line(&e));
             ExitCode::from(cmd::exit_code(&e))
         }
     }
+}
+
+/// The error and its causes on one line, skipping causes that only repeat the previous message
+/// (tss-esapi errors display their source again).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if !last.contains(&msg) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&msg);
+        }
+        last = msg;
+    }
+    out
 }

@@ -38,6 +38,7 @@ impl HarnessError {
 pub struct Swtpm {
     child: Option<Child>,
     port: u16,
+    unix: bool,
     dir: tempfile::TempDir,
 }
 
@@ -45,6 +46,16 @@ impl Swtpm {
     /// Starts a fresh swtpm with EK certificates (RSA-2048 at 0x01c00002, ECC P-384 at
     /// 0x01c00016), sha1 and sha256 banks, and its local CA under [`Swtpm::ca_dir`].
     pub fn start() -> Result<Swtpm, HarnessError> {
+        Swtpm::start_with(false)
+    }
+
+    /// Like [`Swtpm::start`] but listening on unix sockets (`<dir>/swtpm.sock` and
+    /// `<dir>/swtpm.sock.ctrl`), as `swtpm --server type=unixio` is often deployed.
+    pub fn start_unix() -> Result<Swtpm, HarnessError> {
+        Swtpm::start_with(true)
+    }
+
+    fn start_with(unix: bool) -> Result<Swtpm, HarnessError> {
         let template = template::ensure()?;
         let dir = tempfile::Builder::new()
             .prefix("vouch-swtpm-")
@@ -55,6 +66,7 @@ impl Swtpm {
         let mut tpm = Swtpm {
             child: None,
             port: 0,
+            unix,
             dir,
         };
         tpm.launch()?;
@@ -67,12 +79,25 @@ impl Swtpm {
         let mut last = String::new();
         for _ in 0..20 {
             let port = free_port_pair()?;
+            let (server, ctrl) = if self.unix {
+                let sock = self.socket_path();
+                let _ = std::fs::remove_file(&sock);
+                (
+                    format!("type=unixio,path={}", sock.display()),
+                    format!("type=unixio,path={}.ctrl", sock.display()),
+                )
+            } else {
+                (
+                    format!("type=tcp,port={port},bindaddr=127.0.0.1"),
+                    format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1),
+                )
+            };
             let mut child = Command::new("swtpm")
                 .args(["socket", "--tpm2"])
                 .arg("--server")
-                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+                .arg(server)
                 .arg("--ctrl")
-                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+                .arg(ctrl)
                 .arg("--tpmstate")
                 .arg(format!("dir={}", state.display()))
                 .arg("--log")
@@ -93,9 +118,7 @@ impl Swtpm {
                     last = format!("swtpm exited with {status}: {}", err.trim());
                     break;
                 }
-                if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
-                    && TcpStream::connect((Ipv4Addr::LOCALHOST, port + 1)).is_ok()
-                {
+                if self.listening(port) {
                     self.child = Some(child);
                     self.port = port;
                     return Ok(());
@@ -112,9 +135,53 @@ impl Swtpm {
         Err(HarnessError::Setup(last))
     }
 
+    fn listening(&self, port: u16) -> bool {
+        if self.unix {
+            let sock = self.socket_path();
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+                && std::os::unix::net::UnixStream::connect(format!("{}.ctrl", sock.display()))
+                    .is_ok()
+        } else {
+            TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
+                && TcpStream::connect((Ipv4Addr::LOCALHOST, port + 1)).is_ok()
+        }
+    }
+
+    /// Sends `msg` on the data or control channel and reads `answer` bytes (best effort).
+    fn exchange(&self, ctrl: bool, msg: &[u8], answer: usize) {
+        fn talk<S: Read + Write>(mut s: S, msg: &[u8], answer: usize) {
+            let _ = s.write_all(msg);
+            let mut buf = vec![0u8; answer];
+            let _ = s.read_exact(&mut buf);
+        }
+        let timeout = Some(Duration::from_secs(5));
+        if self.unix {
+            let mut path = self.socket_path().into_os_string();
+            if ctrl {
+                path.push(".ctrl");
+            }
+            if let Ok(s) = std::os::unix::net::UnixStream::connect(&path) {
+                let _ = s.set_read_timeout(timeout);
+                talk(s, msg, answer);
+            }
+        } else if let Ok(s) = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port + u16::from(ctrl)))
+        {
+            let _ = s.set_read_timeout(timeout);
+            talk(s, msg, answer);
+        }
+    }
+
+    fn socket_path(&self) -> PathBuf {
+        self.dir.path().join("swtpm.sock")
+    }
+
     /// The TCTI string for tss-esapi, tpm2-tools and `vouch-agent --tcti`.
     pub fn tcti(&self) -> String {
-        format!("swtpm:host=127.0.0.1,port={}", self.port)
+        if self.unix {
+            format!("swtpm:path={}", self.socket_path().display())
+        } else {
+            format!("swtpm:host=127.0.0.1,port={}", self.port)
+        }
     }
 
     /// The TPM command port (the control port is one above).
@@ -144,20 +211,13 @@ impl Swtpm {
             return Ok(());
         };
         // TPM2_Shutdown(TPM_SU_CLEAR): tag, size 12, TPM_CC_Shutdown, shutdownType.
-        let cmd = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x45, 0, 0];
-        if let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = s.write_all(&cmd);
-            let mut resp = [0u8; 10];
-            let _ = s.read_exact(&mut resp);
-        }
+        self.exchange(
+            false,
+            &[0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x45, 0, 0],
+            10,
+        );
         // CMD_SHUTDOWN (3) on the control channel makes swtpm save state and exit.
-        if let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port + 1)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = s.write_all(&[0, 0, 0, 3]);
-            let mut resp = [0u8; 4];
-            let _ = s.read_exact(&mut resp);
-        }
+        self.exchange(true, &[0, 0, 0, 3], 4);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {

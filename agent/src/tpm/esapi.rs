@@ -42,6 +42,11 @@ impl EsapiTpm {
             source: e,
         };
         let conf = match tcti {
+            Tcti::Device(path) if !path.exists() => {
+                return Err(connect(
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such TPM device").into(),
+                ))
+            }
             Tcti::Device(path) => TctiNameConf::Device(
                 DeviceConfig::from_str(&path.to_string_lossy()).map_err(|e| connect(e.into()))?,
             ),
@@ -273,13 +278,7 @@ impl Tpm for EsapiTpm {
         Ok(TpmInfo {
             manufacturer: ascii4(manufacturer),
             vendor: vendor.trim_end_matches('\0').trim().to_string(),
-            firmware_version: format!(
-                "{}.{}.{}.{}",
-                fw1 >> 16,
-                fw1 & 0xffff,
-                fw2 >> 16,
-                fw2 & 0xffff
-            ),
+            firmware_version: format!("{fw1:08x}.{fw2:08x}"),
             firmware_version_raw: (u64::from(fw1) << 32) | u64::from(fw2),
             pcr_banks,
         })

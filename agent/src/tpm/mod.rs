@@ -8,6 +8,7 @@
 
 pub mod esapi;
 mod esapi_keys;
+pub mod memory;
 pub mod relay;
 pub mod selection;
 pub mod tcti;
@@ -26,7 +27,7 @@ pub struct TpmInfo {
     pub manufacturer: String,
     /// TPM_PT_VENDOR_STRING_1..4 concatenated.
     pub vendor: String,
-    /// TPM_PT_FIRMWARE_VERSION_1 and _2 as `major.minor.x.y` style hex words.
+    /// TPM_PT_FIRMWARE_VERSION_1 and _2 as two hex words (`20191023.00163636`); vendor-defined.
     pub firmware_version: String,
     /// Raw 64-bit firmware version (as in TPMS_ATTEST.firmwareVersion).
     pub firmware_version_raw: u64,

@@ -61,3 +61,35 @@ impl TpmClient {
         rx.recv().map_err(|_| TpmError::WorkerGone)?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tpm::memory::MemoryTpm;
+    use crate::tpm::PcrSelection;
+    use vouch_attest::HashAlg;
+
+    #[test]
+    fn calls_run_on_the_worker_thread_in_order() {
+        let client = TpmClient::spawn(|| Ok(MemoryTpm::new())).unwrap();
+        let other = client.clone();
+        let name = client
+            .call(|_| Ok(std::thread::current().name().map(str::to_string)))
+            .unwrap();
+        assert_eq!(name.as_deref(), Some("vouch-tpm"));
+        other
+            .call(|t| t.pcr_extend(3, &[(HashAlg::Sha256, vec![1; 32])]))
+            .unwrap();
+        let sel = PcrSelection::single(HashAlg::Sha256, [3]);
+        let v = client.call(move |t| t.pcr_read(&sel)).unwrap();
+        assert_ne!(v.get(HashAlg::Sha256, 3), Some(&[0u8; 32][..]));
+    }
+
+    #[test]
+    fn open_errors_are_returned_not_panicked() {
+        let r = TpmClient::spawn(|| -> Result<MemoryTpm, TpmError> {
+            Err(TpmError::Memory("refused"))
+        });
+        assert!(matches!(r, Err(TpmError::Memory("refused"))));
+    }
+}

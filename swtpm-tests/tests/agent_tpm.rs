@@ -1,0 +1,284 @@
+//! `vouch-agent` against a real swtpm: identity, PCRs, quotes checked by `tpm2_checkquote`,
+//! AK persistence, unix-socket TCTI and the no-TPM error.
+
+use std::path::Path;
+use std::process::Command;
+use swtpm_tests::{run, Output, Swtpm};
+
+fn agent(tpm: &Swtpm, state: &Path, args: &[&str]) -> Output {
+    let tcti = tpm.tcti();
+    let mut full = vec!["--tcti", &tcti, "--state-dir", state.to_str().unwrap()];
+    full.extend_from_slice(args);
+    run("vouch-agent", &full, &[])
+}
+
+fn ok(out: &Output) {
+    assert_eq!(
+        out.code, 0,
+        "stdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+}
+
+fn checkquote(dir: &Path, nonce: &str) -> std::process::Output {
+    Command::new("tpm2_checkquote")
+        .arg("-u")
+        .arg(dir.join("ak.pub.pem"))
+        .arg("-m")
+        .arg(dir.join("quote.msg"))
+        .arg("-s")
+        .arg(dir.join("quote.sig"))
+        .arg("-f")
+        .arg(dir.join("quote.pcrs"))
+        .args(["-g", "sha256", "-q", nonce])
+        .output()
+        .expect("tpm2_checkquote is installed (tpm2-tools)")
+}
+
+#[test]
+fn tpm_info_reports_identity_and_ek_certificates() {
+    let tpm = Swtpm::start().unwrap();
+    let state = tpm.dir().join("agent");
+    let out = agent(&tpm, &state, &["tpm", "info", "--json"]);
+    ok(&out);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["manufacturer"], "IBM");
+    assert_eq!(v["ek_algorithm"], "ecc-p256");
+    assert_eq!(v["ek_certificate_present"], true);
+    let idx: Vec<&str> = v["ek_certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["nv_index"].as_str().unwrap())
+        .collect();
+    assert_eq!(idx, ["0x01c00002", "0x01c00016"]);
+
+    // Independent check of the device id: tpm2-tools creates the same EK, openssl hashes its SPKI.
+    let pem = tpm.dir().join("ek.pem");
+    let ctx = tpm.dir().join("ek.ctx");
+    let mk = Command::new("tpm2_createek")
+        .args(["-G", "ecc", "-f", "pem", "-c"])
+        .arg(&ctx)
+        .arg("-u")
+        .arg(&pem)
+        .env("TPM2TOOLS_TCTI", tpm.tcti())
+        .output()
+        .unwrap();
+    assert!(
+        mk.status.success(),
+        "{}",
+        String::from_utf8_lossy(&mk.stderr)
+    );
+    let der = Command::new("openssl")
+        .args(["pkey", "-pubin", "-outform", "DER", "-in"])
+        .arg(&pem)
+        .output()
+        .unwrap();
+    assert!(der.status.success());
+    let digest = Command::new("sha256sum").arg("-").stdin_bytes(&der.stdout);
+    assert_eq!(v["device_id"].as_str().unwrap(), digest);
+
+    let text = agent(&tpm, &state, &["tpm", "info"]);
+    ok(&text);
+    assert!(text
+        .stdout
+        .contains(&format!("device id:         {digest}")));
+}
+
+/// Tiny extension to pipe bytes into a command and get the first word of its output.
+trait StdinBytes {
+    fn stdin_bytes(&mut self, input: &[u8]) -> String;
+}
+
+impl StdinBytes for Command {
+    fn stdin_bytes(&mut self, input: &[u8]) -> String {
+        use std::io::Write;
+        let mut child = self
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+#[test]
+fn quote_is_accepted_by_tpm2_checkquote_and_wrong_nonce_is_refused() {
+    let tpm = Swtpm::start().unwrap();
+    let state = tpm.dir().join("agent");
+    let q = tpm.dir().join("q");
+    let extend = Command::new("tpm2_pcrextend")
+        .arg(format!("7:sha256={}", "ab".repeat(32)))
+        .env("TPM2TOOLS_TCTI", tpm.tcti())
+        .output()
+        .unwrap();
+    assert!(extend.status.success());
+    let nonce = "5eed0fc0ffee0123456789abcdef";
+    ok(&agent(
+        &tpm,
+        &state,
+        &[
+            "quote",
+            "--nonce",
+            nonce,
+            "--pcrs",
+            "sha256:0,1,2,3,4,5,6,7",
+            "--out",
+            q.to_str().unwrap(),
+        ],
+    ));
+    let good = checkquote(&q, nonce);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let bad = checkquote(&q, "5eed0fc0ffee0123456789abcdee");
+    assert!(!bad.status.success(), "a different nonce must be refused");
+}
+
+#[test]
+fn quote_over_two_banks_and_many_pcrs_is_accepted() {
+    let tpm = Swtpm::start().unwrap();
+    let state = tpm.dir().join("agent");
+    let q = tpm.dir().join("q");
+    ok(&agent(
+        &tpm,
+        &state,
+        &[
+            "quote",
+            "--nonce",
+            "01",
+            "--pcrs",
+            "sha256:0-15+sha1:0-9",
+            "--out",
+            q.to_str().unwrap(),
+        ],
+    ));
+    let good = checkquote(&q, "01");
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+}
+
+#[test]
+fn attestation_key_persists_across_invocations() {
+    let tpm = Swtpm::start().unwrap();
+    let state = tpm.dir().join("agent");
+    let (a, b) = (tpm.dir().join("a"), tpm.dir().join("b"));
+    for d in [&a, &b] {
+        ok(&agent(
+            &tpm,
+            &state,
+            &["quote", "--nonce", "aa", "--out", d.to_str().unwrap()],
+        ));
+    }
+    let pa = std::fs::read(a.join("ak.pub.pem")).unwrap();
+    let pb = std::fs::read(b.join("ak.pub.pem")).unwrap();
+    assert_eq!(pa, pb, "both runs quote with the same AK");
+    // A fresh state directory means a new AK.
+    let c = tpm.dir().join("c");
+    ok(&agent(
+        &tpm,
+        &tpm.dir().join("other"),
+        &["quote", "--nonce", "aa", "--out", c.to_str().unwrap()],
+    ));
+    assert_ne!(pa, std::fs::read(c.join("ak.pub.pem")).unwrap());
+}
+
+#[test]
+fn pcr_read_json_matches_tpm2_tools() {
+    let tpm = Swtpm::start().unwrap();
+    let state = tpm.dir().join("agent");
+    let extend = Command::new("tpm2_pcrextend")
+        .arg(format!(
+            "16:sha256={},sha1={}",
+            "01".repeat(32),
+            "02".repeat(20)
+        ))
+        .env("TPM2TOOLS_TCTI", tpm.tcti())
+        .output()
+        .unwrap();
+    assert!(extend.status.success());
+    let out = agent(
+        &tpm,
+        &state,
+        &["pcr", "read", "--json", "--pcrs", "sha256:16+sha1:16"],
+    );
+    ok(&out);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let tools = Command::new("tpm2_pcrread")
+        .arg("sha256:16")
+        .env("TPM2TOOLS_TCTI", tpm.tcti())
+        .output()
+        .unwrap();
+    let tools = String::from_utf8_lossy(&tools.stdout).to_lowercase();
+    let ours = v["sha256"]["16"].as_str().unwrap();
+    assert!(tools.contains(ours), "{tools} vs {ours}");
+    assert_eq!(v["sha1"]["16"].as_str().unwrap().len(), 40);
+}
+
+#[test]
+fn unix_socket_swtpm_works_through_the_relay() {
+    let tpm = Swtpm::start_unix().unwrap();
+    assert!(tpm.tcti().starts_with("swtpm:path="));
+    let state = tpm.dir().join("agent");
+    let q = tpm.dir().join("q");
+    ok(&agent(
+        &tpm,
+        &state,
+        &["quote", "--nonce", "beef", "--out", q.to_str().unwrap()],
+    ));
+    let good = checkquote(&q, "beef");
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+}
+
+#[test]
+fn no_tpm_gives_a_one_line_error_and_exit_code_3() {
+    // A port pair nobody listens on: take a free port and release it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tcti = format!("swtpm:host=127.0.0.1,port={port}");
+    let dir = tempfile::tempdir().unwrap();
+    for t in [tcti.as_str(), "device:/dev/vouch-no-such-tpm"] {
+        let out = run(
+            "vouch-agent",
+            &[
+                "--tcti",
+                t,
+                "--state-dir",
+                dir.path().to_str().unwrap(),
+                "tpm",
+                "info",
+            ],
+            &[],
+        );
+        assert_eq!(out.code, 3, "{}", out.stderr);
+        assert_eq!(
+            out.stderr.trim().lines().count(),
+            1,
+            "one line: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(t), "names the TCTI: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked") && !out.stderr.contains("backtrace"));
+    }
+    let out = run("vouch-agent", &["--tcti", "bogus:x", "tpm", "info"], &[]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("unknown TCTI"));
+}

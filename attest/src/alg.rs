@@ -157,7 +157,10 @@ mod tests {
         let d = [1u8; 32];
         let mut cat = zero.to_vec();
         cat.extend_from_slice(&d);
-        assert_eq!(HashAlg::Sha256.extend(&zero, &d), HashAlg::Sha256.hash(&cat));
+        assert_eq!(
+            HashAlg::Sha256.extend(&zero, &d),
+            HashAlg::Sha256.hash(&cat)
+        );
         assert_eq!(HashAlg::Unknown(9).extend(&zero, &d), None);
     }
 }

@@ -82,11 +82,14 @@ fn outcome(r: Result<(), CheckFailure>) -> Outcome {
     }
 }
 
+/// A supplied PCR value: bank, index, digest.
+type PcrValue<'a> = (HashAlg, u32, &'a [u8]);
+
 /// Collects the supplied values of the selected PCRs, in selection order.
 fn selected_values<'a>(
     attest: &Attest,
     pcrs: &'a PcrBanks,
-) -> Result<Vec<(HashAlg, u32, &'a [u8])>, CheckFailure> {
+) -> Result<Vec<PcrValue<'a>>, CheckFailure> {
     let Some(q) = attest.quote() else {
         return Err(CheckFailure::NotEvaluated(CheckName::AttestType));
     };

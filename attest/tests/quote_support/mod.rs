@@ -1,0 +1,71 @@
+//! Shared helpers for the quote integration tests: loading go-attestation's real TPM output.
+#![allow(dead_code)]
+
+use base64::Engine;
+use std::path::PathBuf;
+use vouch_attest::{HashAlg, PcrBanks};
+
+/// Path of a file under the shared test data's `eventlogs/` folder: `<manifest>/../../shared`
+/// in a clone next to `shared/`; a git worktree nested deeper finds it in a further ancestor.
+pub fn eventlog_data(name: &str) -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let rel = std::path::Path::new("shared/testdata/eventlogs").join(name);
+    let primary = manifest.join("../..").join(&rel);
+    if primary.exists() {
+        return primary;
+    }
+    manifest
+        .ancestors()
+        .map(|a| a.join(&rel))
+        .find(|p| p.exists())
+        .unwrap_or(primary)
+}
+
+/// The pieces of go-attestation's `windows_gcp_shielded_vm.json`: a real TPM's AK and quote.
+pub struct GcpSample {
+    pub ak_public: Vec<u8>,
+    pub create_data: Vec<u8>,
+    pub create_attestation: Vec<u8>,
+    pub create_signature: Vec<u8>,
+    pub quote: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub nonce: Vec<u8>,
+    pub pcrs: PcrBanks,
+}
+
+fn b64(v: &serde_json::Value, what: &str) -> Vec<u8> {
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("{what} is not a string"));
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// Loads the GCP Shielded VM sample.
+pub fn gcp() -> GcpSample {
+    let path = eventlog_data("goattest_windows_gcp_shielded_vm.bin.source.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let v: serde_json::Value = serde_json::from_str(&text).expect("source JSON");
+    let mut pcrs = PcrBanks::new();
+    for p in v["Log"]["PCRs"].as_array().expect("Log.PCRs") {
+        // DigestAlg is Go's crypto.Hash: 3 = SHA1, 5 = SHA256.
+        let alg = match p["DigestAlg"].as_u64() {
+            Some(3) => HashAlg::Sha1,
+            Some(5) => HashAlg::Sha256,
+            other => panic!("unexpected DigestAlg {other:?}"),
+        };
+        let index = p["Index"].as_u64().expect("Index") as u32;
+        pcrs.insert(alg, index, b64(&p["Digest"], "Digest"));
+    }
+    GcpSample {
+        ak_public: b64(&v["AK"]["Public"], "AK.Public"),
+        create_data: b64(&v["AK"]["CreateData"], "AK.CreateData"),
+        create_attestation: b64(&v["AK"]["CreateAttestation"], "AK.CreateAttestation"),
+        create_signature: b64(&v["AK"]["CreateSignature"], "AK.CreateSignature"),
+        quote: b64(&v["Quote"]["Quote"], "Quote.Quote"),
+        signature: b64(&v["Quote"]["Signature"], "Quote.Signature"),
+        nonce: b64(&v["Quote"]["Nonce"], "Quote.Nonce"),
+        pcrs,
+    }
+}

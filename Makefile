@@ -13,7 +13,7 @@ build: deps
 	$(CARGO) build --workspace --bins
 
 demo: build
-	./scripts/demo.sh
+	$(CARGO) run -q -p swtpm-tests --bin vouch-demo
 
 test: deps
 	$(CARGO) build --workspace --bins

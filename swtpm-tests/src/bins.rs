@@ -20,13 +20,12 @@ pub struct Output {
 /// Path of a workspace binary in the same profile directory as the running test.
 pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    // target/<profile>/deps/<test-exe>  ->  target/<profile>/<name>
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let path = profile_dir.join(name);
+    // Tests run as target/<profile>/deps/<test-exe>, the demo as target/<profile>/<demo>.
+    let mut dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
     assert!(
         path.exists(),
         "{} not found: build the workspace binaries first (`cargo build --workspace --bins`, \

@@ -8,6 +8,7 @@
 pub mod alg;
 pub mod pcrfile;
 pub mod pcrs;
+pub mod protocol;
 pub mod quote;
 pub mod tpm;
 

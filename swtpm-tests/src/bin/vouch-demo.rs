@@ -54,15 +54,25 @@ fn demo() -> Result<(), String> {
 
     let mut c = Command::new(&agent);
     base(&mut c);
-    d.run("TPM identity (vouch-agent tpm info)", c.args(["tpm", "info"]))?;
+    d.run(
+        "TPM identity (vouch-agent tpm info)",
+        c.args(["tpm", "info"]),
+    )?;
 
     let nonce = hex_nonce();
     let mut c = Command::new(&agent);
     base(&mut c);
     d.run(
         "quote PCRs 0-7 over a fresh nonce (vouch-agent quote)",
-        c.args(["quote", "--nonce", &nonce, "--pcrs", "sha256:0,1,2,3,4,5,6,7", "--out"])
-            .arg(&out),
+        c.args([
+            "quote",
+            "--nonce",
+            &nonce,
+            "--pcrs",
+            "sha256:0,1,2,3,4,5,6,7",
+            "--out",
+        ])
+        .arg(&out),
     )?;
 
     d.run(

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alg;
+pub mod eventlog;
 pub mod pcrs;
 
 pub use alg::HashAlg;

@@ -134,7 +134,9 @@ fn truncations_and_corruptions_never_panic() {
         let mut ok = 0;
         let mut err = 0;
         let step = (bytes.len() / 600).max(1);
-        for len in (0..bytes.len()).step_by(step) {
+        let full = EventLog::parse(&bytes).unwrap();
+        let boundaries: Vec<usize> = full.events.iter().skip(1).map(|e| e.offset).collect();
+        for len in (0..bytes.len()).step_by(step).chain(boundaries) {
             match EventLog::parse(&bytes[..len]) {
                 Ok(log) => {
                     ok += 1;

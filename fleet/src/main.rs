@@ -21,16 +21,25 @@ pub mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "vouch-fleet", version, about = "Vouch fleet: verify what devices booted")]
+#[command(
+    name = "vouch-fleet",
+    version,
+    about = "Vouch fleet: verify what devices booted"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Replay or show a TCG event log.
+    Eventlog(cli::eventlog::EventlogArgs),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Eventlog(args) => cli::eventlog::run(args),
+    }
 }

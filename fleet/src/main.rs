@@ -32,9 +32,14 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Replay or show a TCG event log.
+    Eventlog(cli::eventlog::EventlogArgs),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Eventlog(args) => cli::eventlog::run(args),
+    }
 }

@@ -1,0 +1,300 @@
+//! Decoding of event data for the event types operators care about.
+//!
+//! Decoding is separate from parsing: a log parses (and replays) even when an event's data is
+//! not what its type promises; [`Event::decode`] then reports what was wrong and where.
+
+use super::devpath::{self, DevicePathError};
+use super::guid::Guid;
+use super::log::Event;
+use super::reader::Reader;
+use super::text::{printable_utf16, printable_utf8};
+use super::types::EventType;
+use super::variable::{self, UefiVariable, VariableError};
+use serde::Serialize;
+
+/// Why an event's data could not be decoded as its type promises.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// A UEFI variable event's UEFI_VARIABLE_DATA is malformed.
+    #[error("event {index}: {source}")]
+    Variable {
+        /// Index of the event.
+        index: usize,
+        /// What was wrong.
+        source: VariableError,
+    },
+    /// An EV_EFI_BOOT_SERVICES_* event's UEFI_IMAGE_LOAD_EVENT header is cut short.
+    #[error(
+        "event {index}: UEFI_IMAGE_LOAD_EVENT at byte offset {offset} truncated ({available} of \
+         32 header bytes)"
+    )]
+    ImageLoadTruncated {
+        /// Index of the event.
+        index: usize,
+        /// Byte offset of the structure.
+        offset: usize,
+        /// Bytes present.
+        available: usize,
+    },
+    /// LengthOfDevicePath runs past the event data.
+    #[error(
+        "event {index}: UEFI_IMAGE_LOAD_EVENT LengthOfDevicePath {len} at byte offset {offset} \
+         exceeds the {available} bytes left"
+    )]
+    ImageLoadPathLength {
+        /// Index of the event.
+        index: usize,
+        /// Byte offset of the length field.
+        offset: usize,
+        /// Declared length.
+        len: u64,
+        /// Bytes left.
+        available: usize,
+    },
+    /// The image's device path is malformed.
+    #[error("event {index}: {source}")]
+    DevicePath {
+        /// Index of the event.
+        index: usize,
+        /// What was wrong.
+        source: DevicePathError,
+    },
+}
+
+/// What an EV_IPL string is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IplKind {
+    /// A GRUB command (`grub_cmd: ...`).
+    GrubCommand,
+    /// A kernel command line (GRUB's `kernel_cmdline: ...`, or systemd-boot/stub UTF-16).
+    KernelCmdline,
+    /// Any other string (file names loaded by GRUB, shim's MokList names, ...).
+    Text,
+}
+
+/// Decoded event data.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventData<'a> {
+    /// The "Spec ID Event03" / "Spec ID Event00" header.
+    SpecId {
+        /// The signature text.
+        signature: String,
+    },
+    /// A StartupLocality EV_NO_ACTION event.
+    StartupLocality {
+        /// Locality TPM2_Startup was issued from.
+        locality: u8,
+    },
+    /// Another EV_NO_ACTION event, named by its leading signature text when it has one.
+    NoAction {
+        /// E.g. `SP800-155 Event3`, `NvIndexInstance`.
+        signature: Option<String>,
+    },
+    /// EV_SEPARATOR: 0 normal, 1 or 0xFFFFFFFF error.
+    Separator {
+        /// The separator value.
+        value: u32,
+    },
+    /// A string event (EV_EFI_ACTION, EV_ACTION, EV_POST_CODE text, EV_S_CRTM_VERSION, ...).
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// An EV_IPL string.
+    Ipl {
+        /// What it is.
+        ipl: IplKind,
+        /// The text without its `grub_cmd: ` / `kernel_cmdline: ` prefix.
+        text: String,
+    },
+    /// EV_S_CRTM_VERSION holding a GUID.
+    Guid {
+        /// The GUID.
+        guid: Guid,
+    },
+    /// A UEFI variable event.
+    Variable(UefiVariable<'a>),
+    /// EV_EFI_BOOT_SERVICES_APPLICATION / _DRIVER, EV_EFI_RUNTIME_SERVICES_DRIVER.
+    ImageLoad {
+        /// ImageLocationInMemory.
+        location: u64,
+        /// ImageLengthInMemory.
+        length: u64,
+        /// ImageLinkTimeAddress.
+        link_time_address: u64,
+        /// The device path as text.
+        device_path: String,
+    },
+    /// UEFI_PLATFORM_FIRMWARE_BLOB(2) (also EV_POST_CODE's blob form).
+    FirmwareBlob {
+        /// Description (BLOB2 only).
+        description: Option<String>,
+        /// BlobBase.
+        base: u64,
+        /// BlobLength.
+        length: u64,
+    },
+    /// Data this crate does not interpret.
+    Raw,
+}
+
+const SPEC_ID: &[u8] = b"Spec ID Event0";
+const STARTUP_LOCALITY: &[u8] = b"StartupLocality\0";
+
+impl<'a> Event<'a> {
+    /// Decodes the event data according to the event type.
+    pub fn decode(&self) -> Result<EventData<'a>, DecodeError> {
+        let d = self.data;
+        let base = self.data_offset;
+        let index = self.index;
+        let text = |t: &str| EventData::Text { text: t.to_owned() };
+        Ok(match self.event_type {
+            EventType::EV_NO_ACTION => no_action(d),
+            EventType::EV_SEPARATOR => match <[u8; 4]>::try_from(d) {
+                Ok(v) => EventData::Separator {
+                    value: u32::from_le_bytes(v),
+                },
+                Err(_) => printable_utf8(d).map_or(EventData::Raw, text),
+            },
+            EventType::EV_EFI_ACTION | EventType::EV_ACTION | EventType::EV_EFI_HCRTM_EVENT => {
+                printable_utf8(d).map_or(EventData::Raw, text)
+            }
+            EventType::EV_S_CRTM_VERSION => {
+                if let Some(t) = printable_utf16(d) {
+                    EventData::Text { text: t }
+                } else if let Ok(g) = <[u8; 16]>::try_from(d) {
+                    EventData::Guid { guid: Guid(g) }
+                } else {
+                    printable_utf8(d).map_or(EventData::Raw, text)
+                }
+            }
+            EventType::EV_POST_CODE | EventType::EV_EFI_PLATFORM_FIRMWARE_BLOB => {
+                if let Some(t) = printable_utf8(d) {
+                    text(t)
+                } else {
+                    blob(d, false)
+                }
+            }
+            EventType::EV_EFI_PLATFORM_FIRMWARE_BLOB2 | EventType::EV_POST_CODE2 => blob(d, true),
+            EventType::EV_PLATFORM_CONFIG_FLAGS | EventType::EV_EVENT_TAG => {
+                printable_utf8(d).map_or(EventData::Raw, text)
+            }
+            EventType::EV_IPL => ipl(d, self.pcr),
+            t if t.is_variable_event() => EventData::Variable(
+                variable::decode(d, base, t == EventType::EV_EFI_VARIABLE_AUTHORITY)
+                    .map_err(|source| DecodeError::Variable { index, source })?,
+            ),
+            EventType::EV_EFI_BOOT_SERVICES_APPLICATION
+            | EventType::EV_EFI_BOOT_SERVICES_DRIVER
+            | EventType::EV_EFI_RUNTIME_SERVICES_DRIVER => image_load(d, base, index)?,
+            _ => EventData::Raw,
+        })
+    }
+}
+
+fn no_action(d: &[u8]) -> EventData<'static> {
+    if d.starts_with(SPEC_ID) {
+        let sig = d
+            .get(..16)
+            .and_then(printable_utf8)
+            .unwrap_or("Spec ID Event");
+        return EventData::SpecId {
+            signature: sig.to_owned(),
+        };
+    }
+    if d.starts_with(STARTUP_LOCALITY) {
+        if let Some(&locality) = d.get(STARTUP_LOCALITY.len()) {
+            return EventData::StartupLocality { locality };
+        }
+    }
+    let end = d.iter().position(|&c| c == 0).unwrap_or(d.len()).min(32);
+    let signature = d.get(..end).and_then(printable_utf8).map(str::to_owned);
+    EventData::NoAction { signature }
+}
+
+fn blob(d: &[u8], with_description: bool) -> EventData<'static> {
+    let mut r = Reader::new(d, 0);
+    let description = if with_description {
+        let n = r.u8().map(usize::from).unwrap_or(0);
+        r.take(n).map(|t| String::from_utf8_lossy(t).into_owned())
+    } else {
+        None
+    };
+    match (r.u64(), r.u64()) {
+        (Some(base), Some(length)) if r.remaining() == 0 => EventData::FirmwareBlob {
+            description,
+            base,
+            length,
+        },
+        _ => EventData::Raw,
+    }
+}
+
+fn ipl(d: &[u8], pcr: u32) -> EventData<'static> {
+    if let Some(t) = printable_utf8(d) {
+        for (prefix, ipl) in [
+            ("grub_cmd: ", IplKind::GrubCommand),
+            ("grub_cmd ", IplKind::GrubCommand),
+            ("kernel_cmdline: ", IplKind::KernelCmdline),
+            ("kernel_cmdline ", IplKind::KernelCmdline),
+            ("grub_kernel_cmdline ", IplKind::KernelCmdline),
+        ] {
+            if let Some(rest) = t.strip_prefix(prefix) {
+                return EventData::Ipl {
+                    ipl,
+                    text: rest.to_owned(),
+                };
+            }
+        }
+        return EventData::Ipl {
+            ipl: IplKind::Text,
+            text: t.to_owned(),
+        };
+    }
+    match printable_utf16(d) {
+        // systemd-boot / systemd-stub measure the kernel command line as UTF-16 into PCR 8
+        // (older releases) or PCR 12.
+        Some(t) if pcr == 8 || pcr == 12 => EventData::Ipl {
+            ipl: IplKind::KernelCmdline,
+            text: t,
+        },
+        Some(t) => EventData::Ipl {
+            ipl: IplKind::Text,
+            text: t,
+        },
+        None => EventData::Raw,
+    }
+}
+
+fn image_load(d: &[u8], base: usize, index: usize) -> Result<EventData<'static>, DecodeError> {
+    let mut r = Reader::new(d, base);
+    let truncated = || DecodeError::ImageLoadTruncated {
+        index,
+        offset: base,
+        available: d.len().min(32),
+    };
+    let location = r.u64().ok_or_else(truncated)?;
+    let length = r.u64().ok_or_else(truncated)?;
+    let link_time_address = r.u64().ok_or_else(truncated)?;
+    let len_offset = r.offset();
+    let len = r.u64().ok_or_else(truncated)?;
+    let path_base = r.offset();
+    let path = usize::try_from(len).ok().and_then(|n| r.take(n)).ok_or(
+        DecodeError::ImageLoadPathLength {
+            index,
+            offset: len_offset,
+            len,
+            available: r.remaining(),
+        },
+    )?;
+    let device_path = devpath::render(path, path_base)
+        .map_err(|source| DecodeError::DevicePath { index, source })?;
+    Ok(EventData::ImageLoad {
+        location,
+        length,
+        link_time_address,
+        device_path,
+    })
+}

@@ -21,16 +21,25 @@ pub mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "vouch-fleet", version, about = "Vouch fleet: verify what devices booted")]
+#[command(
+    name = "vouch-fleet",
+    version,
+    about = "Vouch fleet: verify what devices booted"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// TPM quotes: verify a quote against an AK, nonce and PCR values.
+    Quote(cli::quote::QuoteArgs),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Quote(args) => ExitCode::from(cli::quote::run(args)),
+    }
 }

@@ -35,11 +35,14 @@ struct Cli {
 enum Command {
     /// Replay or show a TCG event log.
     Eventlog(cli::eventlog::EventlogArgs),
+    /// TPM quotes: verify a quote against an AK, nonce and PCR values.
+    Quote(cli::quote::QuoteArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Eventlog(args) => cli::eventlog::run(args),
+        Command::Quote(args) => ExitCode::from(cli::quote::run(args)),
     }
 }

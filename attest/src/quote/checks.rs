@@ -103,7 +103,7 @@ pub enum CheckFailure {
     #[error("attestation type is 0x{0:04x}, expected 0x8018 (TPM_ST_ATTEST_QUOTE)")]
     NotAQuote(u16),
     /// extraData differs from the nonce.
-    #[error("extraData {found} does not equal the expected nonce {expected}", found = hex::encode(.found), expected = hex::encode(.expected))]
+    #[error("extraData {found} does not equal the expected nonce {expected}", found = hex_or_empty(.found), expected = hex_or_empty(.expected))]
     NonceMismatch {
         /// The nonce expected.
         expected: Vec<u8>,
@@ -169,6 +169,14 @@ pub enum CheckFailure {
         /// Same boot cycle, or across reboot/resume with safe = YES.
         context: &'static str,
     },
+}
+
+fn hex_or_empty(b: &[u8]) -> String {
+    if b.is_empty() {
+        "(empty)".into()
+    } else {
+        hex::encode(b)
+    }
 }
 
 fn fmt_pcrs(p: &[(HashAlg, u32)]) -> String {

@@ -28,6 +28,14 @@ pub enum AttestError {
     /// The PCR selection of a quote is malformed.
     #[error("TPMS_QUOTE_INFO: {0}")]
     Selection(#[from] SelectionError),
+    /// Neither the magic nor the structure fit: probably not an attestation at all.
+    #[error("not a TPMS_ATTEST: magic 0x{magic:08x} is not 0xff544347 and {cause}")]
+    NotAttest {
+        /// The first four bytes.
+        magic: u32,
+        /// The parse failure that followed.
+        cause: Box<AttestError>,
+    },
     /// clockInfo.safe is neither 0 nor 1.
     #[error("TPMS_CLOCK_INFO.safe at offset {offset} is {value}, expected 0 or 1")]
     InvalidSafe {
@@ -165,8 +173,19 @@ impl Attest {
         Attest::parse_bare(unwrap_attest(data).0)
     }
 
-    /// Parses exactly one bare TPMS_ATTEST.
+    /// Parses exactly one bare TPMS_ATTEST. A wrong magic alone is not an error (verification
+    /// reports it); a wrong magic followed by a parse failure is [`AttestError::NotAttest`].
     pub fn parse_bare(data: &[u8]) -> Result<Attest, AttestError> {
+        Attest::parse_fields(data).map_err(|cause| match data.first_chunk::<4>() {
+            Some(m) if u32::from_be_bytes(*m) != TPM_GENERATED_VALUE => AttestError::NotAttest {
+                magic: u32::from_be_bytes(*m),
+                cause: Box::new(cause),
+            },
+            _ => cause,
+        })
+    }
+
+    fn parse_fields(data: &[u8]) -> Result<Attest, AttestError> {
         let mut r = Reader::new(data);
         let magic = r.u32("TPMS_ATTEST.magic")?;
         let tag = r.u16("TPMS_ATTEST.type")?;
@@ -332,6 +351,16 @@ mod tests {
                 "prefix {n} parsed"
             );
         }
+        let mut alien = bytes.clone();
+        alien[0] = 0;
+        alien.truncate(20);
+        assert!(matches!(
+            Attest::parse_bare(&alien),
+            Err(AttestError::NotAttest {
+                magic: 0x0054_4347,
+                ..
+            })
+        ));
         let mut long = bytes.clone();
         long.push(0);
         assert!(matches!(

@@ -32,9 +32,14 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Create a fleet directory: CA, broker/fleet/claim certificates, CRL, mosquitto config.
+    Init(cli::init::InitArgs),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Init(args) => cli::init::run(args),
+    }
 }

@@ -37,7 +37,10 @@ impl Broker {
         let broker = Broker { child };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         broker
@@ -232,7 +235,10 @@ fn broker_enforces_tls_identities_acl_and_revocation() {
 
     // No client certificate: the TLS handshake is refused.
     let out = fleet.publish(None, "devices/node-1/x", "anon");
-    assert!(!out.status.success(), "anonymous publish succeeded: {out:?}");
+    assert!(
+        !out.status.success(),
+        "anonymous publish succeeded: {out:?}"
+    );
 
     // The device publishes under its own id.
     fleet.publish_ok(&dev, "devices/node-1/x", "mine");
@@ -257,7 +263,10 @@ fn broker_enforces_tls_identities_acl_and_revocation() {
     peek.wait_ready(&fleet, &me, "devices/node-1/cmd/ready2");
     fleet.publish_ok(&me, "devices/node-2/cmd/x", "not yours");
     fleet.publish_ok(&me, "devices/node-1/cmd/s4", "");
-    assert_eq!(peek.lines_until("devices/node-1/cmd/s4"), Vec::<String>::new());
+    assert_eq!(
+        peek.lines_until("devices/node-1/cmd/s4"),
+        Vec::<String>::new()
+    );
     drop(peek);
     drop(inbox);
     while all.rx.try_recv().is_ok() {}
@@ -288,7 +297,10 @@ fn broker_enforces_tls_identities_acl_and_revocation() {
     fleet.publish_ok(&dev2, "devices/node-2/x", "still here");
     fleet.publish_ok(&me, "probe/s6", "");
     let seen = all.lines_until("probe/s6");
-    assert!(seen.contains(&"devices/node-2/x still here".to_string()), "{seen:?}");
+    assert!(
+        seen.contains(&"devices/node-2/x still here".to_string()),
+        "{seen:?}"
+    );
     assert!(
         !seen.iter().any(|l| l.contains("after revocation")),
         "{seen:?}"

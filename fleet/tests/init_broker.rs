@@ -47,6 +47,19 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// SIGTERM (mosquitto saves its persistence database on a clean shutdown) and wait.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("/bin/sh")
+            .args(["-c", "kill -TERM \"$1\"", "sh", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -106,8 +119,15 @@ impl Fleet {
     }
 
     fn subscribe(&self, id: &Identity, topics: &[&str]) -> Subscriber {
+        self.subscribe_with(id, topics, &[])
+    }
+
+    /// Like `subscribe`, with extra mosquitto_sub arguments.
+    fn subscribe_with(&self, id: &Identity, topics: &[&str], extra: &[&str]) -> Subscriber {
         let mut cmd = Command::new("mosquitto_sub");
-        cmd.args(self.base_args(Some(id))).args(["-q", "1", "-v"]);
+        cmd.args(self.base_args(Some(id)))
+            .args(["-q", "1", "-v"])
+            .args(extra);
         for t in topics {
             cmd.args(["-t", t]);
         }
@@ -304,5 +324,46 @@ fn broker_enforces_tls_identities_acl_and_revocation() {
     assert!(
         !seen.iter().any(|l| l.contains("after revocation")),
         "{seen:?}"
+    );
+}
+
+#[test]
+fn queued_qos1_message_survives_a_broker_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("fleet");
+    let port = free_port();
+    init_fleet(&InitOptions {
+        dir: dir.clone(),
+        broker_port: port,
+        server_names: vec![],
+        force: false,
+    })
+    .unwrap();
+    let conf = dir.join("mosquitto.conf");
+    let broker = Broker::start(&conf, port);
+    let fleet = Fleet {
+        dir: dir.clone(),
+        port,
+    };
+    let me = Identity {
+        cert: dir.join("fleet.crt"),
+        key: dir.join("fleet.key"),
+    };
+    let (dev, _) = enroll_device(&dir, "node-9");
+    // A persistent session (no clean start, session expiry one hour) subscribed to its commands.
+    let session = ["-c", "-i", "node-9-session", "-x", "3600"];
+    let sub = fleet.subscribe_with(&dev, &["devices/node-9/cmd/#"], &session);
+    sub.wait_ready(&fleet, &me, "devices/node-9/cmd/ready");
+    drop(sub);
+    // Queued while the device is away, then the broker restarts.
+    fleet.publish_ok(&me, "devices/node-9/cmd/queued", "challenge-1");
+    broker.stop();
+    assert!(dir.join("broker/mosquitto.db").is_file());
+    let _broker = Broker::start(&conf, port);
+    let sub = fleet.subscribe_with(&dev, &["devices/node-9/cmd/#"], &session);
+    fleet.publish_ok(&me, "devices/node-9/cmd/after", "");
+    assert_eq!(
+        sub.lines_until("devices/node-9/cmd/after"),
+        ["devices/node-9/cmd/queued challenge-1"]
     );
 }

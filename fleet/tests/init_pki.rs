@@ -297,6 +297,17 @@ fn bad_device_input_is_refused() {
     der[last] ^= 1;
     let err = issue_device_certificate(&ca, "d", DevicePublicKey::Csr(&der), v).unwrap_err();
     assert!(matches!(err, DeviceError::Csr(_)), "{err}");
+    // A validity that ends before it starts.
+    let backwards = Validity {
+        not_before: v.not_after,
+        not_after: v.not_before,
+    };
+    let err =
+        issue_device_certificate(&ca, "d", DevicePublicKey::Spki(&spki), backwards).unwrap_err();
+    assert!(
+        matches!(err, DeviceError::Issue(CaError::EmptyValidity { .. })),
+        "{err}"
+    );
     // Every refusal left the issued index with only init's three certificates.
     let issued = vouch_fleet::pki::crl::issued_serials(ca.paths()).unwrap();
     assert_eq!(issued.len(), 3);

@@ -50,6 +50,7 @@ pub fn run(args: InitArgs) -> ExitCode {
             let code = match e {
                 InitError::NotEmpty { .. }
                 | InitError::NotADirectory { .. }
+                | InitError::Inspect { .. }
                 | InitError::ZeroPort
                 | InitError::ServerName(_) => exit::INPUT,
                 _ => exit::INTERNAL,

@@ -60,6 +60,13 @@ pub enum CaError {
     /// `.`, an optional leading `*.`).
     #[error("invalid subject alternative name {name:?}: not an IP address or DNS name")]
     SubjectAltName { name: String },
+    /// The validity period ends before it starts.
+    #[error("validity of {common_name:?} ends ({not_after}) before it starts ({not_before})")]
+    EmptyValidity {
+        common_name: String,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    },
     /// Signing a certificate failed.
     #[error("cannot sign the certificate for {common_name:?}: {source}")]
     Sign {
@@ -80,7 +87,8 @@ pub struct Validity {
 
 impl Validity {
     /// From one hour ago (tolerating clocks slightly behind) until `days` days from now.
-    pub fn days_from_now(days: u32) -> Self {
+    /// (`u16` keeps the end far below the year 9999 limit of X.509 times.)
+    pub fn days_from_now(days: u16) -> Self {
         let now = OffsetDateTime::now_utc();
         Validity {
             not_before: now - Duration::hours(1),
@@ -239,6 +247,13 @@ impl FleetCa {
         public_key: &impl PublicKeyData,
         validity: Validity,
     ) -> Result<IssuedCertificate, CaError> {
+        if validity.not_after <= validity.not_before {
+            return Err(CaError::EmptyValidity {
+                common_name: common_name.to_string(),
+                not_before: validity.not_before,
+                not_after: validity.not_after,
+            });
+        }
         let mut params = CertificateParams::default();
         params.subject_alt_names = subject_alt_names
             .iter()

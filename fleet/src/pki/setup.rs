@@ -16,9 +16,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Validity of the fleet CA, in days (20 years).
-pub const CA_VALIDITY_DAYS: u32 = 7305;
+pub const CA_VALIDITY_DAYS: u16 = 7305;
 /// Validity of the broker, fleet and claim certificates, in days (5 years).
-pub const INFRA_VALIDITY_DAYS: u32 = 1826;
+pub const INFRA_VALIDITY_DAYS: u16 = 1826;
 
 /// What `init` should create.
 #[derive(Debug, Clone)]

@@ -37,6 +37,8 @@ enum Command {
     Eventlog(cli::eventlog::EventlogArgs),
     /// TPM quotes: verify a quote against an AK, nonce and PCR values.
     Quote(cli::quote::QuoteArgs),
+    /// Create a fleet directory: CA, broker/fleet/claim certificates, CRL, mosquitto config.
+    Init(cli::init::InitArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,5 +46,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Eventlog(args) => cli::eventlog::run(args),
         Command::Quote(args) => ExitCode::from(cli::quote::run(args)),
+        Command::Init(args) => cli::init::run(args),
     }
 }

@@ -2,3 +2,4 @@
 
 pub mod eventlog;
 pub mod quote;
+pub mod init;

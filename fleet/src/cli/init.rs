@@ -1,0 +1,76 @@
+//! `vouch-fleet init`: creates a fleet directory (CA, broker/fleet/claim certificates, CRL,
+//! mosquitto configuration and ACL, fleet.toml). The work is done by
+//! [`vouch_fleet::pki::setup`]; this module parses arguments and reports.
+
+use crate::exit;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vouch_fleet::pki::setup::{init_fleet, InitError, InitOptions};
+
+/// Arguments of `vouch-fleet init`.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Fleet directory to create (mode 0700).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// TLS port of the broker's listener on 127.0.0.1.
+    #[arg(long, default_value_t = 8883)]
+    pub broker_port: u16,
+    /// Extra DNS name or IP address for the broker certificate (repeatable); `localhost` and
+    /// `127.0.0.1` are always included.
+    #[arg(long = "server-name")]
+    pub server_names: Vec<String>,
+    /// Overwrite an existing, non-empty fleet directory (creates a new CA).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Runs `init` and maps the outcome to an exit code.
+pub fn run(args: InitArgs) -> ExitCode {
+    let opts = InitOptions {
+        dir: args.dir,
+        broker_port: args.broker_port,
+        server_names: args.server_names,
+        force: args.force,
+    };
+    match init_fleet(&opts) {
+        Ok(out) => {
+            let dir = out.paths.dir().display();
+            println!("fleet directory: {dir}");
+            println!("broker certificate serial: {}", out.server.serial);
+            println!("fleet certificate serial: {}", out.fleet.serial);
+            println!("claim certificate serial: {}", out.claim.serial);
+            println!("CRL valid until: {}", out.crl.next_update);
+            println!("start the broker: mosquitto -c {dir}/mosquitto.conf");
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => {
+            eprintln!("vouch-fleet init: {}", chain(&e));
+            let code = match e {
+                InitError::NotEmpty { .. }
+                | InitError::NotADirectory { .. }
+                | InitError::Inspect { .. }
+                | InitError::ZeroPort
+                | InitError::ServerName(_) => exit::INPUT,
+                _ => exit::INTERNAL,
+            };
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The error and its sources, joined with ": ".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = inner.source();
+    }
+    s
+}

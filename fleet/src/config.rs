@@ -1,0 +1,452 @@
+//! The fleet's configuration file (`fleet.toml`): typed, strict (unknown keys are refused), with
+//! relative paths resolved against the directory of the file.
+//!
+//! [`ConfigFile`] is the file as written; [`FleetConfig`] is the checked result the fleet uses.
+//! `fleet/fleet.example.toml` documents every key.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Largest configuration file accepted.
+const CONFIG_LIMIT: u64 = 1024 * 1024;
+
+/// The configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is larger than 1 MiB.
+    #[error("config file {path} is larger than 1 MiB")]
+    TooLarge { path: PathBuf },
+    /// The file is not valid TOML for this schema (unknown key, missing key, wrong type).
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A key that must not be empty is empty.
+    #[error("config file {path}: key `{key}` must not be empty")]
+    Empty { path: PathBuf, key: &'static str },
+    /// A key that must be positive is zero.
+    #[error("config file {path}: key `{key}` must be greater than 0")]
+    Zero { path: PathBuf, key: &'static str },
+    /// The challenge jitter is not smaller than the interval.
+    #[error(
+        "config file {path}: key `challenge.jitter_secs` ({jitter}) must be smaller than \
+         `challenge.interval_secs` ({interval})"
+    )]
+    JitterTooLarge {
+        path: PathBuf,
+        jitter: u64,
+        interval: u64,
+    },
+}
+
+/// `fleet.toml` as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `[broker]`
+    pub broker: BrokerSection,
+    /// `[pki]`
+    pub pki: PkiSection,
+    /// `[storage]`
+    pub storage: StorageSection,
+    /// `[challenge]` (optional; defaults apply)
+    #[serde(default)]
+    pub challenge: ChallengeSection,
+    /// `[verdict]` (optional; defaults apply)
+    #[serde(default)]
+    pub verdict: VerdictSection,
+}
+
+/// `[broker]`: where the MQTT broker is and how to reload it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSection {
+    /// Host to connect to.
+    pub host: String,
+    /// TLS port.
+    pub port: u16,
+    /// Name expected in the broker's certificate.
+    pub server_name: String,
+    /// Pid file of the broker; when set, the fleet sends it SIGHUP after the CRL changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_pid_file: Option<PathBuf>,
+}
+
+/// `[pki]`: the CA and the fleet's own client identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkiSection {
+    /// CA certificate (PEM).
+    pub ca_cert: PathBuf,
+    /// CA private key (PEM).
+    pub ca_key: PathBuf,
+    /// Fleet client certificate (PEM).
+    pub client_cert: PathBuf,
+    /// Fleet client key (PEM).
+    pub client_key: PathBuf,
+    /// CRL the broker enforces (PEM).
+    pub crl: PathBuf,
+}
+
+/// `[storage]`: state and input directories.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// Registry state (SQLite database).
+    pub state_dir: PathBuf,
+    /// EK vendor CA certificates (PEM files).
+    pub trust_roots_dir: PathBuf,
+    /// Verification policies.
+    pub policies_dir: PathBuf,
+}
+
+/// `[challenge]`: how often devices are challenged and how long a nonce lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeSection {
+    /// Seconds between challenges of one device.
+    pub interval_secs: u64,
+    /// Random extra delay, 0 to this many seconds (must be below the interval).
+    pub jitter_secs: u64,
+    /// Seconds a challenge nonce stays acceptable.
+    pub nonce_lifetime_secs: u64,
+}
+
+impl Default for ChallengeSection {
+    fn default() -> Self {
+        ChallengeSection {
+            interval_secs: 300,
+            jitter_secs: 30,
+            nonce_lifetime_secs: 120,
+        }
+    }
+}
+
+/// `[verdict]`: what happens on an untrusted verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictSection {
+    /// Revoke a device's certificate when it is found untrusted (default: false).
+    pub revoke_on_untrusted: bool,
+}
+
+impl ConfigFile {
+    /// The configuration `vouch-fleet init` writes: paths relative to the fleet directory.
+    pub fn for_new_fleet(broker_port: u16) -> Self {
+        ConfigFile {
+            broker: BrokerSection {
+                host: "localhost".into(),
+                port: broker_port,
+                server_name: "localhost".into(),
+                reload_pid_file: Some("mosquitto.pid".into()),
+            },
+            pki: PkiSection {
+                ca_cert: "ca.crt".into(),
+                ca_key: "ca.key".into(),
+                client_cert: "fleet.crt".into(),
+                client_key: "fleet.key".into(),
+                crl: "crl.pem".into(),
+            },
+            storage: StorageSection {
+                state_dir: "state".into(),
+                trust_roots_dir: "trust-roots".into(),
+                policies_dir: "policies".into(),
+            },
+            challenge: ChallengeSection::default(),
+            verdict: VerdictSection::default(),
+        }
+    }
+
+    /// The file's TOML text.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+}
+
+/// The checked configuration, paths absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// The file it was loaded from.
+    pub source: PathBuf,
+    /// Broker host.
+    pub broker_host: String,
+    /// Broker TLS port.
+    pub broker_port: u16,
+    /// Name expected in the broker's certificate.
+    pub broker_server_name: String,
+    /// Broker pid file to SIGHUP after a CRL change, if any.
+    pub broker_reload_pid_file: Option<PathBuf>,
+    /// CA certificate.
+    pub ca_cert: PathBuf,
+    /// CA key.
+    pub ca_key: PathBuf,
+    /// Fleet client certificate.
+    pub client_cert: PathBuf,
+    /// Fleet client key.
+    pub client_key: PathBuf,
+    /// CRL.
+    pub crl: PathBuf,
+    /// Registry state directory.
+    pub state_dir: PathBuf,
+    /// EK vendor CA certificates directory.
+    pub trust_roots_dir: PathBuf,
+    /// Policies directory.
+    pub policies_dir: PathBuf,
+    /// Challenge interval.
+    pub challenge_interval: Duration,
+    /// Maximum random extra delay per challenge.
+    pub challenge_jitter: Duration,
+    /// Nonce lifetime.
+    pub nonce_lifetime: Duration,
+    /// Revoke on an untrusted verdict.
+    pub revoke_on_untrusted: bool,
+}
+
+impl FleetConfig {
+    /// Loads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        use std::io::Read;
+        let read_err = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        let mut text = String::new();
+        file.take(CONFIG_LIMIT + 1)
+            .read_to_string(&mut text)
+            .map_err(read_err)?;
+        if text.len() as u64 > CONFIG_LIMIT {
+            return Err(ConfigError::TooLarge {
+                path: path.to_path_buf(),
+            });
+        }
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and checks `text` as if read from `path` (relative paths resolve against its
+    /// directory).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_file(file, path)
+    }
+
+    /// Checks a parsed file and resolves its paths against `path`'s directory.
+    pub fn from_file(file: ConfigFile, path: &Path) -> Result<Self, ConfigError> {
+        let p = || path.to_path_buf();
+        for (key, value) in [
+            ("broker.host", &file.broker.host),
+            ("broker.server_name", &file.broker.server_name),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ConfigError::Empty { path: p(), key });
+            }
+        }
+        for (key, value) in [
+            ("pki.ca_cert", &file.pki.ca_cert),
+            ("pki.ca_key", &file.pki.ca_key),
+            ("pki.client_cert", &file.pki.client_cert),
+            ("pki.client_key", &file.pki.client_key),
+            ("pki.crl", &file.pki.crl),
+            ("storage.state_dir", &file.storage.state_dir),
+            ("storage.trust_roots_dir", &file.storage.trust_roots_dir),
+            ("storage.policies_dir", &file.storage.policies_dir),
+        ] {
+            if value.as_os_str().is_empty() {
+                return Err(ConfigError::Empty { path: p(), key });
+            }
+        }
+        if file
+            .broker
+            .reload_pid_file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            return Err(ConfigError::Empty {
+                path: p(),
+                key: "broker.reload_pid_file",
+            });
+        }
+        let zero_checks = [
+            ("broker.port", u64::from(file.broker.port)),
+            ("challenge.interval_secs", file.challenge.interval_secs),
+            (
+                "challenge.nonce_lifetime_secs",
+                file.challenge.nonce_lifetime_secs,
+            ),
+        ];
+        for (key, value) in zero_checks {
+            if value == 0 {
+                return Err(ConfigError::Zero { path: p(), key });
+            }
+        }
+        let c = file.challenge;
+        if c.jitter_secs >= c.interval_secs {
+            return Err(ConfigError::JitterTooLarge {
+                path: p(),
+                jitter: c.jitter_secs,
+                interval: c.interval_secs,
+            });
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let abs = |rel: &Path| base.join(rel);
+        Ok(FleetConfig {
+            source: p(),
+            broker_host: file.broker.host.clone(),
+            broker_port: file.broker.port,
+            broker_server_name: file.broker.server_name.clone(),
+            broker_reload_pid_file: file.broker.reload_pid_file.as_deref().map(abs),
+            ca_cert: abs(&file.pki.ca_cert),
+            ca_key: abs(&file.pki.ca_key),
+            client_cert: abs(&file.pki.client_cert),
+            client_key: abs(&file.pki.client_key),
+            crl: abs(&file.pki.crl),
+            state_dir: abs(&file.storage.state_dir),
+            trust_roots_dir: abs(&file.storage.trust_roots_dir),
+            policies_dir: abs(&file.storage.policies_dir),
+            challenge_interval: Duration::from_secs(c.interval_secs),
+            challenge_jitter: Duration::from_secs(c.jitter_secs),
+            nonce_lifetime: Duration::from_secs(c.nonce_lifetime_secs),
+            revoke_on_untrusted: file.verdict.revoke_on_untrusted,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example_path() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet.example.toml")
+    }
+
+    #[test]
+    fn example_file_loads_with_every_key() {
+        let path = example_path();
+        let cfg = FleetConfig::load(&path).unwrap();
+        let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(cfg.broker_host, "localhost");
+        assert_eq!(cfg.broker_port, 8883);
+        assert_eq!(cfg.broker_server_name, "localhost");
+        assert_eq!(cfg.broker_reload_pid_file, Some(base.join("mosquitto.pid")));
+        assert_eq!(cfg.ca_cert, base.join("ca.crt"));
+        assert_eq!(cfg.ca_key, base.join("ca.key"));
+        assert_eq!(cfg.client_cert, base.join("fleet.crt"));
+        assert_eq!(cfg.client_key, base.join("fleet.key"));
+        assert_eq!(cfg.crl, base.join("crl.pem"));
+        assert_eq!(cfg.state_dir, base.join("state"));
+        assert_eq!(cfg.trust_roots_dir, base.join("trust-roots"));
+        assert_eq!(cfg.policies_dir, base.join("policies"));
+        assert_eq!(cfg.challenge_interval, Duration::from_secs(300));
+        assert_eq!(cfg.challenge_jitter, Duration::from_secs(30));
+        assert_eq!(cfg.nonce_lifetime, Duration::from_secs(120));
+        assert!(!cfg.revoke_on_untrusted);
+        // Every key of the schema appears in the example: it round-trips to the same file.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed: ConfigFile = toml::from_str(&text).unwrap();
+        let reparsed: toml::Table = toml::from_str(&parsed.to_toml().unwrap()).unwrap();
+        let original: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(reparsed, original);
+    }
+
+    #[test]
+    fn unknown_key_is_refused_by_name() {
+        let text = std::fs::read_to_string(example_path())
+            .unwrap()
+            .replace("jitter_secs = 30", "jitter_secs = 30\njiter_secs = 3");
+        let path = Path::new("/etc/vouch/fleet.toml");
+        let err = FleetConfig::from_toml(&text, path).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }));
+        let msg = err.to_string();
+        assert!(msg.contains("jiter_secs"), "{msg}");
+        assert!(msg.contains("/etc/vouch/fleet.toml"), "{msg}");
+    }
+
+    #[test]
+    fn missing_and_bad_values_name_their_key() {
+        let text = std::fs::read_to_string(example_path()).unwrap();
+        let path = Path::new("/x/fleet.toml");
+        let no_crl = text.replace("crl = \"crl.pem\"", "");
+        let msg = FleetConfig::from_toml(&no_crl, path)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("crl"), "{msg}");
+        let zero = text.replace("interval_secs = 300", "interval_secs = 0");
+        let err = FleetConfig::from_toml(&zero, path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Zero {
+                    key: "challenge.interval_secs",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let jitter = text.replace("jitter_secs = 30", "jitter_secs = 300");
+        let err = FleetConfig::from_toml(&jitter, path).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::JitterTooLarge { jitter: 300, .. }),
+            "{err}"
+        );
+        let empty = text.replace("host = \"localhost\"", "host = \"\"");
+        let err = FleetConfig::from_toml(&empty, path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Empty {
+                    key: "broker.host",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let port = text.replace("port = 8883", "port = 70000");
+        let msg = FleetConfig::from_toml(&port, path).unwrap_err().to_string();
+        assert!(msg.contains("port") || msg.contains("70000"), "{msg}");
+    }
+
+    #[test]
+    fn optional_sections_default_and_absolute_paths_stay() {
+        let text = "[broker]\nhost = \"h\"\nport = 1\nserver_name = \"h\"\n\
+                    [pki]\nca_cert = \"/abs/ca.crt\"\nca_key = \"k\"\nclient_cert = \"c\"\n\
+                    client_key = \"ck\"\ncrl = \"crl\"\n\
+                    [storage]\nstate_dir = \"s\"\ntrust_roots_dir = \"t\"\npolicies_dir = \"p\"\n";
+        let cfg = FleetConfig::from_toml(text, Path::new("/d/fleet.toml")).unwrap();
+        assert_eq!(cfg.ca_cert, PathBuf::from("/abs/ca.crt"));
+        assert_eq!(cfg.ca_key, PathBuf::from("/d/k"));
+        assert_eq!(cfg.broker_reload_pid_file, None);
+        assert_eq!(cfg.challenge_interval, Duration::from_secs(300));
+        assert!(!cfg.revoke_on_untrusted);
+    }
+
+    #[test]
+    fn generated_config_loads() {
+        let text = ConfigFile::for_new_fleet(18883).to_toml().unwrap();
+        let cfg = FleetConfig::from_toml(&text, Path::new("/srv/f/fleet.toml")).unwrap();
+        assert_eq!(cfg.broker_port, 18883);
+        assert_eq!(cfg.crl, PathBuf::from("/srv/f/crl.pem"));
+        assert_eq!(
+            cfg.broker_reload_pid_file,
+            Some(PathBuf::from("/srv/f/mosquitto.pid"))
+        );
+    }
+
+    #[test]
+    fn unreadable_file_names_the_path() {
+        let err = FleetConfig::load(Path::new("/nonexistent/fleet.toml")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/fleet.toml"));
+    }
+}

@@ -1,0 +1,9 @@
+//! Library side of `vouch-fleet`: the pieces the fleet binary and its tests share.
+//!
+//! - [`pki`]: the fleet's certificate authority, device certificate issuance, revocation (CRL) and
+//!   the generated mosquitto broker set-up (`vouch-fleet init`).
+//! - [`config`]: the fleet's typed configuration file (`fleet.toml`).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod pki;

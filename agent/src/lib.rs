@@ -2,7 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
-pub mod config;
 pub mod cmd;
+pub mod config;
+pub mod daemon;
 pub mod exit;
 pub mod tpm;

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod bins;
+mod boot;
 mod swtpm;
 mod template;
 

@@ -1,0 +1,5 @@
+//! `vouch-agent run`: the long-running agent. Enrolls when it has no device certificate, then
+//! keeps a mutual-TLS MQTT session with the broker and answers the fleet's challenges.
+
+pub mod outbox;
+pub mod tls;

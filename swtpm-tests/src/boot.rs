@@ -1,0 +1,50 @@
+//! "Booting" a test swtpm: extend the digests of a real firmware event log into its PCRs, as the
+//! firmware did on the machine the log came from, so that quotes and the log agree.
+
+use crate::swtpm::{HarnessError, Swtpm};
+use vouch_agent::tpm::esapi::EsapiTpm;
+use vouch_agent::tpm::Tpm;
+use vouch_attest::eventlog::EventLog;
+use vouch_attest::HashAlg;
+
+impl Swtpm {
+    /// Extends every event of `log` that a TPM would (not EV_NO_ACTION, PCR < 24) into this swtpm's
+    /// sha1 and sha256 banks, with the log's own digests. Logs that start PCR0 at locality 3 or 4
+    /// (StartupLocality / H-CRTM) cannot be reproduced by extends and are refused.
+    pub fn boot_from_log(&self, log: &[u8]) -> Result<usize, HarnessError> {
+        let parsed =
+            EventLog::parse(log).map_err(|e| HarnessError::Setup(format!("event log: {e}")))?;
+        if parsed.startup_locality.is_some() || parsed.hcrtm {
+            return Err(HarnessError::Setup(
+                "this log starts PCR0 at a locality an extend cannot reproduce".into(),
+            ));
+        }
+        let tcti = self
+            .tcti()
+            .parse()
+            .map_err(|e| HarnessError::Setup(format!("tcti: {e}")))?;
+        let state = self.dir().join("boot-state");
+        let mut tpm = EsapiTpm::open(&tcti, &state)
+            .map_err(|e| HarnessError::Setup(format!("open swtpm: {e}")))?;
+        let mut count = 0;
+        for ev in parsed
+            .events
+            .iter()
+            .filter(|e| e.is_extended() && e.pcr < 24)
+        {
+            let digests: Vec<(HashAlg, Vec<u8>)> = ev
+                .digests
+                .iter()
+                .filter(|d| matches!(d.alg, HashAlg::Sha1 | HashAlg::Sha256))
+                .map(|d| (d.alg, d.bytes.to_vec()))
+                .collect();
+            if digests.is_empty() {
+                continue;
+            }
+            tpm.pcr_extend(ev.pcr, &digests)
+                .map_err(|e| HarnessError::Setup(format!("extend event {}: {e}", ev.index)))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+}

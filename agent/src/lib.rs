@@ -6,4 +6,5 @@ pub mod cmd;
 pub mod config;
 pub mod daemon;
 pub mod exit;
+pub mod identity;
 pub mod tpm;

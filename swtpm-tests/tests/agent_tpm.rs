@@ -43,7 +43,9 @@ fn tpm_info_reports_identity_and_ek_certificates() {
     ok(&out);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["manufacturer"], "IBM");
-    assert_eq!(v["ek_algorithm"], "ecc-p256");
+    // swtpm_setup certifies the RSA-2048 EK (and an ECC P-384 one): the RSA EK is the device EK.
+    assert_eq!(v["ek_algorithm"], "rsa-2048");
+    assert_eq!(v["ek_certified"], true);
     assert_eq!(v["ek_certificate_present"], true);
     let idx: Vec<&str> = v["ek_certificates"]
         .as_array()
@@ -57,7 +59,7 @@ fn tpm_info_reports_identity_and_ek_certificates() {
     let pem = tpm.dir().join("ek.pem");
     let ctx = tpm.dir().join("ek.ctx");
     let mk = Command::new("tpm2_createek")
-        .args(["-G", "ecc", "-f", "pem", "-c"])
+        .args(["-G", "rsa", "-f", "pem", "-c"])
         .arg(&ctx)
         .arg("-u")
         .arg(&pem)

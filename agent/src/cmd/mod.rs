@@ -27,6 +27,9 @@ pub enum CmdError {
     /// A TPM structure the TPM returned could not be decoded.
     #[error("decoding {what} from the TPM: {detail}")]
     Decode { what: &'static str, detail: String },
+    /// The device identity could not be established.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     /// Output could not be serialized.
     #[error("encoding JSON output: {0}")]
     Json(#[from] serde_json::Error),
@@ -38,6 +41,10 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         Some(CmdError::Tpm(t)) if t.is_unreachable() => exit::NO_TPM,
         Some(CmdError::Tpm(TpmError::AkState { .. })) => exit::IO,
         Some(CmdError::Tpm(_)) => exit::TPM,
+        Some(CmdError::Identity(crate::identity::IdentityError::Tpm(t))) if t.is_unreachable() => {
+            exit::NO_TPM
+        }
+        Some(CmdError::Identity(_)) => exit::TPM,
         Some(CmdError::Write { .. }) => exit::IO,
         Some(CmdError::Decode { .. }) => exit::TPM,
         Some(CmdError::Json(_)) | None => exit::INTERNAL,

@@ -1,15 +1,12 @@
 //! `vouch-agent tpm info`: the TPM's identity as the fleet will see it.
 //!
-//! The device id is the SHA-256 of the ECC P-256 EK's SubjectPublicKeyInfo (DER), so anybody can
-//! recompute it from the EK public key with standard tools
-//! (`openssl pkey -pubin -outform DER | sha256sum`).
+//! Which EK identifies the device, and how the device id is derived: see [`crate::identity`].
 
 use super::CmdError;
+use crate::identity::device_identity;
 use crate::tpm::worker::TpmClient;
-use crate::tpm::{EkAlg, EkCertificate, EndorsementKey, TpmInfo};
+use crate::tpm::{EkCertificate, TpmInfo};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use vouch_attest::tpm::TpmPublic;
 
 /// The identity facts `tpm info` prints.
 #[derive(Debug, Serialize)]
@@ -18,6 +15,8 @@ pub struct Identity {
     pub info: TpmInfo,
     /// Algorithm of the EK the device id is derived from.
     pub ek_algorithm: &'static str,
+    /// Whether a certificate for that EK was found (the device id is then vouched for).
+    pub ek_certified: bool,
     /// SHA-256 of the EK's SubjectPublicKeyInfo DER, hex.
     pub device_id: String,
     /// Whether any EK certificate is stored in NV.
@@ -35,40 +34,20 @@ pub struct CertSummary {
     pub bytes: usize,
 }
 
-/// SPKI DER of an EK from its TPM2B_PUBLIC.
-pub fn ek_spki_der(ek: &EndorsementKey) -> Result<Vec<u8>, CmdError> {
-    let decode = |detail: String| CmdError::Decode {
-        what: "EK public",
-        detail,
-    };
-    let (public, _) = TpmPublic::parse(&ek.public).map_err(|e| decode(e.to_string()))?;
-    public
-        .key()
-        .map_err(|e| decode(e.to_string()))?
-        .to_spki_der()
-        .map_err(|e| decode(e.to_string()))
-}
-
-/// Device id: hex SHA-256 of the EK SPKI DER.
-pub fn device_id(ek: &EndorsementKey) -> Result<String, CmdError> {
-    Ok(hex::encode(Sha256::digest(ek_spki_der(ek)?)))
-}
-
 /// Collects the identity from the TPM.
 pub fn identity(tpm: &TpmClient) -> Result<Identity, CmdError> {
-    let (info, ek, certs) = tpm.call(|t| {
-        Ok((
-            t.info()?,
-            t.endorsement_key(EkAlg::EccP256)?,
-            t.ek_certificates()?,
-        ))
+    let (info, id) = tpm.call(|t| {
+        let info = t.info()?;
+        Ok((info, device_identity(t)))
     })?;
+    let id = id?;
     Ok(Identity {
         info,
-        ek_algorithm: ek.alg.name(),
-        device_id: device_id(&ek)?,
-        ek_certificate_present: !certs.is_empty(),
-        ek_certificates: certs.iter().map(summary).collect(),
+        ek_algorithm: id.ek.alg.name(),
+        ek_certified: id.ek_certified(),
+        device_id: id.device_id.clone(),
+        ek_certificate_present: !id.certificates.is_empty(),
+        ek_certificates: id.certificates.iter().map(summary).collect(),
     })
 }
 
@@ -91,7 +70,11 @@ pub fn run(tpm: &TpmClient, json: bool) -> Result<(), CmdError> {
     println!("vendor:            {}", id.info.vendor);
     println!("firmware version:  {}", id.info.firmware_version);
     println!("pcr banks:         {}", banks.join(", "));
-    println!("ek algorithm:      {}", id.ek_algorithm);
+    println!(
+        "ek algorithm:      {}{}",
+        id.ek_algorithm,
+        if id.ek_certified { " (certified)" } else { "" }
+    );
     println!("device id:         {}", id.device_id);
     let certs: Vec<String> = id
         .ek_certificates

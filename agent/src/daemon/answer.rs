@@ -1,0 +1,80 @@
+//! Answering a challenge: quote the requested PCRs over the fleet's nonce and attach the firmware
+//! event log (gzip-compressed).
+
+use super::mqtt::tpm_call;
+use crate::tpm::worker::TpmClient;
+use crate::tpm::{PcrSelection, TpmError};
+use flate2::write::GzEncoder;
+use std::io::Write;
+use std::path::Path;
+use vouch_attest::protocol::{AttestChallenge, AttestationReport};
+
+/// Largest event log the agent reads (real logs are tens of KiB; CCEL logs up to a few hundred).
+pub const MAX_EVENTLOG: u64 = 4 << 20;
+
+/// Errors answering a challenge.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// The challenge's PCR selection is not valid.
+    #[error("challenge PCR selection: {0}")]
+    Selection(#[from] crate::tpm::selection::SelectionError),
+    /// The nonce is longer than a TPM accepts.
+    #[error("challenge nonce of {0} bytes is longer than 64")]
+    Nonce(usize),
+    /// The TPM failed to quote.
+    #[error(transparent)]
+    Tpm(#[from] TpmError),
+    /// The event log could not be read.
+    #[error("reading event log {path}: {source}")]
+    EventLog {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Reads and gzips the event log; `None` when the file does not exist (e.g. no firmware TPM log).
+pub fn read_eventlog(path: &Path) -> Result<Option<Vec<u8>>, AnswerError> {
+    let err = |source| AnswerError::EventLog {
+        path: path.to_path_buf(),
+        source,
+    };
+    let data = match std::fs::File::open(path) {
+        Ok(f) => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_EVENTLOG), &mut buf)
+                .map_err(err)?;
+            buf
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(e)),
+    };
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&data).map_err(err)?;
+    Ok(Some(gz.finish().map_err(err)?))
+}
+
+/// Makes the attestation report for `challenge`.
+pub async fn answer(
+    tpm: &TpmClient,
+    eventlog: &Path,
+    challenge: &AttestChallenge,
+) -> Result<AttestationReport, AnswerError> {
+    if challenge.nonce.len() > 64 {
+        return Err(AnswerError::Nonce(challenge.nonce.len()));
+    }
+    let selection: PcrSelection = challenge.pcrs.parse()?;
+    let nonce = challenge.nonce.clone();
+    let quote = tpm_call(tpm, move |t| t.quote(&nonce, &selection)).await?;
+    let path = eventlog.to_path_buf();
+    let eventlog_gz = tokio::task::spawn_blocking(move || read_eventlog(&path))
+        .await
+        .map_err(|_| TpmError::WorkerGone)??;
+    Ok(AttestationReport {
+        nonce: challenge.nonce.clone(),
+        quote: quote.attest,
+        signature: quote.signature,
+        pcrs: quote.pcrs.to_json(),
+        eventlog_gz,
+    })
+}

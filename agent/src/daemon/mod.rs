@@ -2,6 +2,7 @@
 //! keeps a mutual-TLS MQTT session with the broker and answers the fleet's challenges.
 
 pub mod answer;
+pub mod mqtt;
 pub mod outbox;
 pub mod ratelimit;
 pub mod tls;

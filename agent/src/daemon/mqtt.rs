@@ -1,0 +1,38 @@
+//! Shared MQTT plumbing for the agent: connection options and async access to the TPM worker.
+
+use crate::config::BrokerConfig;
+use crate::tpm::worker::TpmClient;
+use crate::tpm::{Tpm, TpmError};
+use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest MQTT packet the agent sends or accepts (attestation reports carry a compressed log).
+pub const MAX_PACKET: usize = 2 << 20;
+
+/// Options for a TLS connection to the broker with `client_id`.
+pub fn options(
+    broker: &BrokerConfig,
+    client_id: &str,
+    tls: Arc<rustls::ClientConfig>,
+    clean_session: bool,
+) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id, &broker.host, broker.port);
+    o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+    o.set_keep_alive(Duration::from_secs(broker.keep_alive_secs));
+    o.set_clean_session(clean_session);
+    o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    o
+}
+
+/// Runs a TPM job without blocking the async runtime's worker threads.
+pub async fn tpm_call<R, F>(tpm: &TpmClient, f: F) -> Result<R, TpmError>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut dyn Tpm) -> Result<R, TpmError> + Send + 'static,
+{
+    let tpm = tpm.clone();
+    tokio::task::spawn_blocking(move || tpm.call(f))
+        .await
+        .map_err(|_| TpmError::WorkerGone)?
+}

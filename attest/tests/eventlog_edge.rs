@@ -168,3 +168,61 @@ fn exercise(log: &EventLog<'_>) {
     }
     let _ = serde_json::to_string(log).unwrap();
 }
+
+/// A crypto-agile log declaring an algorithm this crate does not know (id 0x7777, 3-byte
+/// digests): its digests are parsed by the size the Spec ID event declares, but not replayed.
+#[test]
+fn unknown_bank_is_parsed_by_declared_size_but_not_replayed() {
+    let mut spec = b"Spec ID Event03\0".to_vec();
+    spec.extend_from_slice(&[0, 0, 0, 0, 0, 2, 0, 2]); // class, minor, major, errata, uintn
+    spec.extend_from_slice(&2u32.to_le_bytes());
+    spec.extend_from_slice(&[0x0B, 0x00, 32, 0]); // sha256, 32
+    spec.extend_from_slice(&[0x77, 0x77, 3, 0]); // unknown, 3
+    spec.push(0); // vendorInfoSize
+    let mut log = Vec::new();
+    log.extend_from_slice(&0u32.to_le_bytes());
+    log.extend_from_slice(&3u32.to_le_bytes()); // EV_NO_ACTION
+    log.extend_from_slice(&[0u8; 20]);
+    log.extend_from_slice(&(spec.len() as u32).to_le_bytes());
+    log.extend_from_slice(&spec);
+    let data = [0u8; 4];
+    let sha = HashAlg::Sha256.hash(&data).unwrap();
+    log.extend_from_slice(&4u32.to_le_bytes()); // PCR4
+    log.extend_from_slice(&4u32.to_le_bytes()); // EV_SEPARATOR
+    log.extend_from_slice(&2u32.to_le_bytes());
+    log.extend_from_slice(&[0x0B, 0x00]);
+    log.extend_from_slice(&sha);
+    log.extend_from_slice(&[0x77, 0x77, 0xAA, 0xBB, 0xCC]);
+    log.extend_from_slice(&4u32.to_le_bytes());
+    log.extend_from_slice(&data);
+
+    let parsed = EventLog::parse(&log).unwrap();
+    assert_eq!(parsed.banks(), [HashAlg::Sha256, HashAlg::Unknown(0x7777)]);
+    let ev = &parsed.events[1];
+    assert_eq!(
+        ev.digests.get(HashAlg::Unknown(0x7777)),
+        Some(&[0xAA, 0xBB, 0xCC][..])
+    );
+    let replay = parsed.replay();
+    assert!(replay.bank(HashAlg::Unknown(0x7777)).is_none());
+    let expected = HashAlg::Sha256.extend(&[0u8; 32], &sha).unwrap();
+    assert_eq!(replay.get(HashAlg::Sha256, 4), Some(&expected[..]));
+    assert!(matches!(
+        ev.check_digest(),
+        vouch_attest::eventlog::DigestCheck::Verified { .. }
+    ));
+
+    // An event using an algorithm the Spec ID event does not declare is an error with offset.
+    let mut bad = log.clone();
+    let alg_at = bad.len() - 4 - 4 - 5 - 34; // first digest's algorithm id
+    bad[alg_at] = 0x0C; // sha384, undeclared
+    let err = EventLog::parse(&bad).unwrap_err();
+    assert!(
+        matches!(err, ParseError::UndeclaredAlgorithm { alg: 0x000C, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&format!("byte offset {alg_at}")),
+        "{err}"
+    );
+}

@@ -21,7 +21,11 @@ pub mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "vouch-fleet", version, about = "Vouch fleet: verify what devices booted")]
+#[command(
+    name = "vouch-fleet",
+    version,
+    about = "Vouch fleet: verify what devices booted"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

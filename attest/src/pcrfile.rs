@@ -191,13 +191,28 @@ impl LeReader<'_> {
                 len: self.data.len(),
             })
     }
+    fn array<const N: usize>(
+        &self,
+        offset: usize,
+        field: &'static str,
+    ) -> Result<[u8; N], PcrFileError> {
+        let s = self.slice(offset, N, field)?;
+        s.first_chunk::<N>()
+            .copied()
+            .ok_or(PcrFileError::Truncated {
+                field,
+                offset,
+                len: self.data.len(),
+            })
+    }
+    fn u8(&self, offset: usize, field: &'static str) -> Result<u8, PcrFileError> {
+        Ok(u8::from_le_bytes(self.array(offset, field)?))
+    }
     fn u16(&self, offset: usize, field: &'static str) -> Result<u16, PcrFileError> {
-        let s = self.slice(offset, 2, field)?;
-        Ok(u16::from_le_bytes([s[0], s[1]]))
+        Ok(u16::from_le_bytes(self.array(offset, field)?))
     }
     fn u32(&self, offset: usize, field: &'static str) -> Result<u32, PcrFileError> {
-        let s = self.slice(offset, 4, field)?;
-        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+        Ok(u32::from_le_bytes(self.array(offset, field)?))
     }
 }
 
@@ -227,7 +242,7 @@ pub fn read_tpm_tools(data: &[u8]) -> Result<(PcrSelection, PcrBanks), PcrFileEr
     for i in 0..nbanks {
         let at = 4 + i * 8;
         let hash = HashAlg::from_id(r.u16(at, "TPMS_PCR_SELECTION.hash")?);
-        let size = r.slice(at + 2, 1, "TPMS_PCR_SELECTION.sizeofSelect")?[0];
+        let size = r.u8(at + 2, "TPMS_PCR_SELECTION.sizeofSelect")?;
         if usize::from(size) > SELECT_BYTES {
             return Err(PcrFileError::CountOutOfRange {
                 field: "TPMS_PCR_SELECTION.sizeofSelect",

@@ -3,86 +3,15 @@
 //! PCR file writer, must be accepted by `tpm2_checkquote`, and rejected with another nonce or a
 //! changed PCR value.
 
-use p256::ecdsa::signature::Signer;
-use p256::ecdsa::SigningKey;
+mod quote_support;
+
+use quote_support::soft_quote;
 use std::path::Path;
 use std::process::Command;
 use vouch_attest::pcrfile::{read_tpm_tools, write_tpm_tools};
 use vouch_attest::quote::{AkPublic, AkVerifier, QuoteEvidence};
-use vouch_attest::tpm::attest::{ClockInfo, QuoteInfo, TPM_GENERATED_VALUE};
-use vouch_attest::tpm::{
-    Attest, AttestBody, ObjectAttributes, PcrSelect, PcrSelection, Signature, TpmPublic,
-};
-use vouch_attest::{HashAlg, PcrBanks};
-
-struct SoftQuote {
-    public: TpmPublic,
-    attest: Attest,
-    signature: Signature,
-    selection: PcrSelection,
-    pcrs: PcrBanks,
-    nonce: Vec<u8>,
-}
-
-/// Builds and signs a quote over sha256 PCRs 0-11 and sha1 PCRs 0 and 7 (14 digests, so the PCR
-/// file needs two TPML_DIGEST blocks).
-fn soft_quote() -> SoftQuote {
-    let sk = SigningKey::from_slice(&[0x42; 32]).unwrap();
-    let point = sk.verifying_key().to_encoded_point(false);
-    let public = TpmPublic::ecc_p256_signing(
-        ObjectAttributes::AK_TEMPLATE,
-        point.x().unwrap(),
-        point.y().unwrap(),
-    );
-    let s256: Vec<u32> = (0..12).collect();
-    let selection = PcrSelection {
-        banks: vec![
-            PcrSelect::new(HashAlg::Sha256, &s256).unwrap(),
-            PcrSelect::new(HashAlg::Sha1, &[0, 7]).unwrap(),
-        ],
-    };
-    let mut pcrs = PcrBanks::new();
-    for (bank, pcr) in selection.iter() {
-        let v = bank.hash(format!("{bank} pcr {pcr}").as_bytes()).unwrap();
-        pcrs.insert(bank, pcr, v);
-    }
-    let parts: Vec<&[u8]> = selection
-        .iter()
-        .map(|(b, p)| pcrs.get(b, p).unwrap())
-        .collect();
-    let nonce = hex::decode("00112233445566778899aabbccddeeff01020304").unwrap();
-    let attest = Attest {
-        magic: TPM_GENERATED_VALUE,
-        qualified_signer: public.name().unwrap(),
-        extra_data: nonce.clone(),
-        clock_info: ClockInfo {
-            clock: 987_654,
-            reset_count: 3,
-            restart_count: 0,
-            safe: true,
-        },
-        firmware_version: 0x2000_0001_0000_0000,
-        body: AttestBody::Quote(QuoteInfo {
-            pcr_select: selection.clone(),
-            pcr_digest: HashAlg::Sha256.hash_parts(&parts).unwrap(),
-        }),
-    };
-    let sig: p256::ecdsa::Signature = sk.sign(&attest.marshal());
-    let (r, s) = sig.split_bytes();
-    let signature = Signature::Ecdsa {
-        hash: HashAlg::Sha256,
-        r: r.to_vec(),
-        s: s.to_vec(),
-    };
-    SoftQuote {
-        public,
-        attest,
-        signature,
-        selection,
-        pcrs,
-        nonce,
-    }
-}
+use vouch_attest::tpm::{Attest, Signature, TpmPublic};
+use vouch_attest::HashAlg;
 
 fn checkquote(dir: &Path, ak: &str, nonce_hex: &str) -> std::process::Output {
     Command::new("tpm2_checkquote")

@@ -94,7 +94,7 @@ impl<'a> Reader<'a> {
 
     /// Reads one byte.
     pub fn u8(&mut self, field: &'static str) -> Result<u8, WireError> {
-        Ok(self.array::<1>(field)?[0])
+        Ok(u8::from_be_bytes(self.array(field)?))
     }
 
     /// Reads a big-endian u16.

@@ -284,3 +284,87 @@ fn no_tpm_gives_a_one_line_error_and_exit_code_3() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("unknown TCTI"));
 }
+
+fn failed(out: &str, check: &str) -> bool {
+    out.lines()
+        .any(|l| l.starts_with("FAIL") && l.split_whitespace().nth(1) == Some(&format!("{check}:")))
+}
+
+fn fleet_verify(q: &Path, nonce: &str, extra: &[&str]) -> Output {
+    let p = |f: &str| q.join(f).to_str().unwrap().to_string();
+    let (ak, msg, sig, pcrs) = (
+        p("ak.pub.pem"),
+        p("quote.msg"),
+        p("quote.sig"),
+        p("quote.pcrs"),
+    );
+    let mut args = vec![
+        "quote", "verify", "--ak", &ak, "--quote", &msg, "--sig", &sig, "--pcrs", &pcrs, "--nonce",
+        nonce,
+    ];
+    args.extend_from_slice(extra);
+    run("vouch-fleet", &args, &[])
+}
+
+#[test]
+fn fleet_verifies_agent_quotes_from_a_booted_swtpm() {
+    let tpm = Swtpm::start().unwrap();
+    let log = std::fs::read(
+        swtpm_tests::testdata()
+            .join("eventlogs/keylime_mb_binary_bios_measurements-secureboot.bin"),
+    )
+    .unwrap();
+    let extended = tpm.boot_from_log(&log).unwrap();
+    assert!(extended > 50, "{extended} events extended");
+    let state = tpm.dir().join("agent");
+    let q = tpm.dir().join("q");
+    let nonce = "00112233445566778899aabbccddeeff";
+    ok(&agent(
+        &tpm,
+        &state,
+        &[
+            "quote",
+            "--nonce",
+            nonce,
+            "--pcrs",
+            "sha256:0-9",
+            "--out",
+            q.to_str().unwrap(),
+        ],
+    ));
+    let good = fleet_verify(&q, nonce, &["--json"]);
+    assert_eq!(good.code, 0, "{}{}", good.stdout, good.stderr);
+    let v: serde_json::Value = serde_json::from_str(&good.stdout).unwrap();
+    assert_eq!(v["verified"], true);
+
+    let bad = fleet_verify(&q, "00112233445566778899aabbccddeefe", &[]);
+    assert_eq!(bad.code, 1, "{}{}", bad.stdout, bad.stderr);
+    assert!(failed(&bad.stdout, "nonce"), "{}", bad.stdout);
+
+    // PCR values that do not match the quote are named.
+    let json = tpm.dir().join("pcrs.json");
+    let mut pcrs: serde_json::Value = serde_json::from_str(
+        &agent(
+            &tpm,
+            &state,
+            &["pcr", "read", "--json", "--pcrs", "sha256:0-9"],
+        )
+        .stdout,
+    )
+    .unwrap();
+    pcrs["sha256"]["4"] = serde_json::Value::String("11".repeat(32));
+    std::fs::write(&json, pcrs.to_string()).unwrap();
+    let q2 = tpm.dir().join("q2");
+    std::fs::create_dir_all(&q2).unwrap();
+    for f in ["ak.pub.pem", "quote.msg", "quote.sig"] {
+        std::fs::copy(q.join(f), q2.join(f)).unwrap();
+    }
+    std::fs::copy(&json, q2.join("quote.pcrs")).unwrap();
+    let tampered = fleet_verify(&q2, nonce, &[]);
+    assert_eq!(tampered.code, 1);
+    assert!(
+        failed(&tampered.stdout, "pcr_digest"),
+        "{}",
+        tampered.stdout
+    );
+}

@@ -42,6 +42,13 @@ pub enum Command {
     Quote(QuoteArgs),
 }
 
+impl Command {
+    /// Default log level: the daemon tells what it does, one-shot commands only warn.
+    pub fn default_log_level(&self) -> &'static str {
+        "warn"
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum TpmCmd {
     /// Manufacturer, firmware, EK algorithm, device id, EK certificates.

@@ -7,4 +7,5 @@ pub mod config;
 pub mod daemon;
 pub mod exit;
 pub mod identity;
+pub mod logging;
 pub mod tpm;

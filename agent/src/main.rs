@@ -12,13 +12,7 @@ fn main() -> ExitCode {
         std::env::set_var("TSS2_LOG", "all+none");
     }
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VOUCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tss_esapi=off")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    vouch_agent::logging::init(cli.global.log_format, cli.command.default_log_level());
     match cmd::run(cli) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {

@@ -3,6 +3,7 @@
 
 pub mod answer;
 pub mod mqtt;
+pub mod notify;
 pub mod outbox;
 pub mod ratelimit;
 pub mod tls;

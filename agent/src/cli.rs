@@ -28,6 +28,15 @@ pub struct Global {
         default_value = "/var/lib/vouch"
     )]
     pub state_dir: PathBuf,
+    /// Log output: auto (journald under systemd, else text), text, json or journald.
+    #[arg(
+        long,
+        global = true,
+        env = "VOUCH_LOG_FORMAT",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub log_format: crate::logging::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]

@@ -115,3 +115,76 @@ pub fn sign(tpm: &MemoryTpm, digest: &[u8]) -> Result<Vec<u8>, TpmError> {
         .map_err(|_| TpmError::Memory("ECDSA signing failed"))?;
     Ok(sig.to_der().as_bytes().to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::tpm::memory::MemoryTpm;
+    use crate::tpm::{EkAlg, Tpm, TpmError};
+    use rand_core::OsRng;
+    use vouch_attest::credential::{
+        make_credential, verify_certification, BlobError, CertificationError, CredentialError,
+    };
+    use vouch_attest::tpm::TpmPublic;
+
+    fn public(tpm2b: &[u8]) -> TpmPublic {
+        TpmPublic::parse(tpm2b).unwrap().0
+    }
+
+    #[test]
+    fn activation_recovers_the_secret_only_for_the_ak() {
+        let mut tpm = MemoryTpm::new();
+        let ek = public(&tpm.endorsement_key(EkAlg::EccP256).unwrap().public);
+        let ak = public(&tpm.attestation_key().unwrap().public)
+            .name()
+            .unwrap();
+        let tls = public(&tpm.tls_key().unwrap().public).name().unwrap();
+        for len in [1usize, 16, 32] {
+            let secret = vec![0x5a; len];
+            let (blob, enc) = make_credential(&ek, &ak, &secret, &mut OsRng).unwrap();
+            assert_eq!(*tpm.activate_credential(&blob, &enc).unwrap(), secret);
+        }
+        let (blob, enc) = make_credential(&ek, &tls, b"secret", &mut OsRng).unwrap();
+        assert!(matches!(
+            tpm.activate_credential(&blob, &enc),
+            Err(TpmError::MemoryCredential(CredentialError::Blob(
+                BlobError::Integrity
+            )))
+        ));
+        // A credential for another TPM's EK cannot be opened here.
+        let other = public(
+            &MemoryTpm::new()
+                .endorsement_key(EkAlg::EccP256)
+                .unwrap()
+                .public,
+        );
+        let (blob, enc) = make_credential(&other, &ak, b"secret", &mut OsRng).unwrap();
+        assert!(tpm.activate_credential(&blob, &enc).is_err());
+    }
+
+    #[test]
+    fn certification_passes_the_fleet_check_and_signatures_verify() {
+        use p256::ecdsa::signature::hazmat::PrehashVerifier;
+        let mut tpm = MemoryTpm::new();
+        let ak = public(&tpm.attestation_key().unwrap().public);
+        let tls = public(&tpm.tls_key().unwrap().public);
+        let c = tpm.certify_tls_key(b"nonce").unwrap();
+        verify_certification(&ak, &tls, &c.attest, &c.signature, b"nonce").unwrap();
+        assert!(matches!(
+            verify_certification(&ak, &tls, &c.attest, &c.signature, b"other"),
+            Err(CertificationError::QualifyingData { .. })
+        ));
+        assert!(tpm.certify_tls_key(&[0; 65]).is_err());
+
+        let digest = [7u8; 32];
+        let der = tpm.sign_tls(&digest).unwrap();
+        let sig = p256::ecdsa::Signature::from_der(&der).unwrap();
+        let spki = tls.key().unwrap().ring_public_key().unwrap();
+        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&spki).unwrap();
+        key.verify_prehash(&digest, &sig).unwrap();
+        assert!(key.verify_prehash(&[8u8; 32], &sig).is_err());
+        assert!(matches!(
+            tpm.sign_tls(&[0; 48]),
+            Err(TpmError::SignDigest { len: 48 })
+        ));
+    }
+}

@@ -82,12 +82,18 @@ fn make_credential_round_trips_through_the_tpm_and_leaks_nothing() {
         // Three rounds on one swtpm: 5 activations, then every failure mode, each round. A leaked
         // object or session would exhaust the 3 slots long before the end.
         for _round in 0..3 {
+            let (mut making, mut activating) = (0f64, 0f64);
             for _ in 0..5 {
                 let s = secret();
+                let t0 = std::time::Instant::now();
                 let (blob, enc) = make_credential(&ek, &ak_name, &s, &mut OsRng).unwrap();
+                let t1 = std::time::Instant::now();
                 let got = agent.activate_credential(&blob, &enc).unwrap();
+                activating += t1.elapsed().as_secs_f64() * 200.0;
+                making += (t1 - t0).as_secs_f64() * 200.0;
                 assert_eq!(*got, s);
             }
+            eprintln!("make_credential {making:.2} ms, activate_credential {activating:.2} ms");
             // Credential made for another object's Name: the integrity HMAC fails in the TPM.
             let (blob, enc) = make_credential(&ek, &tls_name, &secret(), &mut OsRng).unwrap();
             let e = agent.activate_credential(&blob, &enc).unwrap_err();
@@ -241,7 +247,12 @@ fn certification_of_the_tls_key_verifies_and_every_tampering_is_named() {
     let ak = public(&agent.attestation_key().unwrap().public);
     let tls = public(&agent.tls_key().unwrap().public);
     let nonce = b"fleet-nonce-0123456789abcdef";
+    let started = std::time::Instant::now();
     let c = agent.certify_tls_key(nonce).unwrap();
+    eprintln!(
+        "certify_tls_key: {:.2} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
     verify_certification(&ak, &tls, &c.attest, &c.signature, nonce).unwrap();
 
     let e = verify_certification(&ak, &tls, &c.attest, &c.signature, b"other").unwrap_err();
@@ -294,7 +305,9 @@ fn tls_key_persists_and_its_signatures_verify_with_p256_and_ring() {
     for i in 0..5u8 {
         let message = [b"tls 1.3 certificate verify ".as_slice(), &[i]].concat();
         let digest = sha2::Sha256::digest(&message);
+        let started = std::time::Instant::now();
         let der = agent.sign_tls(&digest).unwrap();
+        eprintln!("sign_tls: {:.2} ms", started.elapsed().as_secs_f64() * 1e3);
         let sig = p256::ecdsa::Signature::from_der(&der).unwrap();
         verifying.verify_prehash(&digest, &sig).unwrap();
         ring::signature::UnparsedPublicKey::new(

@@ -49,12 +49,24 @@ pub enum Command {
     Pcr(PcrCmd),
     /// Quote PCRs with the attestation key, in files tpm2_checkquote reads.
     Quote(QuoteArgs),
+    /// Run the agent: enroll if needed, then answer the fleet's challenges over MQTT.
+    Run {
+        /// Configuration file.
+        #[arg(long, default_value = "/etc/vouch/agent.toml")]
+        config: PathBuf,
+        /// Allow running as root (the packaged unit runs as user vouch).
+        #[arg(long)]
+        allow_root: bool,
+    },
 }
 
 impl Command {
     /// Default log level: the daemon tells what it does, one-shot commands only warn.
     pub fn default_log_level(&self) -> &'static str {
-        "warn"
+        match self {
+            Command::Run { .. } => "info",
+            _ => "warn",
+        }
     }
 }
 

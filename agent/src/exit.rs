@@ -12,5 +12,7 @@ pub const NO_TPM: u8 = 3;
 pub const TPM: u8 = 4;
 /// Reading or writing files (state directory, output) failed.
 pub const IO: u8 = 5;
+/// The configuration file is missing or invalid.
+pub const CONFIG: u8 = 6;
 /// A bug: something that should not happen.
 pub const INTERNAL: u8 = 70;

@@ -88,7 +88,9 @@ fn make_credential_round_trips_through_the_tpm_and_leaks_nothing() {
                 let t0 = std::time::Instant::now();
                 let (blob, enc) = make_credential(&ek, &ak_name, &s, &mut OsRng).unwrap();
                 let t1 = std::time::Instant::now();
-                let got = agent.activate_credential(&blob, &enc).unwrap();
+                let got = agent
+                    .activate_credential(EkAlg::EccP256, &blob, &enc)
+                    .unwrap();
                 activating += t1.elapsed().as_secs_f64() * 200.0;
                 making += (t1 - t0).as_secs_f64() * 200.0;
                 assert_eq!(*got, s);
@@ -96,7 +98,9 @@ fn make_credential_round_trips_through_the_tpm_and_leaks_nothing() {
             eprintln!("make_credential {making:.2} ms, activate_credential {activating:.2} ms");
             // Credential made for another object's Name: the integrity HMAC fails in the TPM.
             let (blob, enc) = make_credential(&ek, &tls_name, &secret(), &mut OsRng).unwrap();
-            let e = agent.activate_credential(&blob, &enc).unwrap_err();
+            let e = agent
+                .activate_credential(EkAlg::EccP256, &blob, &enc)
+                .unwrap_err();
             assert_eq!(tpm_rc(&e), Some(Tss2ResponseCodeKind::Integrity), "{e}");
             // A flipped byte in encIdentity or in the HMAC fails the integrity check; one in the
             // ephemeral point puts it off the curve.
@@ -105,16 +109,51 @@ fn make_credential_round_trips_through_the_tpm_and_leaks_nothing() {
             for at in [last, 5] {
                 let mut b = blob.clone();
                 b[at] ^= 0x01;
-                let e = agent.activate_credential(&b, &enc).unwrap_err();
+                let e = agent
+                    .activate_credential(EkAlg::EccP256, &b, &enc)
+                    .unwrap_err();
                 assert_eq!(tpm_rc(&e), Some(Tss2ResponseCodeKind::Integrity), "{e}");
             }
             let mut s = enc.clone();
             s[6] ^= 0x01;
-            let e = agent.activate_credential(&blob, &s).unwrap_err();
+            let e = agent
+                .activate_credential(EkAlg::EccP256, &blob, &s)
+                .unwrap_err();
             assert_eq!(tpm_rc(&e), Some(Tss2ResponseCodeKind::EccPoint), "{e}");
             // Framing errors are caught before the TPM is asked.
-            let e = agent.activate_credential(&blob[1..], &enc).unwrap_err();
+            let e = agent
+                .activate_credential(EkAlg::EccP256, &blob[1..], &enc)
+                .unwrap_err();
             assert!(matches!(e, TpmError::CredentialFormat { .. }), "{e}");
+        }
+    }
+    assert_eq!(leftovers(&tpm), 0, "no transient object or session left");
+}
+
+#[test]
+fn rsa_ek_credentials_are_activated_by_the_agent() {
+    // swtpm certifies its RSA-2048 EK: that is the device EK enrollment uses there.
+    let tpm = Swtpm::start().unwrap();
+    let state = tpm.dir().join("agent");
+    {
+        let mut agent = open(&tpm, &state);
+        let ek = public(&agent.endorsement_key(EkAlg::Rsa2048).unwrap().public);
+        let ak_name = public(&agent.attestation_key().unwrap().public)
+            .name()
+            .unwrap();
+        for _ in 0..4 {
+            let s = secret();
+            let (blob, enc) = make_credential(&ek, &ak_name, &s, &mut OsRng).unwrap();
+            assert_eq!(
+                *agent
+                    .activate_credential(EkAlg::Rsa2048, &blob, &enc)
+                    .unwrap(),
+                s
+            );
+            // The same credential cannot be opened with the other EK.
+            assert!(agent
+                .activate_credential(EkAlg::EccP256, &blob, &enc)
+                .is_err());
         }
     }
     assert_eq!(leftovers(&tpm), 0, "no transient object or session left");
@@ -150,7 +189,12 @@ fn tpm2_makecredential_output_is_activated_by_the_agent() {
     let file = std::fs::read(dir.join("cred.out")).unwrap();
     let (blob, enc) = parse_tools_file(&file).unwrap();
     assert_eq!(to_tools_file(&blob, &enc), file);
-    assert_eq!(*agent.activate_credential(&blob, &enc).unwrap(), s);
+    assert_eq!(
+        *agent
+            .activate_credential(EkAlg::EccP256, &blob, &enc)
+            .unwrap(),
+        s
+    );
 }
 
 /// Our make_credential for an EK and AK made by tpm2-tools; tpm2_activatecredential recovers it.

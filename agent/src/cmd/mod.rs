@@ -30,6 +30,9 @@ pub enum CmdError {
     /// The device identity could not be established.
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    /// The daemon stopped.
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
     /// Output could not be serialized.
     #[error("encoding JSON output: {0}")]
     Json(#[from] serde_json::Error),
@@ -39,7 +42,7 @@ pub enum CmdError {
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<CmdError>() {
         Some(CmdError::Tpm(t)) if t.is_unreachable() => exit::NO_TPM,
-        Some(CmdError::Tpm(TpmError::AkState { .. })) => exit::IO,
+        Some(CmdError::Tpm(TpmError::AkState { .. } | TpmError::TlsState { .. })) => exit::IO,
         Some(CmdError::Tpm(_)) => exit::TPM,
         Some(CmdError::Identity(crate::identity::IdentityError::Tpm(t))) if t.is_unreachable() => {
             exit::NO_TPM
@@ -47,6 +50,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         Some(CmdError::Identity(_)) => exit::TPM,
         Some(CmdError::Write { .. }) => exit::IO,
         Some(CmdError::Decode { .. }) => exit::TPM,
+        Some(CmdError::Daemon(d)) => daemon_exit_code(d),
         Some(CmdError::Json(_)) | None => exit::INTERNAL,
     }
 }
@@ -59,11 +63,18 @@ fn open_tpm(cli: &Cli) -> Result<TpmClient, CmdError> {
 
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<(), CmdError> {
+    if let Command::Run { config, allow_root } = &cli.command {
+        if crate::daemon::running_as_root() && !allow_root {
+            return Err(crate::daemon::DaemonError::Root.into());
+        }
+        return Ok(crate::daemon::run(config)?);
+    }
     let tpm = open_tpm(&cli)?;
     match cli.command {
         Command::Tpm(TpmCmd::Info { json }) => tpm_info::run(&tpm, json),
         Command::Pcr(PcrCmd::Read { pcrs, json }) => pcr::read(&tpm, &pcrs, json),
         Command::Quote(args) => quote::run(&tpm, &args),
+        Command::Run { .. } => Ok(()),
     }
 }
 
@@ -73,4 +84,16 @@ pub(crate) fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), Cmd
         path: path.to_path_buf(),
         source,
     })
+}
+
+fn daemon_exit_code(e: &crate::daemon::DaemonError) -> u8 {
+    use crate::daemon::DaemonError as D;
+    match e {
+        D::Tpm(t) if t.is_unreachable() => exit::NO_TPM,
+        D::Tpm(_) => exit::TPM,
+        D::Config(_) | D::Tcti(..) => exit::CONFIG,
+        D::Root => exit::USAGE,
+        D::Session(_) => exit::IO,
+        D::Runtime(_) => exit::INTERNAL,
+    }
 }

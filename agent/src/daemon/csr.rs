@@ -35,7 +35,12 @@ impl RemoteKeyPair for TpmKey {
 }
 
 /// DER CSR with CN = `device_id` for the P-256 key with affine coordinates `x`, `y`.
-pub fn build(device_id: &str, x: &[u8], y: &[u8], sign: Arc<DigestSigner>) -> Result<Vec<u8>, CsrError> {
+pub fn build(
+    device_id: &str,
+    x: &[u8],
+    y: &[u8],
+    sign: Arc<DigestSigner>,
+) -> Result<Vec<u8>, CsrError> {
     let mut point = Vec::with_capacity(65);
     point.push(0x04);
     point.extend_from_slice(x);

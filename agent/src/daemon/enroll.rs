@@ -44,7 +44,7 @@ pub enum EnrollError {
     Client(#[from] rumqttc::ClientError),
     /// The connection to the broker failed.
     #[error("broker connection failed: {0}")]
-    Connection(#[from] rumqttc::ConnectionError),
+    Connection(#[from] Box<rumqttc::ConnectionError>),
     /// The fleet sent something that is not an enrollment response.
     #[error(transparent)]
     Protocol(#[from] protocol::ProtocolError),
@@ -136,9 +136,7 @@ async fn attempt(cfg: &AgentConfig, tpm: &TpmClient) -> Result<Enrolled, EnrollE
     let (client, mut events) = AsyncClient::new(opts, 16);
     let response_topic = format!("enroll/{request_id}/response");
     let request_topic = format!("enroll/{request_id}/request");
-    client
-        .subscribe(&response_topic, QoS::AtLeastOnce)
-        .await?;
+    client.subscribe(&response_topic, QoS::AtLeastOnce).await?;
     let request = EnrollMessage::Request(EnrollRequest {
         request_id: request_id.clone(),
         ek_public: id.ek.public.clone(),
@@ -148,7 +146,7 @@ async fn attempt(cfg: &AgentConfig, tpm: &TpmClient) -> Result<Enrolled, EnrollE
     });
     let mut sent_request = false;
     loop {
-        let event = events.poll().await?;
+        let event = events.poll().await.map_err(Box::new)?;
         let Event::Incoming(packet) = event else {
             continue;
         };
@@ -156,7 +154,12 @@ async fn attempt(cfg: &AgentConfig, tpm: &TpmClient) -> Result<Enrolled, EnrollE
             Packet::SubAck(_) if !sent_request => {
                 sent_request = true;
                 client
-                    .publish(&request_topic, QoS::AtLeastOnce, false, protocol::encode(&request))
+                    .publish(
+                        &request_topic,
+                        QoS::AtLeastOnce,
+                        false,
+                        protocol::encode(&request),
+                    )
                     .await?;
             }
             Packet::Publish(p) if p.topic == response_topic => {
@@ -165,11 +168,22 @@ async fn attempt(cfg: &AgentConfig, tpm: &TpmClient) -> Result<Enrolled, EnrollE
                         credential_blob,
                         encrypted_secret,
                     } => {
-                        let proof =
-                            prove(tpm, &id, &request_id, &tls_key.public, credential_blob, encrypted_secret)
-                                .await?;
+                        let proof = prove(
+                            tpm,
+                            &id,
+                            &request_id,
+                            &tls_key.public,
+                            credential_blob,
+                            encrypted_secret,
+                        )
+                        .await?;
                         client
-                            .publish(&request_topic, QoS::AtLeastOnce, false, protocol::encode(&proof))
+                            .publish(
+                                &request_topic,
+                                QoS::AtLeastOnce,
+                                false,
+                                protocol::encode(&proof),
+                            )
                             .await?;
                     }
                     EnrollResponse::Accepted {
@@ -209,7 +223,12 @@ async fn prove(
     let PublicParams::Ecc(ecc) = &public.params else {
         return Err(EnrollError::TlsKeyType);
     };
-    let (device_id, x, y, signer) = (id.device_id.clone(), ecc.x.clone(), ecc.y.clone(), tpm_signer(tpm));
+    let (device_id, x, y, signer) = (
+        id.device_id.clone(),
+        ecc.x.clone(),
+        ecc.y.clone(),
+        tpm_signer(tpm),
+    );
     // The CSR is signed through the TPM: build it off the async workers.
     let csr = tokio::task::spawn_blocking(move || csr::build(&device_id, &x, &y, signer))
         .await

@@ -36,3 +36,11 @@ where
         .await
         .map_err(|_| TpmError::WorkerGone)?
 }
+/// A signer for rustls / rcgen that signs SHA-256 digests with the TPM's TLS key.
+pub fn tpm_signer(tpm: &TpmClient) -> Arc<super::tls::DigestSigner> {
+    let tpm = tpm.clone();
+    Arc::new(move |digest: &[u8]| {
+        let d = digest.to_vec();
+        tpm.call(move |t| t.sign_tls(&d)).map_err(|e| e.to_string())
+    })
+}

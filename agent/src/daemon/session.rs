@@ -39,13 +39,26 @@ struct Delivery {
 }
 
 impl Delivery {
-    async fn send(&mut self, client: &AsyncClient, seq: u64, topic: &str, payload: Vec<u8>) -> Result<(), SessionError> {
-        client.publish(topic, QoS::AtLeastOnce, false, payload).await?;
+    async fn send(
+        &mut self,
+        client: &AsyncClient,
+        seq: u64,
+        topic: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), SessionError> {
+        client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await?;
         self.queued.push_back(seq);
         Ok(())
     }
 
-    async fn push(&mut self, client: &AsyncClient, topic: &str, payload: Vec<u8>) -> Result<(), SessionError> {
+    async fn push(
+        &mut self,
+        client: &AsyncClient,
+        topic: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), SessionError> {
         let seq = self.outbox.push(topic, &payload)?;
         self.send(client, seq, topic, payload).await
     }
@@ -93,7 +106,8 @@ pub async fn run(cfg: &AgentConfig, tpm: &TpmClient, me: &Enrolled) -> Result<()
         &me.certificate_path,
         tpm_signer(tpm),
     )?;
-    let (client, mut events) = AsyncClient::new(options(&cfg.broker, &me.device_id, tls, false), 64);
+    let (client, mut events) =
+        AsyncClient::new(options(&cfg.broker, &me.device_id, tls, false), 64);
     let cmd_topic = format!("devices/{}/cmd/#", me.device_id);
     let attest_cmd = format!("devices/{}/cmd/attest", me.device_id);
     let report_topic = format!("devices/{}/attestation", me.device_id);

@@ -392,10 +392,11 @@ impl Tpm for EsapiTpm {
 
     fn activate_credential(
         &mut self,
+        ek: EkAlg,
         credential_blob: &[u8],
         encrypted_secret: &[u8],
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
-        super::esapi_credential::activate(self, credential_blob, encrypted_secret)
+        super::esapi_credential::activate(self, ek, credential_blob, encrypted_secret)
     }
 
     fn tls_key(&mut self) -> Result<super::TlsKey, TpmError> {

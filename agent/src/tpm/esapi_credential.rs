@@ -1,7 +1,7 @@
 //! TPM2_ActivateCredential on the tss-esapi backend.
 //!
-//! The AK is loaded from its blobs (password session, activateHandle, ADMIN role); the ECC P-256
-//! EK is created from the TCG template L-2 and authorized with a policy session satisfying its
+//! The AK is loaded from its blobs (password session, activateHandle, ADMIN role); the EK (ECC
+//! P-256, template L-2, or RSA-2048, template L-1) is created and authorized with a policy session satisfying its
 //! PolicySecret(TPM_RH_ENDORSEMENT) policy. The session, the EK and the AK are flushed on every
 //! path, success or failure, so repeated activations never exhaust a raw swtpm's three object
 //! and three session slots.
@@ -31,6 +31,7 @@ fn body(what: &'static str, data: &[u8]) -> Result<Vec<u8>, TpmError> {
 /// Activates a credential: see [`super::Tpm::activate_credential`].
 pub fn activate(
     tpm: &mut EsapiTpm,
+    alg: EkAlg,
     credential_blob: &[u8],
     encrypted_secret: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
@@ -39,24 +40,24 @@ pub fn activate(
     let secret = EncryptedSecret::try_from(body("TPM2B_ENCRYPTED_SECRET", encrypted_secret)?)
         .map_err(TpmError::ActivateCredential)?;
     let (ak, _) = tpm.load_ak()?;
-    let result = with_ek(tpm, ak, id_object, secret);
+    let result = with_ek(tpm, alg, ak, id_object, secret);
     let _ = tpm.ctx.flush_context(ObjectHandle::from(ak));
     result
 }
 
 fn with_ek(
     tpm: &mut EsapiTpm,
+    alg: EkAlg,
     ak: KeyHandle,
     id_object: IdObject,
     secret: EncryptedSecret,
 ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
-    let ek =
-        ek::create_ek_object(&mut tpm.ctx, AsymmetricAlgorithm::Ecc, None).map_err(|source| {
-            TpmError::EndorsementKey {
-                alg: EkAlg::EccP256,
-                source,
-            }
-        })?;
+    let asym = match alg {
+        EkAlg::EccP256 => AsymmetricAlgorithm::Ecc,
+        EkAlg::Rsa2048 => AsymmetricAlgorithm::Rsa,
+    };
+    let ek = ek::create_ek_object(&mut tpm.ctx, asym, None)
+        .map_err(|source| TpmError::EndorsementKey { alg, source })?;
     let result = with_policy(tpm, ak, ek, id_object, secret);
     let _ = tpm.ctx.flush_context(ObjectHandle::from(ek));
     result

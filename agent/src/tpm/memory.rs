@@ -209,9 +209,13 @@ impl Tpm for MemoryTpm {
 
     fn activate_credential(
         &mut self,
+        ek: EkAlg,
         credential_blob: &[u8],
         encrypted_secret: &[u8],
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
+        if ek != EkAlg::EccP256 {
+            return Err(TpmError::Memory("only the ECC P-256 EK is modelled"));
+        }
         super::memory_keys::activate(self, credential_blob, encrypted_secret)
     }
 

@@ -141,11 +141,15 @@ mod tests {
         for len in [1usize, 16, 32] {
             let secret = vec![0x5a; len];
             let (blob, enc) = make_credential(&ek, &ak, &secret, &mut OsRng).unwrap();
-            assert_eq!(*tpm.activate_credential(&blob, &enc).unwrap(), secret);
+            assert_eq!(
+                *tpm.activate_credential(EkAlg::EccP256, &blob, &enc)
+                    .unwrap(),
+                secret
+            );
         }
         let (blob, enc) = make_credential(&ek, &tls, b"secret", &mut OsRng).unwrap();
         assert!(matches!(
-            tpm.activate_credential(&blob, &enc),
+            tpm.activate_credential(EkAlg::EccP256, &blob, &enc),
             Err(TpmError::MemoryCredential(CredentialError::Blob(
                 BlobError::Integrity
             )))
@@ -158,7 +162,9 @@ mod tests {
                 .public,
         );
         let (blob, enc) = make_credential(&other, &ak, b"secret", &mut OsRng).unwrap();
-        assert!(tpm.activate_credential(&blob, &enc).is_err());
+        assert!(tpm
+            .activate_credential(EkAlg::EccP256, &blob, &enc)
+            .is_err());
     }
 
     #[test]

@@ -113,11 +113,12 @@ pub trait Tpm: Send {
     fn pcr_extend(&mut self, pcr: u32, digests: &[(HashAlg, Vec<u8>)]) -> Result<(), TpmError>;
     /// Quotes the selected PCRs with the attestation key over `nonce`.
     fn quote(&mut self, nonce: &[u8], selection: &PcrSelection) -> Result<Quote, TpmError>;
-    /// TPM2_ActivateCredential with the ECC P-256 EK and the AK: returns the secret a verifier
-    /// protected with `vouch_attest::credential::make_credential`. Both arguments are
+    /// TPM2_ActivateCredential with the EK of template `ek` and the AK: returns the secret a
+    /// verifier protected with `vouch_attest::credential::make_credential`. Both arguments are
     /// size-prefixed (TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET).
     fn activate_credential(
         &mut self,
+        ek: EkAlg,
         credential_blob: &[u8],
         encrypted_secret: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, TpmError>;

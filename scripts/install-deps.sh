@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential pkg-config
-  libtss2-dev tpm2-tools swtpm swtpm-tools
+  libtss2-dev tpm2-tools swtpm swtpm-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus
   openssl cryptsetup-bin
   mosquitto mosquitto-clients
   "$@"

@@ -368,3 +368,39 @@ fn fleet_verifies_agent_quotes_from_a_booted_swtpm() {
         tampered.stdout
     );
 }
+
+#[test]
+fn tabrmd_tcti_works_through_tpm2_abrmd() {
+    // tpm2-abrmd on a private D-Bus session bus, in front of this test's swtpm.
+    let tpm = Swtpm::start().unwrap();
+    let state = tpm.dir().join("agent");
+    let agent = swtpm_tests::bin_path("vouch-agent");
+    let script = format!(
+        "tpm2-abrmd --session --allow-root --tcti={tcti} & pid=$!; \
+         for i in $(seq 1 50); do \
+           {agent} --tcti tabrmd:bus_type=session --state-dir {state} tpm info --json > {out} 2>{err} && break; \
+           sleep 0.1; \
+         done; rc=$?; kill $pid; wait $pid 2>/dev/null; exit $rc",
+        tcti = tpm.tcti(),
+        agent = agent.display(),
+        state = state.display(),
+        out = tpm.dir().join("out.json").display(),
+        err = tpm.dir().join("err.txt").display(),
+    );
+    let out = Command::new("dbus-run-session")
+        .args(["--", "sh", "-c", &script])
+        .env("TSS2_LOG", "all+none")
+        .output()
+        .expect("dbus-run-session (package dbus) is installed");
+    let err = std::fs::read_to_string(tpm.dir().join("err.txt")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{err}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tpm.dir().join("out.json")).unwrap())
+            .unwrap();
+    assert_eq!(v["manufacturer"], "IBM");
+    assert_eq!(v["ek_certified"], true);
+}

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alg;
+pub mod credential;
 pub mod eventlog;
 pub mod pcrfile;
 pub mod pcrs;

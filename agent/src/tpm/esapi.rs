@@ -30,8 +30,8 @@ use vouch_attest::{HashAlg, PcrBanks};
 
 /// A TPM reached through tss-esapi. Blocking; run it on a [`super::worker::TpmClient`] thread.
 pub struct EsapiTpm {
-    ctx: Context,
-    state_dir: PathBuf,
+    pub(super) ctx: Context,
+    pub(super) state_dir: PathBuf,
 }
 
 impl EsapiTpm {
@@ -80,7 +80,7 @@ impl EsapiTpm {
     }
 
     /// Loads the SRK from its persistent handle, creating and persisting it when absent.
-    fn srk(&mut self) -> Result<KeyHandle, TpmError> {
+    pub(super) fn srk(&mut self) -> Result<KeyHandle, TpmError> {
         let handle = TpmHandle::Persistent(
             PersistentTpmHandle::new(SRK_HANDLE).map_err(TpmError::StorageRootKey)?,
         );
@@ -159,7 +159,7 @@ impl EsapiTpm {
     }
 
     /// Loads the AK under the SRK; the caller must flush the returned handle.
-    fn load_ak(&mut self) -> Result<(KeyHandle, Public), TpmError> {
+    pub(super) fn load_ak(&mut self) -> Result<(KeyHandle, Public), TpmError> {
         let (public, private) = self.ak_blobs()?;
         let srk = self.srk()?;
         let handle = self
@@ -242,7 +242,7 @@ fn selection_list(
     b.build()
 }
 
-fn tpm2b(bytes: Vec<u8>) -> Vec<u8> {
+pub(super) fn tpm2b(bytes: Vec<u8>) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + 2);
     out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
     out.extend_from_slice(&bytes);
@@ -388,6 +388,29 @@ impl Tpm for EsapiTpm {
             signature: signature.marshall().map_err(marshal("TPMT_SIGNATURE"))?,
             pcrs: self.pcr_read(selection)?,
         })
+    }
+
+    fn activate_credential(
+        &mut self,
+        credential_blob: &[u8],
+        encrypted_secret: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
+        super::esapi_credential::activate(self, credential_blob, encrypted_secret)
+    }
+
+    fn tls_key(&mut self) -> Result<super::TlsKey, TpmError> {
+        super::esapi_tls::tls_key(self)
+    }
+
+    fn certify_tls_key(
+        &mut self,
+        qualifying_data: &[u8],
+    ) -> Result<super::Certification, TpmError> {
+        super::esapi_tls::certify(self, qualifying_data)
+    }
+
+    fn sign_tls(&mut self, digest: &[u8]) -> Result<Vec<u8>, TpmError> {
+        super::esapi_tls::sign(self, digest)
     }
 }
 

@@ -2,31 +2,32 @@
 //! are bit-exact TPM structures (marshalled by `vouch-attest`) signed with ECDSA-SHA256.
 //!
 //! It models only what the agent uses. Keys are random per instance and never leave the process;
-//! this is a test double, never used with real secrets.
+//! this is a test double, never used with real secrets. Credential activation, the TLS key and
+//! its certification live in [`super::memory_keys`].
 
 use super::{
     AttestationKey, EkAlg, EkCertificate, EndorsementKey, PcrSelection, Quote, Tpm, TpmError,
     TpmInfo,
 };
-use p256::ecdsa::signature::Signer;
-use p256::ecdsa::{Signature as EcdsaSignature, SigningKey};
+use p256::ecdsa::SigningKey;
 use rand_core::OsRng;
 use std::collections::BTreeMap;
 use vouch_attest::tpm::{
     AsymScheme, Attest, AttestBody, ClockInfo, EccCurve, KdfScheme, ObjectAttributes, PcrSelect,
-    PublicParams, QuoteInfo, Signature, SymDef, TpmPublic,
+    PublicParams, QuoteInfo, SymDef, TpmPublic,
 };
 use vouch_attest::{HashAlg, PcrBanks};
 
 /// Firmware version the software TPM reports.
-const FIRMWARE: u64 = 0x2026_1123_0000_0001;
+pub(super) const FIRMWARE: u64 = 0x2026_1123_0000_0001;
 
 /// The in-memory TPM.
 pub struct MemoryTpm {
     pcrs: BTreeMap<(HashAlg, u32), Vec<u8>>,
-    ek: SigningKey,
-    ak: SigningKey,
-    clock: u64,
+    pub(super) ek: SigningKey,
+    pub(super) ak: SigningKey,
+    pub(super) tls: SigningKey,
+    pub(super) clock: u64,
     certificates: Vec<EkCertificate>,
 }
 
@@ -49,6 +50,7 @@ impl MemoryTpm {
             pcrs,
             ek: SigningKey::random(&mut OsRng),
             ak: SigningKey::random(&mut OsRng),
+            tls: SigningKey::random(&mut OsRng),
             clock: 1000,
             certificates: Vec::new(),
         }
@@ -60,7 +62,7 @@ impl MemoryTpm {
         self
     }
 
-    fn public(key: &SigningKey, attributes: ObjectAttributes, ek: bool) -> TpmPublic {
+    pub(super) fn public(key: &SigningKey, attributes: ObjectAttributes, ek: bool) -> TpmPublic {
         let point = key.verifying_key().to_encoded_point(false);
         let coord = |c: Option<&p256::FieldBytes>| c.map(|b| b.to_vec()).unwrap_or_default();
         let mut public =
@@ -80,8 +82,24 @@ impl MemoryTpm {
         public
     }
 
-    fn ak_public(&self) -> TpmPublic {
+    pub(super) fn ak_public(&self) -> TpmPublic {
         MemoryTpm::public(&self.ak, ObjectAttributes::AK_TEMPLATE, false)
+    }
+
+    /// The EK as template L-2 makes it: restricted decryption key, AES-128-CFB, and the
+    /// PolicySecret(TPM_RH_ENDORSEMENT) policy.
+    pub(super) fn ek_public(&self) -> TpmPublic {
+        let attrs = ObjectAttributes(
+            ObjectAttributes::FIXED_TPM
+                | ObjectAttributes::FIXED_PARENT
+                | ObjectAttributes::SENSITIVE_DATA_ORIGIN
+                | ObjectAttributes::ADMIN_WITH_POLICY
+                | ObjectAttributes::RESTRICTED
+                | ObjectAttributes::DECRYPT,
+        );
+        let mut public = MemoryTpm::public(&self.ek, attrs, true);
+        public.auth_policy = super::memory_keys::EK_POLICY.to_vec();
+        public
     }
 }
 
@@ -100,17 +118,9 @@ impl Tpm for MemoryTpm {
         if alg != EkAlg::EccP256 {
             return Err(TpmError::Memory("only the ECC P-256 EK is modelled"));
         }
-        let attrs = ObjectAttributes(
-            ObjectAttributes::FIXED_TPM
-                | ObjectAttributes::FIXED_PARENT
-                | ObjectAttributes::SENSITIVE_DATA_ORIGIN
-                | ObjectAttributes::ADMIN_WITH_POLICY
-                | ObjectAttributes::RESTRICTED
-                | ObjectAttributes::DECRYPT,
-        );
         Ok(EndorsementKey {
             alg,
-            public: MemoryTpm::public(&self.ek, attrs, true).marshal_tpm2b(),
+            public: self.ek_public().marshal_tpm2b(),
         })
     }
 
@@ -189,25 +199,44 @@ impl Tpm for MemoryTpm {
             }),
         }
         .marshal();
-        let sig: EcdsaSignature = self.ak.sign(&attest);
-        let (r, s) = sig.split_bytes();
-        let signature = Signature::Ecdsa {
-            hash: HashAlg::Sha256,
-            r: r.to_vec(),
-            s: s.to_vec(),
-        }
-        .marshal();
+        let signature = super::memory_keys::sign_attest(&self.ak, &attest);
         Ok(Quote {
             attest,
             signature,
             pcrs,
         })
     }
+
+    fn activate_credential(
+        &mut self,
+        credential_blob: &[u8],
+        encrypted_secret: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
+        super::memory_keys::activate(self, credential_blob, encrypted_secret)
+    }
+
+    fn tls_key(&mut self) -> Result<super::TlsKey, TpmError> {
+        Ok(super::TlsKey {
+            public: super::memory_keys::tls_public(self).marshal_tpm2b(),
+        })
+    }
+
+    fn certify_tls_key(
+        &mut self,
+        qualifying_data: &[u8],
+    ) -> Result<super::Certification, TpmError> {
+        super::memory_keys::certify(self, qualifying_data)
+    }
+
+    fn sign_tls(&mut self, digest: &[u8]) -> Result<Vec<u8>, TpmError> {
+        super::memory_keys::sign(self, digest)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vouch_attest::tpm::Signature;
 
     #[test]
     fn extend_then_read_matches_manual_extend() {

@@ -7,18 +7,24 @@
 //! `TPMS_ATTEST`, `TPMT_SIGNATURE`), so `vouch-attest` can check them without a TPM library.
 
 pub mod esapi;
+mod esapi_credential;
 mod esapi_keys;
+mod esapi_tls;
 pub mod memory;
+mod memory_keys;
 pub mod relay;
 pub mod selection;
 pub mod tcti;
+pub mod tls;
 pub mod worker;
 
 use std::path::PathBuf;
 use vouch_attest::{HashAlg, PcrBanks};
+use zeroize::Zeroizing;
 
 pub use selection::PcrSelection;
 pub use tcti::Tcti;
+pub use tls::{Certification, TlsKey};
 
 /// What `tpm info` reports about the chip.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -107,6 +113,20 @@ pub trait Tpm: Send {
     fn pcr_extend(&mut self, pcr: u32, digests: &[(HashAlg, Vec<u8>)]) -> Result<(), TpmError>;
     /// Quotes the selected PCRs with the attestation key over `nonce`.
     fn quote(&mut self, nonce: &[u8], selection: &PcrSelection) -> Result<Quote, TpmError>;
+    /// TPM2_ActivateCredential with the ECC P-256 EK and the AK: returns the secret a verifier
+    /// protected with `vouch_attest::credential::make_credential`. Both arguments are
+    /// size-prefixed (TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET).
+    fn activate_credential(
+        &mut self,
+        credential_blob: &[u8],
+        encrypted_secret: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, TpmError>;
+    /// The TPM-resident TLS client key, created on first use and the same on every later call.
+    fn tls_key(&mut self) -> Result<TlsKey, TpmError>;
+    /// TPM2_Certify of the TLS key by the AK over `qualifying_data` (at most 64 bytes).
+    fn certify_tls_key(&mut self, qualifying_data: &[u8]) -> Result<Certification, TpmError>;
+    /// Signs a SHA-256 digest with the TLS key; returns a DER ECDSA-Sig-Value.
+    fn sign_tls(&mut self, digest: &[u8]) -> Result<Vec<u8>, TpmError>;
 }
 
 /// Errors of TPM operations, one variant per operation.
@@ -176,6 +196,44 @@ pub enum TpmError {
         #[source]
         source: tss_esapi::Error,
     },
+    /// A credential blob or encrypted secret is not a size-prefixed TPM structure.
+    #[error("{what} of {len} bytes is not a well-formed size-prefixed TPM structure")]
+    CredentialFormat { what: &'static str, len: usize },
+    /// TPM2_ActivateCredential (or the EK policy session it needs) failed.
+    #[error("activating the credential failed: {0}")]
+    ActivateCredential(#[source] tss_esapi::Error),
+    /// The in-memory TPM refused a credential (wrong AK name, tampered blob, bad format).
+    #[error("in-memory TPM: activating the credential failed: {0}")]
+    MemoryCredential(#[source] vouch_attest::credential::CredentialError),
+    /// Creating or loading the TLS key failed.
+    #[error("TLS key: {0}")]
+    TlsKey(#[source] tss_esapi::Error),
+    /// The TLS key blobs under the state directory could not be read or written.
+    #[error("TLS key state {path}: {source}")]
+    TlsState {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Stored TLS key blobs are not valid TPM structures.
+    #[error("TLS key state {path} is corrupt: {source}")]
+    TlsStateCorrupt {
+        path: PathBuf,
+        #[source]
+        source: tss_esapi::Error,
+    },
+    /// TPM2_Certify of the TLS key failed.
+    #[error("certifying the TLS key failed: {0}")]
+    Certify(#[source] tss_esapi::Error),
+    /// TPM2_Sign with the TLS key failed.
+    #[error("signing with the TLS key failed: {0}")]
+    Sign(#[source] tss_esapi::Error),
+    /// The digest to sign is not a SHA-256 digest.
+    #[error("the TLS key signs 32-byte SHA-256 digests, got {len} bytes")]
+    SignDigest { len: usize },
+    /// The TPM returned a signature that is not ECDSA over P-256.
+    #[error("the TPM returned a TLS signature that is not a P-256 ECDSA signature")]
+    SignatureFormat,
     /// The software TPM was asked for something it does not model.
     #[error("in-memory TPM: {0}")]
     Memory(&'static str),

@@ -38,7 +38,11 @@ pub enum CertificationError {
     #[error("attestation type {0:#06x} is not TPM_ST_ATTEST_CERTIFY (0x8017)")]
     NotCertify(u16),
     /// extraData is not the qualifying data the verifier asked for.
-    #[error("qualifying data {} does not match the expected {}", hex::encode(found), hex::encode(expected))]
+    #[error(
+        "qualifying data {} does not match the expected {}",
+        hex::encode(found),
+        hex::encode(expected)
+    )]
     QualifyingData {
         /// What the attestation holds.
         found: Vec<u8>,
@@ -46,7 +50,11 @@ pub enum CertificationError {
         expected: Vec<u8>,
     },
     /// The certified Name is not the TLS key's Name.
-    #[error("certified name {} is not the TLS key's name {}", hex::encode(certified), hex::encode(expected))]
+    #[error(
+        "certified name {} is not the TLS key's name {}",
+        hex::encode(certified),
+        hex::encode(expected)
+    )]
     NameMismatch {
         /// Name in the attestation.
         certified: Vec<u8>,
@@ -67,7 +75,11 @@ pub enum CertificationError {
 const TLS_ATTRIBUTES: [(u32, &str, bool); 6] = [
     (ObjectAttributes::FIXED_TPM, "fixedTPM", true),
     (ObjectAttributes::FIXED_PARENT, "fixedParent", true),
-    (ObjectAttributes::SENSITIVE_DATA_ORIGIN, "sensitiveDataOrigin", true),
+    (
+        ObjectAttributes::SENSITIVE_DATA_ORIGIN,
+        "sensitiveDataOrigin",
+        true,
+    ),
     (ObjectAttributes::SIGN, "sign", true),
     (ObjectAttributes::DECRYPT, "decrypt", false),
     (ObjectAttributes::RESTRICTED, "restricted", false),

@@ -131,7 +131,8 @@ pub fn ecc_recover(
     let qy = r
         .tpm2b(66, "TPMS_ECC_POINT.y")
         .map_err(SeedError::SecretFormat)?;
-    r.finish("TPMS_ECC_POINT").map_err(SeedError::SecretFormat)?;
+    r.finish("TPMS_ECC_POINT")
+        .map_err(SeedError::SecretFormat)?;
     let q = p256_point(qx, qy).ok_or(SeedError::EphemeralPoint)?;
     let shared = p256::ecdh::diffie_hellman(ek_key.to_nonzero_scalar(), q.as_affine());
     kdf::kdfe(

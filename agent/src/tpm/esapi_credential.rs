@@ -1,0 +1,108 @@
+//! TPM2_ActivateCredential on the tss-esapi backend.
+//!
+//! The AK is loaded from its blobs (password session, activateHandle, ADMIN role); the ECC P-256
+//! EK is created from the TCG template L-2 and authorized with a policy session satisfying its
+//! PolicySecret(TPM_RH_ENDORSEMENT) policy. The session, the EK and the AK are flushed on every
+//! path, success or failure, so repeated activations never exhaust a raw swtpm's three object
+//! and three session slots.
+
+use super::esapi::EsapiTpm;
+use super::{EkAlg, TpmError};
+use tss_esapi::abstraction::ek;
+use tss_esapi::constants::SessionType;
+use tss_esapi::handles::{AuthHandle, KeyHandle, ObjectHandle, SessionHandle};
+use tss_esapi::interface_types::algorithm::{AsymmetricAlgorithm, HashingAlgorithm};
+use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
+use tss_esapi::structures::{EncryptedSecret, IdObject, SymmetricDefinition};
+use tss_esapi::{Error, WrapperErrorKind};
+use vouch_attest::tpm::wire::strip_size_prefix;
+use zeroize::Zeroizing;
+
+/// The body of a size-prefixed structure, or a `CredentialFormat` error naming it.
+fn body(what: &'static str, data: &[u8]) -> Result<Vec<u8>, TpmError> {
+    strip_size_prefix(data)
+        .map(<[u8]>::to_vec)
+        .ok_or(TpmError::CredentialFormat {
+            what,
+            len: data.len(),
+        })
+}
+
+/// Activates a credential: see [`super::Tpm::activate_credential`].
+pub fn activate(
+    tpm: &mut EsapiTpm,
+    credential_blob: &[u8],
+    encrypted_secret: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, TpmError> {
+    let id_object = IdObject::try_from(body("TPM2B_ID_OBJECT", credential_blob)?)
+        .map_err(TpmError::ActivateCredential)?;
+    let secret = EncryptedSecret::try_from(body("TPM2B_ENCRYPTED_SECRET", encrypted_secret)?)
+        .map_err(TpmError::ActivateCredential)?;
+    let (ak, _) = tpm.load_ak()?;
+    let result = with_ek(tpm, ak, id_object, secret);
+    let _ = tpm.ctx.flush_context(ObjectHandle::from(ak));
+    result
+}
+
+fn with_ek(
+    tpm: &mut EsapiTpm,
+    ak: KeyHandle,
+    id_object: IdObject,
+    secret: EncryptedSecret,
+) -> Result<Zeroizing<Vec<u8>>, TpmError> {
+    let ek =
+        ek::create_ek_object(&mut tpm.ctx, AsymmetricAlgorithm::Ecc, None).map_err(|source| {
+            TpmError::EndorsementKey {
+                alg: EkAlg::EccP256,
+                source,
+            }
+        })?;
+    let result = with_policy(tpm, ak, ek, id_object, secret);
+    let _ = tpm.ctx.flush_context(ObjectHandle::from(ek));
+    result
+}
+
+fn with_policy(
+    tpm: &mut EsapiTpm,
+    ak: KeyHandle,
+    ek: KeyHandle,
+    id_object: IdObject,
+    secret: EncryptedSecret,
+) -> Result<Zeroizing<Vec<u8>>, TpmError> {
+    let session = tpm
+        .ctx
+        .start_auth_session(
+            None,
+            None,
+            None,
+            SessionType::Policy,
+            SymmetricDefinition::Null,
+            HashingAlgorithm::Sha256,
+        )
+        .map_err(TpmError::ActivateCredential)?
+        .ok_or(TpmError::ActivateCredential(Error::WrapperError(
+            WrapperErrorKind::WrongValueFromTpm,
+        )))?;
+    let ctx = &mut tpm.ctx;
+    let result = PolicySession::try_from(session)
+        .and_then(|policy| {
+            ctx.execute_with_session(Some(AuthSession::Password), |c| {
+                c.policy_secret(
+                    policy,
+                    AuthHandle::Endorsement,
+                    Default::default(),
+                    Default::default(),
+                    Default::default(),
+                    None,
+                )
+            })
+        })
+        .and_then(|_| {
+            ctx.execute_with_sessions((Some(AuthSession::Password), Some(session), None), |c| {
+                c.activate_credential(ak, ek, id_object, secret)
+            })
+        });
+    let _ = ctx.flush_context(ObjectHandle::from(SessionHandle::from(session)));
+    let digest = result.map_err(TpmError::ActivateCredential)?;
+    Ok(Zeroizing::new(digest.value().to_vec()))
+}

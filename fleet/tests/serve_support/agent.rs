@@ -135,7 +135,7 @@ impl TestAgent {
         .unwrap();
         let resp_topic = format!("enroll/{rid}/response");
         let req_topic = format!("enroll/{rid}/request");
-        let mut c = mqtt::connect(fleet.port, tls, &rid, &[resp_topic.clone()])
+        let mut c = mqtt::connect(fleet.port, tls, &rid, std::slice::from_ref(&resp_topic))
             .await
             .unwrap();
         let request = {

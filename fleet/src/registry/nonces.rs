@@ -119,3 +119,44 @@ impl Registry {
             .map_err(q("purge nonces"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_are_single_use_per_device_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = Registry::open(dir.path()).unwrap();
+        reg.issue_nonce(b"n1", "d1", "sha256:0", 1000, 2000)
+            .unwrap();
+        reg.issue_nonce(b"n2", "d1", "sha256:0", 1000, 2000)
+            .unwrap();
+        // Never issued, or issued to another device.
+        assert_eq!(
+            reg.consume_nonce(b"nx", "d1", 1500).unwrap(),
+            Err(NonceRefusal::Unknown)
+        );
+        assert_eq!(
+            reg.consume_nonce(b"n1", "d2", 1500).unwrap(),
+            Err(NonceRefusal::Unknown)
+        );
+        let ok = reg.consume_nonce(b"n1", "d1", 1500).unwrap().unwrap();
+        assert_eq!(ok.issued_ms, 1000);
+        assert_eq!(ok.pcrs, "sha256:0");
+        assert_eq!(
+            reg.consume_nonce(b"n1", "d1", 1600).unwrap(),
+            Err(NonceRefusal::Used)
+        );
+        // Late: refused, and never accepted afterwards either.
+        assert_eq!(
+            reg.consume_nonce(b"n2", "d1", 2001).unwrap(),
+            Err(NonceRefusal::Expired)
+        );
+        assert_eq!(
+            reg.consume_nonce(b"n2", "d1", 1500).unwrap(),
+            Err(NonceRefusal::Used)
+        );
+        assert_eq!(reg.purge_nonces(2000 + PURGE_AFTER_MS + 1).unwrap(), 2);
+    }
+}

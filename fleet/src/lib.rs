@@ -3,7 +3,11 @@
 //! - [`pki`]: the fleet's certificate authority, device certificate issuance, revocation (CRL) and
 //!   the generated mosquitto broker set-up (`vouch-fleet init`).
 //! - [`config`]: the fleet's typed configuration file (`fleet.toml`).
+//! - [`registry`]: the SQLite registry (devices, verdicts, nonces, audit log).
+//! - [`serve`]: `vouch-fleet serve` (enrollment, challenges, verdicts, revocation over MQTT).
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod pki;
+pub mod registry;
+pub mod serve;

@@ -39,6 +39,20 @@ enum Command {
     Quote(cli::quote::QuoteArgs),
     /// Create a fleet directory: CA, broker/fleet/claim certificates, CRL, mosquitto config.
     Init(cli::init::InitArgs),
+    /// Run the fleet server: enrollment, challenges, verdicts, revocation over MQTT.
+    Serve(cli::serve::ServeArgs),
+    /// List the enrolled devices.
+    Devices(cli::devices::DevicesArgs),
+    /// One device: `device show ID`.
+    Device(cli::devices::DeviceArgs),
+    /// Challenge a device now (through the running server) and wait for its verdict.
+    Attest(cli::attest_cmd::AttestArgs),
+    /// Revoke a device's certificate (CRL updated, broker reloaded).
+    Revoke(cli::revoke::RevokeArgs),
+    /// Decommission a device: revoke, forget its keys, keep the audit trail.
+    Delete(cli::revoke::RevokeArgs),
+    /// Print the audit log and verify its hash chain.
+    Audit(cli::devices::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,5 +61,12 @@ fn main() -> ExitCode {
         Command::Eventlog(args) => cli::eventlog::run(args),
         Command::Quote(args) => ExitCode::from(cli::quote::run(args)),
         Command::Init(args) => cli::init::run(args),
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Devices(args) => cli::devices::run_devices(args),
+        Command::Device(args) => cli::devices::run_device(args),
+        Command::Attest(args) => cli::attest_cmd::run(args),
+        Command::Revoke(args) => cli::revoke::run(args, false),
+        Command::Delete(args) => cli::revoke::run(args, true),
+        Command::Audit(args) => cli::devices::run_audit(args),
     }
 }

@@ -1,5 +1,9 @@
 //! Command implementations of `vouch-fleet`, one module per subcommand group.
 
+pub mod attest_cmd;
+pub mod devices;
 pub mod eventlog;
 pub mod init;
 pub mod quote;
+pub mod revoke;
+pub mod serve;

@@ -1,0 +1,278 @@
+//! The append-only audit log: enrollments (and refusals), verdicts, refused answers,
+//! revocations and deletions.
+//!
+//! Rows live in the `audit` table, which SQLite triggers protect against UPDATE and DELETE. Each
+//! row carries the SHA-256 of its own content chained to the previous row's hash, so a row
+//! changed or removed behind SQLite's back (by editing the file) is found by
+//! [`Registry::verify_audit`]. The hash input is, in order, each length-prefixed (u64 big-endian):
+//! the decimal sequence number, the decimal time, the kind, the device id (empty when none), the
+//! detail, and the previous row's hash (64 zeros for the first row).
+
+use super::{q, Registry, RegistryError};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use serde::Serialize;
+
+/// The previous-hash of the first row.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    /// A device enrolled.
+    Enrolled,
+    /// An enrollment was refused.
+    EnrollRefused,
+    /// A verdict was stored.
+    Verdict,
+    /// An attestation answer was refused before appraisal (nonce, format, size).
+    AttestationRefused,
+    /// A device certificate was revoked.
+    Revoked,
+    /// A device was decommissioned.
+    Deleted,
+}
+
+impl AuditKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::Enrolled => "enrolled",
+            AuditKind::EnrollRefused => "enroll_refused",
+            AuditKind::Verdict => "verdict",
+            AuditKind::AttestationRefused => "attestation_refused",
+            AuditKind::Revoked => "revoked",
+            AuditKind::Deleted => "deleted",
+        }
+    }
+}
+
+/// One row of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// Sequence number, from 1.
+    pub seq: i64,
+    /// Time (ms since the epoch).
+    pub at_ms: i64,
+    /// Kind (see [`AuditKind::as_str`]).
+    pub kind: String,
+    /// Device concerned, if any.
+    pub device_id: Option<String>,
+    /// What happened, in words.
+    pub detail: String,
+    /// Hash of the previous row.
+    pub prev_hash: String,
+    /// Hash of this row.
+    pub hash: String,
+}
+
+/// What is wrong with the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum ChainProblem {
+    /// A sequence number is missing (a row was removed).
+    #[error("row {expected} is missing (found {found} next)")]
+    Gap { expected: i64, found: i64 },
+    /// A row's previous-hash is not the hash of the row before it.
+    #[error("row {seq}: previous hash does not match row {}", seq - 1)]
+    BrokenLink { seq: i64 },
+    /// A row's hash does not match its content (it was altered).
+    #[error("row {seq}: content does not match its hash (altered)")]
+    Altered { seq: i64 },
+}
+
+/// The result of checking the whole chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainCheck {
+    /// Rows checked.
+    pub rows: usize,
+    /// The first problem found, if any.
+    pub problem: Option<ChainProblem>,
+}
+
+fn row_hash(
+    seq: i64,
+    at_ms: i64,
+    kind: &str,
+    device: Option<&str>,
+    detail: &str,
+    prev: &str,
+) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let seq = seq.to_string();
+    let at = at_ms.to_string();
+    for part in [
+        seq.as_str(),
+        at.as_str(),
+        kind,
+        device.unwrap_or(""),
+        detail,
+        prev,
+    ] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part.as_bytes());
+    }
+    hex::encode(ctx.finish().as_ref())
+}
+
+impl Registry {
+    /// Appends a row, chained to the last one; returns its sequence number.
+    pub fn audit(
+        &mut self,
+        kind: AuditKind,
+        device_id: Option<&str>,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<i64, RegistryError> {
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(q("append audit row"))?;
+        let last: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(q("append audit row"))?;
+        let (seq, prev) = match last {
+            Some((s, h)) => (s.saturating_add(1), h),
+            None => (1, GENESIS.to_string()),
+        };
+        let hash = row_hash(seq, now_ms, kind.as_str(), device_id, detail, &prev);
+        tx.execute(
+            "INSERT INTO audit (seq, at_ms, kind, device_id, detail, prev_hash, hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![seq, now_ms, kind.as_str(), device_id, detail, prev, hash],
+        )
+        .map_err(q("append audit row"))?;
+        tx.commit().map_err(q("append audit row"))?;
+        Ok(seq)
+    }
+
+    /// Every audit row, oldest first (optionally only those of one device).
+    pub fn audit_entries(&self, device_id: Option<&str>) -> Result<Vec<AuditEntry>, RegistryError> {
+        let mut stmt = self
+            .conn()
+            .prepare(
+                "SELECT seq, at_ms, kind, device_id, detail, prev_hash, hash FROM audit \
+                 WHERE ?1 IS NULL OR device_id = ?1 ORDER BY seq",
+            )
+            .map_err(q("read audit log"))?;
+        let rows = stmt
+            .query_map([device_id], |r| {
+                Ok(AuditEntry {
+                    seq: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    kind: r.get(2)?,
+                    device_id: r.get(3)?,
+                    detail: r.get(4)?,
+                    prev_hash: r.get(5)?,
+                    hash: r.get(6)?,
+                })
+            })
+            .map_err(q("read audit log"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(q("read audit log"))?;
+        Ok(rows)
+    }
+
+    /// Recomputes every row's hash and link; reports the first problem.
+    pub fn verify_audit(&self) -> Result<ChainCheck, RegistryError> {
+        let rows = self.audit_entries(None)?;
+        let mut prev = GENESIS.to_string();
+        let mut expected = 1i64;
+        for e in &rows {
+            let problem = if e.seq != expected {
+                Some(ChainProblem::Gap {
+                    expected,
+                    found: e.seq,
+                })
+            } else if e.prev_hash != prev {
+                Some(ChainProblem::BrokenLink { seq: e.seq })
+            } else if row_hash(
+                e.seq,
+                e.at_ms,
+                &e.kind,
+                e.device_id.as_deref(),
+                &e.detail,
+                &e.prev_hash,
+            ) != e.hash
+            {
+                Some(ChainProblem::Altered { seq: e.seq })
+            } else {
+                None
+            };
+            if problem.is_some() {
+                return Ok(ChainCheck {
+                    rows: rows.len(),
+                    problem,
+                });
+            }
+            prev.clone_from(&e.hash);
+            expected = expected.saturating_add(1);
+        }
+        Ok(ChainCheck {
+            rows: rows.len(),
+            problem: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_verifies_refuses_changes_and_detects_tampering() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = Registry::open(dir.path()).unwrap();
+        reg.audit(AuditKind::Enrolled, Some("d1"), "enrolled", 10)
+            .unwrap();
+        reg.audit(AuditKind::Verdict, Some("d1"), "trusted", 20)
+            .unwrap();
+        reg.audit(AuditKind::Revoked, Some("d1"), "by operator", 30)
+            .unwrap();
+        let check = reg.verify_audit().unwrap();
+        assert_eq!(check.rows, 3);
+        assert_eq!(check.problem, None);
+        let rows = reg.audit_entries(None).unwrap();
+        assert_eq!(rows[1].prev_hash, rows[0].hash);
+        assert_eq!(rows[0].prev_hash, GENESIS);
+
+        // The triggers refuse UPDATE and DELETE.
+        let err = reg
+            .conn()
+            .execute("UPDATE audit SET detail = 'x' WHERE seq = 2", [])
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        let err = reg
+            .conn()
+            .execute("DELETE FROM audit WHERE seq = 2", [])
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+
+        // Someone with the file drops the triggers and edits a row: the chain names it.
+        reg.conn()
+            .execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
+            .unwrap();
+        reg.conn()
+            .execute("UPDATE audit SET detail = 'untrusted' WHERE seq = 2", [])
+            .unwrap();
+        assert_eq!(
+            reg.verify_audit().unwrap().problem,
+            Some(ChainProblem::Altered { seq: 2 })
+        );
+        reg.conn()
+            .execute("DELETE FROM audit WHERE seq = 2", [])
+            .unwrap();
+        assert_eq!(
+            reg.verify_audit().unwrap().problem,
+            Some(ChainProblem::Gap {
+                expected: 2,
+                found: 3
+            })
+        );
+    }
+}

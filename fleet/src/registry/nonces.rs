@@ -1,0 +1,162 @@
+//! Challenge nonces: issued per device with the PCR selection asked for, single-use, and
+//! expiring. [`Registry::consume_nonce`] marks a nonce used atomically and names why an answer
+//! is refused (`nonce_unknown`, `nonce_used`, `nonce_expired`).
+
+use super::{q, Registry, RegistryError};
+use rusqlite::{params, OptionalExtension};
+
+/// A nonce as issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedNonce {
+    /// The device it was sent to.
+    pub device_id: String,
+    /// The PCR selection asked for (`sha256:0,1,2`).
+    pub pcrs: String,
+    /// When it was issued (ms since the epoch).
+    pub issued_ms: i64,
+}
+
+/// Why an answer's nonce was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NonceRefusal {
+    /// Never issued, or issued to another device.
+    #[error("nonce_unknown")]
+    Unknown,
+    /// Already answered.
+    #[error("nonce_used")]
+    Used,
+    /// Answered after its lifetime.
+    #[error("nonce_expired")]
+    Expired,
+}
+
+impl NonceRefusal {
+    /// The reason name used in the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NonceRefusal::Unknown => "nonce_unknown",
+            NonceRefusal::Used => "nonce_used",
+            NonceRefusal::Expired => "nonce_expired",
+        }
+    }
+}
+
+/// Rows older than this past their expiry are purged.
+const PURGE_AFTER_MS: i64 = 24 * 3600 * 1000;
+
+impl Registry {
+    /// Records a nonce sent to `device_id`, valid until `expires_ms`.
+    pub fn issue_nonce(
+        &self,
+        nonce: &[u8],
+        device_id: &str,
+        pcrs: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<(), RegistryError> {
+        self.conn()
+            .execute(
+                "INSERT INTO nonces (nonce, device_id, pcrs, issued_ms, expires_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![nonce, device_id, pcrs, now_ms, expires_ms],
+            )
+            .map_err(q("issue nonce"))?;
+        Ok(())
+    }
+
+    /// Consumes the nonce of an answer from `device_id`: refused when unknown (or another
+    /// device's), already used, or expired; otherwise marked used and returned. An expired
+    /// nonce is marked used too, so it can never be accepted later.
+    pub fn consume_nonce(
+        &mut self,
+        nonce: &[u8],
+        device_id: &str,
+        now_ms: i64,
+    ) -> Result<Result<IssuedNonce, NonceRefusal>, RegistryError> {
+        let tx = self.conn_mut().transaction().map_err(q("consume nonce"))?;
+        let row: Option<(String, String, i64, i64, Option<i64>)> = tx
+            .query_row(
+                "SELECT device_id, pcrs, issued_ms, expires_ms, used_ms FROM nonces \
+                 WHERE nonce = ?1",
+                [nonce],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+            .map_err(q("consume nonce"))?;
+        let Some((owner, pcrs, issued_ms, expires_ms, used_ms)) = row else {
+            return Ok(Err(NonceRefusal::Unknown));
+        };
+        if owner != device_id {
+            return Ok(Err(NonceRefusal::Unknown));
+        }
+        if used_ms.is_some() {
+            return Ok(Err(NonceRefusal::Used));
+        }
+        tx.execute(
+            "UPDATE nonces SET used_ms = ?2 WHERE nonce = ?1",
+            params![nonce, now_ms],
+        )
+        .map_err(q("consume nonce"))?;
+        tx.commit().map_err(q("consume nonce"))?;
+        if now_ms > expires_ms {
+            return Ok(Err(NonceRefusal::Expired));
+        }
+        Ok(Ok(IssuedNonce {
+            device_id: owner,
+            pcrs,
+            issued_ms,
+        }))
+    }
+
+    /// Drops nonces that expired more than a day ago (their answers would be `nonce_unknown`
+    /// instead of `nonce_expired` from then on).
+    pub fn purge_nonces(&self, now_ms: i64) -> Result<usize, RegistryError> {
+        self.conn()
+            .execute(
+                "DELETE FROM nonces WHERE expires_ms < ?1",
+                [now_ms.saturating_sub(PURGE_AFTER_MS)],
+            )
+            .map_err(q("purge nonces"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_are_single_use_per_device_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = Registry::open(dir.path()).unwrap();
+        reg.issue_nonce(b"n1", "d1", "sha256:0", 1000, 2000)
+            .unwrap();
+        reg.issue_nonce(b"n2", "d1", "sha256:0", 1000, 2000)
+            .unwrap();
+        // Never issued, or issued to another device.
+        assert_eq!(
+            reg.consume_nonce(b"nx", "d1", 1500).unwrap(),
+            Err(NonceRefusal::Unknown)
+        );
+        assert_eq!(
+            reg.consume_nonce(b"n1", "d2", 1500).unwrap(),
+            Err(NonceRefusal::Unknown)
+        );
+        let ok = reg.consume_nonce(b"n1", "d1", 1500).unwrap().unwrap();
+        assert_eq!(ok.issued_ms, 1000);
+        assert_eq!(ok.pcrs, "sha256:0");
+        assert_eq!(
+            reg.consume_nonce(b"n1", "d1", 1600).unwrap(),
+            Err(NonceRefusal::Used)
+        );
+        // Late: refused, and never accepted afterwards either.
+        assert_eq!(
+            reg.consume_nonce(b"n2", "d1", 2001).unwrap(),
+            Err(NonceRefusal::Expired)
+        );
+        assert_eq!(
+            reg.consume_nonce(b"n2", "d1", 1500).unwrap(),
+            Err(NonceRefusal::Used)
+        );
+        assert_eq!(reg.purge_nonces(2000 + PURGE_AFTER_MS + 1).unwrap(), 2);
+    }
+}

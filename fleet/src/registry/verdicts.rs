@@ -1,0 +1,102 @@
+//! Verdicts: for every appraised attestation, whether the device was trusted and every reason
+//! it was not, with the time the challenge went out and the time the verdict was stored (their
+//! difference is the end-to-end attestation latency).
+
+use super::{q, Registry, RegistryError};
+use rusqlite::params;
+use serde::Serialize;
+
+/// A verdict to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerdictRecord<'a> {
+    /// Device.
+    pub device_id: &'a str,
+    /// When the challenge was issued (ms since the epoch).
+    pub challenged_ms: i64,
+    /// Trusted or not.
+    pub trusted: bool,
+    /// Why not (empty when trusted), each `check: detail`.
+    pub reasons: &'a [String],
+}
+
+/// A stored verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredVerdict {
+    /// Row id (increasing).
+    pub id: i64,
+    /// Device.
+    pub device_id: String,
+    /// When the challenge was issued.
+    pub challenged_ms: i64,
+    /// When the verdict was stored.
+    pub stored_ms: i64,
+    /// Trusted or not.
+    pub trusted: bool,
+    /// Reasons (empty when trusted).
+    pub reasons: Vec<String>,
+}
+
+impl Registry {
+    /// Stores a verdict; returns its row id.
+    pub fn store_verdict(&self, v: &VerdictRecord<'_>, now_ms: i64) -> Result<i64, RegistryError> {
+        let reasons = serde_json::to_string(v.reasons).unwrap_or_else(|_| "[]".into());
+        self.conn()
+            .execute(
+                "INSERT INTO verdicts (device_id, challenged_ms, stored_ms, trusted, reasons) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![v.device_id, v.challenged_ms, now_ms, v.trusted, reasons],
+            )
+            .map_err(q("store verdict"))?;
+        Ok(self.conn().last_insert_rowid())
+    }
+
+    /// The last `limit` verdicts of a device, newest first.
+    pub fn verdicts(
+        &self,
+        device_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredVerdict>, RegistryError> {
+        let mut stmt = self
+            .conn()
+            .prepare(
+                "SELECT id, device_id, challenged_ms, stored_ms, trusted, reasons FROM verdicts \
+                 WHERE device_id = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(q("list verdicts"))?;
+        let rows = stmt
+            .query_map(params![device_id, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, bool>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })
+            .map_err(q("list verdicts"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(q("list verdicts"))?;
+        rows.into_iter()
+            .map(
+                |(id, device_id, challenged_ms, stored_ms, trusted, reasons)| {
+                    let reasons =
+                        serde_json::from_str(&reasons).map_err(|e| RegistryError::Corrupt {
+                            what: "verdict",
+                            detail: format!(
+                                "verdict {id}: reasons are not a JSON string list: {e}"
+                            ),
+                        })?;
+                    Ok(StoredVerdict {
+                        id,
+                        device_id,
+                        challenged_ms,
+                        stored_ms,
+                        trusted,
+                        reasons,
+                    })
+                },
+            )
+            .collect()
+    }
+}

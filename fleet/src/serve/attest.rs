@@ -1,0 +1,218 @@
+//! Challenges and their answers: nonces go out on `devices/<id>/cmd/attest`, reports come back
+//! on `devices/<id>/attestation`, boot announcements on `devices/<id>/boot` trigger a challenge.
+//!
+//! A report is refused before appraisal (and the refusal audited) when it is oversized or
+//! malformed, comes from a device that is not active, or carries a nonce that is unknown,
+//! already used or expired. Otherwise it is appraised by the [`super::verifier::Verifier`], the
+//! verdict stored with its reasons, and an untrusted device is marked, alerted on
+//! `fleet/alerts` and, when configured, revoked.
+
+use super::evidence::parse_selection;
+use super::verifier::AppraisalInput;
+use super::{Outgoing, Server};
+use crate::registry::{AuditKind, DeviceStatus, RegistryError, VerdictRecord};
+use vouch_attest::protocol::{self, Alert, AttestChallenge, AttestationReport, BootAnnouncement};
+use vouch_attest::tpm::TpmPublic;
+
+/// PCRs every challenge asks for: the firmware PCRs the UEFI event log describes.
+pub const CHALLENGE_PCRS: &str = "sha256:0,1,2,3,4,5,6,7";
+/// Topic of operator alerts.
+pub const ALERT_TOPIC: &str = "fleet/alerts";
+
+/// Builds a challenge for `device_id` and records its nonce; `None` when the device is not
+/// active.
+pub fn challenge(
+    srv: &Server,
+    device_id: &str,
+    now_ms: i64,
+) -> Result<Option<Outgoing>, RegistryError> {
+    let mut nonce = vec![0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+    let lifetime = i64::try_from(srv.cfg.nonce_lifetime.as_millis()).unwrap_or(i64::MAX);
+    let issued = srv.with_registry(|reg| {
+        let Some(d) = reg.device(device_id)? else {
+            return Ok(false);
+        };
+        if !d.status.is_active() {
+            return Ok(false);
+        }
+        reg.issue_nonce(
+            &nonce,
+            device_id,
+            CHALLENGE_PCRS,
+            now_ms,
+            now_ms.saturating_add(lifetime),
+        )?;
+        Ok(true)
+    })?;
+    Ok(issued.then(|| Outgoing {
+        topic: format!("devices/{device_id}/cmd/attest"),
+        payload: protocol::encode(&AttestChallenge {
+            nonce,
+            pcrs: CHALLENGE_PCRS.to_string(),
+        }),
+    }))
+}
+
+/// Handles a boot announcement: remembers the boot id and challenges the device.
+pub fn handle_boot(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64) -> Vec<Outgoing> {
+    let boot = match protocol::decode::<BootAnnouncement>("boot", payload) {
+        Ok(b) => b,
+        Err(e) => {
+            srv.log(&format!(
+                "device {device_id}: boot announcement refused: {e}"
+            ));
+            return Vec::new();
+        }
+    };
+    let result = srv
+        .with_registry(|reg| match reg.device(device_id)? {
+            Some(d) if d.status.is_active() => {
+                reg.set_boot_id(device_id, &boot.boot_id)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        })
+        .and_then(|active| {
+            if active {
+                challenge(srv, device_id, now_ms)
+            } else {
+                Ok(None)
+            }
+        });
+    match result {
+        Ok(out) => out.into_iter().collect(),
+        Err(e) => {
+            srv.log(&format!("device {device_id}: boot announcement: {e}"));
+            Vec::new()
+        }
+    }
+}
+
+fn refuse(srv: &Server, device_id: &str, reason: &str, now_ms: i64) -> Vec<Outgoing> {
+    srv.log(&format!(
+        "device {device_id}: attestation refused: {reason}"
+    ));
+    srv.audit(
+        AuditKind::AttestationRefused,
+        Some(device_id),
+        reason,
+        now_ms,
+    );
+    srv.count_refusal(reason);
+    Vec::new()
+}
+
+/// Handles an attestation report.
+pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64) -> Vec<Outgoing> {
+    let report = match protocol::decode::<AttestationReport>("attestation", payload) {
+        Ok(r) => r,
+        Err(e @ protocol::ProtocolError::TooLarge { .. }) => {
+            return refuse(srv, device_id, &format!("message_too_large: {e}"), now_ms)
+        }
+        Err(e) => return refuse(srv, device_id, &format!("malformed: {e}"), now_ms),
+    };
+    let looked_up = srv.with_registry(|reg| {
+        let device = reg.device(device_id)?;
+        let nonce = match &device {
+            Some(d) if d.status.is_active() => {
+                Some(reg.consume_nonce(&report.nonce, device_id, now_ms)?)
+            }
+            _ => None,
+        };
+        Ok((device, nonce))
+    });
+    let (device, nonce) = match looked_up {
+        Ok((Some(d), Some(n))) => (d, n),
+        Ok(_) => {
+            return refuse(
+                srv,
+                device_id,
+                "device_inactive: not an active device",
+                now_ms,
+            )
+        }
+        Err(e) => {
+            srv.log(&format!("device {device_id}: registry: {e}"));
+            return Vec::new();
+        }
+    };
+    let issued = match nonce {
+        Ok(n) => n,
+        Err(refusal) => return refuse(srv, device_id, refusal.as_str(), now_ms),
+    };
+    let Some(ak_bytes) = device.ak_public.as_deref() else {
+        return refuse(srv, device_id, "device_inactive: no AK stored", now_ms);
+    };
+    let selection = match (TpmPublic::parse(ak_bytes), parse_selection(&issued.pcrs)) {
+        (Ok((ak, _)), Ok(sel)) => (ak, sel),
+        (Err(e), _) => return refuse(srv, device_id, &format!("registry: stored AK: {e}"), now_ms),
+        (_, Err(e)) => return refuse(srv, device_id, &format!("registry: {e}"), now_ms),
+    };
+    let (ak, selection) = selection;
+    let appraisal = srv.verifier.appraise(&AppraisalInput {
+        device_id,
+        ak: &ak,
+        nonce: &report.nonce,
+        selection: &selection,
+        report: &report,
+        previous: device.last_attest.as_deref(),
+    });
+    let reasons: Vec<String> = appraisal.reasons.iter().map(ToString::to_string).collect();
+    let trusted = appraisal.trusted();
+    let status = if trusted {
+        DeviceStatus::Trusted
+    } else {
+        DeviceStatus::Untrusted
+    };
+    let stored = srv.with_registry(|reg| {
+        if let Some(a) = &appraisal.verified_attest {
+            reg.set_last_attest(device_id, a)?;
+        }
+        reg.set_status(device_id, status, now_ms)?;
+        reg.store_verdict(
+            &VerdictRecord {
+                device_id,
+                challenged_ms: issued.issued_ms,
+                trusted,
+                reasons: &reasons,
+            },
+            now_ms,
+        )
+    });
+    if let Err(e) = stored {
+        srv.log(&format!("device {device_id}: cannot store verdict: {e}"));
+    }
+    let summary = if trusted {
+        "trusted".to_string()
+    } else {
+        format!("untrusted: {}", reasons.join("; "))
+    };
+    srv.audit(AuditKind::Verdict, Some(device_id), &summary, now_ms);
+    if trusted {
+        return Vec::new();
+    }
+    srv.log(&format!("device {device_id} {summary}"));
+    let mut out = vec![Outgoing {
+        topic: ALERT_TOPIC.to_string(),
+        payload: protocol::encode(&Alert {
+            device_id: device_id.to_string(),
+            kind: "untrusted".into(),
+            reasons: reasons.clone(),
+        }),
+    }];
+    if srv.cfg.revoke_on_untrusted {
+        match srv.revoke(device_id, "untrusted verdict", now_ms) {
+            Ok(()) => out.push(Outgoing {
+                topic: ALERT_TOPIC.to_string(),
+                payload: protocol::encode(&Alert {
+                    device_id: device_id.to_string(),
+                    kind: "revoked".into(),
+                    reasons,
+                }),
+            }),
+            Err(e) => srv.log(&format!("device {device_id}: revocation failed: {e}")),
+        }
+    }
+    out
+}

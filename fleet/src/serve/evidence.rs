@@ -1,0 +1,172 @@
+//! Decoding the parts of an attestation report that are not TPM structures: the PCR selection
+//! string of a challenge, the PCR values as JSON, and the gzip-compressed event log (inflated
+//! with a hard bound, so a small "zip bomb" cannot exhaust memory).
+
+use std::io::Read;
+use vouch_attest::{HashAlg, PcrBanks};
+
+/// Largest inflated event log accepted (real logs are well below 1 MiB).
+pub const MAX_EVENTLOG_BYTES: u64 = 4 * 1024 * 1024;
+/// Highest PCR index.
+const MAX_PCR: u32 = 23;
+
+/// A report part could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvidenceError {
+    /// A PCR selection is not `bank:pcr,pcr,...` with a known bank and PCRs 0-23.
+    #[error("PCR selection {0:?} is not bank:pcr,pcr (known bank, PCRs 0-23)")]
+    Selection(String),
+    /// The PCR values are not `{"bank": {"index": "hex"}}`.
+    #[error("PCR values: {0}")]
+    PcrJson(&'static str),
+    /// A PCR value is not hex of the bank's digest size.
+    #[error("PCR value {bank}:{pcr} is not {size} bytes of hex")]
+    PcrValue { bank: String, pcr: u32, size: usize },
+    /// The event log is not gzip data.
+    #[error("event log is not valid gzip data: {0}")]
+    Gzip(String),
+    /// The event log inflates beyond the bound.
+    #[error("event log inflates beyond {MAX_EVENTLOG_BYTES} bytes")]
+    TooLarge,
+}
+
+/// A parsed PCR selection: banks in order, each with ascending PCRs.
+pub type Selection = Vec<(HashAlg, Vec<u32>)>;
+
+/// Parses `sha256:0,1,7` (banks separated by `+`; ranges like `0-7` allowed).
+pub fn parse_selection(s: &str) -> Result<Selection, EvidenceError> {
+    let bad = || EvidenceError::Selection(s.to_string());
+    let mut out: Selection = Vec::new();
+    for part in s.split('+') {
+        let (bank, list) = part.split_once(':').ok_or_else(bad)?;
+        let alg = HashAlg::from_name(bank)
+            .filter(|a| a.digest_len().is_some())
+            .ok_or_else(bad)?;
+        let mut pcrs = Vec::new();
+        for item in list.split(',') {
+            let (lo, hi) = match item.split_once('-') {
+                Some((a, b)) => (a, b),
+                None => (item, item),
+            };
+            let lo: u32 = lo.trim().parse().map_err(|_| bad())?;
+            let hi: u32 = hi.trim().parse().map_err(|_| bad())?;
+            if lo > hi || hi > MAX_PCR {
+                return Err(bad());
+            }
+            pcrs.extend(lo..=hi);
+        }
+        pcrs.sort_unstable();
+        pcrs.dedup();
+        if pcrs.is_empty() || out.iter().any(|(a, _)| *a == alg) {
+            return Err(bad());
+        }
+        out.push((alg, pcrs));
+    }
+    Ok(out)
+}
+
+/// Parses `{"sha256": {"0": "<hex>", ...}, ...}` into banks.
+pub fn parse_pcr_values(v: &serde_json::Value) -> Result<PcrBanks, EvidenceError> {
+    let banks = v
+        .as_object()
+        .ok_or(EvidenceError::PcrJson("not a JSON object of banks"))?;
+    let mut out = PcrBanks::new();
+    for (name, values) in banks {
+        let alg = HashAlg::from_name(name).ok_or(EvidenceError::PcrJson("unknown bank name"))?;
+        let size = alg
+            .digest_len()
+            .ok_or(EvidenceError::PcrJson("bank of unknown digest size"))?;
+        let values = values.as_object().ok_or(EvidenceError::PcrJson(
+            "a bank is not an object of PCR values",
+        ))?;
+        for (index, hexval) in values {
+            let pcr: u32 = index
+                .parse()
+                .ok()
+                .filter(|p| *p <= MAX_PCR)
+                .ok_or(EvidenceError::PcrJson("PCR index is not a number 0-23"))?;
+            let bad = || EvidenceError::PcrValue {
+                bank: name.clone(),
+                pcr,
+                size,
+            };
+            let text = hexval.as_str().ok_or_else(bad)?;
+            if text.len() != size * 2 {
+                return Err(bad());
+            }
+            let bytes = hex::decode(text).map_err(|_| bad())?;
+            out.insert(alg, pcr, bytes);
+        }
+    }
+    Ok(out)
+}
+
+/// Inflates a gzip event log, refusing anything that grows beyond [`MAX_EVENTLOG_BYTES`].
+pub fn gunzip_eventlog(gz: &[u8]) -> Result<Vec<u8>, EvidenceError> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .take(MAX_EVENTLOG_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| EvidenceError::Gzip(e.to_string()))?;
+    if out.len() as u64 > MAX_EVENTLOG_BYTES {
+        return Err(EvidenceError::TooLarge);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn selections() {
+        let s = parse_selection("sha256:0-3,7+sha1:0").unwrap();
+        assert_eq!(
+            s,
+            vec![
+                (HashAlg::Sha256, vec![0, 1, 2, 3, 7]),
+                (HashAlg::Sha1, vec![0])
+            ]
+        );
+        for bad in [
+            "",
+            "sha256",
+            "md5:0",
+            "sha256:24",
+            "sha256:3-1",
+            "sha256:0+sha256:1",
+        ] {
+            assert!(parse_selection(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pcr_values_round_trip_and_refuse_bad_sizes() {
+        let mut b = PcrBanks::new();
+        b.insert(HashAlg::Sha256, 7, vec![7; 32]);
+        b.insert(HashAlg::Sha1, 0, vec![1; 20]);
+        assert_eq!(parse_pcr_values(&b.to_json()).unwrap(), b);
+        let short = serde_json::json!({"sha256": {"7": "00"}});
+        assert!(matches!(
+            parse_pcr_values(&short),
+            Err(EvidenceError::PcrValue { pcr: 7, .. })
+        ));
+        let idx = serde_json::json!({"sha256": {"24": "00"}});
+        assert!(parse_pcr_values(&idx).is_err());
+    }
+
+    #[test]
+    fn gzip_bomb_is_refused() {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![0u8; (MAX_EVENTLOG_BYTES + 1) as usize])
+            .unwrap();
+        let bomb = enc.finish().unwrap();
+        assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
+        assert_eq!(gunzip_eventlog(&bomb), Err(EvidenceError::TooLarge));
+        assert!(matches!(
+            gunzip_eventlog(b"not gzip"),
+            Err(EvidenceError::Gzip(_))
+        ));
+    }
+}

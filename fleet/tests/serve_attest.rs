@@ -1,0 +1,174 @@
+//! End-to-end against the real mosquitto, `vouch-fleet serve` as a process and a swtpm booted
+//! from a real firmware event log: enrollment, a trusted verdict, a replayed answer
+//! (`nonce_used`), an oversized answer, a late answer (`nonce_expired`), then a PCR extended
+//! after boot: untrusted with the PCR named, alert published, certificate revoked, device cut
+//! off and unable to reconnect.
+
+mod serve_support;
+
+use serve_support::agent::TestAgent;
+use serve_support::{mqtt, testdata, Fleet, Settings, BOOT_LOG};
+use std::time::Duration;
+use swtpm_tests::Swtpm;
+use vouch_agent::tpm::Tpm;
+use vouch_attest::protocol::{self, Alert, BootAnnouncement, EnrollResponse, MAX_MESSAGE_BYTES};
+use vouch_attest::tpm::TpmPublic;
+use vouch_attest::HashAlg;
+use vouch_fleet::registry::DeviceStatus;
+
+const SECS: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enroll_attest_refusals_then_untrusted_and_revoked() {
+    let swtpm = Swtpm::start().unwrap();
+    let log = std::fs::read(testdata(BOOT_LOG)).unwrap();
+    swtpm.boot_from_log(&log).unwrap();
+    let fleet = Fleet::start(
+        Settings {
+            nonce_lifetime_secs: Some(2),
+            revoke_on_untrusted: true,
+        },
+        &TestAgent::swtpm_trust(&swtpm),
+    );
+    let ca = swtpm.ca_dir();
+    let agent = TestAgent::new(&swtpm, &ca.join("issuercert.pem"), &ca.join("signkey.pem"));
+
+    let EnrollResponse::Accepted {
+        device_id,
+        certificate_pem,
+    } = agent.enroll(&fleet).await
+    else {
+        panic!("enrollment refused:\n{}", fleet.server_log());
+    };
+    let (ek, _) = TpmPublic::parse(&agent.ek_public).unwrap();
+    let spki = ek.key().unwrap().to_spki_der().unwrap();
+    let expected_id = hex::encode(ring::digest::digest(&ring::digest::SHA256, &spki));
+    assert_eq!(device_id, expected_id);
+    let stored = fleet.registry().device(&device_id).unwrap().unwrap();
+    assert_eq!(stored.status, DeviceStatus::Enrolled);
+    assert_eq!(stored.ek_public.as_deref(), Some(&agent.ek_public[..]));
+
+    // Operators listen for alerts with the fleet identity.
+    let ops_tls = vouch_fleet::serve::mqtt::client_tls(
+        &fleet.ca(),
+        &fleet.dir.join("fleet.crt"),
+        &fleet.dir.join("fleet.key"),
+    )
+    .unwrap();
+    let mut ops = mqtt::connect(fleet.port, ops_tls, "ops", &["fleet/alerts".into()])
+        .await
+        .unwrap();
+
+    let mut dev = agent
+        .connect_device(&fleet, &device_id, &certificate_pem)
+        .await
+        .unwrap();
+    let cmd = format!("devices/{device_id}/cmd/attest");
+    let att = format!("devices/{device_id}/attestation");
+    let boot = BootAnnouncement {
+        boot_id: "boot-1".into(),
+    };
+    dev.publish(
+        &format!("devices/{device_id}/boot"),
+        protocol::encode(&boot),
+    )
+    .await;
+    let ch = dev.next_on(&cmd, SECS).await;
+    let report = agent.answer(&ch, &log);
+    dev.publish(&att, protocol::encode(&report)).await;
+    let v = fleet.wait_verdict(&device_id, 0, SECS);
+    assert!(v.trusted, "{:?}", v.reasons);
+    assert!(v.stored_ms >= v.challenged_ms);
+    let shown = fleet.cli(&["device", "show", &device_id]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("status:      trusted"), "{text}");
+    assert!(text.contains("boot id:     boot-1"), "{text}");
+
+    // The same answer again: refused, nothing appraised.
+    dev.publish(&att, protocol::encode(&report)).await;
+    fleet.wait_audit("attestation_refused", "nonce_used", SECS);
+    // Larger than the protocol allows: refused before parsing.
+    dev.publish(&att, vec![b' '; MAX_MESSAGE_BYTES + 1]).await;
+    fleet.wait_audit("attestation_refused", "message_too_large", SECS);
+
+    // On demand through the registry; answered after the 2 s nonce lifetime.
+    let out = fleet.cli(&["attest", &device_id, "--wait", "0"]);
+    assert!(out.status.success(), "{out:?}");
+    let ch = dev.next_on(&cmd, SECS).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    dev.publish(&att, protocol::encode(&agent.answer(&ch, &log)))
+        .await;
+    fleet.wait_audit("attestation_refused", "nonce_expired", SECS);
+    assert_eq!(fleet.registry().verdicts(&device_id, 10).unwrap().len(), 1);
+
+    // Something is measured into PCR7 that the event log does not show.
+    agent
+        .tpm
+        .lock()
+        .unwrap()
+        .pcr_extend(
+            7,
+            &[
+                (HashAlg::Sha256, vec![0x42; 32]),
+                (HashAlg::Sha1, vec![0x42; 20]),
+            ],
+        )
+        .unwrap();
+    let (bin, config, id) = (
+        env!("CARGO_BIN_EXE_vouch-fleet"),
+        fleet.config.clone(),
+        device_id.clone(),
+    );
+    let cli = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .args(["attest", &id, "--wait", "10", "--config"])
+            .arg(config)
+            .output()
+            .unwrap()
+    });
+    let ch = dev.next_on(&cmd, SECS).await;
+    dev.publish(&att, protocol::encode(&agent.answer(&ch, &log)))
+        .await;
+    let out = cli.await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("untrusted"), "{text}");
+    assert!(text.contains("eventlog.pcr7"), "{text}");
+    let v = fleet.wait_verdict(&device_id, v.id, SECS);
+    assert!(!v.trusted);
+    assert!(
+        v.reasons.iter().all(|r| r.starts_with("eventlog.pcr7:")),
+        "only PCR7 differs: {:?}",
+        v.reasons
+    );
+
+    let alert: Alert = protocol::decode("alert", &ops.next_on("fleet/alerts", SECS).await).unwrap();
+    assert_eq!(alert.device_id, device_id);
+    assert_eq!(alert.kind, "untrusted");
+    assert!(
+        alert.reasons.iter().any(|r| r.contains("PCR7")),
+        "{alert:?}"
+    );
+
+    // revoke_on_untrusted: revoked, cut off, and refused when it comes back.
+    fleet.wait_audit("revoked", "untrusted verdict", SECS);
+    assert_eq!(
+        fleet.registry().device(&device_id).unwrap().unwrap().status,
+        DeviceStatus::Revoked
+    );
+    assert!(
+        dev.wait_error(Duration::from_secs(5)).await.is_some(),
+        "the revoked device's connection was not cut off"
+    );
+    let again = agent
+        .connect_device(&fleet, &device_id, &certificate_pem)
+        .await;
+    assert!(again.is_err(), "a revoked device could connect again");
+
+    let audit = fleet.cli(&["audit"]);
+    assert!(audit.status.success(), "{audit:?}");
+    let text = String::from_utf8_lossy(&audit.stdout);
+    for kind in ["enrolled", "verdict", "attestation_refused", "revoked"] {
+        assert!(text.contains(kind), "{kind} missing from:\n{text}");
+    }
+}

@@ -1,0 +1,143 @@
+//! End to end with real processes: mosquitto from `vouch-fleet init`, `vouch-fleet serve`, and
+//! `vouch-agent run` on a swtpm booted from a real firmware event log. The agent enrolls (EK
+//! certificate chain, credential activation, certified TPM-resident TLS key), announces its boot,
+//! answers the challenge, and the fleet's verdict is `trusted`; after a PCR changes it is
+//! `untrusted` naming the PCR; a broker restart loses no report.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+use swtpm_tests::stack::FleetStack;
+use swtpm_tests::{run, testdata, Swtpm};
+
+const LOG: &str = "eventlogs/t2t_event-arch-linux.bin";
+
+fn device_id(tpm: &Swtpm, state: &std::path::Path) -> String {
+    let out = run(
+        "vouch-agent",
+        &[
+            "--tcti",
+            &tpm.tcti(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "tpm",
+            "info",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    v["device_id"].as_str().unwrap().to_string()
+}
+
+fn status(v: &serde_json::Value) -> &str {
+    v["device"]["status"].as_str().unwrap_or_default()
+}
+
+fn trust(tpm: &Swtpm) -> Vec<PathBuf> {
+    vec![tpm.ca_root_cert(), tpm.ca_dir().join("issuercert.pem")]
+}
+
+fn quick(text: String) -> String {
+    text.replace("jitter_secs = 30", "jitter_secs = 0")
+}
+
+#[test]
+fn agent_enrolls_attests_and_is_untrusted_after_a_pcr_change() {
+    let tpm = Swtpm::start().unwrap();
+    let log = testdata().join(LOG);
+    tpm.boot_from_log(&std::fs::read(&log).unwrap()).unwrap();
+    let fleet = FleetStack::start(&trust(&tpm), quick).unwrap();
+    let state = tpm.dir().join("agent");
+    let id = device_id(&tpm, &state);
+    let config = fleet.agent_config(&tpm, &state, &log).unwrap();
+
+    let agent = fleet.start_agent(&config).unwrap();
+    let v = fleet
+        .wait_device(&id, Duration::from_secs(40), |v| status(v) == "trusted")
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\nagent log:\n{}",
+                std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
+            )
+        });
+    assert_eq!(v["verdicts"][0]["trusted"], true);
+    assert!(state.join("device.crt").exists());
+    // The device certificate chains to the fleet CA and names the device id.
+    let subject = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-in"])
+        .arg(state.join("device.crt"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&subject.stdout).contains(&id));
+
+    // "Boot" differently: a PCR 7 change (the agent holds the swtpm connection, so stop it first).
+    agent.stop();
+    let ext = Command::new("tpm2_pcrextend")
+        .arg(format!("7:sha256={}", "5a".repeat(32)))
+        .env("TPM2TOOLS_TCTI", tpm.tcti())
+        .output()
+        .unwrap();
+    assert!(ext.status.success());
+    let _agent = fleet.start_agent(&config).unwrap();
+    let v = fleet
+        .wait_device(&id, Duration::from_secs(40), |v| status(v) == "untrusted")
+        .unwrap();
+    let reasons = v["verdicts"][0]["reasons"].to_string();
+    assert!(reasons.contains("pcr7"), "{reasons}");
+}
+
+#[test]
+fn a_broker_restart_loses_no_report() {
+    let tpm = Swtpm::start().unwrap();
+    let log = testdata().join(LOG);
+    tpm.boot_from_log(&std::fs::read(&log).unwrap()).unwrap();
+    let mut fleet = FleetStack::start(&trust(&tpm), quick).unwrap();
+    let state = tpm.dir().join("agent");
+    let id = device_id(&tpm, &state);
+    let config = fleet.agent_config(&tpm, &state, &log).unwrap();
+    let _agent = fleet.start_agent(&config).unwrap();
+    let first = fleet
+        .wait_device(&id, Duration::from_secs(40), |v| status(v) == "trusted")
+        .unwrap();
+    let first_id = first["verdicts"][0]["id"].as_i64().unwrap();
+
+    // Broker down; an on-demand challenge is requested meanwhile; broker back up.
+    fleet.stop_broker();
+    let attest = std::thread::spawn({
+        let config = fleet.config();
+        let id = id.clone();
+        move || {
+            run(
+                "vouch-fleet",
+                &[
+                    "attest",
+                    &id,
+                    "--wait",
+                    "60",
+                    "--config",
+                    config.to_str().unwrap(),
+                ],
+                &[],
+            )
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    fleet.start_broker().unwrap();
+    let out = attest.join().unwrap();
+    assert_eq!(
+        out.code,
+        0,
+        "{}{}\n{}",
+        out.stdout,
+        out.stderr,
+        fleet.server_log()
+    );
+    let after = fleet
+        .wait_device(&id, Duration::from_secs(30), |v| {
+            v["verdicts"][0]["id"].as_i64().unwrap_or(0) > first_id
+        })
+        .unwrap();
+    assert_eq!(after["verdicts"][0]["trusted"], true);
+}

@@ -2,7 +2,12 @@
 //! the first step that fails.
 
 use std::process::{Command, ExitCode};
-use swtpm_tests::{bin_path, Swtpm};
+use std::time::Duration;
+use swtpm_tests::stack::FleetStack;
+use swtpm_tests::{bin_path, testdata, Swtpm};
+
+/// The firmware log the demo's swtpm "boots": a real RHEL 9 machine with Secure Boot.
+const BOOT_LOG: &str = "eventlogs/keylime_mb_binary_bios_measurements-secureboot.bin";
 
 struct Demo {
     step: usize,
@@ -43,6 +48,11 @@ fn demo() -> Result<(), String> {
     let mut d = Demo { step: 0 };
     println!("==> starting a private swtpm (EK certificates from a local CA)");
     let tpm = Swtpm::start().map_err(|e| e.to_string())?;
+    let log = testdata().join(BOOT_LOG);
+    let events = std::fs::read(&log)
+        .map_err(|e| format!("{}: {e}", log.display()))
+        .and_then(|b| tpm.boot_from_log(&b).map_err(|e| e.to_string()))?;
+    println!("==> booted it: extended {events} events of a real firmware log ({BOOT_LOG})");
     let tcti = tpm.tcti();
     let state = tpm.dir().join("agent-state");
     let out = tpm.dir().join("quote");
@@ -90,7 +100,7 @@ fn demo() -> Result<(), String> {
     )?;
 
     d.run(
-        "independent check (tpm2_checkquote)",
+        "independent check (tpm2_checkquote, its output is long)",
         Command::new("tpm2_checkquote")
             .arg("-u")
             .arg(out.join("ak.pub.pem"))
@@ -102,8 +112,66 @@ fn demo() -> Result<(), String> {
             .arg(out.join("quote.pcrs"))
             .args(["-g", "sha256", "-q", &nonce]),
     )?;
-    println!("\nverdict: quote verified (signature, nonce and PCR digest)");
+
+    println!("\n==> fleet: vouch-fleet init (CA, broker/claim certificates, CRL, ACL), mosquitto, vouch-fleet serve");
+    let trust = [tpm.ca_root_cert(), tpm.ca_dir().join("issuercert.pem")];
+    let fleet = FleetStack::start(&trust, |t| t.replace("jitter_secs = 30", "jitter_secs = 0"))
+        .map_err(|e| e.to_string())?;
+    println!(
+        "    broker on localhost:{}, fleet dir {}",
+        fleet.port(),
+        fleet.dir().display()
+    );
+    let id = device_id(&agent, &tcti, &state)?;
+    let config = fleet
+        .agent_config(&tpm, &state, &log)
+        .map_err(|e| e.to_string())?;
+    println!("\n==> device: vouch-agent run (enrolls with its EK certificate, then attests over mTLS MQTT)");
+    let agent_proc = fleet.start_agent(&config).map_err(|e| e.to_string())?;
+    let shown = fleet.wait_device(&id, Duration::from_secs(60), |v| {
+        v["verdicts"][0]["trusted"].is_boolean()
+    });
+    let agent_log = std::fs::read_to_string(config.with_extension("log")).unwrap_or_default();
+    for line in agent_log.lines().filter(|l| l.contains("INFO")) {
+        println!(
+            "    agent: {}",
+            line.split("INFO").nth(1).unwrap_or(line).trim()
+        );
+    }
+    shown.map_err(|e| e.to_string())?;
+    agent_proc.stop();
+    let out = fleet.cli(&["device", "show", &id]);
+    print!("{}", out.stdout);
+    let trusted = fleet
+        .device(&id)
+        .is_some_and(|v| v["verdicts"][0]["trusted"] == true);
+    println!(
+        "\nverdict for device {id}: {}",
+        if trusted { "TRUSTED" } else { "UNTRUSTED" }
+    );
+    if !trusted {
+        return Err("the device was not trusted".into());
+    }
     Ok(())
+}
+
+fn device_id(
+    agent: &std::path::Path,
+    tcti: &str,
+    state: &std::path::Path,
+) -> Result<String, String> {
+    let out = Command::new(agent)
+        .args(["--tcti", tcti, "--state-dir"])
+        .arg(state)
+        .args(["tpm", "info", "--json"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("tpm info --json: {e}"))?;
+    v["device_id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| "tpm info printed no device id".into())
 }
 
 /// 32 random bytes as hex, from the OS.

@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export TSS2_LOG ?= all+none
 
-.PHONY: deps build demo test lint fmt fuzz-smoke bench clean
+.PHONY: deps build demo test lint fmt fuzz-smoke bench deb cross clean
 
 deps:
 	./scripts/install-deps.sh
@@ -28,6 +28,12 @@ fuzz-smoke: deps
 
 bench: deps
 	$(CARGO) bench --workspace
+
+deb: deps
+	./scripts/deb-build.sh
+
+cross: deps
+	./scripts/cross-build.sh
 
 clean:
 	$(CARGO) clean

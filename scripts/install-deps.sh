@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config
   libtss2-dev tpm2-tools swtpm swtpm-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus
-  openssl cryptsetup-bin
+  openssl cryptsetup-bin systemd binutils dpkg-dev
   mosquitto mosquitto-clients
   "$@"
 )

@@ -9,6 +9,7 @@ pub mod alg;
 pub mod eventlog;
 pub mod pcrfile;
 pub mod pcrs;
+pub mod policy;
 pub mod protocol;
 pub mod quote;
 pub mod tpm;

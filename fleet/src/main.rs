@@ -39,6 +39,8 @@ enum Command {
     Quote(cli::quote::QuoteArgs),
     /// Create a fleet directory: CA, broker/fleet/claim certificates, CRL, mosquitto config.
     Init(cli::init::InitArgs),
+    /// Policies: check an event log against a policy, or record one from a known-good log.
+    Policy(cli::policy::PolicyArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,5 +49,6 @@ fn main() -> ExitCode {
         Command::Eventlog(args) => cli::eventlog::run(args),
         Command::Quote(args) => ExitCode::from(cli::quote::run(args)),
         Command::Init(args) => cli::init::run(args),
+        Command::Policy(args) => cli::policy::run(args),
     }
 }

@@ -66,8 +66,8 @@ fn decode_errors(ev: &Evidence<'_>, f: &mut Failures) {
 
 fn list_text(allowed: &[HexBytes]) -> String {
     match allowed.len() {
-        0 => "the policy allows none".to_owned(),
-        1 => "the policy allows only 1 value".to_owned(),
+        0 => "not allowed (the policy allows none)".to_owned(),
+        1 => "not the 1 value the policy allows".to_owned(),
         n => format!("not among the {n} values the policy allows"),
     }
 }

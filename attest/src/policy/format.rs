@@ -222,6 +222,6 @@ impl Policy {
 
     /// Writes the policy as TOML (loads back to an equal policy).
     pub fn to_toml(&self) -> Result<String, PolicyError> {
-        toml::to_string(self).map_err(PolicyError::Encode)
+        toml::to_string_pretty(self).map_err(PolicyError::Encode)
     }
 }

@@ -2,4 +2,5 @@
 
 pub mod eventlog;
 pub mod init;
+pub mod policy;
 pub mod quote;

@@ -48,6 +48,7 @@ pub enum Rule {
     /// `firmware.min_tpm_version`.
     TpmFirmwareVersion,
     /// `firmware.s_crtm_versions`.
+    #[serde(rename = "s_crtm_version")]
     ScrtmVersion,
 }
 
@@ -115,4 +116,29 @@ pub struct Verdict {
     pub revoke: bool,
     /// Every failed rule, in policy order.
     pub failures: Vec<RuleFailure>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rule;
+
+    #[test]
+    fn serialized_names_are_the_report_names() {
+        for r in [
+            Rule::EventDecode,
+            Rule::SecureBoot,
+            Rule::Pk,
+            Rule::Kek,
+            Rule::Db,
+            Rule::Dbx,
+            Rule::DbxContains,
+            Rule::BootApplication,
+            Rule::KernelCmdline,
+            Rule::PcrValue,
+            Rule::TpmFirmwareVersion,
+            Rule::ScrtmVersion,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+    }
 }

@@ -197,7 +197,7 @@ fn check(policy_path: &Path, log_path: &Path, json: bool) -> Result<u8, PolicyCl
 }
 
 /// Prints a verdict as text: one `FAIL` line per failed rule, then `trusted` / `untrusted`.
-pub fn print_verdict(verdict: &Verdict) {
+fn print_verdict(verdict: &Verdict) {
     for f in &verdict.failures {
         println!("FAIL  {f}");
     }

@@ -5,7 +5,7 @@ mod eventlog_support;
 use eventlog_support::read_log;
 use std::path::PathBuf;
 use vouch_attest::eventlog::EventLog;
-use vouch_attest::policy::{evaluate, Evidence, Policy, Rule, Verdict};
+use vouch_attest::policy::{evaluate, preferred_bank, Evidence, Policy, Rule, Verdict};
 
 const RHEL9_SB: &str = "keylime_mb_binary_bios_measurements-secureboot.bin";
 const RHEL9_NO_SB: &str = "keylime_mb_binary_bios_measurements.bin";
@@ -23,13 +23,12 @@ fn example(name: &str) -> Policy {
 fn check(policy: &Policy, log_name: &str) -> Verdict {
     let bytes = read_log(log_name);
     let log = EventLog::parse(&bytes).unwrap();
-    let state = log.boot_state();
     let replay = log.replay();
     evaluate(
         policy,
         &Evidence {
             log: &log,
-            boot_state: &state,
+            bank: preferred_bank(&log).unwrap(),
             pcrs: &replay,
             firmware_version: None,
         },
@@ -81,7 +80,11 @@ fn minimal_example_pins_pcr7() {
     // Secure Boot on, but other keys: only PCR7 differs.
     let mok = check(&p, MOKLIST);
     assert_eq!(rules(&mok), vec![(Rule::PcrValue, None, Some(7))]);
-    assert!(mok.failures[0].detail.contains("cba16f85"), "{:?}", mok.failures);
+    assert!(
+        mok.failures[0].detail.contains("cba16f85"),
+        "{:?}",
+        mok.failures
+    );
     // Secure Boot off: both rules fail.
     let off = check(&p, RHEL9_NO_SB);
     assert_eq!(

@@ -5,16 +5,15 @@ mod eventlog_support;
 
 use eventlog_support::{bins, eventlogs_dir};
 use vouch_attest::eventlog::EventLog;
-use vouch_attest::policy::{evaluate, Evidence, Policy, Rule, Verdict};
+use vouch_attest::policy::{evaluate, preferred_bank, Evidence, Policy, Rule, Verdict};
 
 fn verdict(policy: &Policy, log: &EventLog<'_>) -> Verdict {
-    let state = log.boot_state();
     let replay = log.replay();
     evaluate(
         policy,
         &Evidence {
             log,
-            boot_state: &state,
+            bank: preferred_bank(log).unwrap(),
             pcrs: &replay,
             firmware_version: None,
         },
@@ -35,7 +34,7 @@ fn recorded_policies_trust_their_own_log_only() {
         .map(|(n, b)| (n.as_str(), b.as_slice(), EventLog::parse(b).unwrap()))
         .collect();
     for (name, bytes, log) in &parsed {
-        let recorded = Policy::record(log, &log.boot_state(), &log.replay());
+        let recorded = Policy::record(log, &log.replay());
         assert!(!recorded.pcrs.is_empty(), "{name}: no PCR recorded");
         let text = recorded.to_toml().unwrap();
         let policy = Policy::from_toml(&text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
@@ -63,7 +62,7 @@ fn recorded_secure_boot_log_names_the_changed_event() {
     let bytes = std::fs::read(dir.join("goattest_sb_cert.bin")).unwrap();
     let log = EventLog::parse(&bytes).unwrap();
     let state = log.boot_state();
-    let policy = Policy::record(&log, &state, &log.replay());
+    let policy = Policy::record(&log, &log.replay());
     let sb = policy.secure_boot.as_ref().expect("secure boot section");
     assert!(sb.required);
     assert_eq!(sb.db.as_ref().map(Vec::len), Some(1));

@@ -20,7 +20,9 @@ fn shared(rel: &str) -> PathBuf {
 }
 
 fn example(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tpm-policies").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tpm-policies")
+        .join(name);
     p.to_string_lossy().into_owned()
 }
 
@@ -56,11 +58,25 @@ fn recorded_policy_trusts_its_log_and_rejects_another() {
     assert!(text.contains("[secure_boot]\nrequired = true"), "{text}");
     assert!(text.contains("[pcrs.sha256]"), "{text}");
 
-    let o = fleet(&["policy", "check", "--policy", &p, "--eventlog", &log(SB_LOG)]);
+    let o = fleet(&[
+        "policy",
+        "check",
+        "--policy",
+        &p,
+        "--eventlog",
+        &log(SB_LOG),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "trusted\n");
 
-    let o = fleet(&["policy", "check", "--policy", &p, "--eventlog", &log(NO_SB_LOG)]);
+    let o = fleet(&[
+        "policy",
+        "check",
+        "--policy",
+        &p,
+        "--eventlog",
+        &log(NO_SB_LOG),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     let s = out(&o);
     assert!(
@@ -84,7 +100,10 @@ fn record_to_stdout_sets_description_and_revocation() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.starts_with("version = 1\ndescription = \"lab box\"\nrevoke_on_untrusted = true\n"), "{s}");
+    assert!(
+        s.starts_with("version = 1\ndescription = \"lab box\"\nrevoke_on_untrusted = true\n"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -130,7 +149,14 @@ fn bad_input_exits_with_input_code() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "version = 1\nsecure_boot = { requird = true }\n").unwrap();
     let bad = bad.to_string_lossy().into_owned();
-    let o = fleet(&["policy", "check", "--policy", &bad, "--eventlog", &log(SB_LOG)]);
+    let o = fleet(&[
+        "policy",
+        "check",
+        "--policy",
+        &bad,
+        "--eventlog",
+        &log(SB_LOG),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", out(&o));
     let s = out(&o);
     assert!(s.contains("--policy") && s.contains("requird"), "{s}");

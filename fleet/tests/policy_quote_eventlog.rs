@@ -42,8 +42,20 @@ impl Sample {
             self.p("pcrs.json"),
         );
         let mut args = vec![
-            "quote", "verify", "--ak", &ak, "--quote", &q, "--sig", &s, "--nonce", &self.nonce,
-            "--pcrs", &p, "--eventlog", log,
+            "quote",
+            "verify",
+            "--ak",
+            &ak,
+            "--quote",
+            &q,
+            "--sig",
+            &s,
+            "--nonce",
+            &self.nonce,
+            "--pcrs",
+            &p,
+            "--eventlog",
+            log,
         ];
         args.extend_from_slice(extra);
         Command::new(env!("CARGO_BIN_EXE_vouch-fleet"))
@@ -112,7 +124,10 @@ fn real_quote_matches_its_log() {
     assert_eq!(v["eventlog"]["passed"], true);
     assert_eq!(v["eventlog"]["banks"][0]["bank"], "sha1");
     assert_eq!(v["eventlog"]["banks"][0]["matched"], true);
-    assert_eq!(v["eventlog"]["banks"][0]["workaround"], serde_json::Value::Null);
+    assert_eq!(
+        v["eventlog"]["banks"][0]["workaround"],
+        serde_json::Value::Null
+    );
 }
 
 #[test]
@@ -135,9 +150,15 @@ fn tampered_log_fails_naming_the_pcr() {
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     let text = out(&o);
     assert!(text.contains("pass  signature"), "{text}");
-    assert!(text.contains("FAIL  eventlog sha1 PCR7: replayed "), "{text}");
+    assert!(
+        text.contains("FAIL  eventlog sha1 PCR7: replayed "),
+        "{text}"
+    );
     assert_eq!(text.matches("FAIL  eventlog").count(), 1, "{text}");
-    assert!(text.contains("REJECTED: 1 of 10 checks failed: eventlog"), "{text}");
+    assert!(
+        text.contains("REJECTED: 1 of 10 checks failed: eventlog"),
+        "{text}"
+    );
 
     let o = s.verify(&path.to_string_lossy(), &["--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -177,15 +198,32 @@ fn policy_is_evaluated_on_the_quoted_values() {
     assert_eq!(v["failed"], serde_json::json!(["policy"]));
     let f = v["policy"]["failures"].as_array().unwrap();
     assert_eq!(f[0]["rule"], "tpm_firmware_version");
-    assert!(f[0]["detail"].as_str().unwrap().contains("below the minimum"), "{v}");
+    assert!(
+        f[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("below the minimum"),
+        "{v}"
+    );
     assert_eq!(f[1]["rule"], "pcr_value");
     assert_eq!(f[1]["pcr"], 7);
 
     // --policy without --eventlog is a usage error.
     let o = Command::new(env!("CARGO_BIN_EXE_vouch-fleet"))
         .args([
-            "quote", "verify", "--ak", &s.p("ak.pub"), "--quote", &s.p("quote.msg"), "--sig",
-            &s.p("quote.sig"), "--nonce", &s.nonce, "--pcrs", &s.p("pcrs.json"), "--policy",
+            "quote",
+            "verify",
+            "--ak",
+            &s.p("ak.pub"),
+            "--quote",
+            &s.p("quote.msg"),
+            "--sig",
+            &s.p("quote.sig"),
+            "--nonce",
+            &s.nonce,
+            "--pcrs",
+            &s.p("pcrs.json"),
+            "--policy",
             &policy,
         ])
         .output()

@@ -1,16 +1,14 @@
 //! Evaluation of a [`Policy`] against [`Evidence`]: every rule present in the policy is
 //! checked, and every failure is collected (evaluation never stops at the first).
 
-use super::facts::{self, PCR_SECURE_BOOT};
+use super::facts::{Facts, Topic, PCR_BOOT_APPS, PCR_SECURE_BOOT};
 use super::format::{BootAppPolicy, CmdlinePolicy, FirmwarePolicy, Policy, SecureBootPolicy};
 use super::pcrs::PcrPolicy;
 use super::siglist;
 use super::values::HexBytes;
 use super::verdict::{Evidence, Rule, RuleFailure, Verdict};
-use crate::eventlog::DecodeError;
-
-/// PCR of boot applications.
-const PCR_BOOT_APPS: u32 = 4;
+use crate::alg::HashAlg;
+use crate::eventlog::EventData;
 
 /// Collected failures.
 struct Failures(Vec<RuleFailure>);
@@ -29,18 +27,19 @@ impl Failures {
 /// Checks `evidence` against every rule of `policy`.
 pub fn evaluate(policy: &Policy, evidence: &Evidence<'_>) -> Verdict {
     let mut f = Failures(Vec::new());
-    decode_errors(evidence, &mut f);
+    let facts = Facts::collect(evidence.log, evidence.bank);
+    unusable(policy, &facts, &mut f);
     if let Some(sb) = &policy.secure_boot {
-        secure_boot(sb, evidence, &mut f);
+        secure_boot(sb, &facts, &mut f);
     }
     if let Some(apps) = &policy.boot_applications {
-        boot_applications(apps, evidence, &mut f);
+        boot_applications(apps, &facts, &mut f);
     }
     if let Some(c) = &policy.kernel_cmdline {
-        kernel_cmdline(c, evidence, &mut f);
+        kernel_cmdline(c, &facts, &mut f);
     }
     if let Some(fw) = &policy.firmware {
-        firmware(fw, evidence, &mut f);
+        firmware(fw, evidence, &facts, &mut f);
     }
     pcrs(&policy.pcrs, evidence, &mut f);
     let trusted = f.0.is_empty();
@@ -51,16 +50,38 @@ pub fn evaluate(policy: &Policy, evidence: &Evidence<'_>) -> Verdict {
     }
 }
 
-fn decode_errors(ev: &Evidence<'_>, f: &mut Failures) {
-    for e in &ev.boot_state.decode_errors {
-        let index = match e {
-            DecodeError::Variable { index, .. }
-            | DecodeError::ImageLoadTruncated { index, .. }
-            | DecodeError::ImageLoadPathLength { index, .. }
-            | DecodeError::DevicePath { index, .. } => *index,
+/// Events a present rule would read but cannot: each is a failure (fail closed).
+fn unusable(policy: &Policy, facts: &Facts<'_, '_>, f: &mut Failures) {
+    for u in &facts.unusable {
+        let relevant = match u.topic {
+            Topic::SecureBoot => policy.secure_boot.is_some(),
+            Topic::Cmdline => policy.kernel_cmdline.is_some(),
+            Topic::Scrtm => policy
+                .firmware
+                .as_ref()
+                .is_some_and(|fw| fw.s_crtm_versions.is_some()),
         };
-        let pcr = ev.log.events.get(index).map(|e| e.pcr);
-        f.push(Rule::EventDecode, Some(index), pcr, e.to_string());
+        if !relevant {
+            continue;
+        }
+        match &u.decode_error {
+            Some(e) => f.push(
+                Rule::EventDecode,
+                Some(u.event_index),
+                Some(u.pcr),
+                e.to_string(),
+            ),
+            None => f.push(
+                Rule::EventDigest,
+                Some(u.event_index),
+                Some(u.pcr),
+                format!(
+                    "the event data does not hash to its {} digest, so its contents are not \
+                     trusted",
+                    facts.bank
+                ),
+            ),
+        }
     }
 }
 
@@ -72,9 +93,9 @@ fn list_text(allowed: &[HexBytes]) -> String {
     }
 }
 
-fn secure_boot(sb: &SecureBootPolicy, ev: &Evidence<'_>, f: &mut Failures) {
+fn secure_boot(sb: &SecureBootPolicy, facts: &Facts<'_, '_>, f: &mut Failures) {
     if sb.required {
-        match facts::secure_boot(ev.log) {
+        match &facts.secure_boot {
             None => f.push(
                 Rule::SecureBoot,
                 None,
@@ -99,16 +120,17 @@ fn secure_boot(sb: &SecureBootPolicy, ev: &Evidence<'_>, f: &mut Failures) {
     for (rule, name, allowed) in dbs {
         let Some(allowed) = allowed else { continue };
         let mut seen = false;
-        for k in ev.boot_state.key_databases.iter().filter(|k| k.name == name) {
+        for m in facts.key_dbs.iter().filter(|m| m.value.0 == name) {
             seen = true;
-            if !allowed.iter().any(|a| hex_eq(&k.data_sha256, a.as_slice())) {
+            let digest = HashAlg::Sha256.hash(m.value.1).unwrap_or_default();
+            if !allowed.iter().any(|a| a.as_slice() == digest.as_slice()) {
                 f.push(
                     rule,
-                    Some(k.event_index),
-                    Some(PCR_SECURE_BOOT),
+                    Some(m.event_index),
+                    Some(m.pcr),
                     format!(
                         "{name} sha256 {} is {}",
-                        k.data_sha256,
+                        hex::encode(&digest),
                         list_text(allowed)
                     ),
                 );
@@ -124,13 +146,17 @@ fn secure_boot(sb: &SecureBootPolicy, ev: &Evidence<'_>, f: &mut Failures) {
         }
     }
     if let Some(required) = &sb.dbx_contains {
-        dbx_contains(required, ev, f);
+        dbx_contains(required, facts, f);
     }
 }
 
-fn dbx_contains(required: &[HexBytes], ev: &Evidence<'_>, f: &mut Failures) {
-    let measured = facts::dbx(ev.log);
-    if measured.is_empty() {
+fn dbx_contains(required: &[HexBytes], facts: &Facts<'_, '_>, f: &mut Failures) {
+    let mut measured = facts
+        .key_dbs
+        .iter()
+        .filter(|m| m.value.0 == "dbx")
+        .peekable();
+    if measured.peek().is_none() {
         f.push(
             Rule::DbxContains,
             None,
@@ -142,7 +168,7 @@ fn dbx_contains(required: &[HexBytes], ev: &Evidence<'_>, f: &mut Failures) {
         );
     }
     for m in measured {
-        let entries = match siglist::entries(m.value) {
+        let entries = match siglist::entries(m.value.1) {
             Ok(e) => e,
             Err(e) => {
                 f.push(
@@ -160,60 +186,46 @@ fn dbx_contains(required: &[HexBytes], ev: &Evidence<'_>, f: &mut Failures) {
                     Rule::DbxContains,
                     Some(m.event_index),
                     Some(m.pcr),
-                    format!(
-                        "dbx ({} entries) lacks required entry {r}",
-                        entries.len()
-                    ),
+                    format!("dbx ({} entries) lacks required entry {r}", entries.len()),
                 );
             }
         }
     }
 }
 
-/// Compares a lower-case hex string with bytes without allocating.
-fn hex_eq(hex_text: &str, bytes: &[u8]) -> bool {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let t = hex_text.as_bytes();
-    t.len() == bytes.len() * 2
-        && bytes.iter().zip(t.chunks_exact(2)).all(|(b, pair)| {
-            let hi = DIGITS.get(usize::from(b >> 4));
-            let lo = DIGITS.get(usize::from(b & 0xF));
-            pair.first().map(u8::to_ascii_lowercase).as_ref() == hi
-                && pair.get(1).map(u8::to_ascii_lowercase).as_ref() == lo
-        })
-}
-
-fn boot_applications(p: &BootAppPolicy, ev: &Evidence<'_>, f: &mut Failures) {
-    let bank = p.bank.name();
-    for app in &ev.boot_state.boot_applications {
-        let path = if app.device_path.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", app.device_path)
-        };
-        match app.digests.get(&bank) {
-            None => f.push(
-                Rule::BootApplication,
-                Some(app.event_index),
-                Some(PCR_BOOT_APPS),
-                format!("boot application{path} has no {bank} digest in the log"),
-            ),
-            Some(d) if !p.allowed.iter().any(|a| hex_eq(d, a.as_slice())) => f.push(
-                Rule::BootApplication,
-                Some(app.event_index),
-                Some(PCR_BOOT_APPS),
-                format!(
-                    "boot application{path} {bank} {d} is {}",
-                    list_text(&p.allowed)
-                ),
-            ),
-            Some(_) => {}
+fn boot_applications(p: &BootAppPolicy, facts: &Facts<'_, '_>, f: &mut Failures) {
+    let bank = p.bank;
+    for ev in &facts.boot_apps {
+        let digest = ev.digests.get(bank);
+        if digest.is_some_and(|d| p.allowed.iter().any(|a| a.as_slice() == d)) {
+            continue;
         }
+        // Decoded only to name the image in the report.
+        let path = match ev.decode() {
+            Ok(EventData::ImageLoad { device_path, .. }) if !device_path.is_empty() => {
+                format!(" ({device_path})")
+            }
+            _ => String::new(),
+        };
+        let detail = match digest {
+            None => format!("boot application{path} has no {bank} digest in the log"),
+            Some(d) => format!(
+                "boot application{path} {bank} {} is {}",
+                hex::encode(d),
+                list_text(&p.allowed)
+            ),
+        };
+        f.push(
+            Rule::BootApplication,
+            Some(ev.index),
+            Some(PCR_BOOT_APPS),
+            detail,
+        );
     }
 }
 
-fn kernel_cmdline(p: &CmdlinePolicy, ev: &Evidence<'_>, f: &mut Failures) {
-    let lines = facts::kernel_cmdlines(ev.log);
+fn kernel_cmdline(p: &CmdlinePolicy, facts: &Facts<'_, '_>, f: &mut Failures) {
+    let lines = &facts.cmdlines;
     if p.required && lines.is_empty() {
         f.push(
             Rule::KernelCmdline,
@@ -223,7 +235,7 @@ fn kernel_cmdline(p: &CmdlinePolicy, ev: &Evidence<'_>, f: &mut Failures) {
         );
     }
     for m in lines {
-        let ok = p.exact.iter().any(|e| *e == m.value)
+        let ok = p.exact.contains(&m.value)
             || p.prefix.iter().any(|pre| m.value.starts_with(pre.as_str()));
         if !ok {
             f.push(
@@ -241,7 +253,7 @@ fn kernel_cmdline(p: &CmdlinePolicy, ev: &Evidence<'_>, f: &mut Failures) {
     }
 }
 
-fn firmware(p: &FirmwarePolicy, ev: &Evidence<'_>, f: &mut Failures) {
+fn firmware(p: &FirmwarePolicy, ev: &Evidence<'_>, facts: &Facts<'_, '_>, f: &mut Failures) {
     if let Some(min) = p.min_tpm_version {
         match ev.firmware_version {
             None => f.push(
@@ -263,7 +275,7 @@ fn firmware(p: &FirmwarePolicy, ev: &Evidence<'_>, f: &mut Failures) {
         }
     }
     if let Some(allowed) = &p.s_crtm_versions {
-        let versions = facts::s_crtm_versions(ev.log);
+        let versions = &facts.s_crtm;
         if versions.is_empty() {
             f.push(
                 Rule::ScrtmVersion,
@@ -314,19 +326,5 @@ fn pcrs(p: &PcrPolicy, ev: &Evidence<'_>, f: &mut Failures) {
             ),
             Some(_) => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::hex_eq;
-
-    #[test]
-    fn hex_comparison() {
-        assert!(hex_eq("00ff10", &[0, 0xff, 0x10]));
-        assert!(hex_eq("00FF10", &[0, 0xff, 0x10]));
-        assert!(!hex_eq("00ff11", &[0, 0xff, 0x10]));
-        assert!(!hex_eq("00ff1", &[0, 0xff, 0x10]));
-        assert!(hex_eq("", &[]));
     }
 }

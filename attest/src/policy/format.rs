@@ -30,7 +30,9 @@ pub enum PolicyError {
     #[error("policy does not load: {0}")]
     Toml(#[source] toml::de::Error),
     /// `version` is not [`FORMAT_VERSION`].
-    #[error("policy version {found} is not supported (this verifier reads version {FORMAT_VERSION})")]
+    #[error(
+        "policy version {found} is not supported (this verifier reads version {FORMAT_VERSION})"
+    )]
     Version {
         /// The version written.
         found: u32,

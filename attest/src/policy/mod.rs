@@ -4,9 +4,9 @@
 //!
 //! ```text
 //! let policy = Policy::from_toml(&text)?;                  // validated, deny_unknown_fields
-//! let verdict = evaluate(&policy, &Evidence { log: &log, boot_state: &state,
+//! let verdict = evaluate(&policy, &Evidence { log: &log, bank: quoted_bank,
 //!                                             pcrs: &quoted_or_replayed, firmware_version });
-//! let recorded = Policy::record(&log, &state, &log.replay());   // from a known-good device
+//! let recorded = Policy::record(&log, &log.replay());   // from a known-good device
 //! ```
 //!
 //! The format is documented for operators in `tpm-policies/README.md`.
@@ -21,6 +21,7 @@ mod values;
 mod verdict;
 
 pub use evaluate::evaluate;
+pub use facts::preferred_bank;
 pub use format::{
     BootAppPolicy, CmdlinePolicy, FirmwarePolicy, Policy, PolicyError, SecureBootPolicy,
     FORMAT_VERSION, MAX_POLICY_BYTES,

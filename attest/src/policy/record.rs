@@ -4,17 +4,18 @@
 //! Recorded: Secure Boot required when it was on; the PK/KEK/db/dbx digests measured; the boot
 //! applications' digests in the log's preferred bank (sha256, else the first computable); the
 //! kernel command lines (exact, required when present); the S-CRTM version strings; and every
-//! replayed PCR of every computable bank. Not recorded (not in a log): `min_tpm_version`,
+//! replayed PCR of every computable bank. Facts are read only from events whose data hashes to
+//! their digest in the preferred bank. Not recorded (not in a log): `min_tpm_version`,
 //! `dbx_contains`.
 
-use super::facts;
+use super::facts::{preferred_bank, Facts};
 use super::format::{
     BootAppPolicy, CmdlinePolicy, FirmwarePolicy, Policy, SecureBootPolicy, FORMAT_VERSION,
 };
 use super::pcrs::PcrPolicy;
 use super::values::HexBytes;
 use crate::alg::HashAlg;
-use crate::eventlog::{BootState, EventLog};
+use crate::eventlog::EventLog;
 use crate::pcrs::PcrBanks;
 
 fn push_unique<T: PartialEq>(v: &mut Vec<T>, item: T) {
@@ -23,75 +24,71 @@ fn push_unique<T: PartialEq>(v: &mut Vec<T>, item: T) {
     }
 }
 
-fn key_db(state: &BootState, name: &str) -> Option<Vec<HexBytes>> {
+fn key_db(facts: &Facts<'_, '_>, name: &str) -> Option<Vec<HexBytes>> {
     let mut out = Vec::new();
-    for k in state.key_databases.iter().filter(|k| k.name == name) {
-        if let Ok(d) = hex::decode(&k.data_sha256) {
+    for m in facts.key_dbs.iter().filter(|m| m.value.0 == name) {
+        if let Some(d) = HashAlg::Sha256.hash(m.value.1) {
             push_unique(&mut out, HexBytes(d));
         }
     }
     (!out.is_empty()).then_some(out)
 }
 
-fn boot_apps(log: &EventLog<'_>, state: &BootState) -> Option<BootAppPolicy> {
-    if state.boot_applications.is_empty() {
+fn boot_apps(facts: &Facts<'_, '_>) -> Option<BootAppPolicy> {
+    if facts.boot_apps.is_empty() {
         return None;
     }
-    let banks = log.banks();
-    let bank = if banks.contains(&HashAlg::Sha256) {
-        HashAlg::Sha256
-    } else {
-        banks.into_iter().find(|b| b.digest_len().is_some())?
-    };
-    let name = bank.name();
     let mut allowed = Vec::new();
-    for app in &state.boot_applications {
-        if let Some(d) = app.digests.get(&name).and_then(|h| hex::decode(h).ok()) {
-            push_unique(&mut allowed, HexBytes(d));
+    for ev in &facts.boot_apps {
+        if let Some(d) = ev.digests.get(facts.bank) {
+            push_unique(&mut allowed, HexBytes(d.to_vec()));
         }
     }
-    Some(BootAppPolicy { bank, allowed })
+    Some(BootAppPolicy {
+        bank: facts.bank,
+        allowed,
+    })
 }
 
 impl Policy {
-    /// Records a policy from a known-good log, its boot state and its replay (see the module
-    /// documentation).
-    pub fn record(log: &EventLog<'_>, state: &BootState, replay: &PcrBanks) -> Policy {
+    /// Records a policy from a known-good log and its replay (see the module documentation).
+    /// Event data is trusted under the log's [`preferred_bank`]; a log without a computable
+    /// bank records PCR values only.
+    pub fn record(log: &EventLog<'_>, replay: &PcrBanks) -> Policy {
+        let mut policy = Policy::empty();
+        policy.pcrs = PcrPolicy::from_banks(replay);
+        let Some(bank) = preferred_bank(log) else {
+            return policy;
+        };
+        let facts = Facts::collect(log, bank);
         let secure_boot = SecureBootPolicy {
-            required: state.secure_boot == Some(true),
-            pk: key_db(state, "PK"),
-            kek: key_db(state, "KEK"),
-            db: key_db(state, "db"),
-            dbx: key_db(state, "dbx"),
+            required: facts.secure_boot.as_ref().is_some_and(|m| m.value),
+            pk: key_db(&facts, "PK"),
+            kek: key_db(&facts, "KEK"),
+            db: key_db(&facts, "db"),
+            dbx: key_db(&facts, "dbx"),
             dbx_contains: None,
         };
-        let has_secure_boot = secure_boot != SecureBootPolicy::default();
         let mut exact = Vec::new();
-        for m in facts::kernel_cmdlines(log) {
-            push_unique(&mut exact, m.value);
+        for m in &facts.cmdlines {
+            push_unique(&mut exact, m.value.clone());
         }
-        let kernel_cmdline = (!exact.is_empty()).then(|| CmdlinePolicy {
+        let mut versions = Vec::new();
+        for m in &facts.s_crtm {
+            push_unique(&mut versions, m.value.clone());
+        }
+        policy.boot_applications = boot_apps(&facts);
+        policy.secure_boot = (secure_boot != SecureBootPolicy::default()).then_some(secure_boot);
+        policy.kernel_cmdline = (!exact.is_empty()).then(|| CmdlinePolicy {
             required: true,
             exact,
             prefix: Vec::new(),
         });
-        let mut versions = Vec::new();
-        for m in facts::s_crtm_versions(log) {
-            push_unique(&mut versions, m.value);
-        }
-        let firmware = (!versions.is_empty()).then(|| FirmwarePolicy {
+        policy.firmware = (!versions.is_empty()).then_some(FirmwarePolicy {
             min_tpm_version: None,
             s_crtm_versions: Some(versions),
         });
-        Policy {
-            version: FORMAT_VERSION,
-            description: None,
-            revoke_on_untrusted: false,
-            secure_boot: has_secure_boot.then_some(secure_boot),
-            boot_applications: boot_apps(log, state),
-            kernel_cmdline,
-            firmware,
-            pcrs: PcrPolicy::from_banks(replay),
-        }
+        debug_assert_eq!(policy.version, FORMAT_VERSION);
+        policy
     }
 }

@@ -13,7 +13,9 @@ const OWNER: usize = 16;
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum SigListError {
     /// A list header is cut short.
-    #[error("EFI_SIGNATURE_LIST at byte offset {offset}: header truncated ({available} of 28 bytes)")]
+    #[error(
+        "EFI_SIGNATURE_LIST at byte offset {offset}: header truncated ({available} of 28 bytes)"
+    )]
     HeaderTruncated {
         /// Offset of the list in the variable data.
         offset: usize,
@@ -124,7 +126,10 @@ mod tests {
     fn refuses_bad_sizes() {
         let a = [0u8; 48];
         let data = list(40, &[a]);
-        assert!(matches!(entries(&data), Err(SigListError::Sizes { offset: 0, .. })));
+        assert!(matches!(
+            entries(&data),
+            Err(SigListError::Sizes { offset: 0, .. })
+        ));
         let mut data = list(48, &[a]);
         data.extend_from_slice(&[1, 2, 3]);
         assert_eq!(

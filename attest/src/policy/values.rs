@@ -120,7 +120,10 @@ mod tests {
     #[test]
     fn firmware_version_spellings() {
         assert_eq!(fw("v = 42"), Ok(42));
-        assert_eq!(fw("v = \"0x0002_0001_0000_0000\""), Ok(0x0002_0001_0000_0000));
+        assert_eq!(
+            fw("v = \"0x0002_0001_0000_0000\""),
+            Ok(0x0002_0001_0000_0000)
+        );
         assert_eq!(fw("v = \"18446744073709551615\""), Ok(u64::MAX));
         assert!(fw("v = -1").unwrap_err().contains("negative"));
         assert!(fw("v = \"0x1_0000_0000_0000_0000\"").is_err());

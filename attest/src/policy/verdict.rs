@@ -1,7 +1,8 @@
 //! What a policy is evaluated on ([`Evidence`]) and what it says ([`Verdict`]): trusted or not,
 //! with every failed rule named together with the event and PCR that broke it.
 
-use crate::eventlog::{BootState, EventLog};
+use crate::alg::HashAlg;
+use crate::eventlog::EventLog;
 use crate::pcrs::PcrBanks;
 use serde::Serialize;
 use std::fmt;
@@ -11,8 +12,10 @@ use std::fmt;
 pub struct Evidence<'a> {
     /// The parsed event log.
     pub log: &'a EventLog<'a>,
-    /// Its boot state ([`EventLog::boot_state`]).
-    pub boot_state: &'a BootState,
+    /// The bank whose event digests are authenticated (the quoted bank the log was matched
+    /// against; for a log-only check, [`preferred_bank`](super::preferred_bank)). Event data is
+    /// used only when it hashes to the event's digest in this bank.
+    pub bank: HashAlg,
     /// The PCR values the `[pcrs]` rules compare with: quoted values the log was matched
     /// against, or the log's replay when there is no quote. A pinned PCR without a value here
     /// fails.
@@ -25,8 +28,11 @@ pub struct Evidence<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
-    /// An event's data is not what its type promises, so the boot state may be incomplete.
+    /// An event a rule reads does not decode as its type promises.
     EventDecode,
+    /// An event a rule reads has data that does not hash to its digest in the authenticated
+    /// bank: its contents cannot be trusted.
+    EventDigest,
     /// `secure_boot.required`.
     SecureBoot,
     /// `secure_boot.pk`.
@@ -57,6 +63,7 @@ impl Rule {
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::EventDecode => "event_decode",
+            Rule::EventDigest => "event_digest",
             Rule::SecureBoot => "secure_boot",
             Rule::Pk => "pk",
             Rule::Kek => "kek",
@@ -126,6 +133,7 @@ mod tests {
     fn serialized_names_are_the_report_names() {
         for r in [
             Rule::EventDecode,
+            Rule::EventDigest,
             Rule::SecureBoot,
             Rule::Pk,
             Rule::Kek,

@@ -8,7 +8,8 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vouch_attest::eventlog::{EventLog, ParseError};
-use vouch_attest::policy::{evaluate, Evidence, Policy, PolicyError, Verdict};
+use vouch_attest::policy::{evaluate, preferred_bank, Evidence, Policy, PolicyError, Verdict};
+use vouch_attest::HashAlg;
 
 /// Arguments of `vouch-fleet policy`.
 #[derive(Args, Debug)]
@@ -167,13 +168,13 @@ fn check(policy_path: &Path, log_path: &Path, json: bool) -> Result<u8, PolicyCl
     let policy = load_policy(policy_path)?;
     let bytes = read("eventlog", log_path)?;
     let log = parse_log(log_path, &bytes)?;
-    let state = log.boot_state();
     let replay = log.replay();
     let verdict = evaluate(
         &policy,
         &Evidence {
             log: &log,
-            boot_state: &state,
+            // A log without a computable bank: no event data is trusted (data rules fail).
+            bank: preferred_bank(&log).unwrap_or(HashAlg::Sha256),
             pcrs: &replay,
             firmware_version: None,
         },
@@ -224,7 +225,7 @@ fn record(
 ) -> Result<u8, PolicyCliError> {
     let bytes = read("eventlog", log_path)?;
     let log = parse_log(log_path, &bytes)?;
-    let mut policy = Policy::record(&log, &log.boot_state(), &log.replay());
+    let mut policy = Policy::record(&log, &log.replay());
     policy.description = Some(description.unwrap_or_else(|| {
         let name = log_path.file_name().map_or_else(
             || log_path.display().to_string(),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use vouch_attest::eventlog::{match_quoted, EventLog, LogMatch, ParseError};
 use vouch_attest::pcrfile::{read_pcr_file, PcrFileError};
-use vouch_attest::policy::{evaluate, Evidence, Verdict};
+use vouch_attest::policy::{evaluate, preferred_bank, Evidence, Verdict};
 use vouch_attest::quote::{
     AkError, AkPublic, AkVerifier, Outcome, QuoteEvidence, QuoteVerification,
 };
@@ -186,7 +186,9 @@ fn match_log(log: &EventLog<'_>, result: &QuoteVerification, supplied: &PcrBanks
 fn print_log_check(c: &LogCheck) {
     for b in &c.banks {
         match b {
-            BankMatch::NotCompared { bank, skipped } => println!("skip  eventlog {bank}: {skipped}"),
+            BankMatch::NotCompared { bank, skipped } => {
+                println!("skip  eventlog {bank}: {skipped}")
+            }
             BankMatch::Compared(m) if m.matched => println!(
                 "pass  eventlog {}: {} quoted PCRs match the log's replay{}",
                 m.bank,
@@ -209,7 +211,11 @@ fn print_log_check(c: &LogCheck) {
             }
         }
     }
-    if !c.passed && c.banks.iter().all(|b| matches!(b, BankMatch::NotCompared { .. })) {
+    if !c.passed
+        && c.banks
+            .iter()
+            .all(|b| matches!(b, BankMatch::NotCompared { .. }))
+    {
         println!("FAIL  eventlog: no quoted bank could be compared with the log");
     }
 }
@@ -284,7 +290,16 @@ fn verify(args: &VerifyArgs) -> Result<u8, InputError> {
     let log_check = log.as_ref().map(|l| match_log(l, &result, &pcrs));
     let verdict = match (&policy, &log, &log_check) {
         (Some(p), Some(l), Some(c)) => {
-            let state = l.boot_state();
+            // Event data is trusted under the first quoted bank that matched the log.
+            let bank = c
+                .banks
+                .iter()
+                .find_map(|b| match b {
+                    BankMatch::Compared(m) if m.matched => Some(m.bank),
+                    _ => None,
+                })
+                .or_else(|| preferred_bank(l))
+                .unwrap_or(HashAlg::Sha256);
             let replay;
             // Quoted values once the log matched them; the replay otherwise (rejected anyway).
             let values = match &result.quoted {
@@ -303,7 +318,7 @@ fn verify(args: &VerifyArgs) -> Result<u8, InputError> {
                 p,
                 &Evidence {
                     log: l,
-                    boot_state: &state,
+                    bank,
                     pcrs: values,
                     firmware_version,
                 },
@@ -364,7 +379,8 @@ fn print_text(
             println!("pass  policy: trusted");
         }
     }
-    let total = result.checks.len() + usize::from(log_check.is_some()) + usize::from(verdict.is_some());
+    let total =
+        result.checks.len() + usize::from(log_check.is_some()) + usize::from(verdict.is_some());
     if failed.is_empty() {
         println!("OK: quote verified ({total} checks)");
     } else {

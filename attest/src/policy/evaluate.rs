@@ -1,7 +1,7 @@
 //! Evaluation of a [`Policy`] against [`Evidence`]: every rule present in the policy is
 //! checked, and every failure is collected (evaluation never stops at the first).
 
-use super::facts::{Facts, Topic, PCR_BOOT_APPS, PCR_SECURE_BOOT};
+use super::facts::{Facts, KeyDb, Topic, PCR_BOOT_APPS, PCR_SECURE_BOOT};
 use super::format::{BootAppPolicy, CmdlinePolicy, FirmwarePolicy, Policy, SecureBootPolicy};
 use super::pcrs::PcrPolicy;
 use super::siglist;
@@ -75,13 +75,30 @@ fn unusable(policy: &Policy, facts: &Facts<'_, '_>, f: &mut Failures) {
                 Rule::EventDigest,
                 Some(u.event_index),
                 Some(u.pcr),
-                format!(
-                    "the event data does not hash to its {} digest, so its contents are not \
-                     trusted",
-                    facts.bank
-                ),
+                digest_text(facts.bank),
             ),
         }
+    }
+}
+
+fn digest_text(bank: HashAlg) -> String {
+    format!("the event data does not hash to its {bank} digest, so its contents are not trusted")
+}
+
+/// An EventDigest failure for a key database event (once per event).
+fn unauthenticated(facts: &Facts<'_, '_>, m: &KeyDb<'_, '_>, f: &mut Failures) {
+    let index = Some(m.event.index);
+    if !f
+        .0
+        .iter()
+        .any(|x| x.rule == Rule::EventDigest && x.event_index == index)
+    {
+        f.push(
+            Rule::EventDigest,
+            index,
+            Some(m.event.pcr),
+            digest_text(facts.bank),
+        );
     }
 }
 
@@ -120,14 +137,17 @@ fn secure_boot(sb: &SecureBootPolicy, facts: &Facts<'_, '_>, f: &mut Failures) {
     for (rule, name, allowed) in dbs {
         let Some(allowed) = allowed else { continue };
         let mut seen = false;
-        for m in facts.key_dbs.iter().filter(|m| m.value.0 == name) {
+        for m in facts.key_dbs.iter().filter(|m| m.name == name) {
             seen = true;
-            let digest = HashAlg::Sha256.hash(m.value.1).unwrap_or_default();
+            let Some(digest) = m.sha256(facts.bank) else {
+                unauthenticated(facts, m, f);
+                continue;
+            };
             if !allowed.iter().any(|a| a.as_slice() == digest.as_slice()) {
                 f.push(
                     rule,
-                    Some(m.event_index),
-                    Some(m.pcr),
+                    Some(m.event.index),
+                    Some(m.event.pcr),
                     format!(
                         "{name} sha256 {} is {}",
                         hex::encode(&digest),
@@ -151,11 +171,7 @@ fn secure_boot(sb: &SecureBootPolicy, facts: &Facts<'_, '_>, f: &mut Failures) {
 }
 
 fn dbx_contains(required: &[HexBytes], facts: &Facts<'_, '_>, f: &mut Failures) {
-    let mut measured = facts
-        .key_dbs
-        .iter()
-        .filter(|m| m.value.0 == "dbx")
-        .peekable();
+    let mut measured = facts.key_dbs.iter().filter(|m| m.name == "dbx").peekable();
     if measured.peek().is_none() {
         f.push(
             Rule::DbxContains,
@@ -168,13 +184,18 @@ fn dbx_contains(required: &[HexBytes], facts: &Facts<'_, '_>, f: &mut Failures) 
         );
     }
     for m in measured {
-        let entries = match siglist::entries(m.value.1) {
+        if !m.data_authenticated(facts.bank) {
+            unauthenticated(facts, m, f);
+            continue;
+        }
+        let (index, pcr) = (Some(m.event.index), Some(m.event.pcr));
+        let entries = match siglist::entries(m.data) {
             Ok(e) => e,
             Err(e) => {
                 f.push(
                     Rule::DbxContains,
-                    Some(m.event_index),
-                    Some(m.pcr),
+                    index,
+                    pcr,
                     format!("dbx does not parse: {e}"),
                 );
                 continue;
@@ -184,8 +205,8 @@ fn dbx_contains(required: &[HexBytes], facts: &Facts<'_, '_>, f: &mut Failures) 
             if !entries.contains(&r.as_slice()) {
                 f.push(
                     Rule::DbxContains,
-                    Some(m.event_index),
-                    Some(m.pcr),
+                    index,
+                    pcr,
                     format!("dbx ({} entries) lacks required entry {r}", entries.len()),
                 );
             }

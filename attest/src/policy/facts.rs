@@ -51,6 +51,36 @@ pub struct Unusable {
     pub decode_error: Option<DecodeError>,
 }
 
+/// A PK / KEK / db / dbx measurement.
+#[derive(Debug)]
+pub struct KeyDb<'a, 'l> {
+    /// The event.
+    pub event: &'l Event<'a>,
+    /// The variable name.
+    pub name: &'static str,
+    /// VariableData.
+    pub data: &'a [u8],
+}
+
+impl KeyDb<'_, '_> {
+    /// SHA-256 of the measured UEFI_VARIABLE_DATA, or `None` when the event data does not
+    /// hash to its `bank` digest. With the sha256 bank authenticated this is the event's own
+    /// digest: no hashing, and no need to trust the data.
+    pub fn sha256(&self, bank: HashAlg) -> Option<Vec<u8>> {
+        if bank == HashAlg::Sha256 {
+            return self.event.digests.get(bank).map(<[u8]>::to_vec);
+        }
+        self.data_authenticated(bank)
+            .then(|| HashAlg::Sha256.hash(self.event.data))
+            .flatten()
+    }
+
+    /// True when the event data hashes to the event's `bank` digest.
+    pub fn data_authenticated(&self, bank: HashAlg) -> bool {
+        authenticated(self.event, bank, &[self.event.data])
+    }
+}
+
 /// Facts from one log.
 #[derive(Debug)]
 pub struct Facts<'a, 'l> {
@@ -58,8 +88,9 @@ pub struct Facts<'a, 'l> {
     pub bank: HashAlg,
     /// The first SecureBoot measurement (the one firmware acts on).
     pub secure_boot: Option<Measured<bool>>,
-    /// PK / KEK / db / dbx measurements (name, data), in log order.
-    pub key_dbs: Vec<Measured<(&'static str, &'a [u8])>>,
+    /// PK / KEK / db / dbx measurements, in log order, not yet authenticated (see
+    /// [`KeyDb::sha256`]).
+    pub key_dbs: Vec<KeyDb<'a, 'l>>,
     /// Boot applications (PCR4).
     pub boot_apps: Vec<&'l Event<'a>>,
     /// Kernel command lines.
@@ -144,16 +175,18 @@ impl<'a, 'l> Facts<'a, 'l> {
                     if !sb && db.is_none() {
                         continue;
                     }
-                    if !authenticated(ev, bank, &[ev.data]) {
+                    if let Some(name) = db {
+                        f.key_dbs.push(KeyDb {
+                            event: ev,
+                            name,
+                            data: v.data,
+                        });
+                    } else if !authenticated(ev, bank, &[ev.data]) {
                         f.unusable.push(unusable(None));
-                        continue;
-                    }
-                    match (v.value, db) {
-                        (Some(VariableValue::SecureBoot(on)), _) if f.secure_boot.is_none() => {
-                            f.secure_boot = Some(at(ev, on));
-                        }
-                        (_, Some(name)) => f.key_dbs.push(at(ev, (name, v.data))),
-                        _ => {}
+                    } else if let (Some(VariableValue::SecureBoot(on)), None) =
+                        (v.value, &f.secure_boot)
+                    {
+                        f.secure_boot = Some(at(ev, on));
                     }
                 }
                 EventData::Ipl {

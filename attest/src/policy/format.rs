@@ -89,7 +89,8 @@ pub struct Policy {
     pub pcrs: PcrPolicy,
 }
 
-/// `[secure_boot]`: digests are SHA-256 over the variable data as measured into PCR7.
+/// `[secure_boot]`: digests are SHA-256 over the UEFI_VARIABLE_DATA measured into PCR7 (the
+/// event's sha256 digest).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecureBootPolicy {

@@ -14,7 +14,6 @@ use super::format::{
 };
 use super::pcrs::PcrPolicy;
 use super::values::HexBytes;
-use crate::alg::HashAlg;
 use crate::eventlog::EventLog;
 use crate::pcrs::PcrBanks;
 
@@ -26,8 +25,8 @@ fn push_unique<T: PartialEq>(v: &mut Vec<T>, item: T) {
 
 fn key_db(facts: &Facts<'_, '_>, name: &str) -> Option<Vec<HexBytes>> {
     let mut out = Vec::new();
-    for m in facts.key_dbs.iter().filter(|m| m.value.0 == name) {
-        if let Some(d) = HashAlg::Sha256.hash(m.value.1) {
+    for m in facts.key_dbs.iter().filter(|m| m.name == name) {
+        if let Some(d) = m.sha256(facts.bank) {
             push_unique(&mut out, HexBytes(d));
         }
     }

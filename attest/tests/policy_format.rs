@@ -171,7 +171,35 @@ fn empty_lists_allow_nothing() {
         .iter()
         .filter(|f| f.rule == Rule::BootApplication)
         .count();
-    assert_eq!(apps, state.boot_applications.len());
+    assert_eq!(
+        apps, 1,
+        "sha1 app digests are not the authenticated sha256 bank"
+    );
+    let wrong_bank = v
+        .failures
+        .iter()
+        .find(|f| f.rule == Rule::BootApplication)
+        .unwrap();
+    assert!(
+        wrong_bank.detail.contains("authenticates the sha256 bank"),
+        "{wrong_bank:?}"
+    );
+    let policy =
+        Policy::from_toml("version = 1\n[boot_applications]\nbank = \"sha256\"\nallowed = []\n")
+            .unwrap();
+    let v = evaluate(
+        &policy,
+        &Evidence {
+            log: &log,
+            bank: preferred_bank(&log).unwrap(),
+            pcrs: &replay,
+            firmware_version: None,
+        },
+    );
+    assert_eq!(v.failures.len(), state.boot_applications.len());
+    for (f, app) in v.failures.iter().zip(&state.boot_applications) {
+        assert_eq!((f.event_index, f.pcr), (Some(app.event_index), Some(4)));
+    }
     assert!(Policy::from_toml("version = 1\n")
         .map(|p| evaluate(
             &p,

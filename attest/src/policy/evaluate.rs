@@ -216,6 +216,20 @@ fn dbx_contains(required: &[HexBytes], facts: &Facts<'_, '_>, f: &mut Failures) 
 
 fn boot_applications(p: &BootAppPolicy, facts: &Facts<'_, '_>, f: &mut Failures) {
     let bank = p.bank;
+    if bank != facts.bank {
+        // Only the authenticated bank's digests are covered by the quote (or the replay).
+        f.push(
+            Rule::BootApplication,
+            None,
+            Some(PCR_BOOT_APPS),
+            format!(
+                "the policy lists {bank} boot application digests, but the evidence \
+                 authenticates the {} bank",
+                facts.bank
+            ),
+        );
+        return;
+    }
     for ev in &facts.boot_apps {
         let digest = ev.digests.get(bank);
         if digest.is_some_and(|d| p.allowed.iter().any(|a| a.as_slice() == d)) {

@@ -53,6 +53,8 @@ enum Command {
     Delete(cli::revoke::RevokeArgs),
     /// Print the audit log and verify its hash chain.
     Audit(cli::devices::AuditArgs),
+    /// Policies: check an event log against a policy, or record one from a known-good log.
+    Policy(cli::policy::PolicyArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,5 +70,6 @@ fn main() -> ExitCode {
         Command::Revoke(args) => cli::revoke::run(args, false),
         Command::Delete(args) => cli::revoke::run(args, true),
         Command::Audit(args) => cli::devices::run_audit(args),
+        Command::Policy(args) => cli::policy::run(args),
     }
 }

@@ -218,5 +218,9 @@ fn malformed_inputs_exit_input_with_one_line_naming_the_file() {
     let log = f.p("log.bin");
     let o = verify(&f, &["--eventlog", &log], "pcrs.json", "");
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--eventlog: not yet supported in this build"));
+    assert!(
+        stderr(&o).contains("--eventlog") && stderr(&o).contains("malformed event log"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -4,6 +4,7 @@ pub mod attest_cmd;
 pub mod devices;
 pub mod eventlog;
 pub mod init;
+pub mod policy;
 pub mod quote;
 pub mod revoke;
 pub mod serve;

@@ -1,16 +1,22 @@
 //! `vouch-fleet quote verify`: checks a TPM quote against an AK, a nonce and claimed PCR values
-//! and prints every check (or a JSON report), exiting OK only when all of them pass.
+//! and prints every check (or a JSON report), exiting OK only when all of them pass. With
+//! `--eventlog` the log's replay is matched against the quoted PCRs (the `eventlog` check); with
+//! `--policy` as well, the log and quote are evaluated against the policy (the `policy` check).
 
+use super::policy::{load_policy, PolicyCliError};
 use crate::exit;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
+use vouch_attest::eventlog::{match_quoted, EventLog, LogMatch, ParseError};
 use vouch_attest::pcrfile::{read_pcr_file, PcrFileError};
+use vouch_attest::policy::{evaluate, preferred_bank, Evidence, Verdict};
 use vouch_attest::quote::{
     AkError, AkPublic, AkVerifier, Outcome, QuoteEvidence, QuoteVerification,
 };
 use vouch_attest::tpm::{Attest, AttestError, Signature, SignatureError};
+use vouch_attest::{HashAlg, PcrBanks};
 
 /// `quote` subcommands.
 #[derive(Debug, Args)]
@@ -46,6 +52,9 @@ struct VerifyArgs {
     /// TCG event log to match against the quoted PCRs.
     #[arg(long, value_name = "FILE")]
     eventlog: Option<PathBuf>,
+    /// Policy (TOML) to evaluate the log and quote against; needs --eventlog.
+    #[arg(long, value_name = "FILE", requires = "eventlog")]
+    policy: Option<PathBuf>,
     /// An earlier attestation from the same AK, to check clock and boot counters.
     #[arg(long, value_name = "FILE")]
     previous: Option<PathBuf>,
@@ -91,8 +100,14 @@ enum InputError {
     },
     #[error("--nonce: not hex: {0}")]
     Nonce(#[source] hex::FromHexError),
-    #[error("--eventlog: not yet supported in this build")]
-    EventlogUnsupported,
+    #[error("--eventlog {path}: malformed event log: {source}")]
+    Eventlog {
+        path: PathBuf,
+        #[source]
+        source: ParseError,
+    },
+    #[error(transparent)]
+    Policy(PolicyCliError),
 }
 
 /// Runs a `quote` subcommand and returns the process exit code.
@@ -122,12 +137,109 @@ struct Report<'a> {
     failed: Vec<&'static str>,
     #[serde(flatten)]
     verification: &'a QuoteVerification,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eventlog: Option<&'a LogCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<&'a Verdict>,
+}
+
+/// The `eventlog` check: one entry per quoted bank.
+#[derive(Serialize)]
+struct LogCheck {
+    passed: bool,
+    banks: Vec<BankMatch>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BankMatch {
+    Compared(LogMatch),
+    NotCompared { bank: HashAlg, skipped: String },
+}
+
+/// Matches the log against the quoted banks: passes when at least one bank was compared and
+/// every compared bank matched. Compares with the quoted values when the quote verified, else
+/// with the supplied ones (the report is then rejected anyway).
+fn match_log(log: &EventLog<'_>, result: &QuoteVerification, supplied: &PcrBanks) -> LogCheck {
+    let values = result.quoted.as_ref().unwrap_or(supplied);
+    let mut banks = Vec::new();
+    if let Some(q) = result.attest.as_ref().and_then(Attest::quote) {
+        for sel in &q.pcr_select.banks {
+            let pcrs: Vec<u32> = sel.pcrs().collect();
+            banks.push(match match_quoted(log, values, sel.hash, &pcrs) {
+                Ok(m) => BankMatch::Compared(m),
+                Err(e) => BankMatch::NotCompared {
+                    bank: sel.hash,
+                    skipped: e.to_string(),
+                },
+            });
+        }
+    }
+    let compared = banks.iter().filter_map(|b| match b {
+        BankMatch::Compared(m) => Some(m),
+        BankMatch::NotCompared { .. } => None,
+    });
+    let passed = compared.clone().count() > 0 && compared.clone().all(|m| m.matched);
+    LogCheck { passed, banks }
+}
+
+fn print_log_check(c: &LogCheck) {
+    for b in &c.banks {
+        match b {
+            BankMatch::NotCompared { bank, skipped } => {
+                println!("skip  eventlog {bank}: {skipped}")
+            }
+            BankMatch::Compared(m) if m.matched => println!(
+                "pass  eventlog {}: {} quoted PCRs match the log's replay{}",
+                m.bank,
+                m.pcrs.len(),
+                m.workaround
+                    .and_then(|w| serde_json::to_value(w).ok())
+                    .and_then(|v| v.as_str().map(|w| format!(" (workaround: {w})")))
+                    .unwrap_or_default()
+            ),
+            BankMatch::Compared(m) => {
+                for x in &m.mismatches {
+                    println!(
+                        "FAIL  eventlog {} PCR{}: replayed {} != quoted {}",
+                        m.bank,
+                        x.pcr,
+                        hex::encode(&x.replayed),
+                        hex::encode(&x.quoted)
+                    );
+                }
+            }
+        }
+    }
+    if !c.passed
+        && c.banks
+            .iter()
+            .all(|b| matches!(b, BankMatch::NotCompared { .. }))
+    {
+        println!("FAIL  eventlog: no quoted bank could be compared with the log");
+    }
 }
 
 fn verify(args: &VerifyArgs) -> Result<u8, InputError> {
-    if args.eventlog.is_some() {
-        return Err(InputError::EventlogUnsupported);
-    }
+    let log_bytes = match &args.eventlog {
+        Some(path) => Some(read("eventlog", path)?),
+        None => None,
+    };
+    let log = match (&args.eventlog, &log_bytes) {
+        (Some(path), Some(bytes)) => {
+            Some(
+                EventLog::parse(bytes).map_err(|source| InputError::Eventlog {
+                    path: path.clone(),
+                    source,
+                })?,
+            )
+        }
+        _ => None,
+    };
+    let policy = match &args.policy {
+        Some(path) => Some(load_policy(path).map_err(InputError::Policy)?),
+        None => None,
+    };
     let ak_bytes = read("ak", &args.ak)?;
     let ak = AkPublic::parse(&ak_bytes).map_err(|source| InputError::Ak {
         path: args.ak.clone(),
@@ -175,12 +287,60 @@ fn verify(args: &VerifyArgs) -> Result<u8, InputError> {
         pcrs: &pcrs,
         previous: previous.as_deref(),
     });
-    let verified = result.passed();
+    let log_check = log.as_ref().map(|l| match_log(l, &result, &pcrs));
+    let verdict = match (&policy, &log, &log_check) {
+        (Some(p), Some(l), Some(c)) => {
+            // Event data is trusted under the first quoted bank that matched the log.
+            let bank = c
+                .banks
+                .iter()
+                .find_map(|b| match b {
+                    BankMatch::Compared(m) if m.matched => Some(m.bank),
+                    _ => None,
+                })
+                .or_else(|| preferred_bank(l))
+                .unwrap_or(HashAlg::Sha256);
+            let replay;
+            // Quoted values once the log matched them; the replay otherwise (rejected anyway).
+            let values = match &result.quoted {
+                Some(q) if c.passed => q,
+                _ => {
+                    replay = l.replay();
+                    &replay
+                }
+            };
+            let firmware_version = result
+                .quoted
+                .as_ref()
+                .and(result.attest.as_ref())
+                .map(|a| a.firmware_version);
+            Some(evaluate(
+                p,
+                &Evidence {
+                    log: l,
+                    bank,
+                    pcrs: values,
+                    firmware_version,
+                },
+            ))
+        }
+        _ => None,
+    };
+    let mut failed: Vec<&'static str> = result.failures().map(|c| c.name.as_str()).collect();
+    if log_check.as_ref().is_some_and(|c| !c.passed) {
+        failed.push("eventlog");
+    }
+    if verdict.as_ref().is_some_and(|v| !v.trusted) {
+        failed.push("policy");
+    }
+    let verified = failed.is_empty();
     if args.json {
         let report = Report {
             verified,
-            failed: result.failures().map(|c| c.name.as_str()).collect(),
+            failed,
             verification: &result,
+            eventlog: log_check.as_ref(),
+            policy: verdict.as_ref(),
         };
         match serde_json::to_string_pretty(&report) {
             Ok(s) => println!("{s}"),
@@ -190,12 +350,17 @@ fn verify(args: &VerifyArgs) -> Result<u8, InputError> {
             }
         }
     } else {
-        print_text(&result);
+        print_text(&result, log_check.as_ref(), verdict.as_ref(), &failed);
     }
     Ok(if verified { exit::OK } else { exit::REJECTED })
 }
 
-fn print_text(result: &QuoteVerification) {
+fn print_text(
+    result: &QuoteVerification,
+    log_check: Option<&LogCheck>,
+    verdict: Option<&Verdict>,
+    failed: &[&str],
+) {
     for c in &result.checks {
         match &c.outcome {
             Outcome::Pass => println!("pass  {}", c.name),
@@ -203,14 +368,25 @@ fn print_text(result: &QuoteVerification) {
             Outcome::Fail(f) => println!("FAIL  {}: {f}", c.name),
         }
     }
-    let failed: Vec<&str> = result.failures().map(|c| c.name.as_str()).collect();
+    if let Some(c) = log_check {
+        print_log_check(c);
+    }
+    if let Some(v) = verdict {
+        for f in &v.failures {
+            println!("FAIL  policy {f}");
+        }
+        if v.trusted {
+            println!("pass  policy: trusted");
+        }
+    }
+    let total =
+        result.checks.len() + usize::from(log_check.is_some()) + usize::from(verdict.is_some());
     if failed.is_empty() {
-        println!("OK: quote verified ({} checks)", result.checks.len());
+        println!("OK: quote verified ({total} checks)");
     } else {
         println!(
-            "REJECTED: {} of {} checks failed: {}",
+            "REJECTED: {} of {total} checks failed: {}",
             failed.len(),
-            result.checks.len(),
             failed.join(", ")
         );
     }

@@ -1,0 +1,232 @@
+//! Full verification throughput: quote signature (ECDSA P-256) + nonce + pcrDigest, parse and
+//! replay of a real ~50 KB event log, `match_quoted` against the quoted PCRs, boot state and
+//! policy evaluation; the figure is verifications per CPU-second of one thread. Also prints the
+//! cost of each step. Run with `cargo bench -p vouch-attest --bench verify`.
+//!
+//! CPU time (not wall time) is measured because the machines are shared.
+
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::SigningKey;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use vouch_attest::eventlog::{match_quoted, EventLog};
+use vouch_attest::policy::{evaluate, Evidence, PcrPolicy, Policy};
+use vouch_attest::quote::{AkVerifier, QuoteEvidence};
+use vouch_attest::tpm::attest::{ClockInfo, QuoteInfo, TPM_GENERATED_VALUE};
+use vouch_attest::tpm::{
+    Attest, AttestBody, ObjectAttributes, PcrSelect, PcrSelection, Signature, TpmPublic,
+};
+use vouch_attest::{HashAlg, PcrBanks};
+
+/// A real 49 KB crypto-agile log (sha1 + sha256, Secure Boot off, GRUB, 100+ events).
+const LOG: &str = "keylime_mb_binary_bios_measurements.bin";
+/// PCRs quoted (sha256 bank).
+const QUOTED: [u32; 10] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+
+fn log_path() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rel = Path::new("shared/testdata/eventlogs").join(LOG);
+    let primary = manifest.join("../..").join(&rel);
+    if primary.exists() {
+        return primary;
+    }
+    manifest
+        .ancestors()
+        .map(|a| a.join(&rel))
+        .find(|p| p.exists())
+        .unwrap_or(primary)
+}
+
+/// CPU seconds this thread has used (utime + stime, 100 ticks per second).
+fn thread_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("/proc/thread-self/stat");
+    let after = stat.rsplit_once(')').expect("stat format").1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// Runs `f` for at least `secs` CPU-seconds; returns runs per CPU-second.
+fn rate(label: &str, secs: f64, mut f: impl FnMut() -> bool) -> f64 {
+    assert!(f(), "{label}: failed");
+    let wall = Instant::now();
+    let start = thread_cpu_secs();
+    let mut n = 0u64;
+    let cpu = loop {
+        for _ in 0..200 {
+            assert!(f(), "{label}: failed");
+        }
+        n += 200;
+        let cpu = thread_cpu_secs() - start;
+        if cpu >= secs {
+            break cpu;
+        }
+    };
+    let per_sec = n as f64 / cpu;
+    println!(
+        "{label:<44} {per_sec:>9.0}/s per core  {:>7.1} us CPU  ({:.0}/s wall)",
+        1e6 / per_sec,
+        n as f64 / wall.elapsed().as_secs_f64()
+    );
+    per_sec
+}
+
+struct Setup {
+    bytes: Vec<u8>,
+    verifier: AkVerifier,
+    attest: Vec<u8>,
+    signature: Signature,
+    nonce: Vec<u8>,
+    pcrs: PcrBanks,
+    policy: Policy,
+}
+
+fn setup() -> Setup {
+    let bytes = std::fs::read(log_path()).expect("bench event log");
+    let log = EventLog::parse(&bytes).expect("log parses");
+    let replay = log.replay();
+    let mut pcrs = PcrBanks::new();
+    for pcr in QUOTED {
+        let v = replay.get(HashAlg::Sha256, pcr).expect("replayed PCR");
+        pcrs.insert(HashAlg::Sha256, pcr, v.to_vec());
+    }
+    let sk = SigningKey::from_slice(&[0x42; 32]).unwrap();
+    let point = sk.verifying_key().to_encoded_point(false);
+    let public = TpmPublic::ecc_p256_signing(
+        ObjectAttributes::AK_TEMPLATE,
+        point.x().unwrap(),
+        point.y().unwrap(),
+    );
+    let selection = PcrSelection {
+        banks: vec![PcrSelect::new(HashAlg::Sha256, &QUOTED).unwrap()],
+    };
+    let parts: Vec<&[u8]> = QUOTED
+        .iter()
+        .map(|p| pcrs.get(HashAlg::Sha256, *p).unwrap())
+        .collect();
+    let nonce = vec![0x5A; 20];
+    let attest = Attest {
+        magic: TPM_GENERATED_VALUE,
+        qualified_signer: public.name().unwrap(),
+        extra_data: nonce.clone(),
+        clock_info: ClockInfo {
+            clock: 1_000_000,
+            reset_count: 1,
+            restart_count: 0,
+            safe: true,
+        },
+        firmware_version: 0x0002_0001_0000_0000,
+        body: AttestBody::Quote(QuoteInfo {
+            pcr_select: selection,
+            pcr_digest: HashAlg::Sha256.hash_parts(&parts).unwrap(),
+        }),
+    }
+    .marshal();
+    let sig: p256::ecdsa::Signature = sk.sign(&attest);
+    let (r, s) = sig.split_bytes();
+    let signature = Signature::Ecdsa {
+        hash: HashAlg::Sha256,
+        r: r.to_vec(),
+        s: s.to_vec(),
+    };
+    // The policy recorded from the log, with the quoted PCRs pinned.
+    let mut policy = Policy::record(&log, &replay);
+    policy.pcrs = PcrPolicy::from_banks(&pcrs);
+    policy
+        .firmware
+        .get_or_insert_with(Default::default)
+        .min_tpm_version = Some(vouch_attest::policy::FirmwareVersion(0x0002_0000_0000_0000));
+    Setup {
+        bytes,
+        verifier: AkVerifier::from_tpm_public(&public).unwrap(),
+        attest,
+        signature,
+        nonce,
+        pcrs,
+        policy,
+    }
+}
+
+/// One full verification; true when the quote verifies, the log matches and the policy trusts.
+fn full(s: &Setup) -> bool {
+    let q = s.verifier.verify_quote(&QuoteEvidence {
+        attest: &s.attest,
+        signature: &s.signature,
+        nonce: &s.nonce,
+        pcrs: &s.pcrs,
+        previous: None,
+    });
+    let (Some(quoted), Some(attest)) = (&q.quoted, &q.attest) else {
+        return false;
+    };
+    if !q.passed() {
+        return false;
+    }
+    let Ok(log) = EventLog::parse(&s.bytes) else {
+        return false;
+    };
+    let matched = match_quoted(&log, quoted, HashAlg::Sha256, &QUOTED).is_ok_and(|m| m.matched);
+    let verdict = evaluate(
+        &s.policy,
+        &Evidence {
+            log: &log,
+            bank: HashAlg::Sha256,
+            pcrs: quoted,
+            firmware_version: Some(attest.firmware_version),
+        },
+    );
+    matched && verdict.trusted
+}
+
+fn main() {
+    // `cargo test --benches` runs this binary with no arguments too; keep that short.
+    let secs = if std::env::args().any(|a| a == "--bench") {
+        3.0
+    } else {
+        0.2
+    };
+    let s = setup();
+    println!(
+        "log {LOG}: {} bytes; quote: ECDSA P-256/SHA-256 over sha256 PCRs 0-9",
+        s.bytes.len()
+    );
+    let log = EventLog::parse(&s.bytes).unwrap();
+    rate(
+        "quote checks (signature, nonce, pcrDigest)",
+        secs / 3.0,
+        || {
+            s.verifier
+                .verify_quote(&QuoteEvidence {
+                    attest: &s.attest,
+                    signature: &s.signature,
+                    nonce: &s.nonce,
+                    pcrs: &s.pcrs,
+                    previous: None,
+                })
+                .passed()
+        },
+    );
+    rate("event log parse", secs / 3.0, || {
+        EventLog::parse(&s.bytes).is_ok()
+    });
+    rate("match_quoted (replay of sha256)", secs / 3.0, || {
+        match_quoted(&log, &s.pcrs, HashAlg::Sha256, &QUOTED).is_ok_and(|m| m.matched)
+    });
+    rate("boot_state (not needed by the policy)", secs / 3.0, || {
+        log.boot_state().secure_boot.is_some()
+    });
+    rate("policy evaluate", secs / 3.0, || {
+        evaluate(
+            &s.policy,
+            &Evidence {
+                log: &log,
+                bank: HashAlg::Sha256,
+                pcrs: &s.pcrs,
+                firmware_version: Some(0x0002_0001_0000_0000),
+            },
+        )
+        .trusted
+    });
+    let total = rate("FULL verification", secs, || full(&s));
+    println!("full verifications per second per core: {total:.0} (target 20000)");
+}

@@ -1,0 +1,246 @@
+//! `vouch-fleet policy`: check an event log against a policy (`check`), or record a policy from
+//! a known-good device's log (`record`). Loading, evaluating and recording are done by
+//! `vouch_attest::policy`; this module reads files and prints.
+
+use crate::exit;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use vouch_attest::eventlog::{EventLog, ParseError};
+use vouch_attest::policy::{evaluate, preferred_bank, Evidence, Policy, PolicyError, Verdict};
+use vouch_attest::HashAlg;
+
+/// Arguments of `vouch-fleet policy`.
+#[derive(Args, Debug)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    command: PolicyCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Check an event log against a policy: exit 0 only when trusted.
+    Check {
+        /// The policy (TOML, see tpm-policies/README.md).
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// The binary event log (binary_bios_measurements).
+        #[arg(long, value_name = "FILE")]
+        eventlog: PathBuf,
+        /// Print a JSON verdict instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record a policy from a known-good device's event log.
+    Record {
+        /// The binary event log (binary_bios_measurements).
+        #[arg(long, value_name = "FILE")]
+        eventlog: PathBuf,
+        /// Where to write the policy (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Description stored in the policy.
+        #[arg(long)]
+        description: Option<String>,
+        /// Set `revoke_on_untrusted = true` in the policy.
+        #[arg(long)]
+        revoke_on_untrusted: bool,
+    },
+}
+
+/// Why a `policy` command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyCliError {
+    /// A file could not be read.
+    #[error("--{flag} {path}: cannot read: {source}")]
+    Read {
+        /// The option naming the file.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The policy is not valid.
+    #[error("--policy {path}: {source}")]
+    Policy {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        source: PolicyError,
+    },
+    /// The event log does not parse.
+    #[error("--eventlog {path}: malformed event log: {source}")]
+    Eventlog {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong and where.
+        source: ParseError,
+    },
+    /// The recorded policy could not be encoded.
+    #[error("cannot encode the recorded policy: {0}")]
+    Encode(#[source] PolicyError),
+    /// Writing the output failed.
+    #[error("--out {path}: cannot write: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Serializing the JSON verdict failed.
+    #[error("cannot encode the verdict as JSON: {0}")]
+    Json(#[source] serde_json::Error),
+}
+
+impl PolicyCliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            PolicyCliError::Read { .. }
+            | PolicyCliError::Policy { .. }
+            | PolicyCliError::Eventlog { .. } => exit::INPUT,
+            PolicyCliError::Encode(_) | PolicyCliError::Write { .. } | PolicyCliError::Json(_) => {
+                exit::INTERNAL
+            }
+        }
+    }
+}
+
+/// Runs `vouch-fleet policy ...`; errors are printed as one line on stderr.
+pub fn run(args: PolicyArgs) -> ExitCode {
+    let result = match args.command {
+        PolicyCommand::Check {
+            policy,
+            eventlog,
+            json,
+        } => check(&policy, &eventlog, json),
+        PolicyCommand::Record {
+            eventlog,
+            out,
+            description,
+            revoke_on_untrusted,
+        } => record(&eventlog, out.as_deref(), description, revoke_on_untrusted),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, PolicyCliError> {
+    std::fs::read(path).map_err(|source| PolicyCliError::Read {
+        flag,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads and validates a policy file (also used by `quote verify --policy`).
+pub fn load_policy(path: &Path) -> Result<Policy, PolicyCliError> {
+    let bytes = read("policy", path)?;
+    let text = String::from_utf8_lossy(&bytes);
+    Policy::from_toml(&text).map_err(|source| PolicyCliError::Policy {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn parse_log<'a>(path: &Path, bytes: &'a [u8]) -> Result<EventLog<'a>, PolicyCliError> {
+    EventLog::parse(bytes).map_err(|source| PolicyCliError::Eventlog {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[derive(Serialize)]
+struct CheckReport<'a> {
+    policy: &'a Path,
+    eventlog: &'a Path,
+    #[serde(flatten)]
+    verdict: &'a Verdict,
+}
+
+fn check(policy_path: &Path, log_path: &Path, json: bool) -> Result<u8, PolicyCliError> {
+    let policy = load_policy(policy_path)?;
+    let bytes = read("eventlog", log_path)?;
+    let log = parse_log(log_path, &bytes)?;
+    let replay = log.replay();
+    let verdict = evaluate(
+        &policy,
+        &Evidence {
+            log: &log,
+            // A log without a computable bank: no event data is trusted (data rules fail).
+            bank: preferred_bank(&log).unwrap_or(HashAlg::Sha256),
+            pcrs: &replay,
+            firmware_version: None,
+        },
+    );
+    if json {
+        let report = CheckReport {
+            policy: policy_path,
+            eventlog: log_path,
+            verdict: &verdict,
+        };
+        let text = serde_json::to_string_pretty(&report).map_err(PolicyCliError::Json)?;
+        println!("{text}");
+    } else {
+        print_verdict(&verdict);
+    }
+    Ok(if verdict.trusted {
+        exit::OK
+    } else {
+        exit::REJECTED
+    })
+}
+
+/// Prints a verdict as text: one `FAIL` line per failed rule, then `trusted` / `untrusted`.
+fn print_verdict(verdict: &Verdict) {
+    for f in &verdict.failures {
+        println!("FAIL  {f}");
+    }
+    if verdict.trusted {
+        println!("trusted");
+    } else {
+        println!(
+            "untrusted: {} rule failure(s){}",
+            verdict.failures.len(),
+            if verdict.revoke {
+                "; the policy says revoke_on_untrusted"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+fn record(
+    log_path: &Path,
+    out: Option<&Path>,
+    description: Option<String>,
+    revoke_on_untrusted: bool,
+) -> Result<u8, PolicyCliError> {
+    let bytes = read("eventlog", log_path)?;
+    let log = parse_log(log_path, &bytes)?;
+    let mut policy = Policy::record(&log, &log.replay());
+    policy.description = Some(description.unwrap_or_else(|| {
+        let name = log_path.file_name().map_or_else(
+            || log_path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        format!("recorded from {name}")
+    }));
+    policy.revoke_on_untrusted = revoke_on_untrusted;
+    let text = policy.to_toml().map_err(PolicyCliError::Encode)?;
+    match out {
+        None => print!("{text}"),
+        Some(path) => std::fs::write(path, text).map_err(|source| PolicyCliError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?,
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Fuzz smoke test: builds every cargo-fuzz target of attest/fuzz (and agent/fuzz when present),
+# seeds corpora from the real test data, runs each target for a bounded time and exits non-zero
+# on the first crash. Works with stable Rust: cargo-fuzz needs nightly flags (-Zsanitizer), which
+# RUSTC_BOOTSTRAP=1 enables on a stable toolchain.
+#
+# Environment: FUZZ_SECONDS (per target, default 20), FUZZ_TOOLCHAIN (default stable),
+# CARGO_TARGET_DIR (optional; the fuzz build goes to <dir>/fuzz).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+seconds=${FUZZ_SECONDS:-20}
+toolchain=${FUZZ_TOOLCHAIN:-stable}
+export RUSTC_BOOTSTRAP=1
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+    export CARGO_TARGET_DIR="$CARGO_TARGET_DIR/fuzz"
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "fuzz-smoke: installing cargo-fuzz" >&2
+    cargo install --locked cargo-fuzz
+fi
+
+# shared/testdata beside the repository, or beside one of its parents (git worktrees).
+data=""
+dir=$root
+while [ "$dir" != / ]; do
+    if [ -d "$dir/../shared/testdata" ]; then data=$(cd "$dir/../shared/testdata" && pwd); break; fi
+    dir=$(dirname "$dir")
+done
+
+# seed DIR TARGET FILES...: copies FILES into DIR/corpus/TARGET (existing corpus kept).
+seed() {
+    local fuzz_dir=$1 target=$2
+    shift 2
+    mkdir -p "$fuzz_dir/corpus/$target"
+    local f
+    for f in "$@"; do
+        [ -f "$f" ] && cp "$f" "$fuzz_dir/corpus/$target/$(basename "$(dirname "$f")")_$(basename "$f")"
+    done
+    return 0
+}
+
+seed_attest() {
+    local fz=$root/attest/fuzz
+    if [ -n "$data" ]; then
+        local logs=("$data"/eventlogs/*.bin "$data"/eventlogs/edge/*.bin "$data"/eventlogs/unlabeled/*.bin)
+        seed "$fz" eventlog "${logs[@]}"
+    else
+        echo "fuzz-smoke: shared/testdata not found; running without seed corpora" >&2
+    fi
+    seed "$fz" policy "$root"/tpm-policies/*.toml
+}
+
+# run FUZZ_DIR: builds and runs every target listed by `cargo fuzz list`.
+run() {
+    local fuzz_dir=$1
+    local pkg_dir
+    pkg_dir=$(dirname "$fuzz_dir")
+    echo "fuzz-smoke: building $fuzz_dir" >&2
+    (cd "$pkg_dir" && cargo "+$toolchain" fuzz build -O --fuzz-dir "$fuzz_dir")
+    local target
+    for target in $(cd "$pkg_dir" && cargo "+$toolchain" fuzz list --fuzz-dir "$fuzz_dir"); do
+        mkdir -p "$fuzz_dir/corpus/$target"
+        echo "fuzz-smoke: $target for ${seconds}s" >&2
+        (cd "$pkg_dir" && cargo "+$toolchain" fuzz run -O --fuzz-dir "$fuzz_dir" "$target" \
+            "$fuzz_dir/corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 \
+            -print_final_stats=1) || {
+            echo "fuzz-smoke: $target FAILED (artifacts in $fuzz_dir/artifacts/$target)" >&2
+            exit 1
+        }
+    done
+}
+
+seed_attest
+run "$root/attest/fuzz"
+if [ -d "$root/agent/fuzz" ]; then
+    run "$root/agent/fuzz"
+fi
+echo "fuzz-smoke: all targets ran without a crash" >&2

@@ -47,6 +47,13 @@ pub enum ConfigError {
         jitter: u64,
         interval: u64,
     },
+    /// A key has a value of the wrong form.
+    #[error("config file {path}: key `{key}`: {problem}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        problem: &'static str,
+    },
 }
 
 /// `fleet.toml` as written.
@@ -111,7 +118,7 @@ pub struct StorageSection {
 }
 
 /// `[challenge]`: how often devices are challenged and how long a nonce lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeSection {
     /// Seconds between challenges of one device.
@@ -120,6 +127,14 @@ pub struct ChallengeSection {
     pub jitter_secs: u64,
     /// Seconds a challenge nonce stays acceptable.
     pub nonce_lifetime_secs: u64,
+    /// PCRs every challenge asks for (default `sha256:0-9`: firmware, boot loader and kernel
+    /// command line, so policies can rely on the events of PCRs 8 and 9 too).
+    #[serde(default = "default_challenge_pcrs")]
+    pub pcrs: String,
+}
+
+fn default_challenge_pcrs() -> String {
+    "sha256:0-9".into()
 }
 
 impl Default for ChallengeSection {
@@ -128,16 +143,21 @@ impl Default for ChallengeSection {
             interval_secs: 300,
             jitter_secs: 30,
             nonce_lifetime_secs: 120,
+            pcrs: default_challenge_pcrs(),
         }
     }
 }
 
 /// `[verdict]`: what happens on an untrusted verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerdictSection {
-    /// Revoke a device's certificate when it is found untrusted (default: false).
+    /// Revoke a device's certificate when it is found untrusted (default: false). A policy's own
+    /// `revoke_on_untrusted` also triggers revocation for the devices it applies to.
     pub revoke_on_untrusted: bool,
+    /// Policy (a `NAME.toml` in the policies directory) for devices without an assigned one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_policy: Option<String>,
 }
 
 impl ConfigFile {
@@ -210,6 +230,10 @@ pub struct FleetConfig {
     pub nonce_lifetime: Duration,
     /// Revoke on an untrusted verdict.
     pub revoke_on_untrusted: bool,
+    /// Policy for devices without an assigned one.
+    pub default_policy: Option<String>,
+    /// PCR selection every challenge asks for (`sha256:0-9`).
+    pub challenge_pcrs: String,
 }
 
 impl FleetConfig {
@@ -292,7 +316,23 @@ impl FleetConfig {
                 return Err(ConfigError::Zero { path: p(), key });
             }
         }
-        let c = file.challenge;
+        let c = &file.challenge;
+        if crate::serve::evidence::parse_selection(&c.pcrs).is_err() {
+            return Err(ConfigError::Invalid {
+                path: p(),
+                key: "challenge.pcrs",
+                problem: "not a PCR selection like sha256:0-9",
+            });
+        }
+        if let Some(name) = &file.verdict.default_policy {
+            if !crate::serve::policies::valid_name(name) {
+                return Err(ConfigError::Invalid {
+                    path: p(),
+                    key: "verdict.default_policy",
+                    problem: "not a policy name ([A-Za-z0-9._-], at most 64)",
+                });
+            }
+        }
         if c.jitter_secs >= c.interval_secs {
             return Err(ConfigError::JitterTooLarge {
                 path: p(),
@@ -320,6 +360,8 @@ impl FleetConfig {
             challenge_jitter: Duration::from_secs(c.jitter_secs),
             nonce_lifetime: Duration::from_secs(c.nonce_lifetime_secs),
             revoke_on_untrusted: file.verdict.revoke_on_untrusted,
+            default_policy: file.verdict.default_policy.clone(),
+            challenge_pcrs: c.pcrs.clone(),
         })
     }
 }

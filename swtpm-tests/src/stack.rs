@@ -109,7 +109,7 @@ impl FleetStack {
         stack.start_broker()?;
         let server = spawn(
             Command::new(bin_path("vouch-fleet"))
-                .args(["serve", "--config"])
+                .args(["serve", "--allow-root", "--config"])
                 .arg(&config),
             &stack.tmp.path().join("serve.log"),
         )?;
@@ -169,6 +169,42 @@ impl FleetStack {
     /// The broker's port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Sends SIGHUP to `vouch-fleet serve` (it reloads its policies) and waits until it did.
+    pub fn reload_server(&self) -> Result<(), HarnessError> {
+        let before = self.server_log().matches("policies loaded").count();
+        if let Some(p) = &self.server {
+            let _ = Command::new("kill")
+                .args(["-HUP", &p.0.id().to_string()])
+                .status();
+        }
+        wait_until("the server to reload", Duration::from_secs(10), || {
+            self.server_log().matches("policies loaded").count() > before
+        })
+    }
+
+    /// Writes `vouch-fleet policy record --eventlog LOG` into the policies directory as NAME.
+    pub fn record_policy(&self, name: &str, eventlog: &Path) -> Result<PathBuf, HarnessError> {
+        let out = self.dir().join("policies").join(format!("{name}.toml"));
+        let r = crate::run(
+            "vouch-fleet",
+            &[
+                "policy",
+                "record",
+                "--bank",
+                "sha256",
+                "--eventlog",
+                &eventlog.to_string_lossy(),
+                "--out",
+                &out.to_string_lossy(),
+            ],
+            &[],
+        );
+        if r.code != 0 {
+            return Err(HarnessError::Setup(format!("policy record: {}", r.stderr)));
+        }
+        Ok(out)
     }
 
     /// What `vouch-fleet serve` logged so far.

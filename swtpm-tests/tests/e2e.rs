@@ -141,3 +141,56 @@ fn a_broker_restart_loses_no_report() {
         .unwrap();
     assert_eq!(after["verdicts"][0]["trusted"], true);
 }
+
+#[test]
+fn the_assigned_policy_decides_and_names_the_rule_and_event() {
+    let tpm = Swtpm::start().unwrap();
+    let log = testdata().join(LOG);
+    tpm.boot_from_log(&std::fs::read(&log).unwrap()).unwrap();
+    // The fleet's default policy is recorded from this device's own (known-good) log.
+    let fleet = FleetStack::start(&trust(&tpm), |t| {
+        quick(t).replace(
+            "revoke_on_untrusted = false",
+            "revoke_on_untrusted = false\ndefault_policy = \"known-good\"",
+        )
+    })
+    .unwrap();
+    fleet.record_policy("known-good", &log).unwrap();
+    fleet
+        .record_policy(
+            "other-machine",
+            &testdata().join("eventlogs/gtt_glinux-alex.bin"),
+        )
+        .unwrap();
+    fleet.reload_server().unwrap();
+    let state = tpm.dir().join("agent");
+    let id = device_id(&tpm, &state);
+    let config = fleet.agent_config(&tpm, &state, &log).unwrap();
+    let _agent = fleet.start_agent(&config).unwrap();
+    let v = fleet
+        .wait_device(&id, Duration::from_secs(40), |v| status(v) == "trusted")
+        .unwrap();
+    assert_eq!(v["verdicts"][0]["reasons"], serde_json::json!([]));
+
+    // Another machine's policy: untrusted, every failed rule named with its event or PCR.
+    let set = fleet.cli(&["device", "set-policy", &id, "other-machine"]);
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    let missing = fleet.cli(&["device", "set-policy", &id, "no-such-policy"]);
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    let out = fleet.cli(&["attest", &id, "--wait", "30"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let v = fleet.device(&id).unwrap();
+    assert_eq!(v["policy"], "other-machine");
+    let reasons: Vec<String> = v["verdicts"][0]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        reasons.iter().all(|r| r.starts_with("policy.")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("(event ")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("(PCR ")), "{reasons:?}");
+}

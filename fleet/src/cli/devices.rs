@@ -27,6 +27,49 @@ pub struct DeviceArgs {
 enum DeviceCommand {
     /// Keys, status and the last verdicts (with reasons) of one device.
     Show(ShowArgs),
+    /// Assign a policy (NAME.toml in the policies directory) to a device; `vouch-fleet serve`
+    /// uses it from the next verdict on (SIGHUP reloads edited policy files).
+    SetPolicy(SetPolicyArgs),
+}
+
+#[derive(Args, Debug)]
+struct SetPolicyArgs {
+    /// Device id.
+    id: String,
+    /// Policy name (the file NAME.toml in the policies directory).
+    policy: String,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+/// `device set-policy`: the policy must exist and be valid.
+fn run_set_policy(args: SetPolicyArgs) -> ExitCode {
+    let (cfg, reg) = match open(&args.config) {
+        Ok(v) => v,
+        Err(e) => return fail("device set-policy", &e, e.code()),
+    };
+    if !vouch_fleet::serve::policies::valid_name(&args.policy) {
+        eprintln!(
+            "vouch-fleet device set-policy: {:?} is not a policy name",
+            args.policy
+        );
+        return ExitCode::from(exit::INPUT);
+    }
+    let path = vouch_fleet::serve::policies::path_of(&cfg.policies_dir, &args.policy);
+    if let Err(e) = vouch_fleet::serve::policies::load_file(&path) {
+        eprintln!("vouch-fleet device set-policy: {e}");
+        return ExitCode::from(exit::INPUT);
+    }
+    match reg.set_policy(&args.id, &args.policy) {
+        Ok(()) => {
+            println!("device {} now uses policy {}", args.id, args.policy);
+            ExitCode::from(exit::OK)
+        }
+        Err(e @ vouch_fleet::registry::RegistryError::UnknownDevice(_)) => {
+            fail("device set-policy", &e, exit::INPUT)
+        }
+        Err(e) => fail("device set-policy", &e, exit::INTERNAL),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -123,7 +166,10 @@ fn print_device(d: &Device, verdicts: &[StoredVerdict]) {
 
 /// `device show`.
 pub fn run_device(args: DeviceArgs) -> ExitCode {
-    let DeviceCommand::Show(args) = args.command;
+    let args = match args.command {
+        DeviceCommand::Show(a) => a,
+        DeviceCommand::SetPolicy(a) => return run_set_policy(a),
+    };
     let (_, reg) = match open(&args.config) {
         Ok(v) => v,
         Err(e) => return fail("device show", &e, e.code()),
@@ -140,11 +186,16 @@ pub fn run_device(args: DeviceArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return fail("device show", &e, exit::INTERNAL),
     };
+    let policy = reg.policy_of(&args.id).ok().flatten();
     if args.json {
-        let v = serde_json::json!({ "device": device, "verdicts": verdicts });
+        let v = serde_json::json!({ "device": device, "policy": policy, "verdicts": verdicts });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         print_device(&device, &verdicts);
+        println!(
+            "policy:      {}",
+            policy.as_deref().unwrap_or("(fleet default)")
+        );
     }
     ExitCode::from(exit::OK)
 }

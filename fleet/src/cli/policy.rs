@@ -46,7 +46,17 @@ enum PolicyCommand {
         /// Set `revoke_on_untrusted = true` in the policy.
         #[arg(long)]
         revoke_on_untrusted: bool,
+        /// Pin PCR values of these banks only (repeatable; default: every bank the log has).
+        /// Use the banks the fleet's challenges quote (`challenge.pcrs`, default sha256).
+        #[arg(long = "bank", value_name = "ALG", value_parser = parse_bank)]
+        banks: Vec<vouch_attest::HashAlg>,
     },
+}
+
+fn parse_bank(s: &str) -> Result<vouch_attest::HashAlg, String> {
+    vouch_attest::HashAlg::from_name(s)
+        .filter(|a| a.digest_len().is_some())
+        .ok_or_else(|| format!("unknown bank {s:?} (sha1, sha256, sha384, sha512, sm3_256)"))
 }
 
 /// Why a `policy` command failed.
@@ -120,7 +130,14 @@ pub fn run(args: PolicyArgs) -> ExitCode {
             out,
             description,
             revoke_on_untrusted,
-        } => record(&eventlog, out.as_deref(), description, revoke_on_untrusted),
+            banks,
+        } => record(
+            &eventlog,
+            out.as_deref(),
+            description,
+            revoke_on_untrusted,
+            &banks,
+        ),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -222,10 +239,16 @@ fn record(
     out: Option<&Path>,
     description: Option<String>,
     revoke_on_untrusted: bool,
+    banks: &[vouch_attest::HashAlg],
 ) -> Result<u8, PolicyCliError> {
     let bytes = read("eventlog", log_path)?;
     let log = parse_log(log_path, &bytes)?;
-    let mut policy = Policy::record(&log, &log.replay());
+    let replay = if banks.is_empty() {
+        log.replay()
+    } else {
+        log.replay_banks(banks)
+    };
+    let mut policy = Policy::record(&log, &replay);
     policy.description = Some(description.unwrap_or_else(|| {
         let name = log_path.file_name().map_or_else(
             || log_path.display().to_string(),

@@ -22,6 +22,21 @@ pub struct ConfigArg {
 pub struct ServeArgs {
     #[command(flatten)]
     config: ConfigArg,
+    /// Allow running as root (the packaged unit runs as user vouch-fleet).
+    #[arg(long)]
+    allow_root: bool,
+}
+
+/// True when the effective user is root (from /proc, no libc call needed).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
 }
 
 /// Loading the configuration or the registry failed.
@@ -75,6 +90,13 @@ pub fn fail(cmd: &str, e: &dyn std::error::Error, code: u8) -> ExitCode {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs) -> ExitCode {
+    if running_as_root() && !args.allow_root {
+        eprintln!(
+            "vouch-fleet serve: refusing to run as root (the unit runs as user vouch-fleet); \
+             pass --allow-root to override"
+        );
+        return ExitCode::from(exit::INPUT);
+    }
     let cfg = match FleetConfig::load(&args.config.config) {
         Ok(c) => c,
         Err(e) => return fail("serve", &e, exit::INPUT),

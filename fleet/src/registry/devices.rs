@@ -256,3 +256,32 @@ impl Registry {
         Ok(())
     }
 }
+
+impl Registry {
+    /// Assigns the policy `name` to a device (replacing any earlier assignment).
+    pub fn set_policy(&self, device_id: &str, name: &str) -> Result<(), RegistryError> {
+        if self.device(device_id)?.is_none() {
+            return Err(RegistryError::UnknownDevice(device_id.to_string()));
+        }
+        self.conn()
+            .execute(
+                "INSERT INTO device_policy (device_id, policy) VALUES (?1, ?2) \
+                 ON CONFLICT(device_id) DO UPDATE SET policy = excluded.policy",
+                params![device_id, name],
+            )
+            .map_err(q("set policy"))?;
+        Ok(())
+    }
+
+    /// The policy assigned to a device, if any.
+    pub fn policy_of(&self, device_id: &str) -> Result<Option<String>, RegistryError> {
+        self.conn()
+            .query_row(
+                "SELECT policy FROM device_policy WHERE device_id = ?1",
+                [device_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(q("read policy"))
+    }
+}

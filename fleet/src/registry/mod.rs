@@ -102,6 +102,10 @@ CREATE TABLE IF NOT EXISTS attest_requests (
     requested_ms INTEGER NOT NULL,
     taken_ms     INTEGER
 );
+CREATE TABLE IF NOT EXISTS device_policy (
+    device_id    TEXT PRIMARY KEY,
+    policy       TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq          INTEGER PRIMARY KEY,
     at_ms        INTEGER NOT NULL,

@@ -15,7 +15,6 @@ use vouch_attest::protocol::{self, Alert, AttestChallenge, AttestationReport, Bo
 use vouch_attest::tpm::TpmPublic;
 
 /// PCRs every challenge asks for: the firmware PCRs the UEFI event log describes.
-pub const CHALLENGE_PCRS: &str = "sha256:0,1,2,3,4,5,6,7";
 /// Topic of operator alerts.
 pub const ALERT_TOPIC: &str = "fleet/alerts";
 
@@ -39,7 +38,7 @@ pub fn challenge(
         reg.issue_nonce(
             &nonce,
             device_id,
-            CHALLENGE_PCRS,
+            &srv.cfg.challenge_pcrs,
             now_ms,
             now_ms.saturating_add(lifetime),
         )?;
@@ -49,7 +48,7 @@ pub fn challenge(
         topic: format!("devices/{device_id}/cmd/attest"),
         payload: protocol::encode(&AttestChallenge {
             nonce,
-            pcrs: CHALLENGE_PCRS.to_string(),
+            pcrs: srv.cfg.challenge_pcrs.clone(),
         }),
     }))
 }
@@ -120,10 +119,10 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
             }
             _ => None,
         };
-        Ok((device, nonce))
+        Ok((device, nonce, reg.policy_of(device_id)?))
     });
-    let (device, nonce) = match looked_up {
-        Ok((Some(d), Some(n))) => (d, n),
+    let (device, nonce, assigned) = match looked_up {
+        Ok((Some(d), Some(n), assigned)) => (d, n, assigned),
         Ok(_) => {
             return refuse(
                 srv,
@@ -150,13 +149,16 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
         (_, Err(e)) => return refuse(srv, device_id, &format!("registry: {e}"), now_ms),
     };
     let (ak, selection) = selection;
-    let appraisal = srv.verifier.appraise(&AppraisalInput {
-        device_id,
-        ak: &ak,
-        nonce: &report.nonce,
-        selection: &selection,
-        report: &report,
-        previous: device.last_attest.as_deref(),
+    let appraisal = srv.with_policies(|store| {
+        srv.verifier.appraise(&AppraisalInput {
+            device_id,
+            ak: &ak,
+            nonce: &report.nonce,
+            selection: &selection,
+            report: &report,
+            previous: device.last_attest.as_deref(),
+            policy: store.resolve(assigned.as_deref(), srv.cfg.default_policy.as_deref()),
+        })
     });
     let reasons: Vec<String> = appraisal.reasons.iter().map(ToString::to_string).collect();
     let trusted = appraisal.trusted();
@@ -201,7 +203,7 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
             reasons: reasons.clone(),
         }),
     }];
-    if srv.cfg.revoke_on_untrusted {
+    if srv.cfg.revoke_on_untrusted || appraisal.revoke {
         match srv.revoke(device_id, "untrusted verdict", now_ms) {
             Ok(()) => out.push(Outgoing {
                 topic: ALERT_TOPIC.to_string(),

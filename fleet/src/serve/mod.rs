@@ -20,6 +20,7 @@ pub mod enroll;
 pub mod evidence;
 pub mod limits;
 pub mod mqtt;
+pub mod policies;
 pub mod revoke;
 pub mod schedule;
 pub mod trust;
@@ -118,6 +119,7 @@ pub struct Server {
     refusals: Mutex<HashMap<String, u64>>,
     schedule: Mutex<Schedule>,
     cut_off: Mutex<Vec<String>>,
+    policies: std::sync::RwLock<policies::PolicyStore>,
 }
 
 impl std::fmt::Debug for Server {
@@ -150,7 +152,38 @@ impl Server {
             refusals: Mutex::new(HashMap::new()),
             schedule: Mutex::new(Schedule::default()),
             cut_off: Mutex::new(Vec::new()),
-        })
+            policies: std::sync::RwLock::new(policies::PolicyStore::default()),
+        }
+        .with_policies_loaded())
+    }
+
+    fn with_policies_loaded(self) -> Server {
+        self.reload_policies();
+        self
+    }
+
+    /// (Re)loads the policies directory; logs what loaded and what did not.
+    pub fn reload_policies(&self) {
+        let store = policies::PolicyStore::load(&self.cfg.policies_dir);
+        {
+            let (ok, bad) = store.summary();
+            self.log(&format!("policies loaded: [{}]", ok.join(", ")));
+            for (name, why) in bad {
+                self.log(&format!("policy {name} is unusable: {why}"));
+            }
+        }
+        *self
+            .policies
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = store;
+    }
+
+    /// Runs `f` with the loaded policies.
+    pub fn with_policies<T>(&self, f: impl FnOnce(&policies::PolicyStore) -> T) -> T {
+        f(&self
+            .policies
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// Runs `f` with the registry locked.

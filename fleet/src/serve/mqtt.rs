@@ -186,11 +186,19 @@ pub async fn serve(srv: Arc<Server>) -> Result<(), ServeError> {
     let mut backoff = MIN_BACKOFF;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(ServeError::Runtime)?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(ServeError::Runtime)?;
     loop {
         let event = tokio::select! {
             e = eventloop.poll() => e,
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
+            _ = hangup.recv() => {
+                // SIGHUP: re-read the policies directory (new or changed reference values).
+                let s = srv.clone();
+                let _ = tokio::task::spawn_blocking(move || s.reload_policies()).await;
+                continue;
+            }
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {

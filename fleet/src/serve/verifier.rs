@@ -8,8 +8,10 @@
 //! exactly when no check gave a reason.
 
 use super::evidence::{self, Selection};
+use super::policies::Resolved;
 use serde::Serialize;
 use vouch_attest::eventlog::{match_quoted, EventLog};
+use vouch_attest::policy::{evaluate, Evidence as PolicyEvidence};
 use vouch_attest::protocol::AttestationReport;
 use vouch_attest::quote::{AkVerifier, QuoteEvidence, QuoteVerification};
 use vouch_attest::tpm::{Attest, Signature, TpmPublic};
@@ -56,6 +58,8 @@ pub struct AppraisalInput<'a> {
     pub report: &'a AttestationReport,
     /// The device's previous accepted quote (TPMS_ATTEST), for the counter checks.
     pub previous: Option<&'a [u8]>,
+    /// The reference-value policy that applies to the device.
+    pub policy: Resolved<'a>,
 }
 
 /// The verified evidence handed to extra checks.
@@ -86,6 +90,8 @@ pub struct Appraisal {
     pub reasons: Vec<Reason>,
     /// The quote, when it parsed and its signature verified (kept for the next counter check).
     pub verified_attest: Option<Vec<u8>>,
+    /// The applied policy asks for revocation when the device is untrusted.
+    pub revoke: bool,
 }
 
 impl Appraisal {
@@ -134,6 +140,7 @@ impl Verifier {
             return Appraisal {
                 reasons,
                 verified_attest: None,
+                revoke: policy_revokes(&input.policy),
             };
         };
         let quote = ak.verify_quote(&QuoteEvidence {
@@ -180,6 +187,15 @@ impl Verifier {
         if let (Some(log), Some(quoted)) = (&log, &quote.quoted) {
             match_log(log, quoted, input.selection, &mut reasons);
         }
+        let firmware = quote.attest.as_ref().map(|a| a.firmware_version);
+        apply_policy(
+            &input.policy,
+            log.as_ref(),
+            quote.quoted.as_ref(),
+            input.selection,
+            firmware,
+            &mut reasons,
+        );
         let ev = Evidence {
             device_id: input.device_id,
             quote: &quote,
@@ -192,7 +208,65 @@ impl Verifier {
         Appraisal {
             reasons,
             verified_attest,
+            revoke: policy_revokes(&input.policy),
         }
+    }
+}
+
+fn policy_revokes(policy: &Resolved<'_>) -> bool {
+    matches!(policy, Resolved::Policy(_, p) if p.revoke_on_untrusted)
+}
+
+/// Evaluates the device's policy on the authenticated evidence: only PCR values the quote
+/// vouched for and event data whose digests match them (see `vouch_attest::policy`).
+fn apply_policy(
+    policy: &Resolved<'_>,
+    log: Option<&EventLog<'_>>,
+    quoted: Option<&PcrBanks>,
+    selection: &Selection,
+    firmware_version: Option<u64>,
+    reasons: &mut Vec<Reason>,
+) {
+    let (name, policy) = match policy {
+        Resolved::None => return,
+        Resolved::Unusable(name, why) => {
+            reasons.push(Reason::new(
+                "policy.unusable",
+                format!("policy {name}: {why}"),
+            ));
+            return;
+        }
+        Resolved::Policy(name, p) => (*name, *p),
+    };
+    let (Some(log), Some(quoted)) = (log, quoted) else {
+        reasons.push(Reason::new(
+            "policy.evidence",
+            format!("policy {name} not evaluated: no verified quote and event log"),
+        ));
+        return;
+    };
+    let bank = selection
+        .first()
+        .map(|(b, _)| *b)
+        .unwrap_or(vouch_attest::HashAlg::Sha256);
+    let verdict = evaluate(
+        policy,
+        &PolicyEvidence {
+            log,
+            bank,
+            pcrs: quoted,
+            firmware_version,
+        },
+    );
+    for f in &verdict.failures {
+        let mut detail = f.detail.clone();
+        if let Some(i) = f.event_index {
+            detail.push_str(&format!(" (event {i})"));
+        }
+        if let Some(p) = f.pcr {
+            detail.push_str(&format!(" (PCR {p})"));
+        }
+        reasons.push(Reason::new(format!("policy.{}", f.rule.as_str()), detail));
     }
 }
 

@@ -1,7 +1,8 @@
 //! The test agent: the device side of enrollment and attestation, through the `vouch-agent`
 //! library's `Tpm` trait on a private swtpm.
 //!
-//! EK choice: the agent library activates credentials with the ECC P-256 EK, and swtpm_setup
+//! EK choice: this agent exercises the ECC P-256 EK path (the real `vouch-agent run` in
+//! swtpm-tests/tests/e2e.rs uses the RSA-2048 EK swtpm certifies). swtpm_setup
 //! certifies only its RSA-2048 and P-384 EKs, so the test issues the P-256 EK a certificate
 //! with the swtpm's own local CA (intermediate `issuercert`, root `swtpm-localca-rootca`), as a
 //! manufacturer would at NV 0x01c0000a, and sends it first followed by the certificates the
@@ -159,7 +160,9 @@ impl TestAgent {
         };
         let proof = {
             let mut t = self.tpm.lock().unwrap();
-            let secret = t.activate_credential(&blob, &secret).unwrap();
+            let secret = t
+                .activate_credential(EkAlg::EccP256, &blob, &secret)
+                .unwrap();
             let qd = ring::digest::digest(&ring::digest::SHA256, &secret);
             let cert = t.certify_tls_key(qd.as_ref()).unwrap();
             drop(t);

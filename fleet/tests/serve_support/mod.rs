@@ -113,7 +113,7 @@ impl Fleet {
         }
         let log = std::fs::File::create(tmp.path().join("serve.log")).unwrap();
         let server = Command::new(env!("CARGO_BIN_EXE_vouch-fleet"))
-            .args(["serve", "--config"])
+            .args(["serve", "--allow-root", "--config"])
             .arg(&config)
             .stdout(Stdio::null())
             .stderr(log)

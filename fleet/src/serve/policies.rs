@@ -1,0 +1,161 @@
+//! The reference-value policies the fleet appraises devices against: every `NAME.toml` in the
+//! configured policies directory (format: `tpm-policies/README.md`), loaded at start and again on
+//! SIGHUP. A device uses the policy assigned to it (`vouch-fleet device set-policy`) or the
+//! configured default. A policy that is assigned but missing or invalid makes the verdict
+//! untrusted with a named reason: appraisal fails closed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use vouch_attest::policy::Policy;
+
+/// Largest policy file read.
+const POLICY_LIMIT: u64 = 1 << 20;
+
+/// Loaded policies by name, and the files that failed to load.
+#[derive(Debug, Default)]
+pub struct PolicyStore {
+    loaded: HashMap<String, Policy>,
+    broken: HashMap<String, String>,
+}
+
+/// What an assigned policy name resolves to.
+#[derive(Debug, Clone, Copy)]
+pub enum Resolved<'a> {
+    /// No policy applies (none assigned and no default).
+    None,
+    /// The policy to evaluate.
+    Policy(&'a str, &'a Policy),
+    /// Assigned but not usable, with why.
+    Unusable(&'a str, &'a str),
+}
+
+/// A valid policy name: `[A-Za-z0-9._-]{1,64}`, not starting with a dot.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Path of the policy called `name` in `dir`.
+pub fn path_of(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.toml"))
+}
+
+/// Reads and parses one policy file (bounded size).
+pub fn load_file(path: &Path) -> Result<Policy, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(POLICY_LIMIT + 1).read_to_string(&mut text))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if text.len() as u64 > POLICY_LIMIT {
+        return Err(format!(
+            "{}: larger than {POLICY_LIMIT} bytes",
+            path.display()
+        ));
+    }
+    Policy::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl PolicyStore {
+    /// Loads every `*.toml` in `dir` (a missing directory is an empty store).
+    pub fn load(dir: &Path) -> PolicyStore {
+        let mut store = PolicyStore::default();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return store;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".toml"))
+                .filter(|n| valid_name(n))
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            match load_file(&path) {
+                Ok(p) => {
+                    store.loaded.insert(name, p);
+                }
+                Err(e) => {
+                    store.broken.insert(name, e);
+                }
+            }
+        }
+        store
+    }
+
+    /// Names of the loaded policies and of the ones that failed, with why.
+    pub fn summary(&self) -> (Vec<&str>, Vec<(&str, &str)>) {
+        let mut ok: Vec<&str> = self.loaded.keys().map(String::as_str).collect();
+        ok.sort_unstable();
+        let mut bad: Vec<(&str, &str)> = self
+            .broken
+            .iter()
+            .map(|(n, e)| (n.as_str(), e.as_str()))
+            .collect();
+        bad.sort_unstable();
+        (ok, bad)
+    }
+
+    /// Resolves a device's policy: its assignment, else `default`.
+    pub fn resolve<'a>(
+        &'a self,
+        assigned: Option<&'a str>,
+        default: Option<&'a str>,
+    ) -> Resolved<'a> {
+        let Some(name) = assigned.or(default) else {
+            return Resolved::None;
+        };
+        if let Some(p) = self.loaded.get(name) {
+            return Resolved::Policy(name, p);
+        }
+        match self.broken.get(name) {
+            Some(why) => Resolved::Unusable(name, why),
+            None => Resolved::Unusable(name, "no such policy in the policies directory"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_valid_files_and_remembers_broken_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tpm-policies");
+        let example = std::fs::read_dir(&repo)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "toml"))
+            .unwrap();
+        std::fs::copy(&example, dir.path().join("good.toml")).unwrap();
+        std::fs::write(dir.path().join("bad.toml"), "version = 1\nbogus = 2\n").unwrap();
+        std::fs::write(dir.path().join(".hidden.toml"), "x").unwrap();
+        let store = PolicyStore::load(dir.path());
+        let (ok, bad) = store.summary();
+        assert_eq!(ok, ["good"]);
+        assert_eq!(bad.len(), 1);
+        assert!(matches!(
+            store.resolve(None, Some("good")),
+            Resolved::Policy("good", _)
+        ));
+        assert!(matches!(
+            store.resolve(Some("bad"), Some("good")),
+            Resolved::Unusable("bad", _)
+        ));
+        assert!(matches!(
+            store.resolve(Some("gone"), None),
+            Resolved::Unusable("gone", _)
+        ));
+        assert!(matches!(store.resolve(None, None), Resolved::None));
+        assert!(!valid_name("../x") && !valid_name("") && valid_name("rhel9-sb"));
+    }
+}

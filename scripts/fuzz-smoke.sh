@@ -4,12 +4,14 @@
 # on the first crash. Works with stable Rust: cargo-fuzz needs nightly flags (-Zsanitizer), which
 # RUSTC_BOOTSTRAP=1 enables on a stable toolchain.
 #
-# Environment: FUZZ_SECONDS (per target, default 20), FUZZ_TOOLCHAIN (default stable),
+# Environment: FUZZ_SECONDS (per target, default 20), FUZZ_TOOLCHAIN (default: the active one),
 # CARGO_TARGET_DIR (optional; the fuzz build goes to <dir>/fuzz).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${FUZZ_SECONDS:-20}
-toolchain=${FUZZ_TOOLCHAIN:-stable}
+# FUZZ_TOOLCHAIN=nightly (say) picks a rustup toolchain; by default the active one is used.
+tc=()
+if [ -n "${FUZZ_TOOLCHAIN:-}" ]; then tc=("+$FUZZ_TOOLCHAIN"); fi
 export RUSTC_BOOTSTRAP=1
 if [ -n "${CARGO_TARGET_DIR:-}" ]; then
     export CARGO_TARGET_DIR="$CARGO_TARGET_DIR/fuzz"
@@ -57,12 +59,12 @@ run() {
     local pkg_dir
     pkg_dir=$(dirname "$fuzz_dir")
     echo "fuzz-smoke: building $fuzz_dir" >&2
-    (cd "$pkg_dir" && cargo "+$toolchain" fuzz build -O --fuzz-dir "$fuzz_dir")
+    (cd "$pkg_dir" && cargo "${tc[@]}" fuzz build -O --fuzz-dir "$fuzz_dir")
     local target
-    for target in $(cd "$pkg_dir" && cargo "+$toolchain" fuzz list --fuzz-dir "$fuzz_dir"); do
+    for target in $(cd "$pkg_dir" && cargo "${tc[@]}" fuzz list --fuzz-dir "$fuzz_dir"); do
         mkdir -p "$fuzz_dir/corpus/$target"
         echo "fuzz-smoke: $target for ${seconds}s" >&2
-        (cd "$pkg_dir" && cargo "+$toolchain" fuzz run -O --fuzz-dir "$fuzz_dir" "$target" \
+        (cd "$pkg_dir" && cargo "${tc[@]}" fuzz run -O --fuzz-dir "$fuzz_dir" "$target" \
             "$fuzz_dir/corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 \
             -print_final_stats=1) || {
             echo "fuzz-smoke: $target FAILED (artifacts in $fuzz_dir/artifacts/$target)" >&2

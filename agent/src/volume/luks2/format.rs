@@ -218,6 +218,18 @@ pub fn format<D: BlockDevice>(
     recovery: &Zeroizing<Vec<u8>>,
     opts: &FormatOptions,
 ) -> Result<(Luks2Volume, Zeroizing<Vec<u8>>), FormatError> {
+    format_impl(dev, secret, recovery, opts, opts.data_offset > 0)
+}
+
+/// [`format`], checking the device size against the data offset only when
+/// `data_on_dev` (the header device also holds the data).
+pub(super) fn format_impl<D: BlockDevice>(
+    dev: &mut D,
+    secret: &Zeroizing<Vec<u8>>,
+    recovery: &Zeroizing<Vec<u8>>,
+    opts: &FormatOptions,
+    data_on_dev: bool,
+) -> Result<(Luks2Volume, Zeroizing<Vec<u8>>), FormatError> {
     if secret.len() < MIN_SECRET_LEN {
         return Err(FormatError::SecretTooShort(secret.len()));
     }
@@ -226,7 +238,7 @@ pub fn format<D: BlockDevice>(
     }
     let keyslots_size = check_options(opts)?;
     let meta = 2 * opts.hdr_size;
-    if opts.data_offset > 0 {
+    if data_on_dev {
         let size = dev.size().map_err(FormatError::Device)?;
         if size < opts.data_offset + u64::from(opts.sector_size) {
             return Err(FormatError::DeviceTooSmall {

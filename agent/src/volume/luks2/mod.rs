@@ -13,6 +13,7 @@ pub mod digest;
 pub mod format;
 pub mod hash;
 pub mod header;
+pub mod inplace;
 pub mod json;
 pub mod kdf;
 pub mod keyslot;

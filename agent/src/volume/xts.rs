@@ -17,8 +17,10 @@
 //! `openssl speed -evp aes-256-xts` with the default build (runtime detection), and
 //! about 1.07x with `RUSTFLAGS="-C target-feature=+aes,+avx512f,+vaes"`, which inlines
 //! the `aes` crate's VAES path but makes a binary that needs those CPU features (see
-//! the `xts` benchmark). Sector lengths must be a non-zero multiple of 16 bytes: LUKS sectors always
-//! are, so ciphertext stealing is not needed and not implemented.
+//! the `xts` benchmark).
+//!
+//! Sector lengths must be a non-zero multiple of 16 bytes: LUKS sectors always are, so
+//! ciphertext stealing is not needed and not implemented.
 
 use aes::cipher::array::ArraySize;
 use aes::cipher::consts::U16;

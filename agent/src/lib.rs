@@ -1,4 +1,5 @@
-//! `vouch-agent` as a library: the TPM layer and the commands, so tests and fuzzers can use them.
+//! `vouch-agent` as a library: the TPM layer, sealed volumes and the commands, so tests and
+//! fuzzers can use them.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -9,3 +10,4 @@ pub mod exit;
 pub mod identity;
 pub mod logging;
 pub mod tpm;
+pub mod volume;

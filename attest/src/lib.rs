@@ -10,6 +10,7 @@ pub mod credential;
 pub mod eventlog;
 pub mod pcrfile;
 pub mod pcrs;
+pub mod policy_digest;
 pub mod protocol;
 pub mod quote;
 pub mod tpm;

@@ -8,4 +8,5 @@ pub mod daemon;
 pub mod exit;
 pub mod identity;
 pub mod logging;
+pub mod seal;
 pub mod tpm;

@@ -39,6 +39,9 @@ enum Command {
     Quote(cli::quote::QuoteArgs),
     /// Create a fleet directory: CA, broker/fleet/claim certificates, CRL, mosquitto config.
     Init(cli::init::InitArgs),
+    /// PCR policy signing for sealed secrets: the fleet key and signed policies for devices.
+    #[command(name = "seal-policy")]
+    SealPolicy(cli::policy_sign::SealPolicyArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,5 +50,6 @@ fn main() -> ExitCode {
         Command::Eventlog(args) => cli::eventlog::run(args),
         Command::Quote(args) => ExitCode::from(cli::quote::run(args)),
         Command::Init(args) => cli::init::run(args),
+        Command::SealPolicy(args) => cli::policy_sign::run(args),
     }
 }

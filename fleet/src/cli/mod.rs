@@ -2,4 +2,5 @@
 
 pub mod eventlog;
 pub mod init;
+pub mod policy_sign;
 pub mod quote;

@@ -193,9 +193,13 @@ pub fn auth_policy(binding: &Binding) -> Result<Vec<u8>, TpmError> {
 
 /// The agent's selection type for a TPM selection (both share the `sha256:7` text form).
 pub fn agent_selection(selection: &PcrSelection) -> Result<AgentSelection, TpmError> {
-    selection_string(selection)
-        .parse()
-        .map_err(|_| TpmError::SealPolicy(PolicyDigestError::EmptySelection))
+    let text = selection_string(selection);
+    text.parse().map_err(|_| {
+        TpmError::SealPolicy(PolicyDigestError::Selection {
+            text,
+            reason: "not a selection this agent reads (non-empty, PCRs 0-23, each bank once)",
+        })
+    })
 }
 
 /// Checks that `authorization` approves policies for `key` and `policy_ref`.

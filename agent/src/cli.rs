@@ -49,6 +49,10 @@ pub enum Command {
     Pcr(PcrCmd),
     /// Quote PCRs with the attestation key, in files tpm2_checkquote reads.
     Quote(QuoteArgs),
+    /// Seal a secret (1-128 bytes) to PCR values or to fleet-approved PCR policies.
+    Seal(crate::cmd::seal::SealArgs),
+    /// Unseal a secret sealed with `seal`; writes it to --out or stdout.
+    Unseal(crate::cmd::seal::UnsealArgs),
     /// Run the agent: enroll if needed, then answer the fleet's challenges over MQTT.
     Run {
         /// Configuration file.

@@ -14,5 +14,7 @@ pub const TPM: u8 = 4;
 pub const IO: u8 = 5;
 /// The configuration file is missing or invalid.
 pub const CONFIG: u8 = 6;
+/// Unsealing refused: a PCR the secret is bound to holds another value (the boot state changed).
+pub const BOOT_STATE: u8 = 7;
 /// A bug: something that should not happen.
 pub const INTERNAL: u8 = 70;

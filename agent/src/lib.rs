@@ -9,5 +9,6 @@ pub mod daemon;
 pub mod exit;
 pub mod identity;
 pub mod logging;
+pub mod seal;
 pub mod tpm;
 pub mod volume;

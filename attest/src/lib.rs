@@ -11,6 +11,7 @@ pub mod eventlog;
 pub mod pcrfile;
 pub mod pcrs;
 pub mod policy;
+pub mod policy_digest;
 pub mod protocol;
 pub mod quote;
 pub mod tpm;

@@ -55,6 +55,9 @@ enum Command {
     Audit(cli::devices::AuditArgs),
     /// Policies: check an event log against a policy, or record one from a known-good log.
     Policy(cli::policy::PolicyArgs),
+    /// PCR policy signing for sealed secrets: the fleet key and signed policies for devices.
+    #[command(name = "seal-policy")]
+    SealPolicy(cli::policy_sign::SealPolicyArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,5 +74,6 @@ fn main() -> ExitCode {
         Command::Delete(args) => cli::revoke::run(args, true),
         Command::Audit(args) => cli::devices::run_audit(args),
         Command::Policy(args) => cli::policy::run(args),
+        Command::SealPolicy(args) => cli::policy_sign::run(args),
     }
 }

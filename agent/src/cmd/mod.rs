@@ -2,6 +2,7 @@
 
 mod pcr;
 mod quote;
+pub mod seal;
 mod tpm_info;
 
 use crate::cli::{Cli, Command, PcrCmd, TpmCmd};
@@ -33,6 +34,9 @@ pub enum CmdError {
     /// The daemon stopped.
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
+    /// Sealing or unsealing failed above the TPM (files, blob format, signed policies).
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
     /// Output could not be serialized.
     #[error("encoding JSON output: {0}")]
     Json(#[from] serde_json::Error),
@@ -40,6 +44,9 @@ pub enum CmdError {
 
 /// Maps an error chain to the agent's exit code.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(code) = e.downcast_ref::<CmdError>().and_then(seal::exit_code) {
+        return code;
+    }
     match e.downcast_ref::<CmdError>() {
         Some(CmdError::Tpm(t)) if t.is_unreachable() => exit::NO_TPM,
         Some(CmdError::Tpm(TpmError::AkState { .. } | TpmError::TlsState { .. })) => exit::IO,
@@ -51,7 +58,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         Some(CmdError::Write { .. }) => exit::IO,
         Some(CmdError::Decode { .. }) => exit::TPM,
         Some(CmdError::Daemon(d)) => daemon_exit_code(d),
-        Some(CmdError::Json(_)) | None => exit::INTERNAL,
+        Some(CmdError::Json(_) | CmdError::Seal(_)) | None => exit::INTERNAL,
     }
 }
 
@@ -74,6 +81,8 @@ pub fn run(cli: Cli) -> Result<(), CmdError> {
         Command::Tpm(TpmCmd::Info { json }) => tpm_info::run(&tpm, json),
         Command::Pcr(PcrCmd::Read { pcrs, json }) => pcr::read(&tpm, &pcrs, json),
         Command::Quote(args) => quote::run(&tpm, &args),
+        Command::Seal(args) => seal::seal(&tpm, &args),
+        Command::Unseal(args) => seal::unseal(&tpm, &cli.global.state_dir, &args),
         Command::Run { .. } => Ok(()),
     }
 }

@@ -228,7 +228,7 @@ fn slot(pcr: u32) -> tss_esapi::Result<PcrSlot> {
     PcrSlot::try_from(1u32 << pcr)
 }
 
-fn selection_list(
+pub(super) fn selection_list(
     sel: &PcrSelection,
 ) -> tss_esapi::Result<tss_esapi::structures::PcrSelectionList> {
     let mut b = PcrSelectionListBuilder::new();
@@ -412,6 +412,22 @@ impl Tpm for EsapiTpm {
 
     fn sign_tls(&mut self, digest: &[u8]) -> Result<Vec<u8>, TpmError> {
         super::esapi_tls::sign(self, digest)
+    }
+
+    fn seal(
+        &mut self,
+        secret: &[u8],
+        policy: &crate::seal::SealPolicy,
+    ) -> Result<crate::seal::SealedObject, TpmError> {
+        super::esapi_seal::seal(self, secret, policy)
+    }
+
+    fn unseal(
+        &mut self,
+        sealed: &crate::seal::SealedObject,
+        authorization: Option<&vouch_attest::policy_digest::SignedPolicy>,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
+        super::esapi_seal::unseal(self, sealed, authorization)
     }
 }
 

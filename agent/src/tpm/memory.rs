@@ -29,6 +29,7 @@ pub struct MemoryTpm {
     pub(super) tls: SigningKey,
     pub(super) clock: u64,
     certificates: Vec<EkCertificate>,
+    pub(super) sealed: super::memory_seal::SealedStore,
 }
 
 impl Default for MemoryTpm {
@@ -53,6 +54,7 @@ impl MemoryTpm {
             tls: SigningKey::random(&mut OsRng),
             clock: 1000,
             certificates: Vec::new(),
+            sealed: Default::default(),
         }
     }
 
@@ -234,6 +236,22 @@ impl Tpm for MemoryTpm {
 
     fn sign_tls(&mut self, digest: &[u8]) -> Result<Vec<u8>, TpmError> {
         super::memory_keys::sign(self, digest)
+    }
+
+    fn seal(
+        &mut self,
+        secret: &[u8],
+        policy: &crate::seal::SealPolicy,
+    ) -> Result<crate::seal::SealedObject, TpmError> {
+        super::memory_seal::seal(self, secret, policy)
+    }
+
+    fn unseal(
+        &mut self,
+        sealed: &crate::seal::SealedObject,
+        authorization: Option<&vouch_attest::policy_digest::SignedPolicy>,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
+        super::memory_seal::unseal(self, sealed, authorization)
     }
 }
 

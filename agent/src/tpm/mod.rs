@@ -9,9 +9,11 @@
 pub mod esapi;
 mod esapi_credential;
 mod esapi_keys;
+mod esapi_seal;
 mod esapi_tls;
 pub mod memory;
 mod memory_keys;
+mod memory_seal;
 pub mod relay;
 pub mod selection;
 pub mod tcti;
@@ -128,6 +130,21 @@ pub trait Tpm: Send {
     fn certify_tls_key(&mut self, qualifying_data: &[u8]) -> Result<Certification, TpmError>;
     /// Signs a SHA-256 digest with the TLS key; returns a DER ECDSA-Sig-Value.
     fn sign_tls(&mut self, digest: &[u8]) -> Result<Vec<u8>, TpmError>;
+    /// Seals `secret` (1 to 128 bytes) under the SRK with the given policy. The secret crosses
+    /// the TPM bus only encrypted (salted session, parameter encryption).
+    fn seal(
+        &mut self,
+        secret: &[u8],
+        policy: &crate::seal::SealPolicy,
+    ) -> Result<crate::seal::SealedObject, TpmError>;
+    /// Unseals a sealed object: satisfies its policy with the current PCR values (and, for
+    /// fleet-authorized objects, the signed policy `authorization`). A changed bound PCR gives
+    /// [`TpmError::BootStateChanged`].
+    fn unseal(
+        &mut self,
+        sealed: &crate::seal::SealedObject,
+        authorization: Option<&vouch_attest::policy_digest::SignedPolicy>,
+    ) -> Result<Zeroizing<Vec<u8>>, TpmError>;
 }
 
 /// Errors of TPM operations, one variant per operation.
@@ -235,6 +252,43 @@ pub enum TpmError {
     /// The TPM returned a signature that is not ECDSA over P-256.
     #[error("the TPM returned a TLS signature that is not a P-256 ECDSA signature")]
     SignatureFormat,
+    /// Computing a seal policy digest failed (missing PCR value, bad key, long policyRef).
+    #[error("seal policy: {0}")]
+    SealPolicy(#[source] vouch_attest::policy_digest::PolicyDigestError),
+    /// The secret to seal is empty or longer than 128 bytes.
+    #[error("the secret is {len} bytes; a TPM seals 1 to 128 bytes")]
+    SecretSize { len: usize },
+    /// Creating the sealed object (or its salted session) failed.
+    #[error("sealing the secret failed: {0}")]
+    Seal(#[source] tss_esapi::Error),
+    /// The sealed object's blobs are not valid TPM structures.
+    #[error("sealed object {what} is corrupt: {source}")]
+    SealedCorrupt {
+        what: &'static str,
+        #[source]
+        source: tss_esapi::Error,
+    },
+    /// Loading the sealed object, its policy session or TPM2_Unseal failed.
+    #[error("unsealing failed: {0}")]
+    Unseal(#[source] tss_esapi::Error),
+    /// A PCR the policy binds holds another value than the policy allows.
+    #[error("the boot state changed since the secret was sealed or approved: the policy binds PCRs {bound} and {changed} now differ; unsealing refused")]
+    BootStateChanged { bound: String, changed: String },
+    /// A fleet-authorized object was unsealed without a signed policy.
+    #[error("the secret is sealed to fleet-approved PCR policies: a signed policy is needed")]
+    AuthorizationMissing,
+    /// The signed policy is signed by another key than the one the object is sealed to.
+    #[error("the signed policy is signed by key {signed}, but the secret is sealed to fleet key {sealed}")]
+    AuthorizationKey { sealed: String, signed: String },
+    /// The signed policy names another policyRef.
+    #[error("the signed policy is for policyRef {signed:?}, the secret is sealed with policyRef {sealed:?}")]
+    AuthorizationRef { sealed: String, signed: String },
+    /// TPM2_VerifySignature refused the signed policy's approval signature.
+    #[error("the TPM refused the signed policy's approval signature: {0}")]
+    ApprovalRefused(#[source] tss_esapi::Error),
+    /// The in-memory TPM refused an approval signature.
+    #[error("in-memory TPM: the approval signature does not verify with the fleet key: {0}")]
+    MemoryApproval(#[source] vouch_attest::policy_digest::PolicyDigestError),
     /// The software TPM was asked for something it does not model.
     #[error("in-memory TPM: {0}")]
     Memory(&'static str),

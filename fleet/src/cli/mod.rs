@@ -5,6 +5,7 @@ pub mod devices;
 pub mod eventlog;
 pub mod init;
 pub mod policy;
+pub mod policy_sign;
 pub mod quote;
 pub mod revoke;
 pub mod serve;

@@ -84,11 +84,9 @@ fn boot_state_error<T>(r: Result<T, TpmError>) -> (String, String) {
 
 fn fleet_key() -> (SigningKey, TpmPublic) {
     let sk = SigningKey::random(&mut OsRng);
-    let p = sk.verifying_key().to_encoded_point(false);
-    let key = PublicKey::ec(
+    let key = PublicKey::from_sec1(
         EccCurve::NistP256,
-        p.x().unwrap().as_slice(),
-        p.y().unwrap().as_slice(),
+        sk.verifying_key().to_encoded_point(false).as_bytes(),
     )
     .unwrap();
     (sk, fleet_key_public(&key).unwrap())

@@ -49,7 +49,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
     match e.downcast_ref::<CmdError>() {
         Some(CmdError::Tpm(t)) if t.is_unreachable() => exit::NO_TPM,
-        Some(CmdError::Tpm(TpmError::AkState { .. } | TpmError::TlsState { .. })) => exit::IO,
+        Some(CmdError::Tpm(TpmError::KeyState { .. })) => exit::IO,
         Some(CmdError::Tpm(_)) => exit::TPM,
         Some(CmdError::Identity(crate::identity::IdentityError::Tpm(t))) if t.is_unreachable() => {
             exit::NO_TPM

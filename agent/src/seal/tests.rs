@@ -19,11 +19,9 @@ fn pcr7() -> PcrSelection {
 
 fn fleet(seed: u8) -> (SigningKey, TpmPublic) {
     let sk = SigningKey::from_slice(&[seed; 32]).unwrap();
-    let p = sk.verifying_key().to_encoded_point(false);
-    let key = PublicKey::ec(
+    let key = PublicKey::from_sec1(
         EccCurve::NistP256,
-        p.x().unwrap().as_slice(),
-        p.y().unwrap().as_slice(),
+        sk.verifying_key().to_encoded_point(false).as_bytes(),
     )
     .unwrap();
     (sk, fleet_key_public(&key).unwrap())

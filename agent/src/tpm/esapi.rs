@@ -6,6 +6,7 @@
 //! loads is flushed after use; against a raw swtpm (no resource manager) objects and sessions
 //! leaked by earlier, killed clients are flushed on open.
 
+use super::esapi_blobs::{self, ChildKey};
 use super::esapi_keys::{ak_template, srk_template, SRK_HANDLE};
 use super::{
     relay, AttestationKey, EkAlg, EkCertificate, EndorsementKey, PcrSelection, Quote, Tcti, Tpm,
@@ -20,13 +21,21 @@ use tss_esapi::interface_types::algorithm::{AsymmetricAlgorithm, HashingAlgorith
 use tss_esapi::interface_types::dynamic_handles::Persistent;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
 use tss_esapi::structures::{
-    CapabilityData, Data, Digest, DigestValues, PcrSelectionListBuilder, PcrSlot, Private, Public,
+    CapabilityData, Data, Digest, DigestValues, PcrSelectionListBuilder, PcrSlot, Public,
     SignatureScheme,
 };
 use tss_esapi::tcti_ldr::{DeviceConfig, NetworkTPMConfig, TabrmdConfig, TctiNameConf};
-use tss_esapi::traits::{Marshall, UnMarshall};
+use tss_esapi::traits::Marshall;
 use tss_esapi::Context;
 use vouch_attest::{HashAlg, PcrBanks};
+
+/// The attestation key: `ak.pub` / `ak.priv` in the state directory.
+pub(super) const AK: ChildKey = ChildKey {
+    name: "attestation key",
+    stem: "ak",
+    template: ak_template,
+    tpm_error: TpmError::AttestationKey,
+};
 
 /// A TPM reached through tss-esapi. Blocking; run it on a [`super::worker::TpmClient`] thread.
 pub struct EsapiTpm {
@@ -109,76 +118,10 @@ impl EsapiTpm {
         Ok(result.map_err(TpmError::StorageRootKey)?.into())
     }
 
-    fn ak_paths(&self) -> (PathBuf, PathBuf) {
-        (
-            self.state_dir.join("ak.pub"),
-            self.state_dir.join("ak.priv"),
-        )
-    }
-
-    /// Reads the AK blobs, creating the key (and the files) the first time.
-    fn ak_blobs(&mut self) -> Result<(Public, Private), TpmError> {
-        let (pub_path, priv_path) = self.ak_paths();
-        if pub_path.exists() && priv_path.exists() {
-            let read = |p: &Path| {
-                std::fs::read(p).map_err(|source| TpmError::AkState {
-                    path: p.to_path_buf(),
-                    source,
-                })
-            };
-            let public = Public::unmarshall(&read(&pub_path)?).map_err(|source| {
-                TpmError::AkStateCorrupt {
-                    path: pub_path.clone(),
-                    source,
-                }
-            })?;
-            let private = Private::try_from(read(&priv_path)?).map_err(|source| {
-                TpmError::AkStateCorrupt {
-                    path: priv_path.clone(),
-                    source,
-                }
-            })?;
-            return Ok((public, private));
-        }
-        let srk = self.srk()?;
-        let template = ak_template().map_err(TpmError::AttestationKey)?;
-        let created = self
-            .ctx
-            .execute_with_nullauth_session(|c| c.create(srk, template, None, None, None, None))
-            .map_err(TpmError::AttestationKey)?;
-        let pub_bytes = created
-            .out_public
-            .marshall()
-            .map_err(|source| TpmError::Marshal {
-                what: "AK public",
-                source,
-            })?;
-        write_state(&self.state_dir, &pub_path, &pub_bytes)?;
-        write_state(&self.state_dir, &priv_path, created.out_private.value())?;
-        Ok((created.out_public, created.out_private))
-    }
-
     /// Loads the AK under the SRK; the caller must flush the returned handle.
     pub(super) fn load_ak(&mut self) -> Result<(KeyHandle, Public), TpmError> {
-        let (public, private) = self.ak_blobs()?;
-        let srk = self.srk()?;
-        let handle = self
-            .ctx
-            .execute_with_nullauth_session(|c| c.load(srk, private, public.clone()))
-            .map_err(TpmError::AttestationKey)?;
-        Ok((handle, public))
+        esapi_blobs::load(self, &AK)
     }
-}
-
-fn write_state(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), TpmError> {
-    let err = |source| TpmError::AkState {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
 }
 
 /// Flushes transient objects and sessions left behind by killed clients of a raw swtpm.
@@ -334,7 +277,7 @@ impl Tpm for EsapiTpm {
     }
 
     fn attestation_key(&mut self) -> Result<AttestationKey, TpmError> {
-        let (public, _) = self.ak_blobs()?;
+        let (public, _) = esapi_blobs::blobs(self, &AK)?;
         let bytes = public.marshall().map_err(|source| TpmError::Marshal {
             what: "AK public",
             source,

@@ -46,13 +46,23 @@ pub fn srk_template() -> tss_esapi::Result<Public> {
 
 /// The attestation key: ECC P-256, ECDSA-SHA256, restricted signing, fixedTPM, empty auth, noDA.
 pub fn ak_template() -> tss_esapi::Result<Public> {
+    ecc_signing_template(true)
+}
+
+/// The TLS key: the same but unrestricted, so it can sign TLS handshakes and CSRs (TPM2_Sign with a
+/// NULL hashcheck ticket); still fixedTPM, fixedParent and sensitiveDataOrigin, sign only.
+pub fn tls_template() -> tss_esapi::Result<Public> {
+    ecc_signing_template(false)
+}
+
+fn ecc_signing_template(restricted: bool) -> tss_esapi::Result<Public> {
     let attrs = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
         .with_sensitive_data_origin(true)
         .with_user_with_auth(true)
         .with_no_da(true)
-        .with_restricted(true)
+        .with_restricted(restricted)
         .with_sign_encrypt(true)
         .build()?;
     PublicBuilder::new()
@@ -64,7 +74,7 @@ pub fn ak_template() -> tss_esapi::Result<Public> {
                 EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)),
                 EccCurve::NistP256,
             )
-            .with_restricted(true)
+            .with_restricted(restricted)
             .build()?,
         )
         .with_ecc_unique_identifier(EccPoint::default())

@@ -7,6 +7,7 @@
 //! `TPMS_ATTEST`, `TPMT_SIGNATURE`), so `vouch-attest` can check them without a TPM library.
 
 pub mod esapi;
+mod esapi_blobs;
 mod esapi_credential;
 mod esapi_keys;
 mod esapi_seal;
@@ -180,16 +181,18 @@ pub enum TpmError {
     /// Creating or loading the attestation key failed.
     #[error("attestation key: {0}")]
     AttestationKey(#[source] tss_esapi::Error),
-    /// The attestation key blobs under the state directory could not be read or written.
-    #[error("attestation key state {path}: {source}")]
-    AkState {
+    /// The key blobs under the state directory could not be read or written.
+    #[error("{key} state {path}: {source}")]
+    KeyState {
+        key: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    /// Stored attestation key blobs are not valid TPM structures.
-    #[error("attestation key state {path} is corrupt: {source}")]
-    AkStateCorrupt {
+    /// Stored key blobs are not valid TPM structures.
+    #[error("{key} state {path} is corrupt: {source}")]
+    KeyStateCorrupt {
+        key: &'static str,
         path: PathBuf,
         #[source]
         source: tss_esapi::Error,
@@ -226,20 +229,6 @@ pub enum TpmError {
     /// Creating or loading the TLS key failed.
     #[error("TLS key: {0}")]
     TlsKey(#[source] tss_esapi::Error),
-    /// The TLS key blobs under the state directory could not be read or written.
-    #[error("TLS key state {path}: {source}")]
-    TlsState {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// Stored TLS key blobs are not valid TPM structures.
-    #[error("TLS key state {path} is corrupt: {source}")]
-    TlsStateCorrupt {
-        path: PathBuf,
-        #[source]
-        source: tss_esapi::Error,
-    },
     /// TPM2_Certify of the TLS key failed.
     #[error("certifying the TLS key failed: {0}")]
     Certify(#[source] tss_esapi::Error),

@@ -129,11 +129,9 @@ mod tests {
 
     fn key(seed: u8) -> (SigningKey, TpmPublic) {
         let sk = SigningKey::from_slice(&[seed; 32]).unwrap();
-        let point = sk.verifying_key().to_encoded_point(false);
-        let public = PublicKey::ec(
+        let public = PublicKey::from_sec1(
             EccCurve::NistP256,
-            point.x().unwrap().as_slice(),
-            point.y().unwrap().as_slice(),
+            sk.verifying_key().to_encoded_point(false).as_bytes(),
         )
         .unwrap();
         (sk, fleet_key_public(&public).unwrap())

@@ -119,6 +119,21 @@ impl PublicKey {
         })
     }
 
+    /// An EC key from an uncompressed SEC1 point (`0x04 || x || y`).
+    pub fn from_sec1(curve: EccCurve, point: &[u8]) -> Result<PublicKey, KeyError> {
+        let n = curve.coordinate_len().unwrap_or(0);
+        match point.split_first() {
+            Some((0x04, xy)) if n > 0 && xy.len() == 2 * n => {
+                let (x, y) = xy.split_at(n);
+                PublicKey::ec(curve, x, y)
+            }
+            _ => Err(KeyError::BadPoint {
+                curve,
+                len: point.len(),
+            }),
+        }
+    }
+
     /// Parses a DER SubjectPublicKeyInfo.
     pub fn from_spki_der(der: &[u8]) -> Result<PublicKey, KeyError> {
         let spki = SubjectPublicKeyInfoRef::from_der(der).map_err(KeyError::Der)?;
@@ -233,6 +248,22 @@ impl PublicKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sec1_points_parse_and_bad_ones_are_refused() {
+        let mut point = vec![0x04];
+        point.extend_from_slice(&[1; 32]);
+        point.extend_from_slice(&[2; 32]);
+        let k = PublicKey::from_sec1(EccCurve::NistP256, &point).unwrap();
+        assert_eq!(
+            k,
+            PublicKey::ec(EccCurve::NistP256, &[1; 32], &[2; 32]).unwrap()
+        );
+        point[0] = 0x02;
+        assert!(PublicKey::from_sec1(EccCurve::NistP256, &point).is_err());
+        assert!(PublicKey::from_sec1(EccCurve::NistP256, &[0x04; 10]).is_err());
+        assert!(PublicKey::from_sec1(EccCurve::NistP256, &[]).is_err());
+    }
 
     #[test]
     fn ec_spki_round_trip() {

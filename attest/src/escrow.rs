@@ -125,7 +125,7 @@ pub fn seal_to<R: RngCore + CryptoRng>(
     let eph_point = eph.public_key().to_encoded_point(false);
     let shared = eph.diffie_hellman(recipient);
     let key = derive_key(
-        shared.raw_secret_bytes().as_slice(),
+        &shared.raw_secret_bytes()[..],
         eph_point.as_bytes(),
         recipient,
     );
@@ -135,7 +135,7 @@ pub fn seal_to<R: RngCore + CryptoRng>(
     let cipher = Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| EscrowError::Encrypt)?;
     let ct = cipher
         .encrypt(
-            Nonce::from_slice(&nonce),
+            &Nonce::from(nonce),
             Payload {
                 msg: plaintext,
                 aad,
@@ -169,16 +169,13 @@ pub fn open_with(
     }
     let (point, rest) = rest.split_at(POINT_LEN);
     let (nonce, ct) = rest.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| EscrowError::Open)?;
     let eph = PublicKey::from_sec1_bytes(point).map_err(|_| EscrowError::Ephemeral)?;
     let shared = p256::ecdh::diffie_hellman(key.to_nonzero_scalar(), eph.as_affine());
-    let key_bytes = derive_key(
-        shared.raw_secret_bytes().as_slice(),
-        point,
-        &key.public_key(),
-    );
+    let key_bytes = derive_key(&shared.raw_secret_bytes()[..], point, &key.public_key());
     let cipher = Aes256Gcm::new_from_slice(key_bytes.as_ref()).map_err(|_| EscrowError::Open)?;
     let pt = cipher
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+        .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad })
         .map_err(|_| EscrowError::Open)?;
     Ok(Zeroizing::new(pt))
 }

@@ -46,7 +46,7 @@ pub const TABLE_LOAD: u8 = 9;
 #[derive(Debug, thiserror::Error)]
 pub enum DmError {
     /// This machine has no device-mapper control device.
-    #[error("no device-mapper on this machine ({CONTROL} does not exist; is the dm_mod kernel module loaded?): cannot activate the volume")]
+    #[error("no device-mapper on this machine ({CONTROL} is missing or has no driver; is the dm_mod kernel module loaded?): cannot activate the volume")]
     NoDeviceMapper,
     /// Opening the control device failed.
     #[error("opening {CONTROL}: {0}")]
@@ -197,7 +197,13 @@ pub fn control() -> Result<File, DmError> {
         .read(true)
         .write(true)
         .open(CONTROL)
-        .map_err(DmError::Control)
+        .map_err(|e| match e.raw_os_error() {
+            // The node exists but no driver answers (no dm_mod in this kernel/container).
+            Some(nix::libc::ENODEV | nix::libc::ENXIO | nix::libc::ENOENT) => {
+                DmError::NoDeviceMapper
+            }
+            _ => DmError::Control(e),
+        })
 }
 
 fn call(ctl: &File, nr: u8, op: &'static str, name: &str, buf: &mut [u8]) -> Result<(), DmError> {
@@ -370,7 +376,12 @@ mod tests {
 
     #[test]
     fn missing_control_device_is_named() {
-        if Path::new(CONTROL).exists() {
+        if std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(CONTROL)
+            .is_ok()
+        {
             return;
         }
         let e = remove("vouch-test").unwrap_err();

@@ -53,6 +53,9 @@ pub enum Command {
     Seal(crate::cmd::seal::SealArgs),
     /// Unseal a secret sealed with `seal`; writes it to --out or stdout.
     Unseal(crate::cmd::seal::UnsealArgs),
+    /// TPM-sealed LUKS2 volumes: create, unlock (dm-crypt), status, lock, reseal.
+    #[command(subcommand)]
+    Volume(crate::cmd::volume::VolumeCmd),
     /// Run the agent: enroll if needed, then answer the fleet's challenges over MQTT.
     Run {
         /// Configuration file.

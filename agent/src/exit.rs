@@ -16,5 +16,7 @@ pub const IO: u8 = 5;
 pub const CONFIG: u8 = 6;
 /// Unsealing refused: a PCR the secret is bound to holds another value (the boot state changed).
 pub const BOOT_STATE: u8 = 7;
+/// No device-mapper on this machine (`/dev/mapper/control` missing): a volume cannot be mapped.
+pub const NO_DEVICE_MAPPER: u8 = 8;
 /// A bug: something that should not happen.
 pub const INTERNAL: u8 = 70;

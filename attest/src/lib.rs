@@ -7,6 +7,7 @@
 
 pub mod alg;
 pub mod credential;
+pub mod escrow;
 pub mod eventlog;
 pub mod pcrfile;
 pub mod pcrs;

@@ -58,6 +58,8 @@ enum Command {
     /// PCR policy signing for sealed secrets: the fleet key and signed policies for devices.
     #[command(name = "seal-policy")]
     SealPolicy(cli::policy_sign::SealPolicyArgs),
+    /// Volume recovery escrow: the fleet escrow key, releasing recovery passphrases.
+    Escrow(cli::escrow::EscrowArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,5 +77,6 @@ fn main() -> ExitCode {
         Command::Audit(args) => cli::devices::run_audit(args),
         Command::Policy(args) => cli::policy::run(args),
         Command::SealPolicy(args) => cli::policy_sign::run(args),
+        Command::Escrow(args) => cli::escrow::run(args),
     }
 }

@@ -4,6 +4,11 @@ mod pcr;
 mod quote;
 pub mod seal;
 mod tpm_info;
+pub mod volume;
+mod volume_common;
+mod volume_create;
+mod volume_reseal;
+mod volume_unlock;
 
 use crate::cli::{Cli, Command, PcrCmd, TpmCmd};
 use crate::exit;
@@ -40,6 +45,15 @@ pub enum CmdError {
     /// Output could not be serialized.
     #[error("encoding JSON output: {0}")]
     Json(#[from] serde_json::Error),
+    /// A volume command failed.
+    #[error(transparent)]
+    Volume(Box<volume::VolumeError>),
+}
+
+impl From<volume::VolumeError> for CmdError {
+    fn from(e: volume::VolumeError) -> Self {
+        CmdError::Volume(Box::new(e))
+    }
 }
 
 /// Maps an error chain to the agent's exit code.
@@ -48,6 +62,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         return code;
     }
     match e.downcast_ref::<CmdError>() {
+        Some(CmdError::Volume(v)) => volume::exit_code(v),
         Some(CmdError::Tpm(t)) if t.is_unreachable() => exit::NO_TPM,
         Some(CmdError::Tpm(TpmError::KeyState { .. })) => exit::IO,
         Some(CmdError::Tpm(_)) => exit::TPM,
@@ -76,6 +91,14 @@ pub fn run(cli: Cli) -> Result<(), CmdError> {
         }
         return Ok(crate::daemon::run(config)?);
     }
+    if let Command::Volume(volume::VolumeCmd::Lock { name }) = &cli.command {
+        return Ok(volume_unlock::lock(name)?);
+    }
+    if let Command::Volume(volume::VolumeCmd::Status(args)) = &cli.command {
+        if !args.check_unseal {
+            return Ok(volume_unlock::status(None, &cli.global.state_dir, args)?);
+        }
+    }
     let tpm = open_tpm(&cli)?;
     match cli.command {
         Command::Tpm(TpmCmd::Info { json }) => tpm_info::run(&tpm, json),
@@ -83,7 +106,22 @@ pub fn run(cli: Cli) -> Result<(), CmdError> {
         Command::Quote(args) => quote::run(&tpm, &args),
         Command::Seal(args) => seal::seal(&tpm, &args),
         Command::Unseal(args) => seal::unseal(&tpm, &cli.global.state_dir, &args),
+        Command::Volume(v) => Ok(run_volume(&tpm, &cli.global.state_dir, &v)?),
         Command::Run { .. } => Ok(()),
+    }
+}
+
+fn run_volume(
+    tpm: &TpmClient,
+    state_dir: &std::path::Path,
+    cmd: &volume::VolumeCmd,
+) -> Result<(), volume::VolumeError> {
+    match cmd {
+        volume::VolumeCmd::Create(a) => volume_create::run(tpm, a),
+        volume::VolumeCmd::Unlock(a) => volume_unlock::run(tpm, state_dir, a),
+        volume::VolumeCmd::Lock { name } => volume_unlock::lock(name),
+        volume::VolumeCmd::Status(a) => volume_unlock::status(Some(tpm), state_dir, a),
+        volume::VolumeCmd::Reseal(a) => volume_reseal::run(tpm, a),
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod attest_cmd;
 pub mod devices;
+pub mod escrow;
 pub mod eventlog;
 pub mod init;
 pub mod policy;

@@ -31,6 +31,8 @@ pub enum AuditKind {
     Revoked,
     /// A device was decommissioned.
     Deleted,
+    /// A volume recovery passphrase was released from escrow (normal or override).
+    EscrowRelease,
 }
 
 impl AuditKind {
@@ -43,6 +45,7 @@ impl AuditKind {
             AuditKind::AttestationRefused => "attestation_refused",
             AuditKind::Revoked => "revoked",
             AuditKind::Deleted => "deleted",
+            AuditKind::EscrowRelease => "escrow_release",
         }
     }
 }

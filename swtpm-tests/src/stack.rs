@@ -194,6 +194,8 @@ impl FleetStack {
                 "record",
                 "--bank",
                 "sha256",
+                "--pcrs",
+                "0-9",
                 "--eventlog",
                 &eventlog.to_string_lossy(),
                 "--out",

@@ -71,8 +71,8 @@ pub struct CreateArgs {
     /// Block device or image file; an image file is created when missing (needs --size).
     #[arg(long)]
     pub device: PathBuf,
-    /// Size in bytes of the image file to create.
-    #[arg(long)]
+    /// Size of the image file to create: bytes, or with a K, M or G suffix (powers of 1024).
+    #[arg(long, value_parser = parse_size)]
     pub size: Option<u64>,
     #[command(flatten)]
     pub seal: SealTarget,
@@ -327,5 +327,40 @@ mod tests {
         };
         assert_eq!(exit_code(&several), exit::BOOT_STATE);
         assert_ne!(exit::NO_DEVICE_MAPPER, exit::BOOT_STATE);
+    }
+}
+
+/// Parses `33554432`, `32M`, `512K`, `1G` (binary units).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_uppercase()),
+        _ => (s, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return Err(format!("unknown size unit in {s:?} (use K, M or G)")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 33554432 or 32M)"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_with_and_without_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("32M"), Ok(32 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("99999999999999G").is_err());
     }
 }

@@ -50,7 +50,35 @@ enum PolicyCommand {
         /// Use the banks the fleet's challenges quote (`challenge.pcrs`, default sha256).
         #[arg(long = "bank", value_name = "ALG", value_parser = parse_bank)]
         banks: Vec<vouch_attest::HashAlg>,
+        /// Pin only these PCRs, e.g. `0-9` (default: every PCR the log extends). Use the PCRs the
+        /// fleet's challenges quote (`challenge.pcrs`, default 0-9): a pinned PCR the quote does
+        /// not cover fails the policy.
+        #[arg(long, value_name = "LIST", value_parser = parse_pcr_list)]
+        pcrs: Option<PcrList>,
     },
+}
+
+/// PCR indices from `--pcrs`.
+#[derive(Debug, Clone)]
+pub struct PcrList(Vec<u32>);
+
+fn parse_pcr_list(s: &str) -> Result<PcrList, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        let bad = || format!("bad PCR list {s:?} (e.g. 0-9 or 0,2,4,7)");
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?),
+            None => {
+                let p: u32 = part.parse().map_err(|_| bad())?;
+                (p, p)
+            }
+        };
+        if lo > hi || hi > 23 {
+            return Err(bad());
+        }
+        out.extend(lo..=hi);
+    }
+    Ok(PcrList(out))
 }
 
 fn parse_bank(s: &str) -> Result<vouch_attest::HashAlg, String> {
@@ -131,12 +159,14 @@ pub fn run(args: PolicyArgs) -> ExitCode {
             description,
             revoke_on_untrusted,
             banks,
+            pcrs,
         } => record(
             &eventlog,
             out.as_deref(),
             description,
             revoke_on_untrusted,
             &banks,
+            pcrs.as_ref().map(|p| p.0.as_slice()),
         ),
     };
     match result {
@@ -240,6 +270,7 @@ fn record(
     description: Option<String>,
     revoke_on_untrusted: bool,
     banks: &[vouch_attest::HashAlg],
+    pcrs: Option<&[u32]>,
 ) -> Result<u8, PolicyCliError> {
     let bytes = read("eventlog", log_path)?;
     let log = parse_log(log_path, &bytes)?;
@@ -247,6 +278,18 @@ fn record(
         log.replay()
     } else {
         log.replay_banks(banks)
+    };
+    let replay = match pcrs {
+        None => replay,
+        Some(keep) => {
+            let mut only = vouch_attest::PcrBanks::new();
+            for (alg, bank) in replay.banks() {
+                for (pcr, v) in bank.iter().filter(|(p, _)| keep.contains(p)) {
+                    only.insert(alg, *pcr, v.clone());
+                }
+            }
+            only
+        }
     };
     let mut policy = Policy::record(&log, &replay);
     policy.description = Some(description.unwrap_or_else(|| {

@@ -115,8 +115,21 @@ fn demo() -> Result<(), String> {
 
     println!("\n==> fleet: vouch-fleet init (CA, broker/claim certificates, CRL, ACL), mosquitto, vouch-fleet serve");
     let trust = [tpm.ca_root_cert(), tpm.ca_dir().join("issuercert.pem")];
-    let fleet = FleetStack::start(&trust, |t| t.replace("jitter_secs = 30", "jitter_secs = 0"))
+    let fleet = FleetStack::start(&trust, |t| {
+        t.replace("jitter_secs = 30", "jitter_secs = 0").replace(
+            "revoke_on_untrusted = false",
+            "revoke_on_untrusted = false\ndefault_policy = \"known-good\"",
+        )
+    })
+    .map_err(|e| e.to_string())?;
+    let policy = fleet
+        .record_policy("known-good", &log)
         .map_err(|e| e.to_string())?;
+    fleet.reload_server().map_err(|e| e.to_string())?;
+    println!(
+        "    reference policy recorded from a known-good boot: {} (vouch-fleet policy record)",
+        policy.display()
+    );
     println!(
         "    broker on localhost:{}, fleet dir {}",
         fleet.port(),
@@ -140,6 +153,7 @@ fn demo() -> Result<(), String> {
     }
     shown.map_err(|e| e.to_string())?;
     agent_proc.stop();
+    provision_volume(&mut d, &agent, &tcti, &state, &fleet)?;
     let out = fleet.cli(&["device", "show", &id]);
     print!("{}", out.stdout);
     let trusted = fleet
@@ -152,6 +166,73 @@ fn demo() -> Result<(), String> {
     if !trusted {
         return Err("the device was not trusted".into());
     }
+    Ok(())
+}
+
+/// Seals a fresh disk secret to PCR 7 and writes a LUKS2 volume with it, the recovery passphrase
+/// escrowed to the fleet; then proves the sealed secret opens it.
+fn provision_volume(
+    d: &mut Demo,
+    agent: &std::path::Path,
+    tcti: &str,
+    state: &std::path::Path,
+    fleet: &FleetStack,
+) -> Result<(), String> {
+    let escrow_key = fleet.dir().join("escrow.key.pem");
+    let escrow_pub = fleet.dir().join("escrow.pub.pem");
+    d.run(
+        "fleet escrow key (vouch-fleet escrow keygen)",
+        Command::new(bin_path("vouch-fleet"))
+            .args(["escrow", "keygen", "--key"])
+            .arg(&escrow_key)
+            .arg("--public")
+            .arg(&escrow_pub),
+    )?;
+    let image = state.with_file_name("volume.img");
+    let agent_cmd = |args: &[&str]| {
+        let mut c = Command::new(agent);
+        c.args(["--tcti", tcti, "--state-dir"])
+            .arg(state)
+            .args(args);
+        c
+    };
+    let img = image.to_string_lossy().into_owned();
+    let pub_pem = escrow_pub.to_string_lossy().into_owned();
+    d.run(
+        "seal a disk secret to PCR 7 and write a LUKS2 volume (vouch-agent volume create)",
+        &mut agent_cmd(&[
+            "volume",
+            "create",
+            "--device",
+            &img,
+            "--size",
+            "32M",
+            "--pcrs",
+            "sha256:7",
+            "--escrow-key",
+            &pub_pem,
+            "--label",
+            "demo",
+            "--recovery-kdf-memory",
+            "65536",
+        ]),
+    )?;
+    d.run(
+        "cryptsetup reads it (cryptsetup luksDump)",
+        Command::new("cryptsetup").args(["luksDump", &img]),
+    )?;
+    d.run(
+        "unseal and open the keyslot (vouch-agent volume unlock --dry-run)",
+        &mut agent_cmd(&[
+            "volume",
+            "unlock",
+            "--device",
+            &img,
+            "--name",
+            "demo",
+            "--dry-run",
+        ]),
+    )?;
     Ok(())
 }
 

@@ -4,7 +4,10 @@
 //! machine's TPM, NVRAM and disk do. Each boot starts swtpm (`socket --ctrl type=unixio`, the
 //! form qemu's `-tpmdev emulator` drives) and qemu (q35, TCG, OVMF, tpm-crb, `-kernel`), with
 //! guest networking only through user networking with `restrict=on` and one guestfwd to the
-//! host's broker port.
+//! host's broker port. The guestfwd runs `busybox nc 127.0.0.1 PORT` per connection (`cmd:`):
+//! the `tcp:HOST:PORT` form is a chardev qemu opens once, so every guest connection after the
+//! first (the agent reconnects with its device certificate after enrolling) would be spliced
+//! into the first connection's stream and fail the TLS handshake.
 
 use super::initramfs::BROKER_ADDR;
 use super::prep::{Kernel, OVMF_CODE, OVMF_VARS};
@@ -165,7 +168,8 @@ impl Machine {
             .args(["-device", "tpm-crb,tpmdev=tpm0"])
             .arg("-netdev")
             .arg(format!(
-                "user,id=n0,restrict=on,guestfwd=tcp:{BROKER_ADDR}:8883-tcp:127.0.0.1:{broker_port}"
+                "user,id=n0,restrict=on,guestfwd=tcp:{BROKER_ADDR}:8883-cmd:/bin/busybox nc \
+                 127.0.0.1 {broker_port}"
             ))
             .args(["-device", "virtio-net-pci,netdev=n0"])
             .arg("-fsdev")

@@ -1,0 +1,186 @@
+//! Real measured boot: OVMF boots a Debian kernel and the test initramfs in qemu (TCG) with a
+//! swtpm behind tpm-crb; `vouch-agent` inside the guest enrolls with the fleet on the host (EK
+//! certificates from the swtpm's local CA) and attests with the guest's own firmware event log.
+//! The fleet verifies the quote against that log (`trusted`); a policy recorded from the first
+//! boot's log (copied out by the guest's init over 9p) is assigned and still gives `trusted`;
+//! the machine boots again with one more kernel command-line word, which the firmware measures
+//! into PCR 9, and the verdict is `untrusted`, naming PCR 9's event.
+//!
+//! Needs qemu-system-x86, ovmf, swtpm and a Debian kernel (`scripts/vm-prep.sh`, run here).
+//! `VOUCH_SKIP_VM=1` skips it (and says so).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+use swtpm_tests::stack::FleetStack;
+use swtpm_tests::vm::{initramfs, prepare, skip, Machine, Vm};
+use vouch_attest::eventlog::EventLog;
+use vouch_attest::HashAlg;
+
+const BROKER: &str = "vouch-broker";
+const CMDLINE: &str = "console=ttyS0 panic=-1";
+
+fn status(v: &serde_json::Value) -> &str {
+    v["device"]["status"].as_str().unwrap_or_default()
+}
+
+fn quick(text: String) -> String {
+    text.replace("jitter_secs = 30", "jitter_secs = 0")
+}
+
+/// agent.toml and the fleet credentials, in the directory the guest mounts at /mnt/share.
+fn provision(fleet: &FleetStack, share: &Path) {
+    for f in ["ca.crt", "claim.crt", "claim.key"] {
+        std::fs::copy(fleet.dir().join(f), share.join(f)).unwrap();
+    }
+    let config = format!(
+        "tcti = \"device:/dev/tpmrm0\"\nstate_dir = \"/mnt/share/state\"\n\
+         eventlog = \"/sys/kernel/security/tpm0/binary_bios_measurements\"\n\n[broker]\n\
+         host = \"{BROKER}\"\nport = 8883\nca_file = \"/mnt/share/ca.crt\"\n\
+         claim_cert = \"/mnt/share/claim.crt\"\nclaim_key = \"/mnt/share/claim.key\"\n\
+         keep_alive_secs = 5\nmax_backoff_secs = 2\n"
+    );
+    std::fs::write(share.join("agent.toml"), config).unwrap();
+}
+
+/// The one device the fleet knows, once it enrolled.
+fn enrolled_device(fleet: &FleetStack, vm: &Vm, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = fleet.cli(&["devices", "--json"]);
+        if out.code == 0 {
+            let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+            if let Some(id) = v[0]["id"].as_str() {
+                return id.to_string();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no device enrolled within {timeout:?}\nserial:\n{}\nserver log:\n{}",
+            vm.serial(),
+            fleet.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn wait_verdict(
+    fleet: &FleetStack,
+    vm: &Vm,
+    id: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    fleet
+        .wait_device(id, Duration::from_secs(180), ok)
+        .unwrap_or_else(|e| panic!("{e}\nserial:\n{}", vm.serial()))
+}
+
+/// The firmware's sha256 PCR values replayed from a log the guest copied out.
+fn replay(log: &[u8]) -> vouch_attest::PcrBanks {
+    EventLog::parse(log).unwrap().replay()
+}
+
+#[test]
+fn a_real_measured_boot_attests_and_a_changed_command_line_is_untrusted() {
+    if skip("vm_attest") {
+        return;
+    }
+    let kernel = prepare().unwrap_or_else(|e| panic!("VM prerequisites: {e}"));
+    let mut machine = Machine::new().unwrap();
+    let fleet = FleetStack::start_with_names(&machine.ek_trust(), &[BROKER], quick).unwrap();
+    let initrd = machine.dir().join("initrd.cpio");
+    let agent = swtpm_tests::bin_path("vouch-agent");
+    let packed = initramfs::build(&kernel.modules, &agent, BROKER, &initrd).unwrap();
+    eprintln!(
+        "kernel {}, initramfs {} bytes, modules {:?}, {} libraries",
+        kernel.release,
+        packed.bytes,
+        packed.modules,
+        packed.libraries.len()
+    );
+    assert!(packed.modules.iter().any(|m| m == "virtio_net"));
+    assert!(packed
+        .libraries
+        .iter()
+        .any(|l| l.ends_with("libtss2-tcti-device.so.0")));
+    provision(&fleet, &machine.share());
+
+    // Boot 1: enroll and attest with the real firmware log; no policy yet.
+    let mut vm = machine
+        .boot(&kernel, &initrd, CMDLINE, fleet.port())
+        .unwrap();
+    vm.wait_serial("vouch-init: starting vouch-agent", Duration::from_secs(180))
+        .unwrap();
+    let to_init = vm.uptime();
+    let id = enrolled_device(&fleet, &vm, Duration::from_secs(180));
+    let v = wait_verdict(&fleet, &vm, &id, |v| status(v) == "trusted");
+    eprintln!(
+        "boot 1: init after {to_init:?}, trusted after {:?}",
+        vm.uptime()
+    );
+    assert_eq!(v["verdicts"][0]["trusted"], true, "{v}");
+    let log1 = std::fs::read(machine.share().join("eventlog.bin")).unwrap();
+    let pcrs1 = replay(&log1);
+    // OVMF measured the firmware (PCR 0) and the -kernel boot put events into PCR 9.
+    for pcr in [0, 9] {
+        assert!(pcrs1.get(HashAlg::Sha256, pcr).is_some(), "PCR {pcr} empty");
+    }
+
+    // A policy recorded from this boot's own log, assigned to the device: still trusted.
+    let log1_path = machine.dir().join("boot1-eventlog.bin");
+    std::fs::write(&log1_path, &log1).unwrap();
+    fleet.record_policy("vm-boot1", &log1_path).unwrap();
+    fleet.reload_server().unwrap();
+    let set = fleet.cli(&["device", "set-policy", &id, "vm-boot1"]);
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    let out = fleet.cli(&["attest", &id, "--wait", "120"]);
+    assert_eq!(
+        out.code,
+        0,
+        "{}{}\nserial:\n{}",
+        out.stdout,
+        out.stderr,
+        vm.serial()
+    );
+    let v = fleet.device(&id).unwrap();
+    assert_eq!(v["verdicts"][0]["trusted"], true, "{v}");
+    assert_eq!(v["verdicts"][0]["reasons"], serde_json::json!([]), "{v}");
+    let last = v["verdicts"][0]["id"].as_i64().unwrap();
+    assert!(
+        vm.power_off(Duration::from_secs(60)),
+        "guest did not power off"
+    );
+
+    // Boot 2: same machine, same firmware, same initrd; one more word on the command line.
+    let changed = format!("{CMDLINE} vouch.test=changed");
+    let mut vm = machine
+        .boot(&kernel, &initrd, &changed, fleet.port())
+        .unwrap();
+    vm.wait_serial("vouch-init: starting vouch-agent", Duration::from_secs(180))
+        .unwrap();
+    let v = wait_verdict(&fleet, &vm, &id, |v| {
+        v["verdicts"][0]["id"].as_i64().unwrap_or(0) > last
+    });
+    eprintln!("boot 2: verdict after {:?}", vm.uptime());
+    assert_eq!(status(&v), "untrusted", "{v}");
+    assert_eq!(v["verdicts"][0]["trusted"], false, "{v}");
+    let reasons = v["verdicts"][0]["reasons"].to_string();
+    assert!(
+        reasons.contains("PCR 9") || reasons.contains("pcr9"),
+        "{reasons}"
+    );
+    let log2 = std::fs::read(machine.share().join("eventlog.bin")).unwrap();
+    let pcrs2 = replay(&log2);
+    // Only the command line differs: PCRs 0-7 are the same, PCR 9 is not.
+    for pcr in 0..8 {
+        assert_eq!(
+            pcrs1.get(HashAlg::Sha256, pcr),
+            pcrs2.get(HashAlg::Sha256, pcr),
+            "PCR {pcr} changed between boots"
+        );
+    }
+    assert_ne!(pcrs1.get(HashAlg::Sha256, 9), pcrs2.get(HashAlg::Sha256, 9));
+    assert!(
+        vm.power_off(Duration::from_secs(60)),
+        "guest did not power off"
+    );
+}

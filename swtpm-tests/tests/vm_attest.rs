@@ -79,6 +79,21 @@ fn replay(log: &[u8]) -> vouch_attest::PcrBanks {
     EventLog::parse(log).unwrap().replay()
 }
 
+/// The sha256 digests of the events the log extends into PCR 9, in order.
+fn pcr9_digests(log: &[u8]) -> Vec<Vec<u8>> {
+    let log = EventLog::parse(log).unwrap();
+    log.events
+        .iter()
+        .filter(|e| e.pcr == 9 && e.is_extended())
+        .filter_map(|e| {
+            e.digests
+                .iter()
+                .find(|d| d.alg == HashAlg::Sha256)
+                .map(|d| d.bytes.to_vec())
+        })
+        .collect()
+}
+
 #[test]
 fn a_real_measured_boot_attests_and_a_changed_command_line_is_untrusted() {
     if skip("vm_attest") {
@@ -97,7 +112,10 @@ fn a_real_measured_boot_attests_and_a_changed_command_line_is_untrusted() {
         packed.modules,
         packed.libraries.len()
     );
-    assert!(packed.modules.iter().any(|m| m == "virtio_net"));
+    // Dependencies from the modules' .modinfo come first: failover < net_failover < virtio_net.
+    let at = |m: &str| packed.modules.iter().position(|n| n == m);
+    assert!(at("failover") < at("net_failover") && at("net_failover") < at("virtio_net"));
+    assert!(at("failover").is_some(), "{:?}", packed.modules);
     assert!(packed
         .libraries
         .iter()
@@ -164,11 +182,22 @@ fn a_real_measured_boot_attests_and_a_changed_command_line_is_untrusted() {
     assert_eq!(status(&v), "untrusted", "{v}");
     assert_eq!(v["verdicts"][0]["trusted"], false, "{v}");
     let reasons = v["verdicts"][0]["reasons"].to_string();
+    eprintln!("boot 2 reasons: {reasons}");
     assert!(
         reasons.contains("PCR 9") || reasons.contains("pcr9"),
         "{reasons}"
     );
     let log2 = std::fs::read(machine.share().join("eventlog.bin")).unwrap();
+    // Kept for inspection (`vouch-fleet eventlog show`): the logs and consoles of both boots.
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vm_attest");
+    if std::fs::create_dir_all(&keep).is_ok() {
+        let _ = std::fs::write(keep.join("boot1-eventlog.bin"), &log1);
+        let _ = std::fs::write(keep.join("boot2-eventlog.bin"), &log2);
+        for n in [1, 2] {
+            let serial = machine.dir().join(format!("boot-{n}.serial"));
+            let _ = std::fs::copy(serial, keep.join(format!("boot{n}.serial")));
+        }
+    }
     let pcrs2 = replay(&log2);
     // Only the command line differs: PCRs 0-7 are the same, PCR 9 is not.
     for pcr in 0..8 {
@@ -179,6 +208,16 @@ fn a_real_measured_boot_attests_and_a_changed_command_line_is_untrusted() {
         );
     }
     assert_ne!(pcrs1.get(HashAlg::Sha256, 9), pcrs2.get(HashAlg::Sha256, 9));
+    // PCR 9 holds the EFI stub's two tagged events: the command line differs, the initrd (same
+    // bytes both times: the archive is deterministic) does not.
+    let (tags1, tags2) = (pcr9_digests(&log1), pcr9_digests(&log2));
+    assert_eq!(tags1.len(), 2, "{tags1:?}");
+    assert_eq!(tags2.len(), 2, "{tags2:?}");
+    let same = tags1.iter().zip(&tags2).filter(|(a, b)| a == b).count();
+    assert_eq!(
+        same, 1,
+        "exactly one PCR 9 event should differ: {tags1:?} {tags2:?}"
+    );
     assert!(
         vm.power_off(Duration::from_secs(60)),
         "guest did not power off"

@@ -205,3 +205,27 @@ pub fn depends(elf: &[u8]) -> Result<Vec<String>, (&'static str, usize)> {
     }
     Err(("no .modinfo section", shoff))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_modules_and_truncated_elf_files_are_errors_not_panics() {
+        // A real ELF file that is not a module: busybox (when installed), else this test binary.
+        let exe = std::env::current_exe().unwrap();
+        let path = [Path::new("/bin/busybox"), exe.as_path()]
+            .into_iter()
+            .find(|p| p.exists())
+            .unwrap();
+        let elf = std::fs::read(path).unwrap();
+        assert_eq!(depends(&elf).unwrap_err().0, "no .modinfo section");
+        for len in [0, 5, 6, 0x3f, 0x40, 4096, elf.len() / 2, elf.len() - 1] {
+            assert!(depends(elf.get(..len).unwrap()).is_err(), "length {len}");
+        }
+        assert_eq!(
+            depends(b"not an ELF file").unwrap_err(),
+            ("bad ELF magic or class", 0)
+        );
+    }
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares what the measured-boot VM tests need, idempotently:
-#  - Debian packages: qemu-system-x86, ovmf, swtpm (+ tools), busybox-static;
+#  - Debian packages: qemu-system-x86, ovmf, swtpm (+ tools), busybox-static, and cryptsetup-bin
+#    and dmsetup (copied into the guest);
 #  - the exact current Debian 12 kernel package (the one linux-image-amd64 depends on), fetched
 #    with `apt-get download` and unpacked with `dpkg -x` under the cache directory.
 # Cache: $VOUCH_VM_CACHE, default /var/tmp/vouch-vm. Prints, as its last line of stdout,
@@ -9,7 +10,7 @@
 set -euo pipefail
 
 CACHE="${VOUCH_VM_CACHE:-/var/tmp/vouch-vm}"
-PKGS=(qemu-system-x86 ovmf swtpm swtpm-tools busybox-static)
+PKGS=(qemu-system-x86 ovmf swtpm swtpm-tools busybox-static cryptsetup-bin dmsetup)
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi

@@ -27,6 +27,15 @@ if cp "$LOG" /mnt/share/eventlog.tmp && mv /mnt/share/eventlog.tmp /mnt/share/ev
 else
   echo "vouch-init: no firmware event log at $LOG"
 fi
+if [ -e /mnt/share/job.sh ]; then
+  # A test's job instead of the agent (the initramfs stays the same; the job is in the share).
+  echo "vouch-init: running job.sh"
+  TSS2_LOG=all+none sh /mnt/share/job.sh >/mnt/share/job.out 2>&1
+  echo "$?" >/mnt/share/job.rc
+  echo "vouch-init: job.sh exited with status $(cat /mnt/share/job.rc)"
+  sync
+  poweroff -f
+fi
 echo "vouch-init: starting vouch-agent"
 TSS2_LOG=all+none VOUCH_LOG=info vouch-agent run --allow-root --log-format text \
   --config /mnt/share/agent.toml &

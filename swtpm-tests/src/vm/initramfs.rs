@@ -1,7 +1,7 @@
 //! Builds the test initramfs (newc cpio, uncompressed): static busybox with its applet links, the
 //! kernel modules the guest needs (with their dependencies, built-in ones skipped), `vouch-agent`
-//! (debug info stripped) with every shared library `ldd` names plus the dlopen'ed tss2 device
-//! TCTI, an `/etc/hosts` naming the broker at the guestfwd address, and `/init` (`init.sh`).
+//! (debug info stripped), cryptsetup and dmsetup, with every shared library `ldd` names for them
+//! plus the dlopen'ed tss2 device TCTI, an `/etc/hosts` naming the broker at the guestfwd address, and `/init` (`init.sh`).
 //! Nothing test-specific goes in: the same inputs give the same bytes, so two boots of one test
 //! measure the same initrd and differ only where the test changes something on purpose.
 
@@ -14,7 +14,8 @@ use std::process::Command;
 /// The guest address qemu's guestfwd forwards to the host's broker.
 pub const BROKER_ADDR: &str = "10.0.2.100";
 
-/// Modules the guest loads: networking, the 9p share, entropy, and dm-crypt/xts for volume tests.
+/// Modules the guest loads: networking, the 9p share, entropy, and the disk, dm-crypt, xts and
+/// AF_ALG modules cryptsetup uses for volume tests (xts(aes) is built on ecb(aes): both modular).
 /// The TPM drivers (tpm_crb, tpm_tis) are built into Debian's kernel; they are added when modular.
 pub const MODULES: &[&str] = &[
     "tpm_crb",
@@ -25,8 +26,15 @@ pub const MODULES: &[&str] = &[
     "9pnet_virtio",
     "9p",
     "dm_crypt",
+    "ecb",
     "xts",
+    "virtio_blk",
+    "algif_skcipher",
+    "algif_hash",
 ];
+
+/// Host tools copied in with their libraries (cryptsetup-bin, dmsetup): volume unlock in the guest.
+pub const TOOLS: &[&str] = &["/sbin/cryptsetup", "/sbin/dmsetup"];
 
 /// The TCTI module tss2's loader dlopens for `device:` (ldd cannot see it).
 const TCTI_DEVICE: &str = "libtss2-tcti-device.so.0";
@@ -171,7 +179,8 @@ pub fn build(
 
     let tcti = find_tcti()?;
     let mut libraries = BTreeSet::new();
-    for f in [agent, tcti.as_path()] {
+    let tools: Vec<&Path> = TOOLS.iter().map(Path::new).collect();
+    for f in [agent, tcti.as_path()].iter().chain(&tools) {
         libraries.extend(ldd(f)?);
     }
     libraries.insert(tcti);
@@ -243,7 +252,11 @@ pub fn build(
     let agent_bytes = stripped(agent, &scratch);
     let _ = std::fs::remove_dir_all(&scratch);
     w.file("usr/bin/vouch-agent", 0o755, &agent_bytes?)?;
-    for lib in &libraries {
+    for lib in libraries
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(tools.iter().copied())
+    {
         w.file(&rel(lib), 0o755, &read(lib)?)?;
     }
     let mut order = String::new();

@@ -65,6 +65,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MachineError + '_ {
 pub struct Machine {
     dir: tempfile::TempDir,
     boots: u32,
+    disk: Option<PathBuf>,
 }
 
 impl Machine {
@@ -81,7 +82,11 @@ impl Machine {
         std::fs::copy(OVMF_VARS, &vars).map_err(io(Path::new(OVMF_VARS)))?;
         let share = dir.path().join("share");
         std::fs::create_dir_all(share.join("state")).map_err(io(&share))?;
-        Ok(Machine { dir, boots: 0 })
+        Ok(Machine {
+            dir,
+            boots: 0,
+            disk: None,
+        })
     }
 
     /// The machine's private directory.
@@ -92,6 +97,11 @@ impl Machine {
     /// The directory the guest mounts at /mnt/share.
     pub fn share(&self) -> PathBuf {
         self.dir.path().join("share")
+    }
+
+    /// Attaches a raw disk image as a virtio-blk disk (the guest's /dev/vda) from the next boot.
+    pub fn attach_disk(&mut self, image: &Path) {
+        self.disk = Some(image.to_path_buf());
     }
 
     /// Trust anchors for this TPM's EK certificates (root and issuing CA).
@@ -148,7 +158,13 @@ impl Machine {
             std::thread::sleep(Duration::from_millis(10));
         }
         let serial = dir.join(format!("boot-{n}.serial"));
-        let qemu = Command::new("qemu-system-x86_64")
+        let mut qemu = Command::new("qemu-system-x86_64");
+        if let Some(disk) = &self.disk {
+            qemu.arg("-drive")
+                .arg(format!("file={},if=none,id=d0,format=raw", disk.display()))
+                .args(["-device", "virtio-blk-pci,drive=d0"]);
+        }
+        let qemu = qemu
             .args(["-machine", "q35", "-accel", "tcg", "-m", "512", "-smp", "1"])
             .args(["-nographic", "-monitor", "none", "-no-reboot"])
             .arg("-serial")

@@ -115,11 +115,17 @@ pub fn prepare() -> Result<Kernel, PrepError> {
         .map_err(PrepError::Earlier)
 }
 
-/// True when `VOUCH_SKIP_VM=1` asks to skip the VM tests; says so on stderr.
+/// True when `VOUCH_SKIP_VM=1` asks to skip the VM tests; says so on stderr (uncaptured).
 pub fn skip(test: &str) -> bool {
     let skip = std::env::var("VOUCH_SKIP_VM").is_ok_and(|v| v == "1");
     if skip {
-        eprintln!("SKIPPED {test}: VOUCH_SKIP_VM=1 (the VM tests did not run)");
+        // Straight to file descriptor 2: the test harness captures `eprintln!` of passing tests,
+        // and a skip must be visible.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: VOUCH_SKIP_VM=1 (the VM tests did not run)"
+        );
     }
     skip
 }

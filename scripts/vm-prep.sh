@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prepares what the measured-boot VM tests need, idempotently:
 #  - Debian packages: qemu-system-x86, ovmf, swtpm (+ tools), busybox-static, and cryptsetup-bin
-#    and dmsetup (copied into the guest);
+#    and dmsetup (copied into the guest), mtools (the EFI system partition image);
+#  - Debian's signed shim and grub (shim-signed, grub-efi-amd64-signed), downloaded and unpacked
+#    (not installed) under the cache directory, for Secure Boot with Microsoft's keys;
 #  - the exact current Debian 12 kernel package (the one linux-image-amd64 depends on), fetched
 #    with `apt-get download` and unpacked with `dpkg -x` under the cache directory.
 # Cache: $VOUCH_VM_CACHE, default /var/tmp/vouch-vm. Prints, as its last line of stdout,
@@ -10,7 +12,7 @@
 set -euo pipefail
 
 CACHE="${VOUCH_VM_CACHE:-/var/tmp/vouch-vm}"
-PKGS=(qemu-system-x86 ovmf swtpm swtpm-tools busybox-static cryptsetup-bin dmsetup)
+PKGS=(qemu-system-x86 ovmf swtpm swtpm-tools busybox-static cryptsetup-bin dmsetup mtools)
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
@@ -53,7 +55,24 @@ if [ ! -e "$dir/.unpacked" ]; then
   dpkg -x "$deb" "$work/x"
   mv "$work/x" "$dir"
   touch "$dir/.unpacked"
+  rm -rf "$work"
 fi
+# Signed shim (Microsoft-signed) and grub (Debian-signed), unpacked side by side.
+if [ ! -e "$CACHE/secureboot/.unpacked" ]; then
+  work="$(mktemp -d "$CACHE/.dl-XXXXXX")"
+  trap 'rm -rf "$work"' EXIT
+  echo "vm-prep: downloading shim-signed and grub-efi-amd64-signed" >&2
+  (cd "$work" && apt-get download -qq shim-signed grub-efi-amd64-signed >/dev/null 2>&1)
+  mkdir -p "$work/x"
+  for deb in "$work"/*.deb; do dpkg -x "$deb" "$work/x"; done
+  rm -rf "$CACHE/secureboot"
+  mv "$work/x" "$CACHE/secureboot"
+  touch "$CACHE/secureboot/.unpacked"
+  rm -rf "$work"
+fi
+ls "$CACHE/secureboot/usr/lib/shim/shimx64.efi.signed" \
+  "$CACHE/secureboot/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed" >/dev/null
 echo "$pkg" >"$CACHE/kernel-package.tmp" && mv "$CACHE/kernel-package.tmp" "$CACHE/kernel-package"
 ls "$dir"/boot/vmlinuz-* >/dev/null
+echo "secureboot_dir=$CACHE/secureboot"
 echo "kernel_dir=$dir"

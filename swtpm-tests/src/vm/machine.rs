@@ -10,7 +10,7 @@
 //! into the first connection's stream and fail the TLS handshake.
 
 use super::initramfs::BROKER_ADDR;
-use super::prep::{Kernel, OVMF_CODE, OVMF_VARS};
+use super::prep::{Kernel, OVMF_CODE, OVMF_CODE_SECBOOT, OVMF_VARS, OVMF_VARS_MS};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -66,11 +66,23 @@ pub struct Machine {
     dir: tempfile::TempDir,
     boots: u32,
     disk: Option<PathBuf>,
+    secure_boot: bool,
 }
 
 impl Machine {
     /// A fresh machine: TPM state from the prepared template, pristine OVMF variables.
     pub fn new() -> Result<Machine, MachineError> {
+        Machine::create(false)
+    }
+
+    /// A fresh machine with Secure Boot on: OVMF's Secure Boot build (SMM) and a variable store
+    /// with Microsoft's certificates enrolled. Boot it from an [`super::esp`] disk with
+    /// [`Machine::boot_disk`].
+    pub fn new_secure_boot() -> Result<Machine, MachineError> {
+        Machine::create(true)
+    }
+
+    fn create(secure_boot: bool) -> Result<Machine, MachineError> {
         let template = crate::template::ensure()?;
         let dir = tempfile::Builder::new()
             .prefix("vouch-vm-")
@@ -79,13 +91,15 @@ impl Machine {
         crate::template::copy_tree(&template.join("state"), &dir.path().join("tpm"))?;
         crate::template::copy_tree(&template.join("ca"), &dir.path().join("ca"))?;
         let vars = dir.path().join("OVMF_VARS.fd");
-        std::fs::copy(OVMF_VARS, &vars).map_err(io(Path::new(OVMF_VARS)))?;
+        let pristine = if secure_boot { OVMF_VARS_MS } else { OVMF_VARS };
+        std::fs::copy(pristine, &vars).map_err(io(Path::new(pristine)))?;
         let share = dir.path().join("share");
         std::fs::create_dir_all(share.join("state")).map_err(io(&share))?;
         Ok(Machine {
             dir,
             boots: 0,
             disk: None,
+            secure_boot,
         })
     }
 
@@ -121,6 +135,27 @@ impl Machine {
         kernel: &Kernel,
         initrd: &Path,
         cmdline: &str,
+        broker_port: u16,
+    ) -> Result<Vm, MachineError> {
+        let direct = [
+            "-kernel".as_ref(),
+            kernel.image.as_os_str(),
+            "-initrd".as_ref(),
+            initrd.as_os_str(),
+            "-append".as_ref(),
+            cmdline.as_ref(),
+        ];
+        self.start(&direct, broker_port)
+    }
+
+    /// Boots from the attached disk (an [`super::esp`] image): the firmware's own boot path.
+    pub fn boot_disk(&mut self, broker_port: u16) -> Result<Vm, MachineError> {
+        self.start(&[], broker_port)
+    }
+
+    fn start(
+        &mut self,
+        boot_args: &[&std::ffi::OsStr],
         broker_port: u16,
     ) -> Result<Vm, MachineError> {
         self.boots += 1;
@@ -165,13 +200,31 @@ impl Machine {
                 .args(["-device", "virtio-blk-pci,drive=d0"]);
         }
         let qemu = qemu
-            .args(["-machine", "q35", "-accel", "tcg", "-m", "512", "-smp", "1"])
+            .args([
+                "-machine",
+                if self.secure_boot {
+                    "q35,smm=on"
+                } else {
+                    "q35"
+                },
+            ])
+            .args(["-accel", "tcg", "-m", "512", "-smp", "1"])
             .args(["-nographic", "-monitor", "none", "-no-reboot"])
             .arg("-serial")
             .arg(format!("file:{}", serial.display()))
+            .args(if self.secure_boot {
+                &["-global", "driver=cfi.pflash01,property=secure,value=on"][..]
+            } else {
+                &[][..]
+            })
             .arg("-drive")
             .arg(format!(
-                "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                if self.secure_boot {
+                    OVMF_CODE_SECBOOT
+                } else {
+                    OVMF_CODE
+                }
             ))
             .arg("-drive")
             .arg(format!(
@@ -195,12 +248,7 @@ impl Machine {
             ))
             .args(["-device", "virtio-9p-pci,fsdev=fs0,mount_tag=vouch"])
             .args(["-device", "virtio-rng-pci"])
-            .arg("-kernel")
-            .arg(&kernel.image)
-            .arg("-initrd")
-            .arg(initrd)
-            .arg("-append")
-            .arg(cmdline)
+            .args(boot_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(

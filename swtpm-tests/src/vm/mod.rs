@@ -3,10 +3,11 @@
 //! [`prep`] runs `scripts/vm-prep.sh` (packages, the unpacked Debian kernel); [`initramfs`] packs
 //! busybox, kernel modules ([`kmod`]), `vouch-agent` and its libraries into a newc archive
 //! ([`cpio`]); [`machine`] boots it under qemu with OVMF, tpm-crb and a swtpm, networking only
-//! to the host's broker. The firmware measures for real: the guest's event log and PCRs come from
+//! to the host's broker; [`esp`] makes a Secure Boot disk (signed shim, grub, kernel). The firmware measures for real: the guest's event log and PCRs come from
 //! OVMF and the kernel's EFI stub, not from a replayed file.
 
 pub mod cpio;
+pub mod esp;
 pub mod initramfs;
 pub mod kmod;
 pub mod machine;

@@ -9,6 +9,10 @@ use std::sync::OnceLock;
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 /// The pristine OVMF variable store each machine gets a copy of.
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// OVMF code built with Secure Boot (and SMM) support.
+pub const OVMF_CODE_SECBOOT: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+/// OVMF variables with Microsoft's KEK and db certificates enrolled (Secure Boot on).
+pub const OVMF_VARS_MS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 
 /// What went wrong preparing the host.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +51,8 @@ pub struct Kernel {
     pub modules: PathBuf,
     /// The kernel release, e.g. `6.1.0-56-amd64`.
     pub release: String,
+    /// Debian's signed shim and grub, unpacked (`usr/lib/shim`, `usr/lib/grub`).
+    pub secureboot: PathBuf,
 }
 
 fn script() -> PathBuf {
@@ -100,10 +106,17 @@ fn run() -> Result<Kernel, PrepError> {
     if !modules.join("modules.builtin").exists() {
         return Err(incomplete("lib/modules/<release>/modules.builtin"));
     }
+    let secureboot = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("secureboot_dir="))
+        .map(PathBuf::from)
+        .ok_or_else(|| incomplete("secureboot_dir= line from the prep script"))?;
     Ok(Kernel {
         image,
         modules,
         release,
+        secureboot,
     })
 }
 

@@ -96,6 +96,27 @@ fn a_secure_boot_through_signed_shim_and_grub_attests() {
         apps.len() >= 2,
         "shim and grub should be measured: {apps:?}"
     );
+    let path = |i: usize| {
+        apps[i]["device_path"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(path(0).ends_with("\\EFI\\BOOT\\BOOTX64.EFI"), "{}", path(0));
+    assert!(path(1).ends_with("\\EFI\\BOOT\\grubx64.efi"), "{}", path(1));
+    // The authority that let shim run is a db entry owned by Microsoft (its signature owner
+    // GUID), the Microsoft UEFI CA certificate; grub ran on shim's Debian certificate.
+    let auths = state["authorities"].as_array().unwrap();
+    let db = auths.iter().find(|a| a["variable"] == "db").unwrap();
+    assert_eq!(db["owner"], "77fa9abd-0359-4d32-bd60-28f4e78f784b", "{db}");
+    assert!(
+        auths.iter().any(|a| a["variable"] == "MokListRT"),
+        "{auths:?}"
+    );
+    let raw = std::fs::read(&log).unwrap();
+    let has = |s: &[u8]| raw.windows(s.len()).any(|w| w == s);
+    assert!(has(b"Microsoft Corporation UEFI CA 2011"));
+    assert!(has(b"Debian Secure Boot CA"));
     let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vm_secureboot");
     if std::fs::create_dir_all(&keep).is_ok() {
         let _ = std::fs::copy(&log, keep.join("eventlog.bin"));

@@ -27,21 +27,6 @@ fn quick(text: String) -> String {
     text.replace("jitter_secs = 30", "jitter_secs = 0")
 }
 
-/// agent.toml and the fleet credentials, in the directory the guest mounts at /mnt/share.
-fn provision(fleet: &FleetStack, share: &Path) {
-    for f in ["ca.crt", "claim.crt", "claim.key"] {
-        std::fs::copy(fleet.dir().join(f), share.join(f)).unwrap();
-    }
-    let config = format!(
-        "tcti = \"device:/dev/tpmrm0\"\nstate_dir = \"/mnt/share/state\"\n\
-         eventlog = \"/sys/kernel/security/tpm0/binary_bios_measurements\"\n\n[broker]\n\
-         host = \"{BROKER}\"\nport = 8883\nca_file = \"/mnt/share/ca.crt\"\n\
-         claim_cert = \"/mnt/share/claim.crt\"\nclaim_key = \"/mnt/share/claim.key\"\n\
-         keep_alive_secs = 5\nmax_backoff_secs = 2\n"
-    );
-    std::fs::write(share.join("agent.toml"), config).unwrap();
-}
-
 /// The one device the fleet knows, once it enrolled.
 fn enrolled_device(fleet: &FleetStack, vm: &Vm, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
@@ -120,7 +105,7 @@ fn a_real_measured_boot_attests_and_a_changed_command_line_is_untrusted() {
         .libraries
         .iter()
         .any(|l| l.ends_with("libtss2-tcti-device.so.0")));
-    provision(&fleet, &machine.share());
+    machine.provision_agent(&fleet.dir(), BROKER).unwrap();
 
     // Boot 1: enroll and attest with the real firmware log; no policy yet.
     let mut vm = machine

@@ -13,20 +13,6 @@ use swtpm_tests::vm::{esp, initramfs, prepare, skip, Machine};
 
 const BROKER: &str = "vouch-broker";
 
-fn provision(fleet: &FleetStack, share: &Path) {
-    for f in ["ca.crt", "claim.crt", "claim.key"] {
-        std::fs::copy(fleet.dir().join(f), share.join(f)).unwrap();
-    }
-    let config = format!(
-        "tcti = \"device:/dev/tpmrm0\"\nstate_dir = \"/mnt/share/state\"\n\
-         eventlog = \"/sys/kernel/security/tpm0/binary_bios_measurements\"\n\n[broker]\n\
-         host = \"{BROKER}\"\nport = 8883\nca_file = \"/mnt/share/ca.crt\"\n\
-         claim_cert = \"/mnt/share/claim.crt\"\nclaim_key = \"/mnt/share/claim.key\"\n\
-         keep_alive_secs = 5\nmax_backoff_secs = 2\n"
-    );
-    std::fs::write(share.join("agent.toml"), config).unwrap();
-}
-
 #[test]
 fn a_secure_boot_through_signed_shim_and_grub_attests() {
     if skip("vm_secureboot") {
@@ -44,7 +30,7 @@ fn a_secure_boot_through_signed_shim_and_grub_attests() {
     let disk = machine.dir().join("esp.img");
     esp::build(&kernel, &initrd, "console=ttyS0 panic=-1", &disk).unwrap();
     machine.attach_disk(&disk);
-    provision(&fleet, &machine.share());
+    machine.provision_agent(&fleet.dir(), BROKER).unwrap();
 
     let mut vm = machine.boot_disk(fleet.port()).unwrap();
     vm.wait_serial("vouch-init: starting vouch-agent", Duration::from_secs(300))

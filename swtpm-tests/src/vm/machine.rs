@@ -113,6 +113,26 @@ impl Machine {
         self.dir.path().join("share")
     }
 
+    /// Provisions the agent through the share: `agent.toml` (the kernel's resource-managed TPM,
+    /// state on the share so it survives reboots, the securityfs event log, the broker as
+    /// `broker`:8883) and the fleet's CA certificate and claim credentials from `fleet_dir`.
+    pub fn provision_agent(&self, fleet_dir: &Path, broker: &str) -> Result<(), MachineError> {
+        let share = self.share();
+        for f in ["ca.crt", "claim.crt", "claim.key"] {
+            let from = fleet_dir.join(f);
+            std::fs::copy(&from, share.join(f)).map_err(io(&from))?;
+        }
+        let config = format!(
+            "tcti = \"device:/dev/tpmrm0\"\nstate_dir = \"/mnt/share/state\"\n\
+             eventlog = \"/sys/kernel/security/tpm0/binary_bios_measurements\"\n\n[broker]\n\
+             host = \"{broker}\"\nport = 8883\nca_file = \"/mnt/share/ca.crt\"\n\
+             claim_cert = \"/mnt/share/claim.crt\"\nclaim_key = \"/mnt/share/claim.key\"\n\
+             keep_alive_secs = 5\nmax_backoff_secs = 2\n"
+        );
+        let path = share.join("agent.toml");
+        std::fs::write(&path, config).map_err(io(&path))
+    }
+
     /// Attaches a raw disk image as a virtio-blk disk (the guest's /dev/vda) from the next boot.
     pub fn attach_disk(&mut self, image: &Path) {
         self.disk = Some(image.to_path_buf());

@@ -131,21 +131,24 @@ impl ModuleTree {
 }
 
 fn read_u16(b: &[u8], at: usize) -> Result<u16, (&'static str, usize)> {
-    b.get(at..at + 2)
+    at.checked_add(2)
+        .and_then(|end| b.get(at..end))
         .and_then(|s| s.try_into().ok())
         .map(u16::from_le_bytes)
         .ok_or(("truncated u16", at))
 }
 
 fn read_u32(b: &[u8], at: usize) -> Result<u32, (&'static str, usize)> {
-    b.get(at..at + 4)
+    at.checked_add(4)
+        .and_then(|end| b.get(at..end))
         .and_then(|s| s.try_into().ok())
         .map(u32::from_le_bytes)
         .ok_or(("truncated u32", at))
 }
 
 fn read_u64(b: &[u8], at: usize) -> Result<usize, (&'static str, usize)> {
-    b.get(at..at + 8)
+    at.checked_add(8)
+        .and_then(|end| b.get(at..end))
         .and_then(|s| s.try_into().ok())
         .map(u64::from_le_bytes)
         .and_then(|v| usize::try_from(v).ok())
@@ -169,10 +172,14 @@ pub fn depends(elf: &[u8]) -> Result<Vec<String>, (&'static str, usize)> {
             .checked_mul(shentsize)
             .and_then(|o| o.checked_add(shoff))
             .ok_or(("section header offset overflows", 0x28))?;
+        let field = |off: usize| {
+            at.checked_add(off)
+                .ok_or(("section header offset overflows", at))
+        };
         Ok((
             read_u32(elf, at)?,
-            read_u64(elf, at + 0x18)?,
-            read_u64(elf, at + 0x20)?,
+            read_u64(elf, field(0x18)?)?,
+            read_u64(elf, field(0x20)?)?,
         ))
     };
     let body = |off: usize, size: usize| {
@@ -227,5 +234,12 @@ mod tests {
             depends(b"not an ELF file").unwrap_err(),
             ("bad ELF magic or class", 0)
         );
+        // Section headers claimed at the very end of the address space: an error, no overflow.
+        let mut hdr = vec![0u8; 64];
+        hdr[..6].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1]);
+        hdr[0x28..0x30].copy_from_slice(&(u64::MAX - 8).to_le_bytes());
+        hdr[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        hdr[0x3c..0x3e].copy_from_slice(&1u16.to_le_bytes());
+        assert!(depends(&hdr).is_err());
     }
 }

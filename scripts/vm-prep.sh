@@ -62,7 +62,7 @@ if [ ! -e "$CACHE/secureboot/.unpacked" ]; then
   work="$(mktemp -d "$CACHE/.dl-XXXXXX")"
   trap 'rm -rf "$work"' EXIT
   echo "vm-prep: downloading shim-signed and grub-efi-amd64-signed" >&2
-  (cd "$work" && apt-get download -qq shim-signed grub-efi-amd64-signed >/dev/null 2>&1)
+  (cd "$work" && apt-get download -qq shim-signed grub-efi-amd64-signed >/dev/null)
   mkdir -p "$work/x"
   for deb in "$work"/*.deb; do dpkg -x "$deb" "$work/x"; done
   rm -rf "$CACHE/secureboot"

@@ -13,6 +13,7 @@ mod boot;
 pub mod stack;
 mod swtpm;
 mod template;
+pub mod vm;
 
 pub use bins::{bin_path, run, Output};
 pub use swtpm::{HarnessError, Swtpm};

@@ -71,6 +71,16 @@ impl FleetStack {
         trust: &[PathBuf],
         edit: impl Fn(String) -> String,
     ) -> Result<FleetStack, HarnessError> {
+        FleetStack::start_with_names(trust, &[], edit)
+    }
+
+    /// Like [`FleetStack::start`], with extra `--server-name` values for the broker certificate
+    /// (e.g. the name a VM guest resolves to its guestfwd address).
+    pub fn start_with_names(
+        trust: &[PathBuf],
+        server_names: &[&str],
+        edit: impl Fn(String) -> String,
+    ) -> Result<FleetStack, HarnessError> {
         let tmp = tempfile::Builder::new()
             .prefix("vouch-fleet-")
             .tempdir()
@@ -90,6 +100,7 @@ impl FleetStack {
             .args(["init", "--dir"])
             .arg(&dir)
             .args(["--broker-port", &port.to_string()])
+            .args(server_names.iter().flat_map(|n| ["--server-name", n]))
             .output()
             .map_err(|e| HarnessError::Spawn("vouch-fleet init".into(), e))?;
         if !out.status.success() {

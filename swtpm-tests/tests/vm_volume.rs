@@ -1,0 +1,148 @@
+//! Volume unlock in a real measured boot: a LUKS2 image (made on the host by cryptsetup, its key
+//! a random secret) is the guest's virtio disk. On the first boot the guest seals the key with
+//! `vouch-agent seal` to its own sha256 PCRs 0-9 (the host's copy of the key is then deleted),
+//! unseals it, opens the volume with cryptsetup (dm-crypt, aes-xts) and writes a marker; a second
+//! boot with the same command line unseals, opens and reads the marker back; a third boot with a
+//! changed kernel command line (PCR 9) cannot unseal, and the volume stays locked.
+//!
+//! `VOUCH_SKIP_VM=1` skips it (and says so).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use swtpm_tests::vm::{initramfs, prepare, skip, Machine};
+
+const CMDLINE: &str = "console=ttyS0 panic=-1";
+const MARKER: &str = "vouch-vm-volume-ok";
+
+const JOB: &str = r#"set -u
+S=/mnt/share
+A="vouch-agent --log-format text --state-dir $S/state"
+if [ ! -e $S/sealed ]; then
+  $A seal --pcrs sha256:0,1,2,3,4,5,6,7,8,9 --in $S/key --out $S/sealed || exit 2
+  rm -f $S/key
+fi
+if ! $A unseal --in $S/sealed --out /tmp/key; then
+  echo "unseal refused"
+  exit 3
+fi
+cryptsetup open --key-file /tmp/key /dev/vda data || exit 4
+dmsetup mknodes
+if [ ! -e $S/written ]; then
+  printf MARKER | dd of=/dev/mapper/data conv=notrunc 2>/dev/null || exit 5
+  sync
+  touch $S/written
+fi
+dd if=/dev/mapper/data bs=LEN count=1 2>/dev/null >$S/read
+cryptsetup close data
+echo "volume read back"
+"#;
+
+struct Boot {
+    rc: String,
+    out: String,
+}
+
+fn boot(
+    machine: &mut Machine,
+    kernel: &swtpm_tests::vm::Kernel,
+    initrd: &Path,
+    cmdline: &str,
+) -> Boot {
+    let share = machine.share();
+    for f in ["job.rc", "job.out", "read"] {
+        let _ = std::fs::remove_file(share.join(f));
+    }
+    let mut vm = machine.boot(kernel, initrd, cmdline, 9).unwrap();
+    vm.wait_serial("vouch-init: job.sh exited", Duration::from_secs(240))
+        .unwrap();
+    assert!(
+        vm.power_off(Duration::from_secs(60)),
+        "guest did not power off"
+    );
+    Boot {
+        rc: std::fs::read_to_string(share.join("job.rc"))
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        out: std::fs::read_to_string(share.join("job.out")).unwrap_or_default(),
+    }
+}
+
+#[test]
+fn a_volume_sealed_to_the_boot_opens_on_the_same_boot_and_stays_locked_after_a_change() {
+    if skip("vm_volume") {
+        return;
+    }
+    let kernel = prepare().unwrap_or_else(|e| panic!("VM prerequisites: {e}"));
+    let mut machine = Machine::new().unwrap();
+    let initrd = machine.dir().join("initrd.cpio");
+    let agent = swtpm_tests::bin_path("vouch-agent");
+    initramfs::build(&kernel.modules, &agent, "vouch-broker", &initrd).unwrap();
+
+    // The volume: LUKS2 (fast PBKDF2 keyslot) keyed by a random 32-byte secret.
+    let share = machine.share();
+    let key = share.join("key");
+    let mut secret = [0u8; 32];
+    getrandom(&mut secret);
+    std::fs::write(&key, secret).unwrap();
+    let image = machine.dir().join("volume.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
+    let format = Command::new("cryptsetup")
+        .args(["luksFormat", "--batch-mode", "--type", "luks2"])
+        .args(["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"])
+        .arg("--key-file")
+        .arg(&key)
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        format.status.success(),
+        "{}",
+        String::from_utf8_lossy(&format.stderr)
+    );
+    machine.attach_disk(&image);
+    let job = JOB
+        .replace("MARKER", MARKER)
+        .replace("LEN", &MARKER.len().to_string());
+    std::fs::write(share.join("job.sh"), job).unwrap();
+
+    let first = boot(&mut machine, &kernel, &initrd, CMDLINE);
+    assert_eq!(first.rc, "0", "{}", first.out);
+    assert!(
+        !key.exists(),
+        "the guest deletes the plaintext key after sealing"
+    );
+    assert!(share.join("sealed").exists());
+    assert_eq!(std::fs::read_to_string(share.join("read")).unwrap(), MARKER);
+
+    // Same boot chain: unseals, opens, reads the marker the first boot wrote.
+    let second = boot(&mut machine, &kernel, &initrd, CMDLINE);
+    assert_eq!(second.rc, "0", "{}", second.out);
+    assert_eq!(std::fs::read_to_string(share.join("read")).unwrap(), MARKER);
+
+    // PCR 9 changed: the TPM refuses to unseal, the volume is never opened.
+    let third = boot(
+        &mut machine,
+        &kernel,
+        &initrd,
+        &format!("{CMDLINE} vouch.test=changed"),
+    );
+    eprintln!("third boot's job output:\n{}", third.out);
+    assert_eq!(third.rc, "3", "{}", third.out);
+    assert!(third.out.contains("unseal refused"), "{}", third.out);
+    assert!(third.out.contains("sha256:9 now differ"), "{}", third.out);
+    assert!(!share.join("read").exists());
+}
+
+/// Random bytes from the kernel (the secret must not be predictable even in a test).
+fn getrandom(buf: &mut [u8]) {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(buf)
+        .unwrap();
+}

@@ -13,10 +13,10 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use swtpm_tests::load::components;
 use swtpm_tests::load::observer::{Observer, Seen};
 use swtpm_tests::load::report::machine_line;
 use swtpm_tests::load::stats::{Samples, Summary};
+use swtpm_tests::load::{components, rawquote};
 use swtpm_tests::stack::FleetStack;
 use swtpm_tests::{run, testdata, Swtpm};
 
@@ -70,7 +70,20 @@ fn main() -> Result<()> {
     bare.boot_from_log(&log_bytes)
         .context("booting the step-timing swtpm")?;
     let c = components::measure(&bare, &log, args.rounds)?;
+    let raw = rawquote::measure(bare.port(), args.rounds)?;
     drop(bare);
+    println!(
+        "  TPM2_Quote alone (tss-esapi, password session, AK loaded): {}",
+        raw.quote_password
+    );
+    println!(
+        "  TPM2_Quote in a null-auth HMAC session:                   {}",
+        raw.quote_nullauth
+    );
+    println!(
+        "  TPM2_PCR_Read sha256:0-7:                                 {}",
+        raw.pcr_read
+    );
     println!("  swtpm quote (EsapiTpm, sha256:0-7): {}", c.quote);
     println!("  event log read + gzip (agent):      {}", c.eventlog_gzip);
     println!("  outbox push with fsync (agent):     {}", c.outbox_push);

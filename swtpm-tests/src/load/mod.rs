@@ -2,6 +2,7 @@
 //!
 //! - [`stats`]: percentiles of latency samples.
 //! - [`components`]: in-process timings of the steps of one attestation round.
+//! - [`rawquote`]: TPM2_Quote and TPM2_PCR_Read straight through tss-esapi, for comparison.
 //! - [`provision`]: simulated devices on software TPMs (`MemoryTpm`) booted from a real event
 //!   log, with device certificates issued by the fleet CA and rows in the fleet registry.
 //! - [`device`]: one simulated device's MQTT session (mutual TLS with its own certificate,
@@ -13,5 +14,6 @@ pub mod components;
 pub mod device;
 pub mod observer;
 pub mod provision;
+pub mod rawquote;
 pub mod report;
 pub mod stats;

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use swtpm_tests::load::device::{self, Broker, Counters};
 use swtpm_tests::load::provision::{self, BootImage};
-use swtpm_tests::load::report::{self, find_process, machine_line, machine_ticks, process_ticks};
+use swtpm_tests::load::report::{
+    self, find_process, machine_line, machine_ticks, process_ticks, rss_mib,
+};
 use swtpm_tests::stack::FleetStack;
 use swtpm_tests::testdata;
 use vouch_fleet::registry::now_ms;
@@ -202,6 +204,9 @@ async fn run(
             machine_ticks(),
         )
     };
+    if let Ok(mut s) = counters.answer_time.lock() {
+        *s = swtpm_tests::load::stats::Samples::new();
+    }
     let start_cpu = cpu_at();
     let from_ms = now_ms();
     let window = Instant::now();
@@ -254,7 +259,7 @@ async fn run(
         println!("  untrusted: {r}");
     }
     if let Some(s) = counters.answer_time.lock().ok().and_then(|s| s.summary()) {
-        println!("generator answer time (challenge received -> report queued): {s}");
+        println!("generator answer time in the window (challenge received -> report queued): {s}");
     }
     println!(
         "generator: challenges {} reports {} connection errors {} answer errors {}",
@@ -272,6 +277,16 @@ async fn run(
         println!("  error: {e}");
     }
     print_cpu(start_cpu, end_cpu, window_secs);
+    let rss = |p: Option<u32>| {
+        p.and_then(rss_mib)
+            .map_or("?".into(), |m| format!("{m} MiB"))
+    };
+    println!(
+        "resident memory: generator {}, vouch-fleet serve {}, mosquitto {}",
+        rss(Some(std::process::id())),
+        rss(server),
+        rss(broker_pid)
+    );
     let log = fleet.server_log();
     for needle in ["queue full", "rate limit", "refused", "cannot"] {
         let count = log.lines().filter(|l| l.contains(needle)).count();
@@ -289,7 +304,7 @@ type CpuSample = (Option<u64>, Option<u64>, Option<u64>, Option<(u64, u64)>);
 fn print_cpu(a: CpuSample, b: CpuSample, secs: f64) {
     // Linux reports /proc times in USER_HZ = 100 ticks per second.
     let pct = |x: Option<u64>, y: Option<u64>| match (x, y) {
-        (Some(x), Some(y)) => format!("{:.0}%", (y.saturating_sub(x)) as f64 / secs),
+        (Some(x), Some(y)) => format!("{:.1}%", (y.saturating_sub(x)) as f64 / secs),
         _ => "?".into(),
     };
     println!(

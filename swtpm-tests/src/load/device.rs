@@ -137,6 +137,10 @@ pub async fn run(
         .set_max_packet_size(MAX_PACKET, MAX_PACKET)
         .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     let (client, mut events) = AsyncClient::new(o, 8);
+    // As the agent: no Nagle delay for a report that follows the challenge's PUBACK.
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    events.set_network_options(net);
     let cmd = format!("devices/{}/cmd/attest", dev.id);
     let report_topic = format!("devices/{}/attestation", dev.id);
     let mut ready = Some(ready);

@@ -73,6 +73,14 @@ pub fn process_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Resident set size of a process in MiB, from `/proc/<pid>/status`.
+pub fn rss_mib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
 /// Busy and total clock ticks of the whole machine, from `/proc/stat`.
 pub fn machine_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
@@ -138,6 +146,8 @@ mod tests {
         assert!(busy <= total && total > 0);
         assert!(mine <= busy);
         assert!(process_ticks(u32::MAX).is_none());
+        assert!(rss_mib(std::process::id()).is_some());
+        assert!(rss_mib(u32::MAX).is_none());
         assert!(find_process(&["no such process", "at all 1f0e"]).is_none());
     }
 }

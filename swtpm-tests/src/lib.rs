@@ -10,6 +10,7 @@
 
 mod bins;
 mod boot;
+pub mod load;
 pub mod stack;
 mod swtpm;
 mod template;

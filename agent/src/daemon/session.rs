@@ -108,6 +108,11 @@ pub async fn run(cfg: &AgentConfig, tpm: &TpmClient, me: &Enrolled) -> Result<()
     )?;
     let (client, mut events) =
         AsyncClient::new(options(&cfg.broker, &me.device_id, tls, false), 64);
+    // A report follows the PUBACK of its challenge within milliseconds: with Nagle's algorithm
+    // it would wait for the broker's delayed ACK of that PUBACK (~40 ms on Linux).
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    events.set_network_options(net);
     let cmd_topic = format!("devices/{}/cmd/#", me.device_id);
     let attest_cmd = format!("devices/{}/cmd/attest", me.device_id);
     let report_topic = format!("devices/{}/attestation", me.device_id);

@@ -109,6 +109,8 @@ pub fn render_mosquitto_conf(paths: &FleetPaths, settings: &BrokerSettings) -> S
          persistence true\n\
          persistence_location {broker_dir}\n\
          autosave_interval 60\n\
+         # Nagle off: a report sent right after a small packet would wait for a delayed ACK.\n\
+         set_tcp_nodelay true\n\
          log_dest stderr\n\
          log_type error\n\
          log_type warning\n\
@@ -178,6 +180,7 @@ mod tests {
             "persistence_location /srv/fleet/broker/",
             "pid_file /srv/fleet/mosquitto.pid",
             "acl_file /srv/fleet/acl",
+            "set_tcp_nodelay true",
         ] {
             assert!(conf.lines().any(|l| l == line), "missing {line:?}");
         }

@@ -179,7 +179,9 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
                 trusted,
                 reasons: &reasons,
             },
-            now_ms,
+            // The time of storing, after the appraisal (`now_ms` is when the report arrived),
+            // so that stored_ms - challenged_ms is the whole end-to-end latency.
+            crate::registry::now_ms(),
         )
     });
     if let Err(e) = stored {

@@ -1,0 +1,162 @@
+//! In-process timings of the steps of one attestation round, to tell where end-to-end latency
+//! goes: the TPM quote through `EsapiTpm` on a swtpm, the agent's event log read + gzip, the
+//! agent's durable outbox write (write + fsync + rename), and the fleet's appraisal of the
+//! resulting report (`Verifier::appraise`: signature, nonce, PCR digest, gunzip, log replay).
+
+use super::stats::{Samples, Summary};
+use crate::Swtpm;
+use std::path::Path;
+use std::time::Instant;
+use vouch_agent::daemon::answer::{read_eventlog, AnswerError};
+use vouch_agent::daemon::outbox::{Outbox, OutboxError};
+use vouch_agent::tpm::esapi::EsapiTpm;
+use vouch_agent::tpm::selection::SelectionError;
+use vouch_agent::tpm::tcti::TctiParseError;
+use vouch_agent::tpm::{PcrSelection, Tcti, Tpm, TpmError};
+use vouch_attest::protocol::AttestationReport;
+use vouch_attest::tpm::{PublicError, TpmPublic};
+use vouch_fleet::serve::attest::CHALLENGE_PCRS;
+use vouch_fleet::serve::evidence::{parse_selection, EvidenceError};
+use vouch_fleet::serve::verifier::{AppraisalInput, Verifier};
+
+/// A step could not be timed.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    /// The swtpm's TCTI string did not parse.
+    #[error("swtpm TCTI {tcti:?}: {source}")]
+    Tcti {
+        tcti: String,
+        #[source]
+        source: TctiParseError,
+    },
+    /// The challenge's PCR selection did not parse (agent side).
+    #[error("PCR selection {CHALLENGE_PCRS}: {0}")]
+    Selection(#[source] SelectionError),
+    /// The challenge's PCR selection did not parse (fleet side).
+    #[error("PCR selection {CHALLENGE_PCRS} (fleet): {0}")]
+    FleetSelection(#[source] EvidenceError),
+    /// Opening the swtpm, reading the AK or quoting failed.
+    #[error("swtpm: {0}")]
+    Tpm(#[source] TpmError),
+    /// The AK public area did not parse.
+    #[error("AK public area: {0}")]
+    AkPublic(#[source] PublicError),
+    /// The event log could not be read.
+    #[error("event log: {0}")]
+    EventLog(#[source] AnswerError),
+    /// The event log file does not exist.
+    #[error("event log {0} does not exist")]
+    NoEventLog(std::path::PathBuf),
+    /// The outbox could not be written.
+    #[error("outbox: {0}")]
+    Outbox(#[source] OutboxError),
+    /// The report made here was not trusted, so the appraisal timing would not be the normal path.
+    #[error("the fleet's verifier did not trust the report: {0}")]
+    Untrusted(String),
+}
+
+/// Timings of each step over `rounds` rounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Components {
+    /// `Tpm::quote` of `sha256:0-7` through `EsapiTpm` (TPM2_Quote + TPM2_PCR_Read).
+    pub quote: Summary,
+    /// Reading and gzipping the event log (the agent does it for every answer).
+    pub eventlog_gzip: Summary,
+    /// One outbox entry written durably (the agent's `Outbox::push`, with fsync).
+    pub outbox_push: Summary,
+    /// The fleet's appraisal of one report.
+    pub appraisal: Summary,
+}
+
+fn summary(s: &Samples) -> Summary {
+    // `rounds` is at least 1 (checked by the caller), so every set has samples.
+    s.summary().unwrap_or(Summary {
+        count: 0,
+        p50_ms: f64::NAN,
+        p90_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        max_ms: f64::NAN,
+    })
+}
+
+/// Times every step `rounds` times (after 3 untimed warm-up rounds) on `tpm`, which must have
+/// been booted from `eventlog` so that the appraisal takes its normal, trusted path.
+pub fn measure(tpm: &Swtpm, eventlog: &Path, rounds: u32) -> Result<Components, ComponentError> {
+    let tcti_text = tpm.tcti();
+    let tcti: Tcti = tcti_text.parse().map_err(|source| ComponentError::Tcti {
+        tcti: tcti_text.clone(),
+        source,
+    })?;
+    let mut esapi =
+        EsapiTpm::open(&tcti, &tpm.dir().join("bench-state")).map_err(ComponentError::Tpm)?;
+    let ak_bytes = esapi.attestation_key().map_err(ComponentError::Tpm)?.public;
+    let (ak, _) = TpmPublic::parse(&ak_bytes).map_err(ComponentError::AkPublic)?;
+    let selection: PcrSelection = CHALLENGE_PCRS.parse().map_err(ComponentError::Selection)?;
+    let fleet_selection =
+        parse_selection(CHALLENGE_PCRS).map_err(ComponentError::FleetSelection)?;
+    let mut outbox =
+        Outbox::open(&tpm.dir().join("bench-outbox")).map_err(ComponentError::Outbox)?;
+    let verifier = Verifier::new();
+    let (mut quote, mut gzip, mut push, mut appraisal) = (
+        Samples::new(),
+        Samples::new(),
+        Samples::new(),
+        Samples::new(),
+    );
+    let mut previous: Option<Vec<u8>> = None;
+    for round in 0..rounds.max(1).saturating_add(3) {
+        let warm = round >= 3;
+        let nonce: [u8; 32] = rand::random();
+        let t = Instant::now();
+        let q = esapi
+            .quote(&nonce, &selection)
+            .map_err(ComponentError::Tpm)?;
+        let quoted = t.elapsed();
+        let t = Instant::now();
+        let gz = read_eventlog(eventlog)
+            .map_err(ComponentError::EventLog)?
+            .ok_or_else(|| ComponentError::NoEventLog(eventlog.to_path_buf()))?;
+        let gzipped = t.elapsed();
+        let report = AttestationReport {
+            nonce: nonce.to_vec(),
+            quote: q.attest,
+            signature: q.signature,
+            pcrs: q.pcrs.to_json(),
+            eventlog_gz: Some(gz),
+        };
+        let payload = vouch_attest::protocol::encode(&report);
+        let t = Instant::now();
+        let seq = outbox
+            .push("devices/bench/attestation", &payload)
+            .map_err(ComponentError::Outbox)?;
+        let pushed = t.elapsed();
+        outbox.remove(seq).map_err(ComponentError::Outbox)?;
+        let t = Instant::now();
+        let a = verifier.appraise(&AppraisalInput {
+            device_id: "bench",
+            ak: &ak,
+            nonce: &nonce,
+            selection: &fleet_selection,
+            report: &report,
+            previous: previous.as_deref(),
+        });
+        let appraised = t.elapsed();
+        if !a.trusted() {
+            let reasons: Vec<String> = a.reasons.iter().map(ToString::to_string).collect();
+            return Err(ComponentError::Untrusted(reasons.join("; ")));
+        }
+        previous = a.verified_attest;
+        if warm {
+            quote.push(quoted);
+            gzip.push(gzipped);
+            push.push(pushed);
+            appraisal.push(appraised);
+        }
+    }
+    Ok(Components {
+        quote: summary(&quote),
+        eventlog_gzip: summary(&gzip),
+        outbox_push: summary(&push),
+        appraisal: summary(&appraisal),
+    })
+}

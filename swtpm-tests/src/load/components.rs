@@ -15,7 +15,8 @@ use vouch_agent::tpm::tcti::TctiParseError;
 use vouch_agent::tpm::{PcrSelection, Tcti, Tpm, TpmError};
 use vouch_attest::protocol::AttestationReport;
 use vouch_attest::tpm::{PublicError, TpmPublic};
-use vouch_fleet::serve::attest::CHALLENGE_PCRS;
+/// The PCRs the fleet's challenges ask for by default (`challenge.pcrs`).
+const CHALLENGE_PCRS: &str = "sha256:0-9";
 use vouch_fleet::serve::evidence::{parse_selection, EvidenceError};
 use vouch_fleet::serve::verifier::{AppraisalInput, Verifier};
 
@@ -139,6 +140,7 @@ pub fn measure(tpm: &Swtpm, eventlog: &Path, rounds: u32) -> Result<Components, 
             selection: &fleet_selection,
             report: &report,
             previous: previous.as_deref(),
+            policy: vouch_fleet::serve::policies::Resolved::None,
         });
         let appraised = t.elapsed();
         if !a.trusted() {

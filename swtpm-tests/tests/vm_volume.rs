@@ -146,3 +146,93 @@ fn getrandom(buf: &mut [u8]) {
         .read_exact(buf)
         .unwrap();
 }
+
+/// The same with Vouch's own volume commands: `vouch-agent volume create` writes the LUKS2 volume
+/// natively on the guest's virtio disk with a secret it seals to PCRs 0-9, and `volume unlock`
+/// activates dm-crypt through Vouch's device-mapper ioctls in a real kernel.
+const VOUCH_JOB: &str = r#"set -u
+S=/mnt/share
+A="vouch-agent --log-format text --state-dir $S/state"
+if [ ! -e $S/created ]; then
+  $A volume create --device /dev/vda --pcrs sha256:0,1,2,3,4,5,6,7,8,9 \
+     --escrow-key $S/escrow.pub.pem --escrow-out $S/escrow.json \
+     --recovery-kdf-memory 65536 --label vm || exit 2
+  touch $S/created
+fi
+$A volume unlock --device /dev/vda --name data
+rc=$?
+if [ $rc -ne 0 ]; then echo "unlock exit $rc"; exit 3; fi
+dmsetup mknodes
+if [ ! -e $S/written ]; then
+  printf MARKER | dd of=/dev/mapper/data conv=notrunc 2>/dev/null || exit 5
+  sync
+  touch $S/written
+fi
+dd if=/dev/mapper/data bs=LEN count=1 2>/dev/null >$S/read
+$A volume lock --name data || exit 6
+echo "volume read back"
+"#;
+
+#[test]
+fn vouch_volume_commands_unlock_with_dm_crypt_in_a_real_kernel() {
+    if skip("vm_volume_vouch") {
+        return;
+    }
+    let kernel = prepare().unwrap_or_else(|e| panic!("VM prerequisites: {e}"));
+    let mut machine = Machine::new().unwrap();
+    let initrd = machine.dir().join("initrd.cpio");
+    let agent = swtpm_tests::bin_path("vouch-agent");
+    initramfs::build(&kernel.modules, &agent, "vouch-broker", &initrd).unwrap();
+    let share = machine.share();
+    let keygen = Command::new(swtpm_tests::bin_path("vouch-fleet"))
+        .args(["escrow", "keygen", "--key"])
+        .arg(machine.dir().join("escrow.key.pem"))
+        .arg("--public")
+        .arg(share.join("escrow.pub.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        keygen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&keygen.stderr)
+    );
+    let image = machine.dir().join("volume.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(48 << 20)
+        .unwrap();
+    machine.attach_disk(&image);
+    let job = VOUCH_JOB
+        .replace("MARKER", MARKER)
+        .replace("LEN", &MARKER.len().to_string());
+    std::fs::write(share.join("job.sh"), job).unwrap();
+
+    let first = boot(&mut machine, &kernel, &initrd, CMDLINE);
+    assert_eq!(first.rc, "0", "{}", first.out);
+    assert_eq!(std::fs::read_to_string(share.join("read")).unwrap(), MARKER);
+    // What the guest wrote is a LUKS2 volume cryptsetup on the host recognises.
+    let dump = Command::new("cryptsetup")
+        .arg("luksDump")
+        .arg(&image)
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.contains("vouch-tpm2") && dump.contains("vouch-escrow"),
+        "{dump}"
+    );
+
+    let second = boot(&mut machine, &kernel, &initrd, CMDLINE);
+    assert_eq!(second.rc, "0", "{}", second.out);
+    assert_eq!(std::fs::read_to_string(share.join("read")).unwrap(), MARKER);
+
+    let third = boot(
+        &mut machine,
+        &kernel,
+        &initrd,
+        &format!("{CMDLINE} vouch.test=changed"),
+    );
+    assert_eq!(third.rc, "3", "{}", third.out);
+    assert!(third.out.contains("unlock exit 7"), "{}", third.out);
+    assert!(third.out.contains("sha256:9"), "{}", third.out);
+}

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod logging;
 pub mod pki;
 pub mod registry;
 pub mod serve;

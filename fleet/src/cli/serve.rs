@@ -25,6 +25,9 @@ pub struct ServeArgs {
     /// Allow running as root (the packaged unit runs as user vouch-fleet).
     #[arg(long)]
     allow_root: bool,
+    /// Log output: auto (journald under systemd, else text), text, json or journald.
+    #[arg(long, env = "VOUCH_LOG_FORMAT", value_enum, default_value = "auto")]
+    log_format: vouch_fleet::logging::LogFormat,
 }
 
 /// True when the effective user is root (from /proc, no libc call needed).
@@ -90,6 +93,7 @@ pub fn fail(cmd: &str, e: &dyn std::error::Error, code: u8) -> ExitCode {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs) -> ExitCode {
+    vouch_fleet::logging::init(args.log_format);
     if running_as_root() && !args.allow_root {
         eprintln!(
             "vouch-fleet serve: refusing to run as root (the unit runs as user vouch-fleet); \

@@ -207,7 +207,7 @@ impl Server {
     pub fn log(&self, line: &str) {
         let lines = lock(&self.logger).admit(line, Instant::now());
         for l in lines {
-            eprintln!("vouch-fleet serve: {l}");
+            tracing::info!(target: "vouch_fleet::serve", "{l}");
         }
     }
 

@@ -20,6 +20,7 @@ use tss_esapi::handles::{KeyHandle, ObjectHandle, PersistentTpmHandle, TpmHandle
 use tss_esapi::interface_types::algorithm::{AsymmetricAlgorithm, HashingAlgorithm};
 use tss_esapi::interface_types::dynamic_handles::Persistent;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
+use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
     CapabilityData, Data, Digest, DigestValues, PcrSelectionListBuilder, PcrSlot, Public,
     SignatureScheme,
@@ -312,7 +313,9 @@ impl Tpm for EsapiTpm {
         }
         let handle = tss_esapi::handles::PcrHandle::try_from(pcr).map_err(err)?;
         self.ctx
-            .execute_with_nullauth_session(|c| c.pcr_extend(handle, values))
+            .execute_with_session(Some(AuthSession::Password), |c| {
+                c.pcr_extend(handle, values)
+            })
             .map_err(err)
     }
 
@@ -322,7 +325,11 @@ impl Tpm for EsapiTpm {
         let (ak, _) = self.load_ak()?;
         let result = self
             .ctx
-            .execute_with_nullauth_session(|c| c.quote(ak, data, SignatureScheme::Null, list));
+            // The AK's auth is empty: a password session avoids starting (and flushing) an HMAC
+            // session per quote, which costs more than the quote itself.
+            .execute_with_session(Some(AuthSession::Password), |c| {
+                c.quote(ak, data, SignatureScheme::Null, list)
+            });
         let _ = self.ctx.flush_context(ObjectHandle::from(ak));
         let (attest, signature) = result.map_err(TpmError::Quote)?;
         let marshal = |what| move |source| TpmError::Marshal { what, source };

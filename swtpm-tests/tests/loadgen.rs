@@ -11,9 +11,12 @@ use vouch_attest::protocol::AttestationReport;
 use vouch_attest::tpm::TpmPublic;
 use vouch_fleet::pki::setup::{init_fleet, InitOptions};
 use vouch_fleet::registry::{DeviceStatus, Registry};
-use vouch_fleet::serve::attest::CHALLENGE_PCRS;
 use vouch_fleet::serve::evidence::parse_selection;
+use vouch_fleet::serve::policies::Resolved;
 use vouch_fleet::serve::verifier::{AppraisalInput, Verifier};
+
+/// The PCRs the fleet challenges for by default (`challenge.pcrs`).
+const CHALLENGE_PCRS: &str = "sha256:0-9";
 
 fn testdata_file(rel: &str) -> std::path::PathBuf {
     std::env::var_os("VOUCH_TESTDATA")
@@ -65,6 +68,7 @@ fn simulated_devices_are_trusted_certified_and_registered() {
                 selection: &selection,
                 report: &report,
                 previous: previous.as_deref(),
+                policy: Resolved::None,
             });
             assert!(a.trusted(), "{}: {:?}", d.id, a.reasons);
             previous = a.verified_attest;
@@ -89,6 +93,7 @@ fn simulated_devices_are_trusted_certified_and_registered() {
                 selection: &selection,
                 report: &report,
                 previous: previous.as_deref(),
+                policy: Resolved::None,
             });
             let reasons: Vec<String> = a.reasons.iter().map(ToString::to_string).collect();
             assert!(reasons.iter().any(|r| r.contains("pcr7")), "{reasons:?}");

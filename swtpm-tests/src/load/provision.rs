@@ -76,11 +76,14 @@ pub enum ProvisionError {
     Registry(#[source] RegistryError),
 }
 
+/// One extend: a PCR and the digests of each bank.
+type Extend = (u32, Vec<(HashAlg, Vec<u8>)>);
+
 /// What every simulated device boots from: the extends of a real firmware log and the gzip of
 /// the log itself (sent with every answer, as the agent does).
 #[derive(Debug, Clone)]
 pub struct BootImage {
-    extends: Vec<(u32, Vec<(HashAlg, Vec<u8>)>)>,
+    extends: Vec<Extend>,
     /// The gzip-compressed event log.
     pub eventlog_gz: Arc<Vec<u8>>,
 }
@@ -93,7 +96,7 @@ impl BootImage {
         if locality != 0 {
             return Err(ProvisionError::Locality(locality));
         }
-        let extends: Vec<(u32, Vec<(HashAlg, Vec<u8>)>)> = parsed
+        let extends: Vec<Extend> = parsed
             .events
             .iter()
             .filter(|e| e.is_extended() && e.pcr < 24)

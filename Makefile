@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export TSS2_LOG ?= all+none
 
-.PHONY: deps build demo test lint fmt fuzz-smoke bench deb cross clean
+.PHONY: deps build demo test lint fmt fuzz-smoke bench bench-10k deb cross clean
 
 deps:
 	./scripts/install-deps.sh
@@ -26,8 +26,19 @@ lint: deps
 fuzz-smoke: deps
 	./scripts/fuzz-smoke.sh
 
+# Throughput benchmarks (verification, XTS), then attestation latency and a 1,000-device load run
+# (release builds; see swtpm-tests/BENCH.md and attest/BENCH.md).
 bench: deps
-	$(CARGO) bench --workspace
+	$(CARGO) bench -p vouch-attest --bench verify
+	$(CARGO) bench -p vouch-agent --bench xts
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -p swtpm-tests --bin vouch-bench-latency
+	$(CARGO) run --release -p swtpm-tests --bin vouch-loadgen -- --devices 1000 --interval-secs 60 --duration-secs 120
+
+# 10,000 simulated devices against one fleet (~5 min, ~1 GB RAM, 20,000 file descriptors).
+bench-10k: deps
+	$(CARGO) build --release --workspace --bins
+	ulimit -n 20000 && $(CARGO) run --release -p swtpm-tests --bin vouch-loadgen -- --devices 10000 --interval-secs 60 --duration-secs 120
 
 deb: deps
 	./scripts/deb-build.sh

@@ -159,6 +159,13 @@ if [ ! -e $S/created ]; then
      --recovery-kdf-memory 65536 --label vm || exit 2
   touch $S/created
 fi
+if [ -e $S/recovery ]; then
+  # Recovery after a legitimate boot change: the fleet released the escrowed passphrase.
+  $A volume reseal --device /dev/vda --recovery-file $S/recovery \
+     --pcrs sha256:0,1,2,3,4,5,6,7,8,9 || { echo "reseal failed"; exit 7; }
+  rm -f $S/recovery
+  echo "resealed to this boot"
+fi
 $A volume unlock --device /dev/vda --name data
 rc=$?
 if [ $rc -ne 0 ]; then echo "unlock exit $rc"; exit 3; fi
@@ -235,4 +242,68 @@ fn vouch_volume_commands_unlock_with_dm_crypt_in_a_real_kernel() {
     assert_eq!(third.rc, "3", "{}", third.out);
     assert!(third.out.contains("unlock exit 7"), "{}", third.out);
     assert!(third.out.contains("sha256:9"), "{}", third.out);
+
+    // Recovery through the fleet's escrow: an audited override releases the passphrase (the
+    // device has no trusted verdict in this fleet), the guest re-seals to the new boot and unlocks.
+    let fleet_dir = machine.dir().join("fleet");
+    let init = swtpm_tests::run(
+        "vouch-fleet",
+        &["init", "--dir", fleet_dir.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(init.code, 0, "{}", init.stderr);
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(share.join("escrow.json")).unwrap()).unwrap();
+    let device = record["device_id"].as_str().unwrap().to_string();
+    let release = |extra: &[&str]| {
+        let mut args = vec![
+            "escrow",
+            "release",
+            &device,
+            "--config",
+            fleet_dir.join("fleet.toml").to_str().unwrap(),
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+        args.extend(["--blob", share.join("escrow.json").to_str().unwrap()].map(str::to_string));
+        args.extend(
+            [
+                "--key",
+                machine.dir().join("escrow.key.pem").to_str().unwrap(),
+            ]
+            .map(str::to_string),
+        );
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        swtpm_tests::run("vouch-fleet", &refs, &[])
+    };
+    let refused = release(&[]);
+    assert_eq!(refused.code, 1, "no trusted verdict: {}", refused.stderr);
+    let recovery = share.join("recovery");
+    let released = release(&[
+        "--override",
+        "--reason",
+        "kernel command line changed on purpose",
+        "--out",
+        recovery.to_str().unwrap(),
+    ]);
+    assert_eq!(released.code, 0, "{}", released.stderr);
+    let fourth = boot(
+        &mut machine,
+        &kernel,
+        &initrd,
+        &format!("{CMDLINE} vouch.test=changed"),
+    );
+    assert_eq!(fourth.rc, "0", "{}", fourth.out);
+    assert!(
+        fourth.out.contains("resealed to this boot"),
+        "{}",
+        fourth.out
+    );
+    assert!(
+        !recovery.exists(),
+        "the guest removes the released passphrase"
+    );
+    assert_eq!(std::fs::read_to_string(share.join("read")).unwrap(), MARKER);
 }

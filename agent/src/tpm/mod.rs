@@ -9,7 +9,7 @@
 pub mod esapi;
 mod esapi_blobs;
 mod esapi_credential;
-mod esapi_keys;
+pub mod esapi_keys;
 mod esapi_seal;
 mod esapi_tls;
 pub mod memory;

@@ -6,15 +6,12 @@
 use super::stats::{Samples, Summary};
 use std::str::FromStr;
 use std::time::Instant;
-use tss_esapi::attributes::ObjectAttributesBuilder;
 use tss_esapi::handles::ObjectHandle;
-use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
-use tss_esapi::interface_types::ecc::EccCurve;
+use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
-    Data, EccPoint, EccScheme, HashScheme, PcrSelectionList, PcrSelectionListBuilder, PcrSlot,
-    Public, PublicBuilder, PublicEccParametersBuilder, SignatureScheme,
+    Data, PcrSelectionList, PcrSelectionListBuilder, PcrSlot, SignatureScheme,
 };
 use tss_esapi::tcti_ldr::{NetworkTPMConfig, TctiNameConf};
 use tss_esapi::Context;
@@ -55,32 +52,6 @@ pub struct RawQuote {
     pub pcr_read: Summary,
 }
 
-fn ak_template() -> tss_esapi::Result<Public> {
-    let attrs = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_no_da(true)
-        .with_restricted(true)
-        .with_sign_encrypt(true)
-        .build()?;
-    PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::Ecc)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attrs)
-        .with_ecc_parameters(
-            PublicEccParametersBuilder::new_unrestricted_signing_key(
-                EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)),
-                EccCurve::NistP256,
-            )
-            .with_restricted(true)
-            .build()?,
-        )
-        .with_ecc_unique_identifier(EccPoint::default())
-        .build()
-}
-
 fn selection() -> tss_esapi::Result<PcrSelectionList> {
     let slots = [
         PcrSlot::Slot0,
@@ -114,7 +85,7 @@ pub fn measure(port: u16, rounds: u32) -> Result<RawQuote, RawQuoteError> {
     let conf =
         NetworkTPMConfig::from_str(&format!("host=127.0.0.1,port={port}")).map_err(connect)?;
     let mut ctx = Context::new(TctiNameConf::Swtpm(conf)).map_err(connect)?;
-    let template = ak_template().map_err(RawQuoteError::Template)?;
+    let template = vouch_agent::tpm::esapi_keys::ak_template().map_err(RawQuoteError::Template)?;
     let list = selection().map_err(RawQuoteError::Template)?;
     let ak = ctx
         .execute_with_nullauth_session(|c| {

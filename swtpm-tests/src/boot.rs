@@ -48,3 +48,44 @@ impl Swtpm {
         Ok(count)
     }
 }
+
+impl Swtpm {
+    /// The agent's tss-esapi backend on this swtpm, with `state` as its state directory.
+    pub fn open_esapi(&self, state: &std::path::Path) -> Result<EsapiTpm, HarnessError> {
+        let tcti = self
+            .tcti()
+            .parse()
+            .map_err(|e| HarnessError::Setup(format!("tcti: {e}")))?;
+        EsapiTpm::open(&tcti, state).map_err(|e| HarnessError::Setup(format!("open swtpm: {e}")))
+    }
+
+    /// Runs a tpm2-tools command against this swtpm and panics with its stderr if it fails.
+    pub fn tpm2(&self, args: &[&str]) -> std::process::Output {
+        let (prog, rest) = args.split_first().expect("a tpm2-tools command");
+        let out = std::process::Command::new(prog)
+            .args(rest)
+            .env("TPM2TOOLS_TCTI", self.tcti())
+            .env("TSS2_LOG", "all+none")
+            .output()
+            .unwrap_or_else(|e| panic!("{prog} is installed (tpm2-tools): {e}"));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Transient objects and loaded sessions left in the TPM (`tpm2_getcap`): a leak check.
+    pub fn leftovers(&self) -> usize {
+        ["handles-transient", "handles-loaded-session"]
+            .iter()
+            .map(|cap| {
+                String::from_utf8_lossy(&self.tpm2(&["tpm2_getcap", cap]).stdout)
+                    .lines()
+                    .filter(|l| l.trim_start().starts_with("- 0x"))
+                    .count()
+            })
+            .sum()
+    }
+}

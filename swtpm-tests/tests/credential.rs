@@ -4,13 +4,10 @@
 //! output is activated by `tpm2_activatecredential` (ECC P-256 and RSA-2048 EKs).
 
 use rand_core::{OsRng, RngCore};
-use std::path::Path;
 use std::process::Command;
-use std::str::FromStr;
 use swtpm_tests::Swtpm;
 use tss_esapi::constants::Tss2ResponseCodeKind;
-use vouch_agent::tpm::esapi::EsapiTpm;
-use vouch_agent::tpm::{EkAlg, PcrSelection, Tcti, Tpm, TpmError};
+use vouch_agent::tpm::{EkAlg, PcrSelection, Tpm, TpmError};
 use vouch_attest::credential::{
     make_credential, parse_tools_file, to_tools_file, verify_certification, CertificationError,
 };
@@ -25,41 +22,8 @@ fn tpm_rc(e: &TpmError) -> Option<Tss2ResponseCodeKind> {
     }
 }
 
-fn open(tpm: &Swtpm, state: &Path) -> EsapiTpm {
-    EsapiTpm::open(&Tcti::from_str(&tpm.tcti()).unwrap(), state).unwrap()
-}
-
 fn public(tpm2b: &[u8]) -> TpmPublic {
     TpmPublic::parse(tpm2b).unwrap().0
-}
-
-fn tools(tpm: &Swtpm, args: &[&str]) -> std::process::Output {
-    let (prog, rest) = args.split_first().unwrap();
-    let out = Command::new(prog)
-        .args(rest)
-        .env("TPM2TOOLS_TCTI", tpm.tcti())
-        .env("TSS2_LOG", "all+none")
-        .output()
-        .unwrap_or_else(|e| panic!("{prog} is installed (tpm2-tools): {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Transient objects and loaded sessions left in the TPM (tpm2_getcap lists one per line).
-fn leftovers(tpm: &Swtpm) -> usize {
-    ["handles-transient", "handles-loaded-session"]
-        .iter()
-        .map(|cap| {
-            String::from_utf8_lossy(&tools(tpm, &["tpm2_getcap", cap]).stdout)
-                .lines()
-                .filter(|l| l.trim_start().starts_with("- 0x"))
-                .count()
-        })
-        .sum()
 }
 
 fn secret() -> Vec<u8> {
@@ -73,7 +37,7 @@ fn make_credential_round_trips_through_the_tpm_and_leaks_nothing() {
     let tpm = Swtpm::start().unwrap();
     let state = tpm.dir().join("agent");
     {
-        let mut agent = open(&tpm, &state);
+        let mut agent = tpm.open_esapi(&state).unwrap();
         let ek = public(&agent.endorsement_key(EkAlg::EccP256).unwrap().public);
         let ak_name = public(&agent.attestation_key().unwrap().public)
             .name()
@@ -127,7 +91,7 @@ fn make_credential_round_trips_through_the_tpm_and_leaks_nothing() {
             assert!(matches!(e, TpmError::CredentialFormat { .. }), "{e}");
         }
     }
-    assert_eq!(leftovers(&tpm), 0, "no transient object or session left");
+    assert_eq!(tpm.leftovers(), 0, "no transient object or session left");
 }
 
 #[test]
@@ -136,7 +100,7 @@ fn rsa_ek_credentials_are_activated_by_the_agent() {
     let tpm = Swtpm::start().unwrap();
     let state = tpm.dir().join("agent");
     {
-        let mut agent = open(&tpm, &state);
+        let mut agent = tpm.open_esapi(&state).unwrap();
         let ek = public(&agent.endorsement_key(EkAlg::Rsa2048).unwrap().public);
         let ak_name = public(&agent.attestation_key().unwrap().public)
             .name()
@@ -156,14 +120,14 @@ fn rsa_ek_credentials_are_activated_by_the_agent() {
                 .is_err());
         }
     }
-    assert_eq!(leftovers(&tpm), 0, "no transient object or session left");
+    assert_eq!(tpm.leftovers(), 0, "no transient object or session left");
 }
 
 #[test]
 fn tpm2_makecredential_output_is_activated_by_the_agent() {
     let tpm = Swtpm::start().unwrap();
     let state = tpm.dir().join("agent");
-    let mut agent = open(&tpm, &state);
+    let mut agent = tpm.open_esapi(&state).unwrap();
     let ek = agent.endorsement_key(EkAlg::EccP256).unwrap();
     let ak_name = public(&agent.attestation_key().unwrap().public)
         .name()
@@ -202,73 +166,61 @@ fn tools_activate(alg: &str) {
     let tpm = Swtpm::start().unwrap();
     let d = tpm.dir();
     let p = |n: &str| d.join(n).to_str().unwrap().to_string();
-    tools(
-        &tpm,
-        &[
-            "tpm2_createek",
-            "-G",
-            alg,
-            "-c",
-            &p("ek.ctx"),
-            "-u",
-            &p("ek.pub"),
-            "-f",
-            "tss",
-        ],
-    );
-    tools(
-        &tpm,
-        &[
-            "tpm2_createak",
-            "-C",
-            &p("ek.ctx"),
-            "-c",
-            &p("ak.ctx"),
-            "-n",
-            &p("ak.name"),
-            "-G",
-            "ecc",
-            "-g",
-            "sha256",
-            "-s",
-            "ecdsa",
-        ],
-    );
-    tools(&tpm, &["tpm2_flushcontext", "-t"]);
+    tpm.tpm2(&[
+        "tpm2_createek",
+        "-G",
+        alg,
+        "-c",
+        &p("ek.ctx"),
+        "-u",
+        &p("ek.pub"),
+        "-f",
+        "tss",
+    ]);
+    tpm.tpm2(&[
+        "tpm2_createak",
+        "-C",
+        &p("ek.ctx"),
+        "-c",
+        &p("ak.ctx"),
+        "-n",
+        &p("ak.name"),
+        "-G",
+        "ecc",
+        "-g",
+        "sha256",
+        "-s",
+        "ecdsa",
+    ]);
+    tpm.tpm2(&["tpm2_flushcontext", "-t"]);
     let ek = public(&std::fs::read(d.join("ek.pub")).unwrap());
     let ak_name = std::fs::read(d.join("ak.name")).unwrap();
     for _ in 0..3 {
         let s = secret();
         let (blob, enc) = make_credential(&ek, &ak_name, &s, &mut OsRng).unwrap();
         std::fs::write(d.join("cred"), to_tools_file(&blob, &enc)).unwrap();
-        tools(
-            &tpm,
-            &[
-                "tpm2_startauthsession",
-                "--policy-session",
-                "-S",
-                &p("s.ctx"),
-            ],
-        );
-        tools(&tpm, &["tpm2_policysecret", "-S", &p("s.ctx"), "-c", "e"]);
-        tools(
-            &tpm,
-            &[
-                "tpm2_activatecredential",
-                "-c",
-                &p("ak.ctx"),
-                "-C",
-                &p("ek.ctx"),
-                "-i",
-                &p("cred"),
-                "-o",
-                &p("out"),
-                "-P",
-                &format!("session:{}", p("s.ctx")),
-            ],
-        );
-        tools(&tpm, &["tpm2_flushcontext", &p("s.ctx")]);
-        tools(&tpm, &["tpm2_flushcontext", "-t"]);
+        tpm.tpm2(&[
+            "tpm2_startauthsession",
+            "--policy-session",
+            "-S",
+            &p("s.ctx"),
+        ]);
+        tpm.tpm2(&["tpm2_policysecret", "-S", &p("s.ctx"), "-c", "e"]);
+        tpm.tpm2(&[
+            "tpm2_activatecredential",
+            "-c",
+            &p("ak.ctx"),
+            "-C",
+            &p("ek.ctx"),
+            "-i",
+            &p("cred"),
+            "-o",
+            &p("out"),
+            "-P",
+            &format!("session:{}", p("s.ctx")),
+        ]);
+        tpm.tpm2(&["tpm2_flushcontext", &p("s.ctx")]);
+        tpm.tpm2(&["tpm2_flushcontext", "-t"]);
         assert_eq!(std::fs::read(d.join("out")).unwrap(), s, "{alg} EK");
     }
 }
@@ -287,7 +239,7 @@ fn tpm2_activatecredential_accepts_our_credential_for_an_rsa_2048_ek() {
 fn certification_of_the_tls_key_verifies_and_every_tampering_is_named() {
     let tpm = Swtpm::start().unwrap();
     let state = tpm.dir().join("agent");
-    let mut agent = open(&tpm, &state);
+    let mut agent = tpm.open_esapi(&state).unwrap();
     let ak = public(&agent.attestation_key().unwrap().public);
     let tls = public(&agent.tls_key().unwrap().public);
     let nonce = b"fleet-nonce-0123456789abcdef";
@@ -325,12 +277,12 @@ fn certification_of_the_tls_key_verifies_and_every_tampering_is_named() {
     // Signed by a different AK (another state directory, same TPM).
     let other_ak = {
         drop(agent);
-        let mut other = open(&tpm, &tpm.dir().join("other"));
+        let mut other = tpm.open_esapi(&tpm.dir().join("other")).unwrap();
         public(&other.attestation_key().unwrap().public)
     };
     let e = verify_certification(&other_ak, &tls, &c.attest, &c.signature, nonce).unwrap_err();
     assert!(matches!(e, CertificationError::Signature(_)), "{e}");
-    assert_eq!(leftovers(&tpm), 0);
+    assert_eq!(tpm.leftovers(), 0);
 }
 
 #[test]
@@ -340,7 +292,7 @@ fn tls_key_persists_and_its_signatures_verify_with_p256_and_ring() {
     use sha2::Digest;
     let tpm = Swtpm::start().unwrap();
     let state = tpm.dir().join("agent");
-    let mut agent = open(&tpm, &state);
+    let mut agent = tpm.open_esapi(&state).unwrap();
     let tls = agent.tls_key().unwrap();
     assert_eq!(agent.tls_key().unwrap(), tls, "same key on the second call");
     let key = public(&tls.public);
@@ -367,9 +319,9 @@ fn tls_key_persists_and_its_signatures_verify_with_p256_and_ring() {
         Err(TpmError::SignDigest { len: 20 })
     ));
     drop(agent);
-    assert_eq!(leftovers(&tpm), 0);
+    assert_eq!(tpm.leftovers(), 0);
     // A new process with the same state directory uses the same key.
-    let mut again = open(&tpm, &state);
+    let mut again = tpm.open_esapi(&state).unwrap();
     assert_eq!(again.tls_key().unwrap(), tls);
     assert!(state.join("tls.pub").exists() && state.join("tls.priv").exists());
 }
@@ -386,7 +338,7 @@ fn memory_tpm_keys_have_the_same_shape_as_the_real_ones() {
         p
     }
     let tpm = Swtpm::start().unwrap();
-    let mut real = open(&tpm, &tpm.dir().join("agent"));
+    let mut real = tpm.open_esapi(&tpm.dir().join("agent")).unwrap();
     let mut mem = MemoryTpm::new();
     let pairs: [(Vec<u8>, Vec<u8>); 3] = [
         (

@@ -6,16 +6,14 @@
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature as P256Signature, SigningKey};
 use rand_core::OsRng;
-use std::path::Path;
 use std::process::Command;
-use std::str::FromStr;
 use std::time::Instant;
 use swtpm_tests::Swtpm;
 use tss_esapi::constants::Tss2ResponseCodeKind;
 use vouch_agent::seal::store::PolicyStore;
 use vouch_agent::seal::{blob, SealError, SealPolicy, SealedObject, DEFAULT_POLICY_REF};
 use vouch_agent::tpm::esapi::EsapiTpm;
-use vouch_agent::tpm::{PcrSelection as AgentSelection, Tcti, Tpm, TpmError};
+use vouch_agent::tpm::{PcrSelection as AgentSelection, Tpm, TpmError};
 use vouch_attest::policy_digest::signed::PolicyDraft;
 use vouch_attest::policy_digest::{
     fleet_key_public, initial, parse_selection, policy_pcr, SignedPolicy, POLICY_ALG,
@@ -23,39 +21,6 @@ use vouch_attest::policy_digest::{
 use vouch_attest::tpm::keys::PublicKey;
 use vouch_attest::tpm::{EccCurve, PcrSelection, Signature, TpmPublic};
 use vouch_attest::{HashAlg, PcrBanks};
-
-fn open(tpm: &Swtpm, state: &Path) -> EsapiTpm {
-    EsapiTpm::open(&Tcti::from_str(&tpm.tcti()).unwrap(), state).unwrap()
-}
-
-fn tools(tpm: &Swtpm, args: &[&str]) -> std::process::Output {
-    let (prog, rest) = args.split_first().unwrap();
-    let out = Command::new(prog)
-        .args(rest)
-        .env("TPM2TOOLS_TCTI", tpm.tcti())
-        .env("TSS2_LOG", "all+none")
-        .output()
-        .unwrap_or_else(|e| panic!("{prog} is installed (tpm2-tools): {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Transient objects and loaded sessions left in the TPM.
-fn leftovers(tpm: &Swtpm) -> usize {
-    ["handles-transient", "handles-loaded-session"]
-        .iter()
-        .map(|cap| {
-            String::from_utf8_lossy(&tools(tpm, &["tpm2_getcap", cap]).stdout)
-                .lines()
-                .filter(|l| l.trim_start().starts_with("- 0x"))
-                .count()
-        })
-        .sum()
-}
 
 fn pcr7() -> PcrSelection {
     parse_selection("sha256:7").unwrap()
@@ -129,7 +94,7 @@ fn pcr_sealed_secret_survives_reboot_but_not_a_changed_boot_state() {
     let state = tpm.dir().join("agent");
     let secret = b"0123456789abcdef0123456789abcdef".to_vec();
     let blob_bytes = {
-        let mut agent = open(&tpm, &state);
+        let mut agent = tpm.open_esapi(&state).unwrap();
         measure(&mut agent, 1);
         measure(&mut agent, 2);
         let policy = SealPolicy::Pcr {
@@ -154,19 +119,19 @@ fn pcr_sealed_secret_survives_reboot_but_not_a_changed_boot_state() {
         assert_eq!((bound.as_str(), changed.as_str()), ("sha256:7", "sha256:7"));
         blob::encode(&sealed)
     };
-    assert_eq!(leftovers(&tpm), 0, "no transient object or session left");
+    assert_eq!(tpm.leftovers(), 0, "no transient object or session left");
 
     // Reboot: PCRs reset. Until the boot measurements are replayed the state differs.
     tpm.restart().unwrap();
     let sealed = blob::decode(&blob_bytes).unwrap();
-    let mut agent = open(&tpm, &state);
+    let mut agent = tpm.open_esapi(&state).unwrap();
     boot_state_error(agent.unseal(&sealed, None));
     measure(&mut agent, 1);
     boot_state_error(agent.unseal(&sealed, None));
     measure(&mut agent, 2);
     assert_eq!(*agent.unseal(&sealed, None).unwrap(), secret);
     drop(agent);
-    assert_eq!(leftovers(&tpm), 0, "no transient object or session left");
+    assert_eq!(tpm.leftovers(), 0, "no transient object or session left");
 }
 
 #[test]
@@ -177,7 +142,7 @@ fn fleet_approvals_unlock_across_an_update_without_resealing() {
     let (sk, key) = fleet_key();
     let (other_sk, other_key) = fleet_key();
     {
-        let mut agent = open(&tpm, &state);
+        let mut agent = tpm.open_esapi(&state).unwrap();
         measure(&mut agent, 1);
         let sealed = agent
             .seal(
@@ -245,7 +210,7 @@ fn fleet_approvals_unlock_across_an_update_without_resealing() {
         // Still fine with the genuine one after all those failures.
         assert_eq!(*agent.unseal(&sealed, Some(&new)).unwrap(), b"disk key");
     }
-    assert_eq!(leftovers(&tpm), 0, "no transient object or session left");
+    assert_eq!(tpm.leftovers(), 0, "no transient object or session left");
 }
 
 #[test]
@@ -255,7 +220,7 @@ fn tpm2_tools_agree_on_policy_digests_and_unseal_a_vouch_blob() {
     let dir = tpm.dir().to_path_buf();
     let secret = b"sealed by vouch, opened by tpm2-tools".to_vec();
     let (sealed, values) = {
-        let mut agent = open(&tpm, &state);
+        let mut agent = tpm.open_esapi(&state).unwrap();
         measure(&mut agent, 0x17);
         let sealed = agent
             .seal(
@@ -315,27 +280,21 @@ fn tpm2_tools_agree_on_policy_digests_and_unseal_a_vouch_blob() {
     std::fs::write(dir.join("seal.pub"), &sealed.public).unwrap();
     std::fs::write(dir.join("seal.priv"), &sealed.private).unwrap();
     let s = |p: &str| dir.join(p).to_string_lossy().into_owned();
-    tools(
-        &tpm,
-        &[
-            "tpm2_load",
-            "-C",
-            "0x81000001",
-            "-u",
-            &s("seal.pub"),
-            "-r",
-            &s("seal.priv"),
-            "-c",
-            &s("seal.ctx"),
-        ],
-    );
-    let out = tools(
-        &tpm,
-        &["tpm2_unseal", "-c", &s("seal.ctx"), "-p", "pcr:sha256:7"],
-    );
+    tpm.tpm2(&[
+        "tpm2_load",
+        "-C",
+        "0x81000001",
+        "-u",
+        &s("seal.pub"),
+        "-r",
+        &s("seal.priv"),
+        "-c",
+        &s("seal.ctx"),
+    ]);
+    let out = tpm.tpm2(&["tpm2_unseal", "-c", &s("seal.ctx"), "-p", "pcr:sha256:7"]);
     assert_eq!(out.stdout, secret);
     // tpm2-tools leave their object and policy session loaded (no resource manager): flush.
-    tools(&tpm, &["tpm2_flushcontext", "-t"]);
-    tools(&tpm, &["tpm2_flushcontext", "-l"]);
-    assert_eq!(leftovers(&tpm), 0);
+    tpm.tpm2(&["tpm2_flushcontext", "-t"]);
+    tpm.tpm2(&["tpm2_flushcontext", "-l"]);
+    assert_eq!(tpm.leftovers(), 0);
 }

@@ -104,48 +104,39 @@ impl BlockDevice for File {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemDevice(pub Vec<u8>);
 
+impl MemDevice {
+    /// The byte range `offset..offset + len`, checked against the device size.
+    fn range(&self, offset: u64, len: usize) -> Result<std::ops::Range<usize>, DeviceError> {
+        let size = self.0.len() as u64;
+        check_range(offset, len as u64, size)?;
+        let beyond = || DeviceError::BeyondEnd {
+            offset,
+            len: len as u64,
+            size,
+        };
+        let start = usize::try_from(offset).map_err(|_| beyond())?;
+        let end = start.checked_add(len).ok_or_else(beyond)?;
+        if end > self.0.len() {
+            return Err(beyond());
+        }
+        Ok(start..end)
+    }
+}
+
 impl BlockDevice for MemDevice {
     fn size(&mut self) -> Result<u64, DeviceError> {
         Ok(self.0.len() as u64)
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
-        let size = self.0.len() as u64;
-        check_range(offset, buf.len() as u64, size)?;
-        let start = usize::try_from(offset).map_err(|_| DeviceError::BeyondEnd {
-            offset,
-            len: buf.len() as u64,
-            size,
-        })?;
-        let src = self
-            .0
-            .get(start..start + buf.len())
-            .ok_or(DeviceError::BeyondEnd {
-                offset,
-                len: buf.len() as u64,
-                size,
-            })?;
-        buf.copy_from_slice(src);
+        let range = self.range(offset, buf.len())?;
+        buf.copy_from_slice(&self.0[range]);
         Ok(())
     }
 
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), DeviceError> {
-        let size = self.0.len() as u64;
-        check_range(offset, buf.len() as u64, size)?;
-        let start = usize::try_from(offset).map_err(|_| DeviceError::BeyondEnd {
-            offset,
-            len: buf.len() as u64,
-            size,
-        })?;
-        let dst = self
-            .0
-            .get_mut(start..start + buf.len())
-            .ok_or(DeviceError::BeyondEnd {
-                offset,
-                len: buf.len() as u64,
-                size,
-            })?;
-        dst.copy_from_slice(buf);
+        let range = self.range(offset, buf.len())?;
+        self.0[range].copy_from_slice(buf);
         Ok(())
     }
 

@@ -89,3 +89,14 @@ impl Swtpm {
             .sum()
     }
 }
+
+impl Swtpm {
+    /// Runs `vouch-agent --tcti <this swtpm> --state-dir STATE ARGS`.
+    pub fn agent(&self, state: &std::path::Path, args: &[&str]) -> crate::Output {
+        let tcti = self.tcti();
+        let state = state.to_string_lossy();
+        let mut all = vec!["--tcti", &tcti, "--state-dir", &state];
+        all.extend_from_slice(args);
+        crate::run("vouch-agent", &all, &[])
+    }
+}

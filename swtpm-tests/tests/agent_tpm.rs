@@ -5,13 +5,6 @@ use std::path::Path;
 use std::process::Command;
 use swtpm_tests::{run, Output, Swtpm};
 
-fn agent(tpm: &Swtpm, state: &Path, args: &[&str]) -> Output {
-    let tcti = tpm.tcti();
-    let mut full = vec!["--tcti", &tcti, "--state-dir", state.to_str().unwrap()];
-    full.extend_from_slice(args);
-    run("vouch-agent", &full, &[])
-}
-
 fn ok(out: &Output) {
     assert_eq!(
         out.code, 0,
@@ -39,7 +32,7 @@ fn checkquote(dir: &Path, nonce: &str) -> std::process::Output {
 fn tpm_info_reports_identity_and_ek_certificates() {
     let tpm = Swtpm::start().unwrap();
     let state = tpm.dir().join("agent");
-    let out = agent(&tpm, &state, &["tpm", "info", "--json"]);
+    let out = tpm.agent(&state, &["tpm", "info", "--json"]);
     ok(&out);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["manufacturer"], "IBM");
@@ -80,7 +73,7 @@ fn tpm_info_reports_identity_and_ek_certificates() {
     let digest = Command::new("sha256sum").arg("-").stdin_bytes(&der.stdout);
     assert_eq!(v["device_id"].as_str().unwrap(), digest);
 
-    let text = agent(&tpm, &state, &["tpm", "info"]);
+    let text = tpm.agent(&state, &["tpm", "info"]);
     ok(&text);
     assert!(text
         .stdout
@@ -122,8 +115,7 @@ fn quote_is_accepted_by_tpm2_checkquote_and_wrong_nonce_is_refused() {
         .unwrap();
     assert!(extend.status.success());
     let nonce = "5eed0fc0ffee0123456789abcdef";
-    ok(&agent(
-        &tpm,
+    ok(&tpm.agent(
         &state,
         &[
             "quote",
@@ -150,8 +142,7 @@ fn quote_over_two_banks_and_many_pcrs_is_accepted() {
     let tpm = Swtpm::start().unwrap();
     let state = tpm.dir().join("agent");
     let q = tpm.dir().join("q");
-    ok(&agent(
-        &tpm,
+    ok(&tpm.agent(
         &state,
         &[
             "quote",
@@ -177,8 +168,7 @@ fn attestation_key_persists_across_invocations() {
     let state = tpm.dir().join("agent");
     let (a, b) = (tpm.dir().join("a"), tpm.dir().join("b"));
     for d in [&a, &b] {
-        ok(&agent(
-            &tpm,
+        ok(&tpm.agent(
             &state,
             &["quote", "--nonce", "aa", "--out", d.to_str().unwrap()],
         ));
@@ -188,8 +178,7 @@ fn attestation_key_persists_across_invocations() {
     assert_eq!(pa, pb, "both runs quote with the same AK");
     // A fresh state directory means a new AK.
     let c = tpm.dir().join("c");
-    ok(&agent(
-        &tpm,
+    ok(&tpm.agent(
         &tpm.dir().join("other"),
         &["quote", "--nonce", "aa", "--out", c.to_str().unwrap()],
     ));
@@ -210,8 +199,7 @@ fn pcr_read_json_matches_tpm2_tools() {
         .output()
         .unwrap();
     assert!(extend.status.success());
-    let out = agent(
-        &tpm,
+    let out = tpm.agent(
         &state,
         &["pcr", "read", "--json", "--pcrs", "sha256:16+sha1:16"],
     );
@@ -234,8 +222,7 @@ fn unix_socket_swtpm_works_through_the_relay() {
     assert!(tpm.tcti().starts_with("swtpm:path="));
     let state = tpm.dir().join("agent");
     let q = tpm.dir().join("q");
-    ok(&agent(
-        &tpm,
+    ok(&tpm.agent(
         &state,
         &["quote", "--nonce", "beef", "--out", q.to_str().unwrap()],
     ));
@@ -319,8 +306,7 @@ fn fleet_verifies_agent_quotes_from_a_booted_swtpm() {
     let state = tpm.dir().join("agent");
     let q = tpm.dir().join("q");
     let nonce = "00112233445566778899aabbccddeeff";
-    ok(&agent(
-        &tpm,
+    ok(&tpm.agent(
         &state,
         &[
             "quote",
@@ -344,12 +330,8 @@ fn fleet_verifies_agent_quotes_from_a_booted_swtpm() {
     // PCR values that do not match the quote are named.
     let json = tpm.dir().join("pcrs.json");
     let mut pcrs: serde_json::Value = serde_json::from_str(
-        &agent(
-            &tpm,
-            &state,
-            &["pcr", "read", "--json", "--pcrs", "sha256:0-9"],
-        )
-        .stdout,
+        &tpm.agent(&state, &["pcr", "read", "--json", "--pcrs", "sha256:0-9"])
+            .stdout,
     )
     .unwrap();
     pcrs["sha256"]["4"] = serde_json::Value::String("11".repeat(32));

@@ -13,19 +13,7 @@ use swtpm_tests::{run, testdata, Swtpm};
 const LOG: &str = "eventlogs/t2t_event-arch-linux.bin";
 
 fn device_id(tpm: &Swtpm, state: &std::path::Path) -> String {
-    let out = run(
-        "vouch-agent",
-        &[
-            "--tcti",
-            &tpm.tcti(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "tpm",
-            "info",
-            "--json",
-        ],
-        &[],
-    );
+    let out = tpm.agent(state, &["tpm", "info", "--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     v["device_id"].as_str().unwrap().to_string()

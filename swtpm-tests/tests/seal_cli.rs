@@ -18,11 +18,7 @@ impl Env<'_> {
     }
 
     fn agent(&self, args: &[&str]) -> Output {
-        let state = self.p("state");
-        let tcti = self.tpm.tcti();
-        let mut all = vec!["--tcti", &tcti, "--state-dir", &state];
-        all.extend_from_slice(args);
-        run("vouch-agent", &all, &[])
+        self.tpm.agent(&self.dir.join("state"), args)
     }
 
     fn fleet(&self, args: &[&str]) -> Output {
@@ -30,14 +26,8 @@ impl Env<'_> {
     }
 
     fn extend7(&self, byte: &str) {
-        let digest = byte.repeat(32);
-        let out = std::process::Command::new("tpm2_pcrextend")
-            .arg(format!("7:sha256={digest}"))
-            .env("TPM2TOOLS_TCTI", self.tpm.tcti())
-            .env("TSS2_LOG", "all+none")
-            .output()
-            .expect("tpm2_pcrextend is installed");
-        assert!(out.status.success());
+        self.tpm
+            .tpm2(&["tpm2_pcrextend", &format!("7:sha256={}", byte.repeat(32))]);
     }
 
     /// Current PCR 7 as the JSON `vouch-fleet seal-policy sign --pcr-values` reads.

@@ -20,21 +20,12 @@ impl Env<'_> {
     }
 
     fn agent(&self, args: &[&str]) -> Output {
-        let state = self.p("state");
-        let tcti = self.tpm.tcti();
-        let mut all = vec!["--tcti", &tcti, "--state-dir", &state];
-        all.extend_from_slice(args);
-        run("vouch-agent", &all, &[])
+        self.tpm.agent(&self.dir.join("state"), args)
     }
 
     fn extend7(&self, byte: &str) {
-        let out = Command::new("tpm2_pcrextend")
-            .arg(format!("7:sha256={}", byte.repeat(32)))
-            .env("TPM2TOOLS_TCTI", self.tpm.tcti())
-            .env("TSS2_LOG", "all+none")
-            .output()
-            .expect("tpm2_pcrextend is installed");
-        assert!(out.status.success());
+        self.tpm
+            .tpm2(&["tpm2_pcrextend", &format!("7:sha256={}", byte.repeat(32))]);
     }
 }
 

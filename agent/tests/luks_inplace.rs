@@ -5,6 +5,7 @@
 
 mod luks_common;
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -88,11 +89,6 @@ fn run_child(img: &std::path::Path, journal: &std::path::Path, kill: Kill) -> bo
 fn killed_runs_resume_and_cryptsetup_reads_the_result() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plain = pattern(PLAIN, 5);
-    let mut image_bytes = plain.clone();
-    image_bytes.resize(PLAIN + SHIFT as usize, 0);
-    let img = write_file(dir.path(), "disk.img", &image_bytes);
-    let journal = image(dir.path(), "journal", 0);
-
     let mut seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -105,22 +101,35 @@ fn killed_runs_resume_and_cryptsetup_reads_the_result() {
         seed ^= seed << 17;
         seed
     };
-    // First a kill while the journal header is being made, then kills while data moves.
+    // A random schedule can miss on a fast, idle machine (the first run finishes the whole
+    // job before its kill): then start over on a fresh image, with shorter delays, up to 8 times.
     let mut kills_while_moving = 0;
-    let first = Kill::After(Duration::from_millis(next() % 300));
-    let _ = run_child(&img, &journal, first);
-    for _ in 0..6 {
-        let d = Duration::from_millis(next() % 40);
-        if run_child(&img, &journal, Kill::AfterRecord(d)) {
+    let mut img = PathBuf::new();
+    for attempt in 0..8u64 {
+        let mut image_bytes = plain.clone();
+        image_bytes.resize(PLAIN + SHIFT as usize, 0);
+        img = write_file(dir.path(), &format!("disk{attempt}.img"), &image_bytes);
+        let journal = image(dir.path(), &format!("journal{attempt}"), 0);
+        // First a kill while the journal header is being made, then kills while data moves.
+        let first = Kill::After(Duration::from_millis(next() % (300 >> attempt.min(5))));
+        let _ = run_child(&img, &journal, first);
+        kills_while_moving = 0;
+        for _ in 0..6 {
+            let d = Duration::from_millis(next() % (40 >> attempt.min(5)).max(1));
+            if run_child(&img, &journal, Kill::AfterRecord(d)) {
+                break;
+            }
+            kills_while_moving += 1;
+        }
+        assert!(
+            run_child(&img, &journal, Kill::Never),
+            "final resume failed"
+        );
+        eprintln!("attempt {attempt}: {kills_while_moving} runs killed while moving data");
+        if kills_while_moving >= 1 {
             break;
         }
-        kills_while_moving += 1;
     }
-    assert!(
-        run_child(&img, &journal, Kill::Never),
-        "final resume failed"
-    );
-    eprintln!("{kills_while_moving} runs killed while moving data");
     assert!(
         kills_while_moving >= 1,
         "no kill landed while data was moving"

@@ -4,7 +4,8 @@
 //! The fleet verifies the quote against that log (`trusted`); a policy recorded from the first
 //! boot's log (copied out by the guest's init over 9p) is assigned and still gives `trusted`;
 //! the machine boots again with one more kernel command-line word, which the firmware measures
-//! into PCR 9, and the verdict is `untrusted`, naming PCR 9's event.
+//! into PCR 9, and the verdict is `untrusted`, naming the rule (`kernel_cmdline`), the EFI stub's
+//! LoadOptions event and PCR 9.
 //!
 //! Needs qemu-system-x86, ovmf, swtpm and a Debian kernel (`scripts/vm-prep.sh`, run here).
 //! `VOUCH_SKIP_VM=1` skips it (and says so).
@@ -13,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use swtpm_tests::stack::FleetStack;
 use swtpm_tests::vm::{initramfs, prepare, skip, Machine, Vm};
-use vouch_attest::eventlog::EventLog;
+use vouch_attest::eventlog::{EventLog, EventTag};
 use vouch_attest::HashAlg;
 
 const BROKER: &str = "vouch-broker";
@@ -62,6 +63,20 @@ fn wait_verdict(
 /// The firmware's sha256 PCR values replayed from a log the guest copied out.
 fn replay(log: &[u8]) -> vouch_attest::PcrBanks {
     EventLog::parse(log).unwrap().replay()
+}
+
+/// Indexes of the EFI stub's LoadOptions and initrd events in a log.
+fn stub_events(log: &[u8]) -> (usize, usize) {
+    let log = EventLog::parse(log).unwrap();
+    let st = log.boot_state();
+    let find = |tag| {
+        st.efi_stub
+            .iter()
+            .find(|m| m.tag == tag)
+            .map(|m| m.event_index)
+            .unwrap_or_else(|| panic!("no {tag:?} event: {:?}", st.efi_stub))
+    };
+    (find(EventTag::LoadOptions), find(EventTag::Initrd))
 }
 
 /// The sha256 digests of the events the log extends into PCR 9, in order.
@@ -168,11 +183,21 @@ fn a_real_measured_boot_attests_and_a_changed_command_line_is_untrusted() {
     assert_eq!(v["verdicts"][0]["trusted"], false, "{v}");
     let reasons = v["verdicts"][0]["reasons"].to_string();
     eprintln!("boot 2 reasons: {reasons}");
+    let log2 = std::fs::read(machine.share().join("eventlog.bin")).unwrap();
+    // The reason names the rule, the event (the EFI stub's LoadOptions EV_EVENT_TAG of this
+    // boot's log) and PCR 9; the initrd's event is not named.
+    let (cmdline_event, initrd_event) = stub_events(&log2);
+    let named = format!("(event {cmdline_event}) (PCR 9)");
     assert!(
-        reasons.contains("PCR 9") || reasons.contains("pcr9"),
+        reasons.contains("policy.kernel_cmdline")
+            && reasons.contains("kernel command line (EFI stub LoadOptions)")
+            && reasons.contains(&named),
         "{reasons}"
     );
-    let log2 = std::fs::read(machine.share().join("eventlog.bin")).unwrap();
+    assert!(
+        !reasons.contains(&format!("(event {initrd_event})")),
+        "{reasons}"
+    );
     // Kept for inspection (`vouch-fleet eventlog show`): the logs and consoles of both boots.
     let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vm_attest");
     if std::fs::create_dir_all(&keep).is_ok() {

@@ -2,7 +2,7 @@
 //! Secure Boot key databases, the authorities that verified each boot application, the boot
 //! applications' digests and the kernel command lines.
 
-use super::decode::{DecodeError, EventData, IplKind};
+use super::decode::{DecodeError, EventData, EventTag, IplKind};
 use super::guid::Guid;
 use super::log::EventLog;
 use super::types::EventType;
@@ -61,6 +61,20 @@ pub struct BootApplication {
     pub authorities: Vec<usize>,
 }
 
+/// An object the Linux EFI stub measured (an EV_EVENT_TAG event): the log carries only its
+/// digests.
+#[derive(Clone, Debug, Serialize)]
+pub struct StubMeasurement {
+    /// Index of the event.
+    pub event_index: usize,
+    /// PCR it was extended into (9).
+    pub pcr: u32,
+    /// What was measured.
+    pub tag: EventTag,
+    /// Digests of the object per bank, hex.
+    pub digests: BTreeMap<String, String>,
+}
+
 /// Boot state extracted from a log.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct BootState {
@@ -74,6 +88,8 @@ pub struct BootState {
     pub boot_applications: Vec<BootApplication>,
     /// Kernel command lines (GRUB `kernel_cmdline`, systemd-boot load options), in log order.
     pub kernel_cmdlines: Vec<String>,
+    /// Command lines and initrds measured by the Linux EFI stub, by digest, in log order.
+    pub efi_stub: Vec<StubMeasurement>,
     /// Events whose data could not be decoded as their type promises.
     #[serde(serialize_with = "errors_as_text")]
     pub decode_errors: Vec<DecodeError>,
@@ -151,6 +167,18 @@ impl EventLog<'_> {
                         text,
                     },
                 ) => st.kernel_cmdlines.push(text),
+                (EventType::EV_EVENT_TAG, EventData::Tagged { tag: Some(tag), .. }) => {
+                    st.efi_stub.push(StubMeasurement {
+                        event_index: ev.index,
+                        pcr: ev.pcr,
+                        tag,
+                        digests: ev
+                            .digests
+                            .iter()
+                            .map(|d| (d.alg.name(), hex::encode(d.bytes)))
+                            .collect(),
+                    })
+                }
                 _ => {}
             }
         }

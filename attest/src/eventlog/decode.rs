@@ -136,8 +136,54 @@ pub enum EventData<'a> {
         /// BlobLength.
         length: u64,
     },
+    /// EV_EVENT_TAG holding a TCG_PCClientTaggedEvent (taggedEventID, taggedEventDataSize,
+    /// taggedEventData). The Linux EFI stub logs its command line and initrd this way in PCR 9;
+    /// the event digest is of the measured object, not of this data.
+    Tagged {
+        /// taggedEventID.
+        id: u32,
+        /// What a known id means.
+        tag: Option<EventTag>,
+        /// taggedEventData as text, when it is printable.
+        description: Option<String>,
+    },
     /// Data this crate does not interpret.
     Raw,
+}
+
+/// The tagged events this crate knows (Linux EFI stub, `drivers/firmware/efi/libstub`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventTag {
+    /// 0x8F3B22ED: the image's LoadOptions, i.e. the kernel command line (UTF-16); the digest
+    /// is of the command line, which the log does not carry.
+    LoadOptions,
+    /// 0x8F3B22EC: the initrd the stub loaded; the digest is of the initrd.
+    Initrd,
+}
+
+impl EventTag {
+    /// taggedEventID of the EFI stub's LoadOptions measurement.
+    pub const LOAD_OPTIONS_ID: u32 = 0x8F3B_22ED;
+    /// taggedEventID of the EFI stub's initrd measurement.
+    pub const INITRD_ID: u32 = 0x8F3B_22EC;
+
+    /// The tag of a taggedEventID, when known.
+    pub fn from_id(id: u32) -> Option<EventTag> {
+        match id {
+            EventTag::LOAD_OPTIONS_ID => Some(EventTag::LoadOptions),
+            EventTag::INITRD_ID => Some(EventTag::Initrd),
+            _ => None,
+        }
+    }
+
+    /// What it measures, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            EventTag::LoadOptions => "kernel command line (EFI stub LoadOptions)",
+            EventTag::Initrd => "initrd (EFI stub)",
+        }
+    }
 }
 
 const SPEC_ID: &[u8] = b"Spec ID Event0";
@@ -178,9 +224,10 @@ impl<'a> Event<'a> {
                 }
             }
             EventType::EV_EFI_PLATFORM_FIRMWARE_BLOB2 | EventType::EV_POST_CODE2 => blob(d, true),
-            EventType::EV_PLATFORM_CONFIG_FLAGS | EventType::EV_EVENT_TAG => {
-                printable_utf8(d).map_or(EventData::Raw, text)
+            EventType::EV_EVENT_TAG => {
+                tagged(d).unwrap_or_else(|| printable_utf8(d).map_or(EventData::Raw, text))
             }
+            EventType::EV_PLATFORM_CONFIG_FLAGS => printable_utf8(d).map_or(EventData::Raw, text),
             EventType::EV_IPL => ipl(d, self.pcr),
             t if t.is_variable_event() => EventData::Variable(
                 variable::decode(d, base, t == EventType::EV_EFI_VARIABLE_AUTHORITY)
@@ -212,6 +259,23 @@ fn no_action(d: &[u8]) -> EventData<'static> {
     let end = d.iter().position(|&c| c == 0).unwrap_or(d.len()).min(32);
     let signature = d.get(..end).and_then(printable_utf8).map(str::to_owned);
     EventData::NoAction { signature }
+}
+
+/// A TCG_PCClientTaggedEvent whose size field covers exactly the rest of the data.
+fn tagged(d: &[u8]) -> Option<EventData<'static>> {
+    let mut r = Reader::new(d, 0);
+    let id = r.u32()?;
+    let len = usize::try_from(r.u32()?).ok()?;
+    let data = r.take(len)?;
+    if r.remaining() != 0 {
+        return None;
+    }
+    let end = data.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
+    Some(EventData::Tagged {
+        id,
+        tag: EventTag::from_id(id),
+        description: data.get(..end).and_then(printable_utf8).map(str::to_owned),
+    })
 }
 
 fn blob(d: &[u8], with_description: bool) -> EventData<'static> {

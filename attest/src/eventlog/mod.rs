@@ -27,9 +27,9 @@ mod text;
 mod types;
 mod variable;
 
-pub use bootstate::{Authority, BootApplication, BootState, KeyDatabase};
+pub use bootstate::{Authority, BootApplication, BootState, KeyDatabase, StubMeasurement};
 pub use check::{DigestCheck, DigestRule};
-pub use decode::{DecodeError, EventData, IplKind};
+pub use decode::{DecodeError, EventData, EventTag, IplKind};
 pub use devpath::DevicePathError;
 pub use digests::{Digest, DigestList};
 pub use guid::Guid;

@@ -5,6 +5,7 @@ use super::facts::{Facts, KeyDb, Topic, PCR_BOOT_APPS, PCR_SECURE_BOOT};
 use super::format::{BootAppPolicy, CmdlinePolicy, FirmwarePolicy, Policy, SecureBootPolicy};
 use super::pcrs::PcrPolicy;
 use super::siglist;
+use super::stub;
 use super::values::HexBytes;
 use super::verdict::{Evidence, Rule, RuleFailure, Verdict};
 use crate::alg::HashAlg;
@@ -37,6 +38,10 @@ pub fn evaluate(policy: &Policy, evidence: &Evidence<'_>) -> Verdict {
     }
     if let Some(c) = &policy.kernel_cmdline {
         kernel_cmdline(c, &facts, &mut f);
+        stub::load_options(c, &facts, &mut f.0);
+    }
+    if let Some(i) = &policy.initrd {
+        stub::initrd(i, &facts, &mut f.0);
     }
     if let Some(fw) = &policy.firmware {
         firmware(fw, evidence, &facts, &mut f);
@@ -261,7 +266,7 @@ fn boot_applications(p: &BootAppPolicy, facts: &Facts<'_, '_>, f: &mut Failures)
 
 fn kernel_cmdline(p: &CmdlinePolicy, facts: &Facts<'_, '_>, f: &mut Failures) {
     let lines = &facts.cmdlines;
-    if p.required && lines.is_empty() {
+    if p.required && lines.is_empty() && !stub::has_load_options(facts) {
         f.push(
             Rule::KernelCmdline,
             None,

@@ -8,7 +8,8 @@
 
 use crate::alg::HashAlg;
 use crate::eventlog::{
-    DecodeError, Event, EventData, EventLog, EventType, Guid, IplKind, UefiVariable, VariableValue,
+    DecodeError, Event, EventData, EventLog, EventTag, EventType, Guid, IplKind, UefiVariable,
+    VariableValue,
 };
 
 /// PCR of Secure Boot policy.
@@ -97,6 +98,9 @@ pub struct Facts<'a, 'l> {
     pub cmdlines: Vec<Measured<String>>,
     /// S-CRTM versions (text, a GUID in registry form, or the data in hex).
     pub s_crtm: Vec<Measured<String>>,
+    /// Objects the Linux EFI stub measured (EV_EVENT_TAG: command line, initrd), known only by
+    /// their digests, which the quote covers.
+    pub stub: Vec<(EventTag, &'l Event<'a>)>,
     /// Events of interest whose data could not be used.
     pub unusable: Vec<Unusable>,
 }
@@ -140,6 +144,7 @@ impl<'a, 'l> Facts<'a, 'l> {
             boot_apps: Vec::new(),
             cmdlines: Vec::new(),
             s_crtm: Vec::new(),
+            stub: Vec::new(),
             unusable: Vec::new(),
         };
         for ev in log.events.iter().filter(|e| e.is_extended()) {
@@ -152,6 +157,12 @@ impl<'a, 'l> Facts<'a, 'l> {
                     Topic::SecureBoot
                 }
                 EventType::EV_IPL => Topic::Cmdline,
+                EventType::EV_EVENT_TAG => {
+                    if let Ok(EventData::Tagged { tag: Some(tag), .. }) = ev.decode() {
+                        f.stub.push((tag, ev));
+                    }
+                    continue;
+                }
                 EventType::EV_S_CRTM_VERSION => Topic::Scrtm,
                 _ => continue,
             };

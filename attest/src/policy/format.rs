@@ -81,6 +81,9 @@ pub struct Policy {
     /// Allowed kernel command lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_cmdline: Option<CmdlinePolicy>,
+    /// Allowed initrds (measured by the Linux EFI stub).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initrd: Option<InitrdPolicy>,
     /// TPM and platform firmware versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firmware: Option<FirmwarePolicy>,
@@ -139,6 +142,20 @@ pub struct CmdlinePolicy {
     /// Allowed command-line prefixes.
     #[serde(default)]
     pub prefix: Vec<String>,
+    /// Allowed SHA-256 digests of the command lines the Linux EFI stub measures into PCR 9
+    /// (EV_EVENT_TAG LoadOptions): the log carries no text for these, only the digest of the
+    /// UTF-16 command line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_options_sha256: Option<Vec<HexBytes>>,
+}
+
+/// `[initrd]`: every initrd the Linux EFI stub measured into PCR 9 (EV_EVENT_TAG initrd) must
+/// have one of these SHA-256 digests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitrdPolicy {
+    /// Allowed SHA-256 digests of the initrd.
+    pub sha256: Vec<HexBytes>,
 }
 
 /// `[firmware]`.
@@ -182,6 +199,7 @@ impl Policy {
             secure_boot: None,
             boot_applications: None,
             kernel_cmdline: None,
+            initrd: None,
             firmware: None,
             pcrs: PcrPolicy::default(),
         }
@@ -212,6 +230,16 @@ impl Policy {
             check_lengths("secure_boot.kek", sb.kek.as_ref(), 32)?;
             check_lengths("secure_boot.db", sb.db.as_ref(), 32)?;
             check_lengths("secure_boot.dbx", sb.dbx.as_ref(), 32)?;
+        }
+        if let Some(c) = &self.kernel_cmdline {
+            check_lengths(
+                "kernel_cmdline.load_options_sha256",
+                c.load_options_sha256.as_ref(),
+                32,
+            )?;
+        }
+        if let Some(i) = &self.initrd {
+            check_lengths("initrd.sha256", Some(&i.sha256), 32)?;
         }
         if let Some(apps) = &self.boot_applications {
             let len = apps

@@ -17,14 +17,15 @@ mod format;
 mod pcrs;
 mod record;
 mod siglist;
+mod stub;
 mod values;
 mod verdict;
 
 pub use evaluate::evaluate;
 pub use facts::preferred_bank;
 pub use format::{
-    BootAppPolicy, CmdlinePolicy, FirmwarePolicy, Policy, PolicyError, SecureBootPolicy,
-    FORMAT_VERSION, MAX_POLICY_BYTES,
+    BootAppPolicy, CmdlinePolicy, FirmwarePolicy, InitrdPolicy, Policy, PolicyError,
+    SecureBootPolicy, FORMAT_VERSION, MAX_POLICY_BYTES,
 };
 pub use pcrs::{PcrPolicy, PcrPolicyError, MAX_PCR};
 pub use siglist::{entries as signature_entries, SigListError};

@@ -3,18 +3,21 @@
 //!
 //! Recorded: Secure Boot required when it was on; the PK/KEK/db/dbx digests measured; the boot
 //! applications' digests in the log's preferred bank (sha256, else the first computable); the
-//! kernel command lines (exact, required when present); the S-CRTM version strings; and every
+//! kernel command lines (exact, required when present) and the SHA-256 digests of the command
+//! lines and initrds the Linux EFI stub measured (PCR 9 EV_EVENT_TAG); the S-CRTM version strings; and every
 //! replayed PCR of every computable bank. Facts are read only from events whose data hashes to
 //! their digest in the preferred bank. Not recorded (not in a log): `min_tpm_version`,
 //! `dbx_contains`.
 
 use super::facts::{preferred_bank, Facts};
+use super::format::InitrdPolicy;
 use super::format::{
     BootAppPolicy, CmdlinePolicy, FirmwarePolicy, Policy, SecureBootPolicy, FORMAT_VERSION,
 };
 use super::pcrs::PcrPolicy;
+use super::stub;
 use super::values::HexBytes;
-use crate::eventlog::EventLog;
+use crate::eventlog::{EventLog, EventTag};
 use crate::pcrs::PcrBanks;
 
 fn push_unique<T: PartialEq>(v: &mut Vec<T>, item: T) {
@@ -78,11 +81,16 @@ impl Policy {
         }
         policy.boot_applications = boot_apps(&facts);
         policy.secure_boot = (secure_boot != SecureBootPolicy::default()).then_some(secure_boot);
-        policy.kernel_cmdline = (!exact.is_empty()).then(|| CmdlinePolicy {
-            required: true,
-            exact,
-            prefix: Vec::new(),
-        });
+        let load_options = stub::record(&facts, EventTag::LoadOptions);
+        policy.kernel_cmdline =
+            (!exact.is_empty() || load_options.is_some()).then(|| CmdlinePolicy {
+                required: true,
+                exact,
+                prefix: Vec::new(),
+                load_options_sha256: load_options,
+            });
+        policy.initrd =
+            stub::record(&facts, EventTag::Initrd).map(|sha256| InitrdPolicy { sha256 });
         policy.firmware = (!versions.is_empty()).then_some(FirmwarePolicy {
             min_tpm_version: None,
             s_crtm_versions: Some(versions),

@@ -49,6 +49,8 @@ pub enum Rule {
     BootApplication,
     /// `kernel_cmdline`.
     KernelCmdline,
+    /// `initrd`.
+    Initrd,
     /// `pcrs`.
     PcrValue,
     /// `firmware.min_tpm_version`.
@@ -72,6 +74,7 @@ impl Rule {
             Rule::DbxContains => "dbx_contains",
             Rule::BootApplication => "boot_application",
             Rule::KernelCmdline => "kernel_cmdline",
+            Rule::Initrd => "initrd",
             Rule::PcrValue => "pcr_value",
             Rule::TpmFirmwareVersion => "tpm_firmware_version",
             Rule::ScrtmVersion => "s_crtm_version",
@@ -142,6 +145,7 @@ mod tests {
             Rule::DbxContains,
             Rule::BootApplication,
             Rule::KernelCmdline,
+            Rule::Initrd,
             Rule::PcrValue,
             Rule::TpmFirmwareVersion,
             Rule::ScrtmVersion,

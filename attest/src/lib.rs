@@ -8,6 +8,7 @@
 pub mod alg;
 pub mod credential;
 pub mod escrow;
+pub mod escrow_delivery;
 pub mod eventlog;
 pub mod pcrfile;
 pub mod pcrs;

@@ -6,6 +6,10 @@
 //! - `devices/<id>/cmd/attest`      fleet -> agent: [`AttestChallenge`]
 //! - `devices/<id>/attestation`     agent -> fleet: [`AttestationReport`]
 //! - `devices/<id>/boot`            agent -> fleet: [`BootAnnouncement`] (triggers a challenge)
+//! - `devices/<id>/escrow`          agent -> fleet: [`EscrowDeposit`] (a volume's escrow record)
+//! - `devices/<id>/cmd/escrow`      fleet -> agent: [`EscrowRelease`] (a released passphrase,
+//!   readable only by the device's TPM; see [`crate::escrow_delivery`])
+//! - `devices/<id>/recovery`        agent -> fleet: [`RecoveryResult`] (what the agent did with it)
 //! - `fleet/alerts`                 fleet -> operators: [`Alert`]
 //!
 //! Byte strings travel as standard base64. Unknown fields are refused so that a confused peer is
@@ -208,6 +212,47 @@ pub struct AttestationReport {
 pub struct BootAnnouncement {
     /// Kernel boot id (`/proc/sys/kernel/random/boot_id`) or another per-boot value.
     pub boot_id: String,
+}
+
+/// A volume's escrow record, deposited with the fleet by the agent (the record is already
+/// encrypted to the fleet's escrow key; see [`crate::escrow`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscrowDeposit {
+    /// The escrow record JSON, as stored in the volume's `vouch-escrow` token.
+    pub record: String,
+}
+
+/// A released recovery passphrase on its way to the device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscrowRelease {
+    /// The volume the passphrase opens.
+    pub volume_uuid: String,
+    /// TPM2B_ID_OBJECT protecting the AES key (MakeCredential to the EK and AK name).
+    #[serde(with = "b64")]
+    pub credential_blob: Vec<u8>,
+    /// TPM2B_ENCRYPTED_SECRET.
+    #[serde(with = "b64")]
+    pub encrypted_secret: Vec<u8>,
+    /// AES-256-GCM nonce.
+    #[serde(with = "b64")]
+    pub nonce: Vec<u8>,
+    /// The passphrase, AES-256-GCM encrypted, tag included.
+    #[serde(with = "b64")]
+    pub ciphertext: Vec<u8>,
+}
+
+/// What the agent did with a released passphrase.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryResult {
+    /// The volume.
+    pub volume_uuid: String,
+    /// True when the passphrase opened the recovery keyslot and was sealed for re-sealing.
+    pub ok: bool,
+    /// What happened, or why it failed.
+    pub detail: String,
 }
 
 /// An alert for operators.

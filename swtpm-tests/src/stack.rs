@@ -40,7 +40,8 @@ pub struct FleetStack {
     server: Option<Proc>,
 }
 
-fn wait_until(
+/// Polls `ok` every 20 ms until it holds, or fails after `timeout` naming `what`.
+pub fn wait_until(
     what: &str,
     timeout: Duration,
     mut ok: impl FnMut() -> bool,

@@ -117,11 +117,11 @@ fn run_volume(
     cmd: &volume::VolumeCmd,
 ) -> Result<(), volume::VolumeError> {
     match cmd {
-        volume::VolumeCmd::Create(a) => volume_create::run(tpm, a),
+        volume::VolumeCmd::Create(a) => volume_create::run(tpm, state_dir, a),
         volume::VolumeCmd::Unlock(a) => volume_unlock::run(tpm, state_dir, a),
         volume::VolumeCmd::Lock { name } => volume_unlock::lock(name),
         volume::VolumeCmd::Status(a) => volume_unlock::status(Some(tpm), state_dir, a),
-        volume::VolumeCmd::Reseal(a) => volume_reseal::run(tpm, a),
+        volume::VolumeCmd::Reseal(a) => volume_reseal::run(tpm, state_dir, a),
     }
 }
 

@@ -147,9 +147,10 @@ pub struct ResealArgs {
     /// The LUKS2 device.
     #[arg(long)]
     pub device: PathBuf,
-    /// File holding the recovery passphrase released by the fleet.
+    /// File holding the recovery passphrase (`vouch-fleet escrow release --blob`); without
+    /// it, the passphrase the fleet released to this device's agent is used.
     #[arg(long, value_name = "FILE")]
-    pub recovery_file: PathBuf,
+    pub recovery_file: Option<PathBuf>,
     #[command(flatten)]
     pub seal: SealTarget,
 }
@@ -273,6 +274,20 @@ pub enum VolumeError {
     /// Output could not be serialized.
     #[error("encoding JSON output: {0}")]
     Json(#[from] serde_json::Error),
+    /// A recovery file (escrow record copy, fleet-released passphrase) failed.
+    #[error(transparent)]
+    RecoveryFile(#[from] crate::volume::recovery::RecoveryFileError),
+    /// No passphrase was given and the fleet released none for this volume.
+    #[error("no --recovery-file given and the fleet has released no passphrase for volume {uuid} ({path} is missing): ask the fleet operator for `vouch-fleet escrow release DEVICE {uuid}` while `vouch-agent run` is connected")]
+    NoReleasedPassphrase { uuid: String, path: PathBuf },
+    /// The fleet-released passphrase is no longer for this boot.
+    #[error("the passphrase the fleet released for volume {uuid} was sealed to another boot state ({path}): {source}")]
+    ReleasedForOtherBoot {
+        uuid: String,
+        path: PathBuf,
+        #[source]
+        source: Box<TpmError>,
+    },
 }
 
 /// The exit code of a volume error.
@@ -300,6 +315,10 @@ pub fn exit_code(e: &VolumeError) -> u8 {
         V::Config(_) => exit::CONFIG,
         V::Several { first, .. } => exit_code(first),
         V::Random(_) | V::Json(_) => exit::INTERNAL,
+        V::RecoveryFile(crate::volume::recovery::RecoveryFileError::Io { .. }) => exit::IO,
+        V::RecoveryFile(_) => exit::USAGE,
+        V::NoReleasedPassphrase { .. } => exit::FAILED,
+        V::ReleasedForOtherBoot { .. } => exit::BOOT_STATE,
     }
 }
 

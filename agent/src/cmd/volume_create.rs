@@ -98,7 +98,7 @@ fn sidecar_path(journal: &Path) -> PathBuf {
 }
 
 /// `vouch-agent volume create`.
-pub fn run(tpm: &TpmClient, args: &CreateArgs) -> Result<(), VolumeError> {
+pub fn run(tpm: &TpmClient, state_dir: &Path, args: &CreateArgs) -> Result<(), VolumeError> {
     let public = escrow_key(&args.escrow_key)?;
     let policy = super::volume_common::seal_policy(&args.seal)?;
     let mut dev = open_or_create(&args.device, args.size)?;
@@ -149,7 +149,7 @@ pub fn run(tpm: &TpmClient, args: &CreateArgs) -> Result<(), VolumeError> {
         )?;
         (volume, record, sealed)
     };
-    finish(args, &mut dev, volume, &record, &sealed)
+    finish(args, state_dir, &mut dev, volume, &record, &sealed)
 }
 
 fn uuid_string(b: &[u8; 16]) -> String {
@@ -185,6 +185,7 @@ fn seal_escrow(
 
 fn finish(
     args: &CreateArgs,
+    state_dir: &Path,
     dev: &mut File,
     mut volume: Luks2Volume,
     record: &EscrowRecord,
@@ -201,6 +202,9 @@ fn finish(
     if let Some(out) = &args.escrow_out {
         write_private(out, &serde_json::to_vec_pretty(record)?)?;
     }
+    // For the agent daemon to deposit with the fleet (ciphertext only: world-readable).
+    let copy = crate::volume::recovery::record_path(state_dir, volume.uuid())?;
+    crate::volume::recovery::write_atomic(&copy, &serde_json::to_vec_pretty(record)?, 0o644)?;
     eprintln!(
         "created LUKS2 volume {} on {}: keyslot 0 sealed to the TPM, recovery passphrase escrowed to the fleet (keyslot {RECOVERY_KEYSLOT})",
         volume.uuid(),

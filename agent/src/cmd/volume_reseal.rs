@@ -1,31 +1,46 @@
 //! `vouch-agent volume reseal`: after a recovery (the boot state changed and the fleet released
 //! the escrowed passphrase), open keyslot 1 with the passphrase, put a new random secret into
 //! keyslot 0 sealed to the current PCRs (or fleet-approved policies), and replace the
-//! `vouch-tpm2` token. The passphrase file is read into a `Zeroizing` buffer; a trailing
-//! newline is ignored.
+//! `vouch-tpm2` token.
+//!
+//! The passphrase comes from `--recovery-file` (read into a `Zeroizing` buffer; a trailing
+//! newline is ignored), or else from the file the agent daemon sealed to this TPM when the fleet
+//! released it (`crate::volume::recovery`); that file is deleted once keyslot 0 is re-sealed.
 
 use super::volume::{ResealArgs, VolumeError};
 use super::volume_common::{open_device, read_header, seal_policy};
 use super::volume_create::SECRET_LEN;
 use crate::seal::store::read_bounded;
 use crate::tpm::worker::TpmClient;
+use crate::tpm::TpmError;
 use crate::volume::luks2::format::RECOVERY_KEYSLOT;
+use crate::volume::recovery;
 use crate::volume::tpm_token::replace_secret_keyslot;
 use rand_core::{OsRng, RngCore};
+use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 /// Largest recovery passphrase file read.
 const MAX_PASSPHRASE: u64 = 1024;
 
 /// `vouch-agent volume reseal`.
-pub fn run(tpm: &TpmClient, args: &ResealArgs) -> Result<(), VolumeError> {
-    let mut pass = Zeroizing::new(read_bounded(&args.recovery_file, MAX_PASSPHRASE)?);
-    while pass.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
-        pass.pop();
-    }
+pub fn run(tpm: &TpmClient, state_dir: &Path, args: &ResealArgs) -> Result<(), VolumeError> {
     let policy = seal_policy(&args.seal)?;
     let mut dev = open_device(&args.device, true)?;
     let mut volume = read_header(&args.device, &mut dev)?;
+    let (pass, released) = match &args.recovery_file {
+        Some(file) => {
+            let mut pass = Zeroizing::new(read_bounded(file, MAX_PASSPHRASE)?);
+            while pass.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
+                pass.pop();
+            }
+            (pass, None)
+        }
+        None => {
+            let (pass, path) = released_passphrase(tpm, state_dir, volume.uuid())?;
+            (pass, Some(path))
+        }
+    };
     let unlocked = volume
         .open(&mut dev, &pass, Some(RECOVERY_KEYSLOT))
         .map_err(|source| VolumeError::RecoveryRejected {
@@ -49,9 +64,46 @@ pub fn run(tpm: &TpmClient, args: &ResealArgs) -> Result<(), VolumeError> {
         path: args.device.clone(),
         source: Box::new(source),
     })?;
+    if let Some(path) = released {
+        // Keyslot 0 opens again: the released passphrase is not needed any more.
+        if let Err(e) = std::fs::remove_file(&path) {
+            eprintln!("warning: cannot remove {}: {e}", path.display());
+        }
+    }
     eprintln!(
         "{}: keyslot 0 re-sealed to the current boot state",
         args.device.display()
     );
     Ok(())
+}
+
+/// The passphrase the agent daemon sealed for `uuid` when the fleet released it, and its file.
+fn released_passphrase(
+    tpm: &TpmClient,
+    state_dir: &Path,
+    uuid: &str,
+) -> Result<(Zeroizing<Vec<u8>>, PathBuf), VolumeError> {
+    let path = recovery::sealed_path(state_dir, uuid)?;
+    if !path.exists() {
+        return Err(VolumeError::NoReleasedPassphrase {
+            uuid: uuid.to_owned(),
+            path,
+        });
+    }
+    let data = read_bounded(&path, 64 * 1024)?;
+    let sealed = crate::seal::blob::decode(&data).map_err(|source| {
+        VolumeError::Seal(crate::seal::SealError::Blob {
+            path: path.clone(),
+            source,
+        })
+    })?;
+    match tpm.call(move |t| t.unseal(&sealed, None)) {
+        Ok(pass) => Ok((pass, path)),
+        Err(source @ TpmError::BootStateChanged { .. }) => Err(VolumeError::ReleasedForOtherBoot {
+            uuid: uuid.to_owned(),
+            path,
+            source: Box::new(source),
+        }),
+        Err(e) => Err(e.into()),
+    }
 }

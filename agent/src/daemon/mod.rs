@@ -4,6 +4,7 @@
 pub mod answer;
 pub mod csr;
 pub mod enroll;
+pub mod escrow;
 pub mod mqtt;
 pub mod notify;
 pub mod outbox;

@@ -1,9 +1,11 @@
 //! The enrolled agent's MQTT session: mutual TLS with the TPM-resident key, a persistent session
-//! (QoS 1 commands queued while offline are delivered), challenge answers through the outbox, and
-//! reconnects with exponential backoff.
+//! (QoS 1 commands queued while offline are delivered), challenge answers through the outbox,
+//! escrow deposits and released recovery passphrases ([`super::escrow`]), and reconnects with
+//! exponential backoff.
 
 use super::answer::answer;
 use super::enroll::Enrolled;
+use super::escrow;
 use super::mqtt::{options, tpm_signer};
 use super::outbox::{Outbox, OutboxError};
 use super::ratelimit::LogLimiter;
@@ -13,7 +15,7 @@ use crate::tpm::worker::TpmClient;
 use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
-use vouch_attest::protocol::{self, AttestChallenge, BootAnnouncement};
+use vouch_attest::protocol::{self, AttestChallenge, BootAnnouncement, EscrowRelease};
 
 /// Errors that end the session (everything else is retried).
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +127,16 @@ pub async fn run(cfg: &AgentConfig, tpm: &TpmClient, me: &Enrolled) -> Result<()
     delivery
         .push(&client, &format!("devices/{}/boot", me.device_id), boot)
         .await?;
+    let escrow_cmd = format!("devices/{}/cmd/escrow", me.device_id);
+    let deposit_topic = format!("devices/{}/escrow", me.device_id);
+    let recovery_topic = format!("devices/{}/recovery", me.device_id);
+    let (state, id) = (cfg.state_dir.clone(), me.device_id.clone());
+    let deposits = tokio::task::spawn_blocking(move || escrow::deposits(&state, &id))
+        .await
+        .unwrap_or_default();
+    for d in deposits {
+        delivery.push(&client, &deposit_topic, d).await?;
+    }
     let mut backoff = Duration::from_secs(1);
     let max_backoff = Duration::from_secs(cfg.broker.max_backoff_secs);
     let mut limiter = LogLimiter::new(Duration::from_secs(30));
@@ -155,6 +167,22 @@ pub async fn run(cfg: &AgentConfig, tpm: &TpmClient, me: &Enrolled) -> Result<()
                     Err(e) => {
                         if let Some(n) = limiter.allow("answer") {
                             tracing::warn!(error = %e, suppressed = n, "cannot answer a challenge");
+                        }
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == escrow_cmd => {
+                match protocol::decode::<EscrowRelease>("escrow release", &p.payload) {
+                    Ok(release) => {
+                        let result =
+                            escrow::recover(tpm, &cfg.state_dir, &me.device_id, release).await;
+                        delivery
+                            .push(&client, &recovery_topic, protocol::encode(&result))
+                            .await?
+                    }
+                    Err(e) => {
+                        if let Some(n) = limiter.allow("bad-escrow") {
+                            tracing::warn!(error = %e, suppressed = n, "ignoring a malformed escrow release");
                         }
                     }
                 }

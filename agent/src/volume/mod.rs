@@ -6,5 +6,6 @@ pub mod config;
 pub mod device;
 pub mod dm;
 pub mod luks2;
+pub mod recovery;
 pub mod tpm_token;
 pub mod xts;

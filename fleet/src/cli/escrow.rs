@@ -2,11 +2,17 @@
 //!
 //! - `keygen --key K.pem --public P.pem`: a P-256 escrow key (PKCS#8 PEM, mode 0600, refused if
 //!   it exists) and its public key PEM, which devices get as `volume create --escrow-key`.
-//! - `release --config F ID --blob ESCROW_FILE [--out FILE] [--override --reason TEXT]`: opens
-//!   the escrow record (`vouch_attest::escrow`) only when the device's last verdict in the
-//!   registry is trusted, or with `--override` and a reason. Every release is written to the
-//!   audit log (kind `escrow_release`, with the verdict id or the override reason); refusals
-//!   name why. The passphrase goes to standard output or to `--out` (mode 0600).
+//! - `release --config F ID VOLUME [--override --reason TEXT] [--wait SECS]`: gives the recovery
+//!   passphrase of volume VOLUME (its UUID) back to the device, only when the device's last
+//!   verdict in the registry is trusted, or with `--override` and a reason. The record is the
+//!   one the device deposited; the release is queued in the registry, and the running server
+//!   sends the passphrase encrypted to the device's TPM (`serve::escrow`). `--wait` waits for
+//!   the device's answer.
+//! - `release --config F ID --blob ESCROW_FILE [--out FILE] [...]`: for a device that cannot be
+//!   reached, the passphrase goes to the operator instead: standard output or `--out` (0600).
+//!
+//! Every release is written to the audit log (kind `escrow_release`, with the verdict id or the
+//! override reason); refusals name why.
 
 use super::serve::{fail, open, ConfigArg};
 use crate::exit;
@@ -46,9 +52,16 @@ struct ReleaseArgs {
     config: ConfigArg,
     /// Device id.
     id: String,
-    /// The escrow record (`volume create --escrow-out`, or the volume's vouch-escrow token).
+    /// The volume's UUID: its passphrase goes back to the device (from the record it deposited).
+    #[arg(required_unless_present = "blob")]
+    volume: Option<String>,
+    /// Hand the passphrase to the operator instead, from this escrow record (`volume create
+    /// --escrow-out`, or the volume's vouch-escrow token).
     #[arg(long, value_name = "FILE")]
-    blob: PathBuf,
+    blob: Option<PathBuf>,
+    /// Wait up to this many seconds for the device's answer (device delivery only).
+    #[arg(long, value_name = "SECS", conflicts_with = "blob")]
+    wait: Option<u64>,
     /// The escrow private key (default: escrow.key.pem in the fleet state directory).
     #[arg(long, value_name = "PEM")]
     key: Option<PathBuf>,
@@ -58,8 +71,8 @@ struct ReleaseArgs {
     /// Why the override is needed (recorded in the audit log).
     #[arg(long)]
     reason: Option<String>,
-    /// Write the passphrase to this file (mode 0600) instead of standard output.
-    #[arg(long, value_name = "FILE")]
+    /// Write the passphrase to this file (mode 0600) instead of standard output (--blob only).
+    #[arg(long, value_name = "FILE", requires = "blob")]
     out: Option<PathBuf>,
 }
 
@@ -90,6 +103,29 @@ pub enum EscrowCmdError {
     /// The record belongs to another device.
     #[error("the escrow record is for device {record}, not {given}: refused")]
     OtherDevice { record: String, given: String },
+    /// The record is of another volume than the one named.
+    #[error("the escrow record is for volume {record}, not {given}: refused")]
+    OtherVolume { record: String, given: String },
+    /// The device deposited no record for the volume.
+    #[error("device {id} has deposited no escrow record for volume {volume} (it has: [{known}]); is the agent running with that volume in its volumes file?")]
+    NoRecord {
+        id: String,
+        volume: String,
+        known: String,
+    },
+    /// The stored record does not parse.
+    #[error("the stored escrow record of volume {volume}: {source}")]
+    StoredRecord {
+        volume: String,
+        #[source]
+        source: EscrowError,
+    },
+    /// `--wait` ran out.
+    #[error("release #{id} queued, but no answer from the device within {secs} s (is `vouch-fleet serve` running and the device connected?)")]
+    NoAnswer { id: i64, secs: u64 },
+    /// The device could not use the passphrase.
+    #[error("release #{id}: {result}")]
+    DeviceFailed { id: i64, result: String },
     /// The device has no verdict.
     #[error("device {0} has no verdict in the registry: release refused (use --override --reason after checking it otherwise)")]
     NoVerdict(String),
@@ -108,8 +144,12 @@ pub enum EscrowCmdError {
 impl EscrowCmdError {
     fn code(&self) -> u8 {
         match self {
-            EscrowCmdError::NoVerdict(_) | EscrowCmdError::Untrusted { .. } => exit::REJECTED,
-            EscrowCmdError::Registry(_) | EscrowCmdError::Write { .. } => exit::INTERNAL,
+            EscrowCmdError::NoVerdict(_)
+            | EscrowCmdError::Untrusted { .. }
+            | EscrowCmdError::DeviceFailed { .. } => exit::REJECTED,
+            EscrowCmdError::Registry(_)
+            | EscrowCmdError::Write { .. }
+            | EscrowCmdError::NoAnswer { .. } => exit::INTERNAL,
             _ => exit::INPUT,
         }
     }
@@ -193,38 +233,49 @@ fn release_with(
     key_path: &Path,
     reg: &mut vouch_fleet::registry::Registry,
 ) -> Result<(), EscrowCmdError> {
-    let record = EscrowRecord::parse(&read(&a.blob, 64 * 1024)?).map_err(|source| {
-        EscrowCmdError::Escrow {
-            path: a.blob.clone(),
-            source,
+    let (record, origin) = match &a.blob {
+        Some(blob) => {
+            let record = EscrowRecord::parse(&read(blob, 64 * 1024)?).map_err(|source| {
+                EscrowCmdError::Escrow {
+                    path: blob.clone(),
+                    source,
+                }
+            })?;
+            (record, blob.clone())
         }
-    })?;
+        None => {
+            // clap requires VOLUME without --blob.
+            let volume = a.volume.as_deref().unwrap_or_default();
+            let stored = reg
+                .escrow(&a.id, volume)?
+                .ok_or_else(|| EscrowCmdError::NoRecord {
+                    id: a.id.clone(),
+                    volume: volume.to_owned(),
+                    known: reg.escrowed_volumes(&a.id).unwrap_or_default().join(", "),
+                })?;
+            let record = EscrowRecord::parse(stored.record.as_bytes()).map_err(|source| {
+                EscrowCmdError::StoredRecord {
+                    volume: volume.to_owned(),
+                    source,
+                }
+            })?;
+            (record, PathBuf::from(format!("registry:{volume}")))
+        }
+    };
     if record.device_id != a.id {
         return Err(EscrowCmdError::OtherDevice {
             record: record.device_id,
             given: a.id.clone(),
         });
     }
-    let last = reg.verdicts(&a.id, 1)?.into_iter().next();
-    let basis = match (&last, a.force) {
-        (Some(v), _) if v.trusted => format!("last verdict #{} trusted", v.id),
-        (_, true) => format!(
-            "OVERRIDE ({}): {}",
-            match &last {
-                Some(v) => format!("last verdict #{} untrusted", v.id),
-                None => "no verdict".into(),
-            },
-            a.reason.as_deref().unwrap_or_default()
-        ),
-        (None, false) => return Err(EscrowCmdError::NoVerdict(a.id.clone())),
-        (Some(v), false) => {
-            return Err(EscrowCmdError::Untrusted {
-                id: a.id.clone(),
-                verdict: v.id,
-                reasons: v.reasons.join("; "),
-            })
-        }
-    };
+    if let Some(v) = a.volume.as_ref().filter(|v| **v != record.volume_uuid) {
+        return Err(EscrowCmdError::OtherVolume {
+            record: record.volume_uuid,
+            given: v.clone(),
+        });
+    }
+    let basis = basis(a, reg)?;
+    // The record must open with the escrow key before anything is released or queued.
     let pem = read(key_path, 16 * 1024)?;
     let key = escrow::secret_from_pem(&String::from_utf8_lossy(&pem)).map_err(|source| {
         EscrowCmdError::Escrow {
@@ -233,14 +284,35 @@ fn release_with(
         }
     })?;
     let pass = record.open(&key).map_err(|source| EscrowCmdError::Escrow {
-        path: a.blob.clone(),
+        path: origin.clone(),
         source,
     })?;
+    if a.blob.is_none() {
+        drop(pass);
+        let now = now_ms();
+        let id = reg.queue_escrow_release(&a.id, &record.volume_uuid, &basis, now)?;
+        reg.audit(
+            AuditKind::EscrowRelease,
+            Some(&a.id),
+            &format!(
+                "volume {} recovery passphrase released to the device (release #{id}): {basis}",
+                record.volume_uuid
+            ),
+            now,
+        )?;
+        eprintln!(
+            "release #{id} queued: the running server sends it to the device, encrypted to its TPM"
+        );
+        return match a.wait {
+            Some(secs) => wait_answer(reg, id, secs),
+            None => Ok(()),
+        };
+    }
     reg.audit(
         AuditKind::EscrowRelease,
         Some(&a.id),
         &format!(
-            "volume {} recovery passphrase released: {basis}",
+            "volume {} recovery passphrase released to the operator: {basis}",
             record.volume_uuid
         ),
         now_ms(),
@@ -256,5 +328,49 @@ fn release_with(
                     source,
                 })
         }
+    }
+}
+
+/// Why the release is allowed: the trusted last verdict, or the override with its reason.
+fn basis(a: &ReleaseArgs, reg: &vouch_fleet::registry::Registry) -> Result<String, EscrowCmdError> {
+    let last = reg.verdicts(&a.id, 1)?.into_iter().next();
+    match (&last, a.force) {
+        (Some(v), _) if v.trusted => Ok(format!("last verdict #{} trusted", v.id)),
+        (_, true) => Ok(format!(
+            "OVERRIDE ({}): {}",
+            match &last {
+                Some(v) => format!("last verdict #{} untrusted", v.id),
+                None => "no verdict".into(),
+            },
+            a.reason.as_deref().unwrap_or_default()
+        )),
+        (None, false) => Err(EscrowCmdError::NoVerdict(a.id.clone())),
+        (Some(v), false) => Err(EscrowCmdError::Untrusted {
+            id: a.id.clone(),
+            verdict: v.id,
+            reasons: v.reasons.join("; "),
+        }),
+    }
+}
+
+/// Polls the registry for the device's answer to release `id`.
+fn wait_answer(
+    reg: &vouch_fleet::registry::Registry,
+    id: i64,
+    secs: u64,
+) -> Result<(), EscrowCmdError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(result) = reg.escrow_release(id)?.and_then(|r| r.result) {
+            if result.starts_with("ok") {
+                eprintln!("release #{id}: device reports {result}");
+                return Ok(());
+            }
+            return Err(EscrowCmdError::DeviceFailed { id, result });
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(EscrowCmdError::NoAnswer { id, secs });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }

@@ -33,6 +33,10 @@ pub enum AuditKind {
     Deleted,
     /// A volume recovery passphrase was released from escrow (normal or override).
     EscrowRelease,
+    /// A device deposited a volume's escrow record.
+    EscrowDeposit,
+    /// A released passphrase was sent to the device, or the device reported what it did.
+    EscrowDelivery,
 }
 
 impl AuditKind {
@@ -46,6 +50,8 @@ impl AuditKind {
             AuditKind::Revoked => "revoked",
             AuditKind::Deleted => "deleted",
             AuditKind::EscrowRelease => "escrow_release",
+            AuditKind::EscrowDeposit => "escrow_deposit",
+            AuditKind::EscrowDelivery => "escrow_delivery",
         }
     }
 }

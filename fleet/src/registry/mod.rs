@@ -9,12 +9,14 @@
 
 mod audit;
 mod devices;
+mod escrow;
 mod nonces;
 mod requests;
 mod verdicts;
 
 pub use audit::{AuditEntry, AuditKind, ChainCheck, ChainProblem};
 pub use devices::{Device, DeviceStatus, NewDevice};
+pub use escrow::{EscrowRelease, StoredEscrow};
 pub use nonces::{IssuedNonce, NonceRefusal};
 pub use requests::AttestRequest;
 pub use verdicts::{StoredVerdict, VerdictRecord};
@@ -101,6 +103,23 @@ CREATE TABLE IF NOT EXISTS attest_requests (
     device_id    TEXT NOT NULL,
     requested_ms INTEGER NOT NULL,
     taken_ms     INTEGER
+);
+CREATE TABLE IF NOT EXISTS escrow (
+    device_id    TEXT NOT NULL,
+    volume_uuid  TEXT NOT NULL,
+    record       TEXT NOT NULL,
+    deposited_ms INTEGER NOT NULL,
+    PRIMARY KEY (device_id, volume_uuid)
+);
+CREATE TABLE IF NOT EXISTS escrow_releases (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id    TEXT NOT NULL,
+    volume_uuid  TEXT NOT NULL,
+    basis        TEXT NOT NULL,
+    requested_ms INTEGER NOT NULL,
+    sent_ms      INTEGER,
+    result_ms    INTEGER,
+    result       TEXT
 );
 CREATE TABLE IF NOT EXISTS device_policy (
     device_id    TEXT PRIMARY KEY,

@@ -17,6 +17,7 @@
 
 pub mod attest;
 pub mod enroll;
+pub mod escrow;
 pub mod evidence;
 pub mod limits;
 pub mod mqtt;
@@ -77,6 +78,10 @@ pub enum Route<'a> {
     Attestation(&'a str),
     /// `devices/<id>/boot`.
     Boot(&'a str),
+    /// `devices/<id>/escrow`.
+    EscrowDeposit(&'a str),
+    /// `devices/<id>/recovery`.
+    Recovery(&'a str),
 }
 
 impl<'a> Route<'a> {
@@ -92,6 +97,8 @@ impl<'a> Route<'a> {
             ("enroll", "request") => Some(Route::Enroll(b)),
             ("devices", "attestation") => Some(Route::Attestation(b)),
             ("devices", "boot") => Some(Route::Boot(b)),
+            ("devices", "escrow") => Some(Route::EscrowDeposit(b)),
+            ("devices", "recovery") => Some(Route::Recovery(b)),
             _ => None,
         }
     }
@@ -100,7 +107,10 @@ impl<'a> Route<'a> {
     pub fn sender(self) -> Sender<'a> {
         match self {
             Route::Enroll(_) => Sender::Enroll,
-            Route::Attestation(id) | Route::Boot(id) => Sender::Device(id),
+            Route::Attestation(id)
+            | Route::Boot(id)
+            | Route::EscrowDeposit(id)
+            | Route::Recovery(id) => Sender::Device(id),
         }
     }
 }
@@ -252,6 +262,14 @@ impl Server {
                 self.postpone(id, now);
                 out
             }
+            Some(Route::EscrowDeposit(id)) => {
+                escrow::handle_deposit(self, id, payload, now);
+                Vec::new()
+            }
+            Some(Route::Recovery(id)) => {
+                escrow::handle_result(self, id, payload, now);
+                Vec::new()
+            }
             None => Vec::new(),
         }
     }
@@ -300,7 +318,7 @@ impl Server {
                 due.push(r.device_id);
             }
         }
-        let mut out = Vec::new();
+        let mut out = escrow::send_pending(self, now);
         for id in due {
             match attest::challenge(self, &id, now) {
                 Ok(Some(o)) => out.push(o),
@@ -399,8 +417,17 @@ mod tests {
             Some(Route::Attestation("d1"))
         );
         assert_eq!(Route::of("devices/d1/boot"), Some(Route::Boot("d1")));
+        assert_eq!(
+            Route::of("devices/d1/escrow"),
+            Some(Route::EscrowDeposit("d1"))
+        );
+        assert_eq!(
+            Route::of("devices/d1/recovery"),
+            Some(Route::Recovery("d1"))
+        );
         for t in [
             "devices/d1/cmd/attest",
+            "devices/d1/cmd/escrow",
             "devices/vouch-claim/boot",
             "devices/+/boot",
             "enroll/x/response",

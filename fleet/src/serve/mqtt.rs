@@ -24,10 +24,12 @@ use tokio::sync::mpsc;
 use vouch_attest::protocol::MAX_MESSAGE_BYTES;
 
 /// Topics the fleet subscribes to.
-pub const SUBSCRIPTIONS: [&str; 3] = [
+pub const SUBSCRIPTIONS: [&str; 5] = [
     "enroll/+/request",
     "devices/+/attestation",
     "devices/+/boot",
+    "devices/+/escrow",
+    "devices/+/recovery",
 ];
 /// Worker tasks running handlers.
 pub const WORKERS: usize = 4;

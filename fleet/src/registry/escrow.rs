@@ -1,0 +1,231 @@
+//! Escrow records deposited by devices (one per device and volume; a newer deposit replaces an
+//! older one) and released passphrases waiting to be sent: `vouch-fleet escrow release ID
+//! VOLUME` queues a row after its checks, the running server sends it and records the device's
+//! answer.
+
+use super::{q, Registry, RegistryError};
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+/// A deposited escrow record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredEscrow {
+    /// Device id.
+    pub device_id: String,
+    /// Volume UUID.
+    pub volume_uuid: String,
+    /// The record JSON (`vouch_attest::escrow::EscrowRecord`).
+    pub record: String,
+    /// When it was deposited (ms since the epoch).
+    pub deposited_ms: i64,
+}
+
+/// A release queued for delivery to the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EscrowRelease {
+    /// Row id.
+    pub id: i64,
+    /// Device id.
+    pub device_id: String,
+    /// Volume UUID.
+    pub volume_uuid: String,
+    /// Why it was allowed (trusted verdict id, or the override reason).
+    pub basis: String,
+    /// When it was approved.
+    pub requested_ms: i64,
+    /// When it was sent to the device.
+    pub sent_ms: Option<i64>,
+    /// When the device answered.
+    pub result_ms: Option<i64>,
+    /// The device's answer.
+    pub result: Option<String>,
+}
+
+fn release_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EscrowRelease> {
+    Ok(EscrowRelease {
+        id: r.get(0)?,
+        device_id: r.get(1)?,
+        volume_uuid: r.get(2)?,
+        basis: r.get(3)?,
+        requested_ms: r.get(4)?,
+        sent_ms: r.get(5)?,
+        result_ms: r.get(6)?,
+        result: r.get(7)?,
+    })
+}
+
+const RELEASE_COLUMNS: &str =
+    "id, device_id, volume_uuid, basis, requested_ms, sent_ms, result_ms, result";
+
+impl Registry {
+    /// Stores (or replaces) a device's escrow record for a volume.
+    pub fn deposit_escrow(
+        &self,
+        device_id: &str,
+        volume_uuid: &str,
+        record: &str,
+        now_ms: i64,
+    ) -> Result<(), RegistryError> {
+        self.conn()
+            .execute(
+                "INSERT INTO escrow (device_id, volume_uuid, record, deposited_ms) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (device_id, volume_uuid) \
+                 DO UPDATE SET record = excluded.record, deposited_ms = excluded.deposited_ms",
+                params![device_id, volume_uuid, record, now_ms],
+            )
+            .map_err(q("store escrow record"))?;
+        Ok(())
+    }
+
+    /// The escrow record of a device's volume.
+    pub fn escrow(
+        &self,
+        device_id: &str,
+        volume_uuid: &str,
+    ) -> Result<Option<StoredEscrow>, RegistryError> {
+        self.conn()
+            .query_row(
+                "SELECT device_id, volume_uuid, record, deposited_ms FROM escrow \
+                 WHERE device_id = ?1 AND volume_uuid = ?2",
+                params![device_id, volume_uuid],
+                |r| {
+                    Ok(StoredEscrow {
+                        device_id: r.get(0)?,
+                        volume_uuid: r.get(1)?,
+                        record: r.get(2)?,
+                        deposited_ms: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(q("read escrow record"))
+    }
+
+    /// The volumes a device has deposited records for, by UUID.
+    pub fn escrowed_volumes(&self, device_id: &str) -> Result<Vec<String>, RegistryError> {
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT volume_uuid FROM escrow WHERE device_id = ?1 ORDER BY volume_uuid")
+            .map_err(q("list escrow records"))?;
+        let rows = stmt
+            .query_map(params![device_id], |r| r.get(0))
+            .map_err(q("list escrow records"))?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(q("list escrow records"))?;
+        Ok(rows)
+    }
+
+    /// Queues an approved release for delivery; returns its row id.
+    pub fn queue_escrow_release(
+        &self,
+        device_id: &str,
+        volume_uuid: &str,
+        basis: &str,
+        now_ms: i64,
+    ) -> Result<i64, RegistryError> {
+        self.conn()
+            .execute(
+                "INSERT INTO escrow_releases (device_id, volume_uuid, basis, requested_ms) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![device_id, volume_uuid, basis, now_ms],
+            )
+            .map_err(q("queue escrow release"))?;
+        Ok(self.conn().last_insert_rowid())
+    }
+
+    /// Releases approved but not yet sent, oldest first.
+    pub fn unsent_escrow_releases(&self) -> Result<Vec<EscrowRelease>, RegistryError> {
+        let mut stmt = self
+            .conn()
+            .prepare(&format!(
+                "SELECT {RELEASE_COLUMNS} FROM escrow_releases WHERE sent_ms IS NULL \
+                 ORDER BY id LIMIT 100"
+            ))
+            .map_err(q("list escrow releases"))?;
+        let rows = stmt
+            .query_map([], release_row)
+            .map_err(q("list escrow releases"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(q("list escrow releases"))?;
+        Ok(rows)
+    }
+
+    /// Marks a release sent.
+    pub fn mark_escrow_sent(&self, id: i64, now_ms: i64) -> Result<(), RegistryError> {
+        self.conn()
+            .execute(
+                "UPDATE escrow_releases SET sent_ms = ?2 WHERE id = ?1",
+                params![id, now_ms],
+            )
+            .map_err(q("mark escrow release sent"))?;
+        Ok(())
+    }
+
+    /// Records the device's answer on the newest sent release of that volume; false when there
+    /// is no such release (an answer nobody asked for).
+    pub fn record_escrow_result(
+        &self,
+        device_id: &str,
+        volume_uuid: &str,
+        result: &str,
+        now_ms: i64,
+    ) -> Result<bool, RegistryError> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE escrow_releases SET result = ?3, result_ms = ?4 WHERE id = (\
+                 SELECT id FROM escrow_releases WHERE device_id = ?1 AND volume_uuid = ?2 \
+                 AND sent_ms IS NOT NULL AND result_ms IS NULL ORDER BY id DESC LIMIT 1)",
+                params![device_id, volume_uuid, result, now_ms],
+            )
+            .map_err(q("record escrow result"))?;
+        Ok(n == 1)
+    }
+
+    /// One release by row id.
+    pub fn escrow_release(&self, id: i64) -> Result<Option<EscrowRelease>, RegistryError> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {RELEASE_COLUMNS} FROM escrow_releases WHERE id = ?1"),
+                params![id],
+                release_row,
+            )
+            .optional()
+            .map_err(q("read escrow release"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deposit_replace_queue_send_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        reg.deposit_escrow("d1", "u1", "{\"a\":1}", 10).unwrap();
+        reg.deposit_escrow("d1", "u1", "{\"a\":2}", 20).unwrap();
+        reg.deposit_escrow("d1", "u2", "{}", 20).unwrap();
+        let e = reg.escrow("d1", "u1").unwrap().unwrap();
+        assert_eq!((e.record.as_str(), e.deposited_ms), ("{\"a\":2}", 20));
+        assert_eq!(reg.escrowed_volumes("d1").unwrap(), vec!["u1", "u2"]);
+        assert!(reg.escrow("d2", "u1").unwrap().is_none());
+
+        // An answer before anything was sent is not recorded.
+        assert!(!reg.record_escrow_result("d1", "u1", "ok", 25).unwrap());
+        let id = reg
+            .queue_escrow_release("d1", "u1", "verdict #3", 30)
+            .unwrap();
+        assert_eq!(reg.unsent_escrow_releases().unwrap().len(), 1);
+        reg.mark_escrow_sent(id, 31).unwrap();
+        assert!(reg.unsent_escrow_releases().unwrap().is_empty());
+        assert!(reg
+            .record_escrow_result("d1", "u1", "ok: sealed", 40)
+            .unwrap());
+        assert!(!reg.record_escrow_result("d1", "u1", "again", 41).unwrap());
+        let r = reg.escrow_release(id).unwrap().unwrap();
+        assert_eq!(r.sent_ms, Some(31));
+        assert_eq!(r.result.as_deref(), Some("ok: sealed"));
+        assert_eq!(r.basis, "verdict #3");
+    }
+}

@@ -89,13 +89,19 @@ pub enum EscrowError {
 
 /// Additional authenticated data for a volume on a device.
 pub fn aad(volume_uuid: &str, device_id: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for part in [
+    length_prefixed(&[
         b"vouch-escrow".as_slice(),
         volume_uuid.as_bytes(),
         device_id.as_bytes(),
-    ] {
-        out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+    ])
+}
+
+/// The parts, each preceded by its length as a big-endian u32 (unambiguous concatenation).
+pub(crate) fn length_prefixed(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in parts {
+        let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(part);
     }
     out

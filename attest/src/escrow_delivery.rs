@@ -45,16 +45,11 @@ pub enum DeliveryError {
 
 /// Additional authenticated data of a delivery.
 pub fn aad(device_id: &str, volume_uuid: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for part in [
+    crate::escrow::length_prefixed(&[
         b"vouch-escrow-delivery".as_slice(),
         device_id.as_bytes(),
         volume_uuid.as_bytes(),
-    ] {
-        out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        out.extend_from_slice(part);
-    }
-    out
+    ])
 }
 
 /// Encrypts `passphrase` for the device whose EK is `ek` and whose AK has the name `ak_name`.

@@ -23,6 +23,22 @@ fn ok(o: &Output) {
     assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
 }
 
+/// `volume unlock --dry-run`: unseal and open keyslot 0, no mapping.
+fn dry_unlock(tpm: &Swtpm, state: &Path, image: &str) -> Output {
+    tpm.agent(
+        state,
+        &[
+            "volume",
+            "unlock",
+            "--device",
+            image,
+            "--name",
+            "v",
+            "--dry-run",
+        ],
+    )
+}
+
 fn agent_log(config: &Path) -> String {
     std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
 }
@@ -122,18 +138,7 @@ fn a_released_passphrase_reaches_the_device_only_after_a_trusted_verdict() {
     agent.stop();
     tpm.restart().unwrap();
     tpm.boot_from_log(&std::fs::read(&log_b).unwrap()).unwrap();
-    let o = tpm.agent(
-        &state,
-        &[
-            "volume",
-            "unlock",
-            "--device",
-            &image,
-            "--name",
-            "v",
-            "--dry-run",
-        ],
-    );
+    let o = dry_unlock(&tpm, &state, &image);
     assert_eq!(o.code, 7, "{}", o.stderr);
     let o = tpm.agent(&state, &["volume", "reseal", "--device", &image]);
     assert_ne!(o.code, 0);
@@ -211,18 +216,7 @@ fn a_released_passphrase_reaches_the_device_only_after_a_trusted_verdict() {
     let o = tpm.agent(&state, &["volume", "reseal", "--device", &image]);
     ok(&o);
     assert!(!sealed.exists(), "the released passphrase file is removed");
-    let o = tpm.agent(
-        &state,
-        &[
-            "volume",
-            "unlock",
-            "--device",
-            &image,
-            "--name",
-            "v",
-            "--dry-run",
-        ],
-    );
+    let o = dry_unlock(&tpm, &state, &image);
     ok(&o);
     // And cryptsetup agrees that the passphrase opens the recovery keyslot.
     let pf = tpm.dir().join("pass");

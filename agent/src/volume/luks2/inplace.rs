@@ -21,8 +21,10 @@
 //!    and is recovered on resume by opening the journal with the same secret.
 //! 2. After it, two 4096-byte progress records are written alternately, each with a
 //!    sequence number and a SHA-256 checksum: `done_from` (all plaintext at or above it
-//!    is encrypted in place), the device size and the volume UUID. A torn record fails
-//!    its checksum and the other (older) one is used: at worst one chunk is redone.
+//!    is encrypted in place), the device size and a fingerprint of the device (SHA-256
+//!    of the first [`FINGERPRINT_LEN`] bytes of ciphertext at `done_from + S`, written by
+//!    this job and never rewritten by it). A torn record fails its checksum and the other
+//!    (older) one is used: at worst one chunk is redone.
 //! 3. Each step is: write chunk, sync device, write record, sync journal.
 //! 4. When `done_from` reaches 0, the header area is copied from the journal to
 //!    `[0, 2 * hdr_size + keyslots_size)` of the device (idempotent, redone after a
@@ -31,6 +33,10 @@
 //!
 //! Before the first record exists nothing on the device has been written, so a crash
 //! there simply restarts (with a new volume key).
+//!
+//! A resume first checks that the journal belongs to the device: same size, and the
+//! recorded fingerprint matches the device's bytes. Resuming another device's journal
+//! would skip that device's unmoved data and destroy it.
 
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -42,7 +48,15 @@ use super::{Luks2Error, Luks2Volume};
 
 /// Size of one progress record slot.
 const RECORD_SIZE: usize = 4096;
-const RECORD_MAGIC: &[u8; 8] = b"VOUCHENC";
+/// Magic of the progress records (version 2: with the device fingerprint).
+const RECORD_MAGIC: &[u8; 8] = b"VOUCHEN2";
+/// Magic of version-1 records (no fingerprint), refused rather than taken for no record.
+const RECORD_MAGIC_V1: &[u8; 8] = b"VOUCHENC";
+/// Bytes of ciphertext hashed into a record's device fingerprint (fewer while less than
+/// this has been encrypted).
+pub const FINGERPRINT_LEN: u64 = 4096;
+/// Length of a record's checksummed body: magic, seq, size, done_from, complete, fingerprint.
+const RECORD_BODY: usize = 8 + 3 * 8 + 1 + 32;
 
 /// Errors of in-place encryption.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +86,7 @@ pub enum InplaceError {
         /// Sector size.
         sector: u32,
     },
-    /// The journal belongs to another device (size or UUID differ).
+    /// The journal belongs to another device (sizes differ).
     #[error("journal belongs to another device: it records size {recorded}, device has {actual}")]
     ForeignJournal {
         /// Size in the journal.
@@ -80,6 +94,21 @@ pub enum InplaceError {
         /// Size of the device.
         actual: u64,
     },
+    /// The journal belongs to another device of the same size: the ciphertext it recorded
+    /// is not on this device.
+    #[error(
+        "journal belongs to another device: the {len} bytes of ciphertext it recorded at byte \
+         {offset} are not on this device (nothing was written)"
+    )]
+    ForeignDevice {
+        /// Device offset of the fingerprinted bytes.
+        offset: u64,
+        /// Number of fingerprinted bytes.
+        len: u64,
+    },
+    /// The journal was written by an older version without device fingerprints.
+    #[error("journal written by an older vouch-agent (record format 1): finish the job with that version")]
+    OldJournal,
     /// Writing the journal's header failed.
     #[error("creating journal header: {0}")]
     Format(#[source] FormatError),
@@ -107,6 +136,7 @@ struct Record {
     device_size: u64,
     done_from: u64,
     complete: bool,
+    fingerprint: [u8; 32],
 }
 
 impl Record {
@@ -119,6 +149,7 @@ impl Record {
             .chain(self.device_size.to_be_bytes())
             .chain(self.done_from.to_be_bytes())
             .chain([u8::from(self.complete)])
+            .chain(self.fingerprint)
             .collect();
         let sum = Sha256::digest(&body);
         if let Some(dst) = b.get_mut(..body.len()) {
@@ -131,8 +162,8 @@ impl Record {
     }
 
     fn decode(b: &[u8]) -> Option<Record> {
-        let body = b.get(..33)?;
-        let sum = b.get(33..65)?;
+        let body = b.get(..RECORD_BODY)?;
+        let sum = b.get(RECORD_BODY..RECORD_BODY + 32)?;
         if body.get(..8)? != RECORD_MAGIC || Sha256::digest(body)[..] != *sum {
             return None;
         }
@@ -144,13 +175,46 @@ impl Record {
             device_size: num(16)?,
             done_from: num(24)?,
             complete: *body.get(32)? == 1,
+            fingerprint: body.get(33..65)?.try_into().ok()?,
         })
     }
+
+    /// A version-1 record (33-byte body) with a valid checksum.
+    fn is_v1(b: &[u8]) -> bool {
+        match (b.get(..33), b.get(33..65)) {
+            (Some(body), Some(sum)) => {
+                body.get(..8) == Some(RECORD_MAGIC_V1) && Sha256::digest(body)[..] == *sum
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The bytes a record at `done_from` fingerprints: ciphertext this job wrote at
+/// `done_from + shift`, which later steps (lower chunks, the header area) never touch.
+fn fingerprint_range(done_from: u64, plain_len: u64, shift: u64) -> (u64, u64) {
+    let len = plain_len.saturating_sub(done_from).min(FINGERPRINT_LEN);
+    (done_from.saturating_add(shift), len)
+}
+
+fn fingerprint<D: BlockDevice>(
+    dev: &mut D,
+    done_from: u64,
+    plain_len: u64,
+    shift: u64,
+) -> Result<[u8; 32], InplaceError> {
+    let (at, len) = fingerprint_range(done_from, plain_len, shift);
+    let mut b = vec![0u8; len as usize];
+    dev.read_at(at, &mut b).map_err(InplaceError::Device)?;
+    Ok(Sha256::digest(&b).into())
 }
 
 /// Progress records sit in the journal right after the header area, which ends at the
 /// data offset.
-fn read_record<J: BlockDevice>(journal: &mut J, record_at: u64) -> Option<Record> {
+fn read_record<J: BlockDevice>(
+    journal: &mut J,
+    record_at: u64,
+) -> Result<Option<Record>, InplaceError> {
     let mut best: Option<Record> = None;
     for slot in 0..2u64 {
         let mut b = vec![0u8; RECORD_SIZE];
@@ -160,6 +224,9 @@ fn read_record<J: BlockDevice>(journal: &mut J, record_at: u64) -> Option<Record
         {
             continue;
         }
+        if Record::is_v1(&b) {
+            return Err(InplaceError::OldJournal);
+        }
         if let Some(r) = Record::decode(&b) {
             match best {
                 Some(x) if x.seq >= r.seq => {}
@@ -167,7 +234,7 @@ fn read_record<J: BlockDevice>(journal: &mut J, record_at: u64) -> Option<Record
             }
         }
     }
-    best
+    Ok(best)
 }
 
 fn write_record<J: BlockDevice>(
@@ -216,7 +283,7 @@ pub fn encrypt_existing<D: BlockDevice, J: BlockDevice>(
     let plain_len = size - shift;
 
     // A record means data may have moved: never start over then.
-    let mut record = match read_record(journal, shift) {
+    let mut record = match read_record(journal, shift)? {
         Some(r) => r,
         None => {
             format_impl(journal, secret, recovery, opts, false).map_err(InplaceError::Format)?;
@@ -225,6 +292,7 @@ pub fn encrypt_existing<D: BlockDevice, J: BlockDevice>(
                 device_size: size,
                 done_from: plain_len,
                 complete: false,
+                fingerprint: fingerprint(dev, plain_len, plain_len, shift)?,
             };
             write_record(journal, shift, &r)?;
             r
@@ -235,6 +303,10 @@ pub fn encrypt_existing<D: BlockDevice, J: BlockDevice>(
             recorded: record.device_size,
             actual: size,
         });
+    }
+    if fingerprint(dev, record.done_from, plain_len, shift)? != record.fingerprint {
+        let (offset, len) = fingerprint_range(record.done_from, plain_len, shift);
+        return Err(InplaceError::ForeignDevice { offset, len });
     }
     let header = Luks2Volume::read(journal).map_err(InplaceError::Journal)?;
     let key = header
@@ -256,6 +328,7 @@ pub fn encrypt_existing<D: BlockDevice, J: BlockDevice>(
             .map_err(InplaceError::Device)?;
         record.seq += 1;
         record.done_from = off;
+        record.fingerprint = fingerprint(dev, off, plain_len, shift)?;
         write_record(journal, shift, &record)?;
     }
 

@@ -138,7 +138,7 @@ fn power_cut_at_every_write_then_resume_loses_nothing() {
         if first.is_err() {
             crashes += 1;
             // A wrong secret on resume is refused before anything is written.
-            if read_record(&mut journal, SHIFT).is_some() {
+            if matches!(read_record(&mut journal, SHIFT), Ok(Some(_))) {
                 let before = dev.clone();
                 let wrong = Zeroizing::new(vec![0u8; 32]);
                 assert!(matches!(
@@ -214,4 +214,122 @@ fn bad_parameters_are_refused() {
         ),
         Err(InplaceError::DeviceSize { .. })
     ));
+}
+
+/// Stops after `budget` device writes: an interrupted job whose journal holds progress.
+fn interrupted(budget: u64) -> (MemDevice, MemDevice) {
+    let mut dev = fresh();
+    let mut journal = MemDevice(vec![0u8; SHIFT as usize + 2 * RECORD_SIZE]);
+    let cell = Cell::new(budget);
+    let mut d = Crashy {
+        inner: &mut dev,
+        budget: &cell,
+    };
+    let r = encrypt_existing(
+        &mut d,
+        &mut journal,
+        &secret(),
+        &recovery(),
+        &opts(),
+        64 << 10,
+    );
+    assert!(r.is_err(), "the job must be interrupted");
+    (dev, journal)
+}
+
+#[test]
+fn journal_of_another_device_of_the_same_size_is_refused() {
+    let (_, mut journal) = interrupted(1);
+    let record = read_record(&mut journal, SHIFT).unwrap().unwrap();
+    assert!(
+        record.seq > 0 && record.done_from < PLAIN as u64,
+        "{record:?}"
+    );
+    // Another device of the same size, with other data.
+    let mut other = MemDevice(
+        plaintext()
+            .iter()
+            .map(|b| b ^ 0x5a)
+            .chain(std::iter::repeat_n(0, SHIFT as usize))
+            .collect(),
+    );
+    let before = other.clone();
+    let err = encrypt_existing(
+        &mut other,
+        &mut journal,
+        &secret(),
+        &recovery(),
+        &opts(),
+        64 << 10,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, InplaceError::ForeignDevice { offset, len: 4096 }
+            if offset == record.done_from + SHIFT),
+        "{err}"
+    );
+    assert_eq!(other, before, "a foreign device must be left untouched");
+}
+
+#[test]
+fn journal_of_a_finished_job_is_refused_on_another_device() {
+    let mut dev = fresh();
+    let mut journal = MemDevice(vec![0u8; SHIFT as usize + 2 * RECORD_SIZE]);
+    encrypt_existing(
+        &mut dev,
+        &mut journal,
+        &secret(),
+        &recovery(),
+        &opts(),
+        64 << 10,
+    )
+    .expect("encrypt");
+    let mut other = fresh();
+    let before = other.clone();
+    let err = encrypt_existing(
+        &mut other,
+        &mut journal,
+        &secret(),
+        &recovery(),
+        &opts(),
+        64 << 10,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, InplaceError::ForeignDevice { offset: SHIFT, .. }),
+        "{err}"
+    );
+    assert_eq!(other, before);
+}
+
+#[test]
+fn version_1_records_are_refused_not_taken_for_a_fresh_journal() {
+    let (mut dev, mut journal) = interrupted(2);
+    // Rewrite the newest record in the version-1 layout (33-byte body, no fingerprint).
+    let r = read_record(&mut journal, SHIFT).unwrap().unwrap();
+    let mut body = RECORD_MAGIC_V1.to_vec();
+    body.extend_from_slice(&r.seq.to_be_bytes());
+    body.extend_from_slice(&r.device_size.to_be_bytes());
+    body.extend_from_slice(&r.done_from.to_be_bytes());
+    body.push(0);
+    let sum = Sha256::digest(&body);
+    body.extend_from_slice(&sum);
+    body.resize(RECORD_SIZE, 0);
+    for slot in 0..2u64 {
+        journal
+            .write_at(SHIFT + slot * RECORD_SIZE as u64, &body)
+            .unwrap();
+    }
+    let before = dev.clone();
+    let err = encrypt_existing(
+        &mut dev,
+        &mut journal,
+        &secret(),
+        &recovery(),
+        &opts(),
+        64 << 10,
+    )
+    .unwrap_err();
+    assert!(matches!(err, InplaceError::OldJournal), "{err}");
+    assert_eq!(dev, before);
 }

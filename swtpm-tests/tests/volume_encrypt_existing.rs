@@ -342,6 +342,19 @@ fn existing_data_is_encrypted_in_place() {
     assert_ne!(read_at(&image, SHIFT, 4096), clear);
     let uuid = env.check_volume(&image, 1);
     eprintln!("volume {uuid}: 48 MiB decrypted by cryptsetup equal the original");
+
+    // Running the finished job again changes nothing: same data, no second pair of tokens.
+    let tokens = |meta: &serde_json::Value| meta["tokens"].as_object().map_or(0, |t| t.len());
+    let before = json_metadata(&image);
+    let data = |image: &Path| read_at(image, SHIFT, (48 * MIB) as usize);
+    let data_before = data(&image);
+    let o = env.create(&image, &journal);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let after = json_metadata(&image);
+    assert_eq!(tokens(&after), tokens(&before), "{after}");
+    assert_eq!(tokens(&after), 2, "{after}");
+    assert_eq!(after["tokens"], before["tokens"]);
+    assert!(data(&image) == data_before, "the rerun changed the data");
 }
 
 /// Starts the command on `image` and SIGKILLs it once it has moved about half of the data

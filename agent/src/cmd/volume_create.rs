@@ -195,10 +195,18 @@ fn finish(
         path: args.device.clone(),
         source: Box::new(source),
     };
-    volume.add_token(dev, &tpm_token(sealed)).map_err(add_err)?;
-    volume
-        .add_token(dev, &escrow_token(record))
-        .map_err(add_err)?;
+    // A rerun of a finished --encrypt-existing job finds its tokens already there (the escrow
+    // record of the first run: ECIES makes every sealing different), and keeps them.
+    for token in [tpm_token(sealed), escrow_token(record)] {
+        let present = volume
+            .tokens()
+            .iter()
+            .any(|(_, t)| t.kind == token.kind && t.keyslots == token.keyslots);
+        if !present {
+            volume.add_token(dev, &token).map_err(add_err)?;
+        }
+    }
+    let record = &crate::volume::tpm_token::read_escrow(&volume).unwrap_or_else(|_| record.clone());
     if let Some(out) = &args.escrow_out {
         write_private(out, &serde_json::to_vec_pretty(record)?)?;
     }

@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export TSS2_LOG ?= all+none
 
-.PHONY: deps build demo test lint fmt fuzz-smoke bench bench-10k deb cross clean
+.PHONY: deps build demo test lint fmt fuzz-smoke audit bench bench-10k deb cross clean
 
 deps:
 	./scripts/install-deps.sh
@@ -25,6 +25,13 @@ lint: deps
 
 fuzz-smoke: deps
 	./scripts/fuzz-smoke.sh
+
+# RustSec audit against the offline advisory database; ignored advisories, each with the reason
+# it does not apply, are in .cargo/audit.toml.
+ADVISORY_DB ?= ../shared/advisory-db
+audit:
+	cargo audit --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-audit
+	$(CARGO) audit --db $(ADVISORY_DB) --no-fetch
 
 # Throughput benchmarks (verification, XTS), then attestation latency and a 1,000-device load run
 # (release builds; see swtpm-tests/BENCH.md and attest/BENCH.md).

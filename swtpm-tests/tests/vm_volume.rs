@@ -3,17 +3,20 @@
 //! `vouch-agent seal` to its own sha256 PCRs 0-9 (the host's copy of the key is then deleted),
 //! unseals it, opens the volume with cryptsetup (dm-crypt, aes-xts) and writes a marker; a second
 //! boot with the same command line unseals, opens and reads the marker back; a third boot with a
-//! changed kernel command line (PCR 9) cannot unseal, and the volume stays locked.
+//! changed kernel command line (PCR 9) cannot unseal, and the volume stays locked. The second
+//! test does the same with `vouch-agent volume` commands and recovers through the fleet.
 //!
 //! `VOUCH_SKIP_VM=1` skips it (and says so).
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use swtpm_tests::vm::{initramfs, prepare, skip, Machine};
+use swtpm_tests::stack::FleetStack;
+use swtpm_tests::vm::{initramfs, prepare, skip, Machine, Vm};
 
 const CMDLINE: &str = "console=ttyS0 panic=-1";
 const MARKER: &str = "vouch-vm-volume-ok";
+const BROKER: &str = "vouch-broker";
 
 const JOB: &str = r#"set -u
 S=/mnt/share
@@ -49,13 +52,30 @@ fn boot(
     initrd: &Path,
     cmdline: &str,
 ) -> Boot {
+    let vm = start(machine, kernel, initrd, cmdline, 9);
+    finish(machine, vm)
+}
+
+/// Starts a boot whose job output is collected by [`finish`]; `port` is the broker's.
+fn start(
+    machine: &mut Machine,
+    kernel: &swtpm_tests::vm::Kernel,
+    initrd: &Path,
+    cmdline: &str,
+    port: u16,
+) -> Vm {
     let share = machine.share();
     for f in ["job.rc", "job.out", "read"] {
         let _ = std::fs::remove_file(share.join(f));
     }
-    let mut vm = machine.boot(kernel, initrd, cmdline, 9).unwrap();
-    vm.wait_serial("vouch-init: job.sh exited", Duration::from_secs(240))
-        .unwrap();
+    machine.boot(kernel, initrd, cmdline, port).unwrap()
+}
+
+/// Waits for the job to end and the guest to power off; returns its status and output.
+fn finish(machine: &Machine, mut vm: Vm) -> Boot {
+    let share = machine.share();
+    vm.wait_serial("vouch-init: job.sh exited", Duration::from_secs(300))
+        .unwrap_or_else(|e| panic!("{e}\nserial:\n{}", vm.serial()));
     assert!(
         vm.power_off(Duration::from_secs(60)),
         "guest did not power off"
@@ -149,7 +169,10 @@ fn getrandom(buf: &mut [u8]) {
 
 /// The same with Vouch's own volume commands: `vouch-agent volume create` writes the LUKS2 volume
 /// natively on the guest's virtio disk with a secret it seals to PCRs 0-9, and `volume unlock`
-/// activates dm-crypt through Vouch's device-mapper ioctls in a real kernel.
+/// activates dm-crypt through Vouch's device-mapper ioctls in a real kernel. After a command-line
+/// change, recovery goes through the fleet: the guest's agent deposits the escrow record, the
+/// release is refused while the device is untrusted and sent (encrypted to the guest's TPM) once
+/// the new boot's policy is assigned, and the guest re-seals and unlocks.
 const VOUCH_JOB: &str = r#"set -u
 S=/mnt/share
 A="vouch-agent --log-format text --state-dir $S/state"
@@ -159,11 +182,20 @@ if [ ! -e $S/created ]; then
      --recovery-kdf-memory 65536 --label vm || exit 2
   touch $S/created
 fi
-if [ -e $S/recovery ]; then
-  # Recovery after a legitimate boot change: the fleet released the escrowed passphrase.
-  $A volume reseal --device /dev/vda --recovery-file $S/recovery \
-     --pcrs sha256:0,1,2,3,4,5,6,7,8,9 || { echo "reseal failed"; exit 7; }
-  rm -f $S/recovery
+if [ -e $S/fleet-recovery ]; then
+  # Recovery after a legitimate boot change: the agent connects to the fleet, deposits the
+  # escrow record and waits for the released passphrase, which it seals to this boot.
+  VOUCH_LOG=debug vouch-agent run --allow-root --log-format text --config $S/agent.toml \
+    >$S/agent.log 2>&1 &
+  agent=$!
+  n=0
+  while [ -z "$(ls $S/state/recovery/*.sealed 2>/dev/null)" ] && [ $n -lt 280 ]; do
+    sleep 1; n=$((n+1))
+  done
+  kill $agent; wait $agent
+  $A volume reseal --device /dev/vda --pcrs sha256:0,1,2,3,4,5,6,7,8,9 \
+     || { echo "reseal failed"; exit 7; }
+  rm -f $S/fleet-recovery
   echo "resealed to this boot"
 fi
 $A volume unlock --device /dev/vda --name data
@@ -189,11 +221,16 @@ fn vouch_volume_commands_unlock_with_dm_crypt_in_a_real_kernel() {
     let mut machine = Machine::new().unwrap();
     let initrd = machine.dir().join("initrd.cpio");
     let agent = swtpm_tests::bin_path("vouch-agent");
-    initramfs::build(&kernel.modules, &agent, "vouch-broker", &initrd).unwrap();
+    initramfs::build(&kernel.modules, &agent, BROKER, &initrd).unwrap();
     let share = machine.share();
+    let fleet = FleetStack::start_with_names(&machine.ek_trust(), &[BROKER], |t| {
+        t.replace("jitter_secs = 30", "jitter_secs = 0")
+    })
+    .unwrap();
+    machine.provision_agent(&fleet.dir(), BROKER).unwrap();
     let keygen = Command::new(swtpm_tests::bin_path("vouch-fleet"))
         .args(["escrow", "keygen", "--key"])
-        .arg(machine.dir().join("escrow.key.pem"))
+        .arg(fleet.dir().join("state").join("escrow.key.pem"))
         .arg("--public")
         .arg(share.join("escrow.pub.pem"))
         .output()
@@ -217,6 +254,7 @@ fn vouch_volume_commands_unlock_with_dm_crypt_in_a_real_kernel() {
     let first = boot(&mut machine, &kernel, &initrd, CMDLINE);
     assert_eq!(first.rc, "0", "{}", first.out);
     assert_eq!(std::fs::read_to_string(share.join("read")).unwrap(), MARKER);
+    let first_log = std::fs::read(share.join("eventlog.bin")).unwrap();
     // What the guest wrote is a LUKS2 volume cryptsetup on the host recognises.
     let dump = Command::new("cryptsetup")
         .arg("luksDump")
@@ -243,67 +281,94 @@ fn vouch_volume_commands_unlock_with_dm_crypt_in_a_real_kernel() {
     assert!(third.out.contains("unlock exit 7"), "{}", third.out);
     assert!(third.out.contains("sha256:9"), "{}", third.out);
 
-    // Recovery through the fleet's escrow: an audited override releases the passphrase (the
-    // device has no trusted verdict in this fleet), the guest re-seals to the new boot and unlocks.
-    let fleet_dir = machine.dir().join("fleet");
-    let init = swtpm_tests::run(
-        "vouch-fleet",
-        &["init", "--dir", fleet_dir.to_str().unwrap()],
-        &[],
-    );
-    assert_eq!(init.code, 0, "{}", init.stderr);
+    // Recovery through the fleet's escrow. Boot 4 keeps the changed command line; the guest's
+    // agent enrolls, deposits the escrow record and attests. Under a policy recorded from boot
+    // 1 the device is untrusted and the release is refused; once the operator records and
+    // assigns the new boot's policy and the device attests trusted, the release goes to the
+    // device encrypted for its TPM, and the guest re-seals to the new boot and unlocks.
+    let boot1_log = first_log;
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(share.join("escrow.json")).unwrap()).unwrap();
     let device = record["device_id"].as_str().unwrap().to_string();
-    let release = |extra: &[&str]| {
-        let mut args = vec![
-            "escrow",
-            "release",
-            &device,
-            "--config",
-            fleet_dir.join("fleet.toml").to_str().unwrap(),
-        ]
-        .into_iter()
-        .map(str::to_string)
-        .collect::<Vec<_>>();
-        args.extend(["--blob", share.join("escrow.json").to_str().unwrap()].map(str::to_string));
-        args.extend(
-            [
-                "--key",
-                machine.dir().join("escrow.key.pem").to_str().unwrap(),
-            ]
-            .map(str::to_string),
-        );
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        swtpm_tests::run("vouch-fleet", &refs, &[])
-    };
-    let refused = release(&[]);
-    assert_eq!(refused.code, 1, "no trusted verdict: {}", refused.stderr);
-    let recovery = share.join("recovery");
-    let released = release(&[
-        "--override",
-        "--reason",
-        "kernel command line changed on purpose",
-        "--out",
-        recovery.to_str().unwrap(),
-    ]);
-    assert_eq!(released.code, 0, "{}", released.stderr);
-    let fourth = boot(
+    let volume = record["volume_uuid"].as_str().unwrap().to_string();
+    std::fs::write(share.join("fleet-recovery"), b"").unwrap();
+    let vm = start(
         &mut machine,
         &kernel,
         &initrd,
         &format!("{CMDLINE} vouch.test=changed"),
+        fleet.port(),
     );
+    let serial = |vm: &Vm| {
+        format!(
+            "serial:\n{}\nguest agent:\n{}\naudit:\n{}",
+            vm.serial(),
+            std::fs::read_to_string(share.join("agent.log")).unwrap_or_default(),
+            fleet.cli(&["audit"]).stdout
+        )
+    };
+    fleet
+        .wait_device(&device, Duration::from_secs(240), |v| {
+            v["verdicts"][0]["trusted"] == true
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", serial(&vm)));
+    swtpm_tests::stack::wait_until("the escrow deposit", Duration::from_secs(60), || {
+        fleet
+            .cli(&["audit"])
+            .stdout
+            .contains(&format!("escrow record of volume {volume} deposited"))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", serial(&vm)));
+    let boot1 = machine.dir().join("boot1.eventlog");
+    std::fs::write(&boot1, &boot1_log).unwrap();
+    fleet.record_policy("boot-1", &boot1).unwrap();
+    let boot4 = machine.dir().join("boot4.eventlog");
+    std::fs::copy(share.join("eventlog.bin"), &boot4).unwrap();
+    fleet.record_policy("boot-4", &boot4).unwrap();
+    fleet.reload_server().unwrap();
+    assert_eq!(
+        fleet.cli(&["device", "set-policy", &device, "boot-1"]).code,
+        0
+    );
+    let attest = fleet.cli(&["attest", &device, "--wait", "120"]);
+    assert_eq!(
+        attest.code, 1,
+        "untrusted under boot 1's policy: {}",
+        attest.stderr
+    );
+    let refused = fleet.cli(&["escrow", "release", &device, &volume]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("untrusted"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("kernel_cmdline"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        fleet.cli(&["device", "set-policy", &device, "boot-4"]).code,
+        0
+    );
+    let attest = fleet.cli(&["attest", &device, "--wait", "120"]);
+    assert_eq!(
+        attest.code, 0,
+        "trusted under boot 4's policy: {}",
+        attest.stderr
+    );
+    let released = fleet.cli(&["escrow", "release", &device, &volume, "--wait", "120"]);
+    assert_eq!(released.code, 0, "{}\n{}", released.stderr, serial(&vm));
+    let fourth = finish(&machine, vm);
     assert_eq!(fourth.rc, "0", "{}", fourth.out);
     assert!(
         fourth.out.contains("resealed to this boot"),
         "{}",
         fourth.out
     );
+    let recovery = share.join("state").join("recovery");
     assert!(
-        !recovery.exists(),
-        "the guest removes the released passphrase"
+        std::fs::read_dir(&recovery).map_or(true, |mut d| d.next().is_none()),
+        "volume reseal removes the released passphrase"
     );
     assert_eq!(std::fs::read_to_string(share.join("read")).unwrap(), MARKER);
+    let audit = fleet.cli(&["audit"]).stdout;
+    assert!(audit.contains("device reports ok"), "{audit}");
 }

@@ -158,8 +158,10 @@ pub async fn run(cfg: &AgentConfig, tpm: &TpmClient, me: &Enrolled) -> Result<()
                         continue;
                     }
                 };
+                tracing::debug!(pcrs = %challenge.pcrs, "challenge received");
                 match answer(tpm, &cfg.eventlog, &challenge).await {
                     Ok(report) => {
+                        tracing::debug!("challenge answered");
                         delivery
                             .push(&client, &report_topic, protocol::encode(&report))
                             .await?

@@ -23,6 +23,7 @@ mod parse;
 mod reader;
 mod replay;
 mod ser;
+mod sha256;
 mod text;
 mod types;
 mod variable;

@@ -20,21 +20,23 @@ const IV: [u32; 8] = [
     0x5be0_cd19,
 ];
 
+/// The second block of a 64-byte message: the 0x80 terminator, zeros, and the bit length 512
+/// (0x0200) in the last bytes.
+const PADDING: [u8; 64] = {
+    let mut p = [0u8; 64];
+    p[0] = 0x80;
+    p[62] = 0x02;
+    p
+};
+
 /// `cur = SHA-256(cur || digest)`.
 pub(crate) fn extend_32(cur: &mut [u8; 32], digest: &[u8; 32]) {
-    let mut blocks: [Block<Sha256VarCore>; 2] = Default::default();
-    let [data, padding] = &mut blocks;
+    let mut data = [0u8; 64];
     if let Some((a, b)) = data.split_at_mut_checked(32) {
         a.copy_from_slice(cur);
         b.copy_from_slice(digest);
     }
-    // 0x80 terminator; the length 512 = 0x0200 in the last two bytes.
-    if let Some(first) = padding.first_mut() {
-        *first = 0x80;
-    }
-    if let Some(len_hi) = padding.get_mut(62) {
-        *len_hi = 0x02;
-    }
+    let blocks: [Block<Sha256VarCore>; 2] = [data.into(), PADDING.into()];
     let mut state = IV;
     sha2::compress256(&mut state, &blocks);
     for (out, word) in cur.chunks_exact_mut(4).zip(state) {

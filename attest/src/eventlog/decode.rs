@@ -11,6 +11,7 @@ use super::text::{printable_utf16, printable_utf8};
 use super::types::EventType;
 use super::variable::{self, UefiVariable, VariableError};
 use serde::Serialize;
+use std::borrow::Cow;
 
 /// Why an event's data could not be decoded as its type promises.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -297,6 +298,18 @@ fn blob(d: &[u8], with_description: bool) -> EventData<'static> {
 }
 
 fn ipl(d: &[u8], pcr: u32) -> EventData<'static> {
+    match ipl_text(d, pcr) {
+        Some((ipl, text)) => EventData::Ipl {
+            ipl,
+            text: text.into_owned(),
+        },
+        None => EventData::Raw,
+    }
+}
+
+/// What EV_IPL data is and its text (without the `grub_cmd: ` / `kernel_cmdline: ` prefix),
+/// borrowed when the data is UTF-8; `None` when it is not text ([`EventData::Raw`]).
+pub(crate) fn ipl_text(d: &[u8], pcr: u32) -> Option<(IplKind, Cow<'_, str>)> {
     if let Some(t) = printable_utf8(d) {
         for (prefix, ipl) in [
             ("grub_cmd: ", IplKind::GrubCommand),
@@ -306,29 +319,36 @@ fn ipl(d: &[u8], pcr: u32) -> EventData<'static> {
             ("grub_kernel_cmdline ", IplKind::KernelCmdline),
         ] {
             if let Some(rest) = t.strip_prefix(prefix) {
-                return EventData::Ipl {
-                    ipl,
-                    text: rest.to_owned(),
-                };
+                return Some((ipl, Cow::Borrowed(rest)));
             }
         }
-        return EventData::Ipl {
-            ipl: IplKind::Text,
-            text: t.to_owned(),
-        };
+        return Some((IplKind::Text, Cow::Borrowed(t)));
     }
-    match printable_utf16(d) {
-        // systemd-boot / systemd-stub measure the kernel command line as UTF-16 into PCR 8
-        // (older releases) or PCR 12.
-        Some(t) if pcr == 8 || pcr == 12 => EventData::Ipl {
-            ipl: IplKind::KernelCmdline,
-            text: t,
-        },
-        Some(t) => EventData::Ipl {
-            ipl: IplKind::Text,
-            text: t,
-        },
-        None => EventData::Raw,
+    let t = printable_utf16(d)?;
+    // systemd-boot / systemd-stub measure the kernel command line as UTF-16 into PCR 8
+    // (older releases) or PCR 12.
+    let ipl = if pcr == 8 || pcr == 12 {
+        IplKind::KernelCmdline
+    } else {
+        IplKind::Text
+    };
+    Some((ipl, Cow::Owned(t)))
+}
+
+/// The kernel command line an EV_IPL event carries, if it carries one: what [`ipl_text`] reads
+/// as [`IplKind::KernelCmdline`]. Data that cannot be one (a GRUB command, a file name) is
+/// rejected on its first bytes, without checking or copying the rest.
+pub(crate) fn kernel_cmdline(d: &[u8], pcr: u32) -> Option<Cow<'_, str>> {
+    // UTF-8 command lines start with one of the prefixes; UTF-16 ones (PCR 8 or 12 only) need
+    // a zero second byte to be read as UTF-16 text at all.
+    let utf8 = d.starts_with(b"kernel_cmdline") || d.starts_with(b"grub_kernel_cmdline ");
+    let utf16 = (pcr == 8 || pcr == 12) && d.get(1) == Some(&0);
+    if !utf8 && !utf16 {
+        return None;
+    }
+    match ipl_text(d, pcr)? {
+        (IplKind::KernelCmdline, text) => Some(text),
+        _ => None,
     }
 }
 
@@ -361,4 +381,100 @@ fn image_load(d: &[u8], base: usize, index: usize) -> Result<EventData<'static>,
         link_time_address,
         device_path,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eventlog::EventLog;
+    use std::path::{Path, PathBuf};
+
+    /// Every `.bin` log under shared/testdata/eventlogs (top level and unlabeled/).
+    fn real_logs() -> Vec<PathBuf> {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = manifest
+            .ancestors()
+            .map(|a| a.join("shared/testdata/eventlogs"))
+            .find(|p| p.is_dir())
+            .expect("shared/testdata/eventlogs");
+        let mut out = Vec::new();
+        for d in [dir.clone(), dir.join("unlabeled")] {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "bin") {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    fn decoded_cmdline(d: &[u8], pcr: u32) -> Option<String> {
+        match ipl(d, pcr) {
+            EventData::Ipl {
+                ipl: IplKind::KernelCmdline,
+                text,
+            } => Some(text),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn kernel_cmdline_agrees_with_decode_on_real_logs() {
+        let (mut ipl_events, mut cmdlines) = (0, 0);
+        for path in real_logs() {
+            let bytes = std::fs::read(&path).unwrap();
+            let log = EventLog::parse(&bytes).unwrap();
+            for ev in log.events.iter() {
+                if ev.event_type != EventType::EV_IPL {
+                    continue;
+                }
+                ipl_events += 1;
+                let want = match ev.decode() {
+                    Ok(EventData::Ipl {
+                        ipl: IplKind::KernelCmdline,
+                        text,
+                    }) => Some(text),
+                    _ => None,
+                };
+                cmdlines += usize::from(want.is_some());
+                let got = kernel_cmdline(ev.data, ev.pcr).map(Cow::into_owned);
+                assert_eq!(got, want, "{} event {}", path.display(), ev.index);
+            }
+        }
+        assert!(ipl_events > 300, "only {ipl_events} EV_IPL events");
+        assert!(cmdlines >= 5, "only {cmdlines} kernel command lines");
+    }
+
+    #[test]
+    fn kernel_cmdline_agrees_with_decode_on_edge_cases() {
+        let utf16 = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+        let cases: Vec<(Vec<u8>, u32)> = vec![
+            (b"kernel_cmdline: root=/dev/sda1 ro".to_vec(), 8),
+            (b"kernel_cmdline root=x\0\0".to_vec(), 8),
+            (b"kernel_cmdline \0".to_vec(), 8),
+            (b"kernel_cmdline".to_vec(), 8),
+            (b"grub_kernel_cmdline /vmlinuz quiet".to_vec(), 8),
+            (b"kernel_cmdline: bad\xff utf8".to_vec(), 8),
+            (b"kernel_cmdline: ctl\x01".to_vec(), 8),
+            (b"grub_cmd: linux /vmlinuz".to_vec(), 8),
+            (b"/boot/vmlinuz".to_vec(), 9),
+            (utf16("initrd=x quiet\0"), 12),
+            (utf16("initrd=x quiet"), 8),
+            (utf16("initrd=x quiet"), 9),
+            (utf16("kernel_cmdline: x"), 8),
+            (vec![0x41, 0x00, 0x01, 0x00], 12),
+            (vec![0x00, 0x00], 12),
+            (vec![0x41, 0x00, 0x42], 8),
+            (vec![0x41, 0x00, 0x42, 0x00, 0x00], 8),
+            (Vec::new(), 8),
+        ];
+        for (d, pcr) in cases {
+            assert_eq!(
+                kernel_cmdline(&d, pcr).map(Cow::into_owned),
+                decoded_cmdline(&d, pcr),
+                "{d:?} PCR{pcr}"
+            );
+        }
+    }
 }

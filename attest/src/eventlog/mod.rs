@@ -23,6 +23,7 @@ mod parse;
 mod reader;
 mod replay;
 mod ser;
+mod sha256;
 mod text;
 mod types;
 mod variable;
@@ -39,3 +40,7 @@ pub use parse::{parse, ParseError};
 pub use replay::reset_value;
 pub use types::EventType;
 pub use variable::{SignatureList, UefiVariable, VariableError, VariableValue};
+
+pub(crate) use decode::kernel_cmdline;
+pub(crate) use text::utf16_is;
+pub(crate) use variable::header as variable_header;

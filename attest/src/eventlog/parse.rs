@@ -174,7 +174,7 @@ pub fn parse(input: &[u8]) -> Result<EventLog<'_>, ParseError> {
         hcrtm: false,
         trailing_padding: 0,
     };
-    note(&mut log, &first);
+    note(&mut log.hcrtm, &mut log.startup_locality, &first);
     log.events.push(first);
     loop {
         let rest = r.rest();
@@ -186,12 +186,13 @@ pub fn parse(input: &[u8]) -> Result<EventLog<'_>, ParseError> {
             break;
         }
         let index = log.events.len();
-        let ev = match &log.spec_id {
-            Some(spec) => read_v2(&mut r, index, &spec.algorithms)?,
-            None => read_v1(&mut r, index)?,
+        match &log.spec_id {
+            Some(spec) => read_v2(&mut r, index, &spec.algorithms, &mut log.events)?,
+            None => log.events.push(read_v1(&mut r, index)?),
         };
-        note(&mut log, &ev);
-        log.events.push(ev);
+        if let Some(ev) = log.events.last() {
+            note(&mut log.hcrtm, &mut log.startup_locality, ev);
+        }
     }
     Ok(log)
 }
@@ -205,15 +206,15 @@ fn is_padding(rest: &[u8]) -> bool {
 }
 
 /// Records what replay needs to know about `ev` (StartupLocality, H-CRTM).
-fn note(log: &mut EventLog<'_>, ev: &Event<'_>) {
+fn note(hcrtm: &mut bool, startup_locality: &mut Option<u8>, ev: &Event<'_>) {
     if ev.event_type == EventType::EV_EFI_HCRTM_EVENT {
-        log.hcrtm = true;
+        *hcrtm = true;
     }
     if ev.event_type == EventType::EV_NO_ACTION
-        && log.startup_locality.is_none()
+        && startup_locality.is_none()
         && ev.data.starts_with(STARTUP_LOCALITY)
     {
-        log.startup_locality = ev.data.get(STARTUP_LOCALITY.len()).copied();
+        *startup_locality = ev.data.get(STARTUP_LOCALITY.len()).copied();
     }
 }
 
@@ -243,12 +244,15 @@ fn read_v1<'a>(r: &mut Reader<'a>, index: usize) -> Result<Event<'a>, ParseError
     })
 }
 
-/// Reads a TCG_PCR_EVENT2 (crypto-agile layout) with the banks declared in the Spec ID event.
+/// Reads a TCG_PCR_EVENT2 (crypto-agile layout) with the banks declared in the Spec ID event,
+/// appending it to `events`. The digests are written into the appended event in place: building
+/// the ~200-byte event first and moving it in costs more than the rest of the parse.
 fn read_v2<'a>(
     r: &mut Reader<'a>,
     index: usize,
     algs: &[AlgorithmSize],
-) -> Result<Event<'a>, ParseError> {
+    events: &mut Vec<Event<'a>>,
+) -> Result<(), ParseError> {
     let at = At {
         index,
         event_offset: r.offset(),
@@ -256,7 +260,18 @@ fn read_v2<'a>(
     let pcr = r.u32().ok_or_else(|| at.truncated(r, "pcrIndex", 4))?;
     let ty = r.u32().ok_or_else(|| at.truncated(r, "eventType", 4))?;
     let count = r.u32().ok_or_else(|| at.truncated(r, "digest count", 4))?;
-    let mut digests = DigestList::new();
+    events.push(Event {
+        index,
+        offset: at.event_offset,
+        pcr,
+        event_type: EventType(ty),
+        digests: DigestList::new(),
+        data_offset: 0,
+        data: &[],
+    });
+    let Some(ev) = events.last_mut() else {
+        return Ok(());
+    };
     for _ in 0..count {
         let alg_offset = r.offset();
         let id = r
@@ -275,21 +290,13 @@ fn read_v2<'a>(
         let bytes = r
             .take(size)
             .ok_or_else(|| at.truncated(r, "digest", size))?;
-        digests.push(Digest {
+        ev.digests.push(Digest {
             alg: HashAlg::from_id(id),
             bytes,
         });
     }
-    let (data_offset, data) = read_data(r, at)?;
-    Ok(Event {
-        index,
-        offset: at.event_offset,
-        pcr,
-        event_type: EventType(ty),
-        digests,
-        data_offset,
-        data,
-    })
+    (ev.data_offset, ev.data) = read_data(r, at)?;
+    Ok(())
 }
 
 /// Reads an event's u32 data size and the data it announces, with the data's byte offset.

@@ -5,9 +5,12 @@
 //! StartupLocality event, TPM 2.0 Library Part 1 "H-CRTM"); every other PCR starts at zero.
 //! Banks of algorithms this crate cannot compute are parsed but not replayed.
 //!
-//! The hot loop works on fixed-size buffers: no allocation per event.
+//! The hot loop works on fixed-size buffers: no allocation per event. A SHA-256 extend of a
+//! 32-byte digest hashes exactly 64 bytes, so it runs the compression function on that block
+//! and the constant padding block directly (see [`super::sha256`]).
 
 use super::log::EventLog;
+use super::sha256;
 use crate::alg::HashAlg;
 use crate::pcrs::PcrBanks;
 
@@ -15,7 +18,8 @@ use crate::pcrs::PcrBanks;
 const MAX_DIGEST: usize = 64;
 
 /// Running PCR values of one bank.
-struct Bank {
+#[derive(Clone, Debug)]
+pub(crate) struct Bank {
     alg: HashAlg,
     len: usize,
     pcrs: Vec<(u32, [u8; MAX_DIGEST])>,
@@ -53,6 +57,27 @@ impl Bank {
             }
         }
     }
+
+    /// The replayed value of `pcr`, if an event extended it.
+    pub(crate) fn get(&self, pcr: u32) -> Option<&[u8]> {
+        self.pcrs
+            .iter()
+            .find(|(p, _)| *p == pcr)
+            .and_then(|(_, v)| v.get(..self.len))
+    }
+
+    /// Sets the value of `pcr` (a value longer than the bank's digests is cut to size).
+    pub(crate) fn set(&mut self, pcr: u32, value: &[u8]) {
+        let mut v = [0u8; MAX_DIGEST];
+        let n = value.len().min(self.len);
+        if let (Some(dst), Some(src)) = (v.get_mut(..n), value.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        match self.pcrs.iter_mut().find(|(p, _)| *p == pcr) {
+            Some((_, old)) => *old = v,
+            None => self.pcrs.push((pcr, v)),
+        }
+    }
 }
 
 /// `cur = H(cur || digest)` without allocating.
@@ -68,7 +93,13 @@ fn extend_in_place(alg: HashAlg, cur: &mut [u8], digest: &[u8]) {
     }
     match alg {
         HashAlg::Sha1 => run::<sha1::Sha1>(cur, digest),
-        HashAlg::Sha256 => run::<sha2::Sha256>(cur, digest),
+        HashAlg::Sha256 => {
+            if let (Ok(c), Ok(d)) = (<&mut [u8; 32]>::try_from(&mut *cur), digest.try_into()) {
+                sha256::extend_32(c, d);
+            } else {
+                run::<sha2::Sha256>(cur, digest);
+            }
+        }
         HashAlg::Sha384 => run::<sha2::Sha384>(cur, digest),
         HashAlg::Sha512 => run::<sha2::Sha512>(cur, digest),
         HashAlg::Sm3_256 => run::<sm3::Sm3>(cur, digest),
@@ -127,5 +158,24 @@ impl EventLog<'_> {
             }
         }
         out
+    }
+
+    /// Replays one bank for the PCRs in `pcrs` only: events for other PCRs are not hashed.
+    /// `None` when the log does not carry the bank or it cannot be computed.
+    pub(crate) fn replay_selected(&self, alg: HashAlg, pcrs: &[u32]) -> Option<Bank> {
+        if !self.has_bank(alg) {
+            return None;
+        }
+        let mut bank = Bank::new(alg)?;
+        let locality = self.pcr0_start_locality();
+        for ev in self.events.iter().filter(|e| e.is_extended()) {
+            if !pcrs.contains(&ev.pcr) {
+                continue;
+            }
+            if let Some(d) = ev.digests.get(alg) {
+                bank.extend(ev.pcr, d, locality);
+            }
+        }
+        Some(bank)
     }
 }

@@ -105,13 +105,21 @@ pub enum VariableValue {
     Text(String),
 }
 
-/// Decodes a UEFI_VARIABLE_DATA found at absolute offset `base`. `authority` selects the
-/// EV_EFI_VARIABLE_AUTHORITY reading of the data (one signature entry, not a list).
-pub fn decode(
-    data: &[u8],
-    base: usize,
-    authority: bool,
-) -> Result<UefiVariable<'_>, VariableError> {
+/// The fields of a UEFI_VARIABLE_DATA, borrowed: VariableName (UTF-16LE) and VariableData.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Header<'a> {
+    /// VariableName (the vendor GUID).
+    pub guid: Guid,
+    /// UnicodeName, UTF-16LE as logged.
+    pub name: &'a [u8],
+    /// VariableData.
+    pub data: &'a [u8],
+    /// Absolute byte offset of VariableData.
+    pub data_offset: usize,
+}
+
+/// Reads the UEFI_VARIABLE_DATA at absolute offset `base` without decoding the name or value.
+pub(crate) fn header(data: &[u8], base: usize) -> Result<Header<'_>, VariableError> {
     let mut r = Reader::new(data, base);
     let header = |r: &Reader<'_>| VariableError::HeaderTruncated {
         offset: base,
@@ -121,7 +129,7 @@ pub fn decode(
     let chars = r.u64().ok_or_else(|| header(&r))?;
     let len = r.u64().ok_or_else(|| header(&r))?;
     let name_offset = r.offset();
-    let name_bytes = chars
+    let name = chars
         .checked_mul(2)
         .and_then(|n| usize::try_from(n).ok())
         .and_then(|n| r.take(n))
@@ -131,7 +139,7 @@ pub fn decode(
             available: r.remaining(),
         })?;
     let data_offset = r.offset();
-    let value_bytes =
+    let value =
         usize::try_from(len)
             .ok()
             .and_then(|n| r.take(n))
@@ -140,13 +148,29 @@ pub fn decode(
                 len,
                 available: r.remaining(),
             })?;
-    let name = utf16_lossy(name_bytes);
-    let value = value_of(guid, &name, value_bytes, data_offset, authority);
-    Ok(UefiVariable {
+    Ok(Header {
         guid,
         name,
-        data: value_bytes,
-        data_len: value_bytes.len(),
+        data: value,
+        data_offset,
+    })
+}
+
+/// Decodes a UEFI_VARIABLE_DATA found at absolute offset `base`. `authority` selects the
+/// EV_EFI_VARIABLE_AUTHORITY reading of the data (one signature entry, not a list).
+pub fn decode(
+    data: &[u8],
+    base: usize,
+    authority: bool,
+) -> Result<UefiVariable<'_>, VariableError> {
+    let h = header(data, base)?;
+    let name = utf16_lossy(h.name);
+    let value = value_of(h.guid, &name, h.data, h.data_offset, authority);
+    Ok(UefiVariable {
+        guid: h.guid,
+        name,
+        data: h.data,
+        data_len: h.data.len(),
         value,
     })
 }

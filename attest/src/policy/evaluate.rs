@@ -1,7 +1,7 @@
 //! Evaluation of a [`Policy`] against [`Evidence`]: every rule present in the policy is
 //! checked, and every failure is collected (evaluation never stops at the first).
 
-use super::facts::{Facts, KeyDb, Topic, PCR_BOOT_APPS, PCR_SECURE_BOOT};
+use super::facts::{Facts, KeyDb, Needs, Topic, PCR_BOOT_APPS, PCR_SECURE_BOOT};
 use super::format::{BootAppPolicy, CmdlinePolicy, FirmwarePolicy, Policy, SecureBootPolicy};
 use super::pcrs::PcrPolicy;
 use super::siglist;
@@ -28,7 +28,7 @@ impl Failures {
 /// Checks `evidence` against every rule of `policy`.
 pub fn evaluate(policy: &Policy, evidence: &Evidence<'_>) -> Verdict {
     let mut f = Failures(Vec::new());
-    let facts = Facts::collect(evidence.log, evidence.bank);
+    let facts = Facts::collect_some(evidence.log, evidence.bank, needs(policy));
     unusable(policy, &facts, &mut f);
     if let Some(sb) = &policy.secure_boot {
         secure_boot(sb, &facts, &mut f);
@@ -52,6 +52,21 @@ pub fn evaluate(policy: &Policy, evidence: &Evidence<'_>) -> Verdict {
         trusted,
         revoke: !trusted && policy.revoke_on_untrusted,
         failures: f.0,
+    }
+}
+
+/// The facts the rules present in `policy` read: events only absent rules would read are not
+/// decoded, and cannot fail the verdict (see [`unusable`]).
+fn needs(policy: &Policy) -> Needs {
+    Needs {
+        secure_boot: policy.secure_boot.is_some(),
+        boot_apps: policy.boot_applications.is_some(),
+        cmdlines: policy.kernel_cmdline.is_some(),
+        stub: policy.kernel_cmdline.is_some() || policy.initrd.is_some(),
+        s_crtm: policy
+            .firmware
+            .as_ref()
+            .is_some_and(|fw| fw.s_crtm_versions.is_some()),
     }
 }
 

@@ -3,13 +3,13 @@
 //!
 //! Event data is not covered by a quote, only event digests are. A fact read from event data
 //! is therefore used only when the data hashes to the event's digest in the authenticated bank
-//! (the quoted bank); events whose data does not are listed in [`Facts::unverified`] and their
+//! (the quoted bank); events whose data does not are listed in [`Facts::unusable`] and their
 //! contents ignored, so an edited log cannot claim, say, Secure Boot on.
 
 use crate::alg::HashAlg;
 use crate::eventlog::{
-    DecodeError, Event, EventData, EventLog, EventTag, EventType, Guid, IplKind, UefiVariable,
-    VariableValue,
+    kernel_cmdline, utf16_is, variable_header, DecodeError, Event, EventData, EventLog, EventTag,
+    EventType, Guid,
 };
 
 /// PCR of Secure Boot policy.
@@ -122,21 +122,48 @@ fn authenticated(ev: &Event<'_>, bank: HashAlg, pres: &[&[u8]]) -> bool {
         .any(|p| bank.hash(p).is_some_and(|h| h.as_slice() == d))
 }
 
-fn key_db_name(v: &UefiVariable<'_>) -> Option<&'static str> {
-    let global = v.guid == Guid::EFI_GLOBAL_VARIABLE;
-    let secdb = v.guid == Guid::IMAGE_SECURITY_DATABASE;
-    match v.name.as_str() {
-        "PK" if global => Some("PK"),
-        "KEK" if global => Some("KEK"),
-        "db" if secdb => Some("db"),
-        "dbx" if secdb => Some("dbx"),
-        _ => None,
-    }
+/// The key databases: variable name and the vendor GUID it must have.
+const KEY_DBS: [(&str, Guid); 4] = [
+    ("PK", Guid::EFI_GLOBAL_VARIABLE),
+    ("KEK", Guid::EFI_GLOBAL_VARIABLE),
+    ("db", Guid::IMAGE_SECURITY_DATABASE),
+    ("dbx", Guid::IMAGE_SECURITY_DATABASE),
+];
+
+/// Which facts a caller reads. Events that only feed the others are not decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Needs {
+    /// [`Facts::secure_boot`] and [`Facts::key_dbs`] (PCR7 variable events).
+    pub secure_boot: bool,
+    /// [`Facts::boot_apps`].
+    pub boot_apps: bool,
+    /// [`Facts::cmdlines`] (EV_IPL).
+    pub cmdlines: bool,
+    /// [`Facts::stub`] (EV_EVENT_TAG).
+    pub stub: bool,
+    /// [`Facts::s_crtm`].
+    pub s_crtm: bool,
+}
+
+impl Needs {
+    /// Every fact.
+    pub const ALL: Needs = Needs {
+        secure_boot: true,
+        boot_apps: true,
+        cmdlines: true,
+        stub: true,
+        s_crtm: true,
+    };
 }
 
 impl<'a, 'l> Facts<'a, 'l> {
-    /// Collects the facts of `log`, trusting event data only under `bank` digests.
+    /// Collects every fact of `log`, trusting event data only under `bank` digests.
     pub fn collect(log: &'l EventLog<'a>, bank: HashAlg) -> Facts<'a, 'l> {
+        Facts::collect_some(log, bank, Needs::ALL)
+    }
+
+    /// Collects the facts `needs` asks for; the other fields stay empty.
+    pub fn collect_some(log: &'l EventLog<'a>, bank: HashAlg, needs: Needs) -> Facts<'a, 'l> {
         let mut f = Facts {
             bank,
             secure_boot: None,
@@ -148,93 +175,112 @@ impl<'a, 'l> Facts<'a, 'l> {
             unusable: Vec::new(),
         };
         for ev in log.events.iter().filter(|e| e.is_extended()) {
-            let topic = match ev.event_type {
-                EventType::EV_EFI_BOOT_SERVICES_APPLICATION if ev.pcr == PCR_BOOT_APPS => {
+            match ev.event_type {
+                EventType::EV_EFI_BOOT_SERVICES_APPLICATION
+                    if ev.pcr == PCR_BOOT_APPS && needs.boot_apps =>
+                {
                     f.boot_apps.push(ev);
-                    continue;
                 }
-                EventType::EV_EFI_VARIABLE_DRIVER_CONFIG if ev.pcr == PCR_SECURE_BOOT => {
-                    Topic::SecureBoot
+                EventType::EV_EFI_VARIABLE_DRIVER_CONFIG
+                    if ev.pcr == PCR_SECURE_BOOT && needs.secure_boot =>
+                {
+                    f.secure_boot_variable(ev);
                 }
-                EventType::EV_IPL => Topic::Cmdline,
-                EventType::EV_EVENT_TAG => {
+                EventType::EV_IPL if needs.cmdlines => f.ipl(ev),
+                EventType::EV_EVENT_TAG if needs.stub => {
                     if let Ok(EventData::Tagged { tag: Some(tag), .. }) = ev.decode() {
                         f.stub.push((tag, ev));
                     }
-                    continue;
                 }
-                EventType::EV_S_CRTM_VERSION => Topic::Scrtm,
-                _ => continue,
-            };
-            let unusable = |decode_error| Unusable {
-                event_index: ev.index,
-                pcr: ev.pcr,
-                topic,
-                decode_error,
-            };
-            let data = match ev.decode() {
-                Ok(d) => d,
-                Err(e) => {
-                    f.unusable.push(unusable(Some(e)));
-                    continue;
-                }
-            };
-            match data {
-                EventData::Variable(v) => {
-                    let sb = matches!(v.value, Some(VariableValue::SecureBoot(_)));
-                    let db = key_db_name(&v);
-                    if !sb && db.is_none() {
-                        continue;
-                    }
-                    if let Some(name) = db {
-                        f.key_dbs.push(KeyDb {
-                            event: ev,
-                            name,
-                            data: v.data,
-                        });
-                    } else if !authenticated(ev, bank, &[ev.data]) {
-                        f.unusable.push(unusable(None));
-                    } else if let (Some(VariableValue::SecureBoot(on)), None) =
-                        (v.value, &f.secure_boot)
-                    {
-                        f.secure_boot = Some(at(ev, on));
-                    }
-                }
-                EventData::Ipl {
-                    ipl: IplKind::KernelCmdline,
-                    text,
-                } => {
-                    if authenticated(ev, bank, &[ev.data, text.as_bytes()]) {
-                        f.cmdlines.push(at(ev, text));
-                    } else {
-                        f.unusable.push(unusable(None));
-                    }
-                }
-                EventData::Text { text } if topic == Topic::Scrtm => {
-                    let end = ev.data.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
-                    let trimmed = ev.data.get(..end).unwrap_or(ev.data);
-                    if authenticated(ev, bank, &[ev.data, trimmed]) {
-                        f.s_crtm.push(at(ev, text));
-                    } else {
-                        f.unusable.push(unusable(None));
-                    }
-                }
-                other if topic == Topic::Scrtm => {
-                    // A GUID in registry form; anything else as hex.
-                    let value = match other {
-                        EventData::Guid { guid } => guid.to_string(),
-                        _ => hex::encode(ev.data),
-                    };
-                    if authenticated(ev, bank, &[ev.data]) {
-                        f.s_crtm.push(at(ev, value));
-                    } else {
-                        f.unusable.push(unusable(None));
-                    }
-                }
+                EventType::EV_S_CRTM_VERSION if needs.s_crtm => f.s_crtm_version(ev),
                 _ => {}
             }
         }
         f
+    }
+
+    fn unusable(&mut self, ev: &Event<'_>, topic: Topic, decode_error: Option<DecodeError>) {
+        self.unusable.push(Unusable {
+            event_index: ev.index,
+            pcr: ev.pcr,
+            topic,
+            decode_error,
+        });
+    }
+
+    /// A PCR7 EV_EFI_VARIABLE_DRIVER_CONFIG event: a key database or SecureBoot. Only the
+    /// variable's GUID and name are read (no decoding of the value, no strings built).
+    fn secure_boot_variable(&mut self, ev: &'l Event<'a>) {
+        let v = match variable_header(ev.data, ev.data_offset) {
+            Ok(v) => v,
+            Err(source) => {
+                let e = DecodeError::Variable {
+                    index: ev.index,
+                    source,
+                };
+                return self.unusable(ev, Topic::SecureBoot, Some(e));
+            }
+        };
+        let db = KEY_DBS
+            .iter()
+            .find(|(name, guid)| v.guid == *guid && utf16_is(v.name, name));
+        if let Some((name, _)) = db {
+            self.key_dbs.push(KeyDb {
+                event: ev,
+                name,
+                data: v.data,
+            });
+            return;
+        }
+        if v.guid != Guid::EFI_GLOBAL_VARIABLE || !utf16_is(v.name, "SecureBoot") {
+            return;
+        }
+        if !authenticated(ev, self.bank, &[ev.data]) {
+            return self.unusable(ev, Topic::SecureBoot, None);
+        }
+        if self.secure_boot.is_none() {
+            // SecureBoot: 1 byte, 1 = enabled; empty data reads as disabled.
+            self.secure_boot = Some(at(ev, v.data.first() == Some(&1)));
+        }
+    }
+
+    /// An EV_IPL event: only kernel command lines are kept (and only they are copied).
+    fn ipl(&mut self, ev: &Event<'_>) {
+        let Some(text) = kernel_cmdline(ev.data, ev.pcr) else {
+            return;
+        };
+        if authenticated(ev, self.bank, &[ev.data, text.as_bytes()]) {
+            self.cmdlines.push(at(ev, text.into_owned()));
+        } else {
+            self.unusable(ev, Topic::Cmdline, None);
+        }
+    }
+
+    /// An EV_S_CRTM_VERSION event: text, a GUID in registry form, or the data in hex.
+    fn s_crtm_version(&mut self, ev: &Event<'_>) {
+        let data = match ev.decode() {
+            Ok(d) => d,
+            Err(e) => return self.unusable(ev, Topic::Scrtm, Some(e)),
+        };
+        let (value, authentic) = match data {
+            EventData::Text { text } => {
+                let end = ev.data.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
+                let trimmed = ev.data.get(..end).unwrap_or(ev.data);
+                (text, authenticated(ev, self.bank, &[ev.data, trimmed]))
+            }
+            other => {
+                let value = match other {
+                    EventData::Guid { guid } => guid.to_string(),
+                    _ => hex::encode(ev.data),
+                };
+                (value, authenticated(ev, self.bank, &[ev.data]))
+            }
+        };
+        if authentic {
+            self.s_crtm.push(at(ev, value));
+        } else {
+            self.unusable(ev, Topic::Scrtm, None);
+        }
     }
 }
 

@@ -221,6 +221,11 @@ impl FleetStack {
         Ok(out)
     }
 
+    /// What mosquitto logged so far.
+    pub fn broker_log(&self) -> String {
+        std::fs::read_to_string(self.tmp.path().join("mosquitto.log")).unwrap_or_default()
+    }
+
     /// What `vouch-fleet serve` logged so far.
     pub fn server_log(&self) -> String {
         std::fs::read_to_string(self.tmp.path().join("serve.log")).unwrap_or_default()

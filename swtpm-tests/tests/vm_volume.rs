@@ -301,10 +301,11 @@ fn vouch_volume_commands_unlock_with_dm_crypt_in_a_real_kernel() {
     );
     let serial = |vm: &Vm| {
         format!(
-            "serial:\n{}\nguest agent:\n{}\naudit:\n{}",
+            "serial:\n{}\nguest agent:\n{}\naudit:\n{}\nbroker:\n{}",
             vm.serial(),
             std::fs::read_to_string(share.join("agent.log")).unwrap_or_default(),
-            fleet.cli(&["audit"]).stdout
+            fleet.cli(&["audit"]).stdout,
+            fleet.broker_log()
         )
     };
     fleet

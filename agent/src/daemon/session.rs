@@ -100,7 +100,29 @@ fn boot_id() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Runs the session until a fatal error. Sends a boot announcement first.
+/// Publishes the boot announcement and the escrow deposits (through the outbox).
+async fn announce(
+    cfg: &AgentConfig,
+    me: &Enrolled,
+    client: &AsyncClient,
+    delivery: &mut Delivery,
+) -> Result<(), SessionError> {
+    let boot = protocol::encode(&BootAnnouncement { boot_id: boot_id() });
+    delivery
+        .push(client, &format!("devices/{}/boot", me.device_id), boot)
+        .await?;
+    let deposit_topic = format!("devices/{}/escrow", me.device_id);
+    let (state, id) = (cfg.state_dir.clone(), me.device_id.clone());
+    let deposits = tokio::task::spawn_blocking(move || escrow::deposits(&state, &id))
+        .await
+        .unwrap_or_default();
+    for d in deposits {
+        delivery.push(client, &deposit_topic, d).await?;
+    }
+    Ok(())
+}
+
+/// Runs the session until a fatal error. Subscribes to its commands, then announces the boot.
 pub async fn run(cfg: &AgentConfig, tpm: &TpmClient, me: &Enrolled) -> Result<(), SessionError> {
     let tls = tls::device_config(
         &cfg.broker.ca_file,
@@ -123,20 +145,12 @@ pub async fn run(cfg: &AgentConfig, tpm: &TpmClient, me: &Enrolled) -> Result<()
         queued: VecDeque::new(),
         inflight: HashMap::new(),
     };
-    let boot = protocol::encode(&BootAnnouncement { boot_id: boot_id() });
-    delivery
-        .push(&client, &format!("devices/{}/boot", me.device_id), boot)
-        .await?;
     let escrow_cmd = format!("devices/{}/cmd/escrow", me.device_id);
-    let deposit_topic = format!("devices/{}/escrow", me.device_id);
     let recovery_topic = format!("devices/{}/recovery", me.device_id);
-    let (state, id) = (cfg.state_dir.clone(), me.device_id.clone());
-    let deposits = tokio::task::spawn_blocking(move || escrow::deposits(&state, &id))
-        .await
-        .unwrap_or_default();
-    for d in deposits {
-        delivery.push(&client, &deposit_topic, d).await?;
-    }
+    // Announced once the command subscription is in place: the fleet answers a boot
+    // announcement with a challenge at once, and a new session has no subscription to queue
+    // it for until the broker has processed SUBSCRIBE (it handles one client's packets in order).
+    let mut announced = false;
     let mut backoff = Duration::from_secs(1);
     let max_backoff = Duration::from_secs(cfg.broker.max_backoff_secs);
     let mut limiter = LogLimiter::new(Duration::from_secs(30));
@@ -147,6 +161,10 @@ pub async fn run(cfg: &AgentConfig, tpm: &TpmClient, me: &Enrolled) -> Result<()
                 tracing::info!(device = %me.device_id, "connected to the broker");
                 client.subscribe(&cmd_topic, QoS::AtLeastOnce).await?;
                 delivery.resend(&client).await?;
+                if !announced {
+                    announce(cfg, me, &client, &mut delivery).await?;
+                    announced = true;
+                }
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == attest_cmd => {
                 let challenge = match protocol::decode::<AttestChallenge>("challenge", &p.payload) {

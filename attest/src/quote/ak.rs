@@ -7,6 +7,11 @@ use crate::tpm::keys::{KeyError, PublicKey};
 use crate::tpm::params::EccCurve;
 use crate::tpm::public::{PublicError, PublicForm, TpmPublic};
 use crate::tpm::signature::Signature;
+// Quote signatures: AWS-LC on x86_64 (its P-256 verify is ~2.5 µs faster than ring's, the
+// largest single cost of a verification: attest/BENCH.md), ring on other architectures.
+#[cfg(target_arch = "x86_64")]
+use aws_lc_rs::signature::{self as rs, UnparsedPublicKey, VerificationAlgorithm};
+#[cfg(not(target_arch = "x86_64"))]
 use ring::signature::{self as rs, UnparsedPublicKey, VerificationAlgorithm};
 use serde::Serialize;
 use spki::der::asn1::UintRef;

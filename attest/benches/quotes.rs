@@ -1,8 +1,8 @@
-//! Throughput of quote verification (parse + signature + pcrDigest + counters), measured on a
-//! software P-256 quote and on the real RSA-2048 GCP quote. Ignored by default; run with
-//! `cargo test --release -p vouch-attest --test quote_perf -- --ignored --nocapture`.
-//! In an optimised build it fails below 20,000 P-256 verifications per CPU-second.
+//! Throughput of quote verification alone (parse + signature + pcrDigest + counters), on a
+//! software P-256 quote and on the real RSA-2048 GCP quote: figures printed, no pass/fail.
+//! `cargo bench -p vouch-attest --bench quotes`.
 
+#[path = "../tests/quote_support/mod.rs"]
 mod quote_support;
 
 use quote_support::{gcp, soft_quote};
@@ -38,14 +38,12 @@ fn rate(label: &str, n: u32, mut f: impl FnMut() -> bool) -> f64 {
     per_cpu_sec
 }
 
-#[test]
-#[ignore = "timing; run in release with --ignored"]
-fn verification_throughput() {
+fn main() {
     let q = soft_quote();
     let v = AkVerifier::from_tpm_public(&q.public).unwrap();
     let attest = q.attest.marshal();
     let previous = attest.clone();
-    let p256 = rate("ecdsa-p256/sha256, 14 PCRs, with counters", 50_000, || {
+    rate("ecdsa-p256/sha256, 14 PCRs, with counters", 50_000, || {
         v.verify_quote(&QuoteEvidence {
             attest: &attest,
             signature: &q.signature,
@@ -73,11 +71,4 @@ fn verification_throughput() {
         })
         .passed()
     });
-
-    if !cfg!(debug_assertions) {
-        assert!(
-            p256 >= 20_000.0,
-            "P-256 quote verification too slow: {p256:.0}/s"
-        );
-    }
 }

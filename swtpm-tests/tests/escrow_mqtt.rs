@@ -5,7 +5,8 @@
 //! ID VOLUME` is refused while the last verdict is untrusted; once the operator approves the new
 //! boot (records and assigns its policy) and the device attests trusted, the release goes through
 //! without an override: the server sends the passphrase encrypted to the device's TPM, the
-//! agent seals it to the new boot, and `vouch-agent volume reseal` re-seals keyslot 0 with it.
+//! agent seals it to the new boot, and `vouch-agent volume unlock` re-seals keyslot 0 with it
+//! (as it was sealed before: PCR 7) and opens the volume.
 
 use std::path::Path;
 use std::time::Duration;
@@ -211,13 +212,26 @@ fn a_released_passphrase_reaches_the_device_only_after_a_trusted_verdict() {
         );
     }
 
-    // Re-seal with the released passphrase (root, with the agent stopped: one TPM connection).
+    // Unlock (root, with the agent stopped: one TPM connection) finds the released passphrase,
+    // re-seals keyslot 0 to this boot as it was sealed before (PCR 7), and opens the volume.
     agent.stop();
-    let o = tpm.agent(&state, &["volume", "reseal", "--device", &image]);
-    ok(&o);
-    assert!(!sealed.exists(), "the released passphrase file is removed");
     let o = dry_unlock(&tpm, &state, &image);
     ok(&o);
+    assert!(
+        o.stderr
+            .contains("re-sealing with the passphrase the fleet released"),
+        "{}",
+        o.stderr
+    );
+    assert!(!sealed.exists(), "the released passphrase file is removed");
+    let o = tpm.agent(&state, &["volume", "status", "--device", &image, "--json"]);
+    ok(&o);
+    let st: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(st["sealed_to"], "PCRs sha256:7", "{st}");
+    // Nothing is left to recover with: a second unlock simply unseals.
+    let o = dry_unlock(&tpm, &state, &image);
+    ok(&o);
+    assert!(!o.stderr.contains("re-sealing"), "{}", o.stderr);
     // And cryptsetup agrees that the passphrase opens the recovery keyslot.
     let pf = tpm.dir().join("pass");
     std::fs::write(&pf, &pass).unwrap();

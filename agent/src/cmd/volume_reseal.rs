@@ -11,6 +11,7 @@ use super::volume::{ResealArgs, VolumeError};
 use super::volume_common::{open_device, read_header, seal_policy};
 use super::volume_create::SECRET_LEN;
 use crate::seal::store::read_bounded;
+use crate::seal::{Binding, SealPolicy};
 use crate::tpm::worker::TpmClient;
 use crate::tpm::TpmError;
 use crate::volume::luks2::format::RECOVERY_KEYSLOT;
@@ -26,9 +27,48 @@ const MAX_PASSPHRASE: u64 = 1024;
 /// `vouch-agent volume reseal`.
 pub fn run(tpm: &TpmClient, state_dir: &Path, args: &ResealArgs) -> Result<(), VolumeError> {
     let policy = seal_policy(&args.seal)?;
-    let mut dev = open_device(&args.device, true)?;
-    let mut volume = read_header(&args.device, &mut dev)?;
-    let (pass, released) = match &args.recovery_file {
+    reseal(
+        tpm,
+        state_dir,
+        &args.device,
+        args.recovery_file.as_deref(),
+        policy,
+    )
+}
+
+/// True when the fleet released a passphrase for volume `uuid` that waits in `state_dir`.
+pub fn released_waiting(state_dir: &Path, uuid: &str) -> bool {
+    recovery::sealed_path(state_dir, uuid).is_ok_and(|p| p.exists())
+}
+
+/// The policy a volume's keyslot-0 secret was sealed with, to seal the new secret the same way
+/// (PolicyPCR over the same PCRs with their current values, or the same fleet key).
+pub fn same_policy(sealed: &crate::seal::SealedObject) -> SealPolicy {
+    match &sealed.binding {
+        Binding::Pcr { selection, .. } => SealPolicy::Pcr {
+            selection: selection.clone(),
+            values: None,
+        },
+        Binding::Authorized { key, policy_ref } => SealPolicy::Authorized {
+            key: key.clone(),
+            policy_ref: policy_ref.clone(),
+        },
+    }
+}
+
+/// Opens keyslot 1 with the recovery passphrase (`recovery_file`, or else the one the fleet
+/// released to this device), seals a new keyslot-0 secret with `policy` and replaces the
+/// `vouch-tpm2` token; a released passphrase file is deleted afterwards.
+pub fn reseal(
+    tpm: &TpmClient,
+    state_dir: &Path,
+    device: &Path,
+    recovery_file: Option<&Path>,
+    policy: SealPolicy,
+) -> Result<(), VolumeError> {
+    let mut dev = open_device(device, true)?;
+    let mut volume = read_header(device, &mut dev)?;
+    let (pass, released) = match recovery_file {
         Some(file) => {
             let mut pass = Zeroizing::new(read_bounded(file, MAX_PASSPHRASE)?);
             while pass.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
@@ -44,7 +84,7 @@ pub fn run(tpm: &TpmClient, state_dir: &Path, args: &ResealArgs) -> Result<(), V
     let unlocked = volume
         .open(&mut dev, &pass, Some(RECOVERY_KEYSLOT))
         .map_err(|source| VolumeError::RecoveryRejected {
-            path: args.device.clone(),
+            path: device.to_path_buf(),
             source: Box::new(source),
         })?;
     let mut secret = Zeroizing::new(vec![0u8; SECRET_LEN]);
@@ -61,7 +101,7 @@ pub fn run(tpm: &TpmClient, state_dir: &Path, args: &ResealArgs) -> Result<(), V
         &sealed,
     )
     .map_err(|source| VolumeError::Token {
-        path: args.device.clone(),
+        path: device.to_path_buf(),
         source: Box::new(source),
     })?;
     if let Some(path) = released {
@@ -72,7 +112,7 @@ pub fn run(tpm: &TpmClient, state_dir: &Path, args: &ResealArgs) -> Result<(), V
     }
     eprintln!(
         "{}: keyslot 0 re-sealed to the current boot state",
-        args.device.display()
+        device.display()
     );
     Ok(())
 }

@@ -5,10 +5,17 @@
 //! device-mapper ([`crate::volume::dm`]). Without device-mapper it fails with its own exit code
 //! after the unseal and keyslot checks, so the error path still proves the TPM side works;
 //! `--dry-run` stops before mapping. Timings of unseal and keyslot go to standard error.
+//!
+//! When the unseal fails because the boot state changed and the fleet has released the
+//! volume's recovery passphrase to this device (`crate::volume::recovery`), `unlock` re-seals
+//! keyslot 0 with it first (same PCRs or fleet key as before), so a restart of the volumes unit
+//! finishes a recovery.
 
 use super::volume::{StatusArgs, UnlockArgs, VolumeError};
 use super::volume_common::{open_device, read_header, unseal_and_open};
+use super::volume_reseal::{released_waiting, reseal, same_policy};
 use crate::tpm::worker::TpmClient;
+use crate::tpm::TpmError;
 use crate::volume::config::VolumesConfig;
 use crate::volume::dm;
 use crate::volume::luks2::HeaderHealth;
@@ -71,8 +78,30 @@ fn unlock_one(
     dry_run: bool,
 ) -> Result<(), VolumeError> {
     let mut dev = open_device(device, false)?;
-    let volume = read_header(device, &mut dev)?;
-    let opened = unseal_and_open(tpm, state_dir, device, &mut dev, &volume, signed_policy)?;
+    let mut volume = read_header(device, &mut dev)?;
+    let opened = match unseal_and_open(tpm, state_dir, device, &mut dev, &volume, signed_policy) {
+        Err(VolumeError::Tpm(TpmError::BootStateChanged { .. }))
+            if released_waiting(state_dir, volume.uuid()) =>
+        {
+            // The boot changed and the fleet released the recovery passphrase for this boot:
+            // re-seal keyslot 0 the way it was sealed before, then unlock as usual.
+            eprintln!(
+                "{}: the boot state changed; re-sealing with the passphrase the fleet released",
+                device.display()
+            );
+            let (_, sealed) =
+                tpm_token::read_sealed(&volume).map_err(|source| VolumeError::Token {
+                    path: device.to_path_buf(),
+                    source: Box::new(source),
+                })?;
+            drop(dev);
+            reseal(tpm, state_dir, device, None, same_policy(&sealed))?;
+            dev = open_device(device, false)?;
+            volume = read_header(device, &mut dev)?;
+            unseal_and_open(tpm, state_dir, device, &mut dev, &volume, signed_policy)?
+        }
+        other => other?,
+    };
     eprintln!(
         "{}: unsealed in {:.1} ms, keyslot {} opened in {:.1} ms",
         device.display(),

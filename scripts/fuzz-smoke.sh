@@ -56,7 +56,7 @@ seed_attest() {
     mkdir -p "$p"
     printf '%s' '{"nonce":"AAECAw==","pcrs":"sha256:0,1,7"}' >"$p/seed_challenge.json"
     printf '%s' '{"boot_id":"0b6c1f9e"}' >"$p/seed_boot.json"
-    printf '%s' '{"volume_uuid":"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0","credential_blob":"AAEC","encrypted_secret":"AwQ=","nonce":"AAAAAAAAAAAAAAAA","ciphertext":"AAECAwQFBgcICQoLDA0ODw=="}' >"$p/seed_release.json"
+    printf '%s' '{"volume_uuid":"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0","boot_id":"0b6c1f9e","credential_blob":"AAEC","encrypted_secret":"AwQ=","nonce":"AAAAAAAAAAAAAAAA","ciphertext":"AAECAwQFBgcICQoLDA0ODw=="}' >"$p/seed_release.json"
     printf '%s' '{"volume_uuid":"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0","ok":true,"detail":"sealed"}' >"$p/seed_result.json"
     printf '%s' '{"step":"request","request_id":"r1","ek_public":"AAE=","ek_certificates":["MA=="],"ak_public":"AAE=","tls_public":"AAE="}' >"$p/seed_enroll.json"
 }

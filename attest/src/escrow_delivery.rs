@@ -3,8 +3,9 @@
 //! and that key travels as a TPM credential (MakeCredential to the device's EK and AK name).
 //! Only the TPM that holds both keys can recover it with TPM2_ActivateCredential.
 //!
-//! The additional authenticated data ([`aad`]) binds the ciphertext to the device id and the
-//! volume UUID, so a delivery replayed to another volume does not open.
+//! The additional authenticated data ([`aad`]) binds the ciphertext to the device id, the
+//! volume UUID and the boot id the release is for, so a delivery replayed to another volume, or
+//! with its boot id changed, does not open (the agent also refuses it in another boot).
 
 use crate::credential::{make_credential, CredentialError};
 use crate::protocol::EscrowRelease;
@@ -44,11 +45,12 @@ pub enum DeliveryError {
 }
 
 /// Additional authenticated data of a delivery.
-pub fn aad(device_id: &str, volume_uuid: &str) -> Vec<u8> {
+pub fn aad(device_id: &str, volume_uuid: &str, boot_id: &str) -> Vec<u8> {
     crate::escrow::length_prefixed(&[
         b"vouch-escrow-delivery".as_slice(),
         device_id.as_bytes(),
         volume_uuid.as_bytes(),
+        boot_id.as_bytes(),
     ])
 }
 
@@ -58,6 +60,7 @@ pub fn wrap<R: RngCore + CryptoRng>(
     ak_name: &[u8],
     device_id: &str,
     volume_uuid: &str,
+    boot_id: &str,
     passphrase: &[u8],
     rng: &mut R,
 ) -> Result<EscrowRelease, DeliveryError> {
@@ -71,7 +74,7 @@ pub fn wrap<R: RngCore + CryptoRng>(
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
     let cipher = Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| DeliveryError::Encrypt)?;
-    let aad = aad(device_id, volume_uuid);
+    let aad = aad(device_id, volume_uuid, boot_id);
     let ciphertext = cipher
         .encrypt(
             &Nonce::from(nonce),
@@ -83,6 +86,7 @@ pub fn wrap<R: RngCore + CryptoRng>(
         .map_err(|_| DeliveryError::Encrypt)?;
     Ok(EscrowRelease {
         volume_uuid: volume_uuid.to_owned(),
+        boot_id: boot_id.to_owned(),
         credential_blob,
         encrypted_secret,
         nonce: nonce.to_vec(),
@@ -105,7 +109,7 @@ pub fn unwrap(
         .try_into()
         .map_err(|_| DeliveryError::NonceLength(release.nonce.len()))?;
     let cipher = Aes256Gcm::new_from_slice(activated_key).map_err(|_| DeliveryError::Open)?;
-    let aad = aad(device_id, &release.volume_uuid);
+    let aad = aad(device_id, &release.volume_uuid, &release.boot_id);
     cipher
         .decrypt(
             &Nonce::from(nonce),

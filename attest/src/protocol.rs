@@ -229,6 +229,8 @@ pub struct EscrowDeposit {
 pub struct EscrowRelease {
     /// The volume the passphrase opens.
     pub volume_uuid: String,
+    /// The boot the fleet's verdict was for: the agent refuses the release in any other boot.
+    pub boot_id: String,
     /// TPM2B_ID_OBJECT protecting the AES key (MakeCredential to the EK and AK name).
     #[serde(with = "b64")]
     pub credential_blob: Vec<u8>,

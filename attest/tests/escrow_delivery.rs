@@ -1,6 +1,6 @@
 //! Delivery of a released passphrase: opened by the EK (software EK of the credential test
 //! data, activated with `activate_with_ecc_key`) for the AK name it was made for, and only for
-//! the device id and volume it names.
+//! the device id, volume and boot it names.
 
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -25,7 +25,8 @@ fn only_the_devices_tpm_opens_it_and_only_for_its_volume() {
     let ak_name = TpmPublic::parse(&data("ak.pub")).unwrap().0.name().unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let pass = b"correct horse battery staple";
-    let r = wrap(&ek, &ak_name, "dev1", "uuid-1", pass, &mut rng).unwrap();
+    let r = wrap(&ek, &ak_name, "dev1", "uuid-1", "boot-1", pass, &mut rng).unwrap();
+    assert_eq!(r.boot_id, "boot-1");
     assert_eq!(r.volume_uuid, "uuid-1");
     let json = String::from_utf8(vouch_attest::protocol::encode(&r)).unwrap();
     assert!(!json.contains("horse"), "{json}");
@@ -46,6 +47,12 @@ fn only_the_devices_tpm_opens_it_and_only_for_its_volume() {
     other.volume_uuid = "uuid-2".into();
     assert!(matches!(
         unwrap(&other, &key, "dev1"),
+        Err(DeliveryError::Open)
+    ));
+    let mut other_boot = r.clone();
+    other_boot.boot_id = "boot-2".into();
+    assert!(matches!(
+        unwrap(&other_boot, &key, "dev1"),
         Err(DeliveryError::Open)
     ));
     let mut bad = r.clone();
@@ -88,12 +95,12 @@ fn only_the_devices_tpm_opens_it_and_only_for_its_volume() {
         Err(DeliveryError::NonceLength(11))
     ));
     assert!(matches!(
-        wrap(&ek, &ak_name, "d", "u", b"", &mut rng),
+        wrap(&ek, &ak_name, "d", "u", "b", b"", &mut rng),
         Err(DeliveryError::PassphraseSize(0))
     ));
     let long = vec![b'x'; 1025];
     assert!(matches!(
-        wrap(&ek, &ak_name, "d", "u", &long, &mut rng),
+        wrap(&ek, &ak_name, "d", "u", "b", &long, &mut rng),
         Err(DeliveryError::PassphraseSize(1025))
     ));
 }

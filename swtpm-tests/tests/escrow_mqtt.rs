@@ -175,8 +175,9 @@ fn a_released_passphrase_reaches_the_device_only_after_a_trusted_verdict() {
     );
     assert!(o.stderr.contains("device reports ok"), "{}", o.stderr);
     let audit = fleet.cli(&["audit"]).stdout;
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     for want in [
-        "recovery passphrase released to the device",
+        &format!("released to the device for boot {}", boot_id.trim()) as &str,
         "last verdict #",
         "sent, encrypted to the device's TPM",
         "device reports ok",

@@ -1,7 +1,8 @@
 //! The daemon's part in volume recovery. At the start of each session it deposits the escrow
 //! records `volume create` left in `<state>/escrow` (ciphertext for the fleet's escrow key
 //! only). When the fleet releases a passphrase (`devices/<id>/cmd/escrow`), the daemon recovers
-//! the delivery key with TPM2_ActivateCredential (only this TPM's EK and AK can), decrypts the
+//! the delivery key with TPM2_ActivateCredential (only this TPM's EK and AK can) if the release
+//! is for this boot (the one the fleet's trusted verdict was about), decrypts the
 //! passphrase and seals it straight back to the TPM under PolicyPCR over the current boot
 //! ([`RECOVERY_PCRS`]), for `vouch-agent volume reseal` (run as root) to use. The passphrase is
 //! never written anywhere in clear and never logged; the fleet gets a [`RecoveryResult`].
@@ -36,6 +37,9 @@ pub enum RecoverError {
     /// The delivery does not decrypt.
     #[error("{0}")]
     Delivery(#[from] DeliveryError),
+    /// The release was approved for another boot than this one.
+    #[error("the release is for boot {release}, this is boot {current}: refused (the fleet must see this boot trusted first)")]
+    OtherBoot { release: String, current: String },
     /// The recovery PCR selection does not parse (a constant: a bug).
     #[error("recovery PCR selection {RECOVERY_PCRS}: {0}")]
     Selection(String),
@@ -68,6 +72,20 @@ pub fn deposits(state: &Path, device_id: &str) -> Vec<Vec<u8>> {
         }
     }
     out
+}
+
+/// A release is used only in the boot the fleet's verdict was for: the TPM would activate the
+/// credential in any boot, so this check is what keeps a passphrase approved for a trusted boot
+/// from reaching a later, unverified one.
+fn check_boot(release: &str, current: &str) -> Result<(), RecoverError> {
+    if release == current {
+        Ok(())
+    } else {
+        Err(RecoverError::OtherBoot {
+            release: release.to_owned(),
+            current: current.to_owned(),
+        })
+    }
 }
 
 /// Handles a release: returns what to tell the fleet.
@@ -107,6 +125,7 @@ async fn keep(
     device_id: &str,
     release: EscrowRelease,
 ) -> Result<std::path::PathBuf, RecoverError> {
+    check_boot(&release.boot_id, &super::session::boot_id())?;
     let record = recovery::record_path(state, &release.volume_uuid)?;
     if !record.exists() {
         return Err(RecoverError::UnknownVolume(release.volume_uuid));
@@ -135,4 +154,16 @@ async fn keep(
     .await??;
     recovery::write_atomic(&out, &crate::seal::blob::encode(&sealed), 0o600)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_for_another_boot_is_refused() {
+        assert!(check_boot("b1", "b1").is_ok());
+        let e = check_boot("b1", "b2").unwrap_err().to_string();
+        assert!(e.contains("boot b1") && e.contains("boot b2"), "{e}");
+    }
 }

@@ -94,7 +94,8 @@ impl Delivery {
     }
 }
 
-fn boot_id() -> String {
+/// This boot's id (the kernel's random boot id).
+pub fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vouch_attest::escrow::{self, EscrowError, EscrowRecord};
 
-use vouch_fleet::registry::{now_ms, AuditKind, RegistryError};
+use vouch_fleet::registry::{now_ms, AuditKind, Boot, RegistryError, StoredVerdict};
 
 /// Arguments of `vouch-fleet escrow`.
 #[derive(Args, Debug)]
@@ -126,6 +126,12 @@ pub enum EscrowCmdError {
     /// The device could not use the passphrase.
     #[error("release #{id}: {result}")]
     DeviceFailed { id: i64, result: String },
+    /// The device never announced a boot (a release is bound to one).
+    #[error("device {0} has announced no boot: a release goes to the boot the verdict was for; start its agent first")]
+    NoBoot(String),
+    /// The trusted verdict is older than the device's current boot.
+    #[error("device {id}'s last trusted verdict (#{verdict}) was for an earlier boot than the one it runs now: wait for its verdict on this boot (`vouch-fleet attest {id}`), or use --override --reason")]
+    Stale { id: String, verdict: i64 },
     /// The device has no verdict.
     #[error("device {0} has no verdict in the registry: release refused (use --override --reason after checking it otherwise)")]
     NoVerdict(String),
@@ -145,6 +151,8 @@ impl EscrowCmdError {
     fn code(&self) -> u8 {
         match self {
             EscrowCmdError::NoVerdict(_)
+            | EscrowCmdError::NoBoot(_)
+            | EscrowCmdError::Stale { .. }
             | EscrowCmdError::Untrusted { .. }
             | EscrowCmdError::DeviceFailed { .. } => exit::REJECTED,
             EscrowCmdError::Registry(_)
@@ -290,12 +298,15 @@ fn release_with(
     if a.blob.is_none() {
         drop(pass);
         let now = now_ms();
-        let id = reg.queue_escrow_release(&a.id, &record.volume_uuid, &basis, now)?;
+        // `basis` checked that the device announced a boot.
+        let boot = reg.last_boot(&a.id)?.map(|b| b.boot_id).unwrap_or_default();
+        let id = reg.queue_escrow_release(&a.id, &record.volume_uuid, &boot, &basis, now)?;
         reg.audit(
             AuditKind::EscrowRelease,
             Some(&a.id),
             &format!(
-                "volume {} recovery passphrase released to the device (release #{id}): {basis}",
+                "volume {} recovery passphrase released to the device for boot {boot} \
+                 (release #{id}): {basis}",
                 record.volume_uuid
             ),
             now,
@@ -334,19 +345,55 @@ fn release_with(
 /// Why the release is allowed: the trusted last verdict, or the override with its reason.
 fn basis(a: &ReleaseArgs, reg: &vouch_fleet::registry::Registry) -> Result<String, EscrowCmdError> {
     let last = reg.verdicts(&a.id, 1)?.into_iter().next();
-    match (&last, a.force) {
-        (Some(v), _) if v.trusted => Ok(format!("last verdict #{} trusted", v.id)),
-        (_, true) => Ok(format!(
-            "OVERRIDE ({}): {}",
-            match &last {
+    let boot = if a.blob.is_none() {
+        reg.last_boot(&a.id)?
+    } else {
+        None
+    };
+    decide(
+        &a.id,
+        last.as_ref(),
+        boot.as_ref(),
+        a.blob.is_none(),
+        a.force.then_some(a.reason.as_deref().unwrap_or_default()),
+    )
+}
+
+/// Whether a release is allowed, and on what basis. `to_device`: the release goes to the device's
+/// current boot (`boot`), so a trusted verdict counts only when its challenge was issued after
+/// that boot was announced. `force`: the override reason.
+fn decide(
+    id: &str,
+    last: Option<&StoredVerdict>,
+    boot: Option<&Boot>,
+    to_device: bool,
+    force: Option<&str>,
+) -> Result<String, EscrowCmdError> {
+    if to_device && boot.is_none() {
+        return Err(EscrowCmdError::NoBoot(id.to_owned()));
+    }
+    let stale =
+        |v: &StoredVerdict| to_device && boot.is_some_and(|b| v.challenged_ms < b.announced_ms);
+    match (last, force) {
+        (Some(v), _) if v.trusted && !stale(v) => Ok(format!("last verdict #{} trusted", v.id)),
+        (_, Some(reason)) => Ok(format!(
+            "OVERRIDE ({}): {reason}",
+            match last {
+                Some(v) if v.trusted => format!(
+                    "last verdict #{} trusted but older than the current boot",
+                    v.id
+                ),
                 Some(v) => format!("last verdict #{} untrusted", v.id),
                 None => "no verdict".into(),
             },
-            a.reason.as_deref().unwrap_or_default()
         )),
-        (None, false) => Err(EscrowCmdError::NoVerdict(a.id.clone())),
-        (Some(v), false) => Err(EscrowCmdError::Untrusted {
-            id: a.id.clone(),
+        (None, None) => Err(EscrowCmdError::NoVerdict(id.to_owned())),
+        (Some(v), None) if v.trusted => Err(EscrowCmdError::Stale {
+            id: id.to_owned(),
+            verdict: v.id,
+        }),
+        (Some(v), None) => Err(EscrowCmdError::Untrusted {
+            id: id.to_owned(),
             verdict: v.id,
             reasons: v.reasons.join("; "),
         }),
@@ -372,5 +419,61 @@ fn wait_answer(
             return Err(EscrowCmdError::NoAnswer { id, secs });
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(id: i64, trusted: bool, challenged_ms: i64) -> StoredVerdict {
+        StoredVerdict {
+            id,
+            device_id: "d".into(),
+            challenged_ms,
+            stored_ms: challenged_ms + 5,
+            trusted,
+            reasons: if trusted { vec![] } else { vec!["pcr7".into()] },
+        }
+    }
+
+    #[test]
+    fn a_release_to_the_device_needs_a_trusted_verdict_on_its_current_boot() {
+        let boot = Boot {
+            boot_id: "b2".into(),
+            announced_ms: 100,
+        };
+        let on_boot = verdict(7, true, 150);
+        let before = verdict(6, true, 50);
+        let bad = verdict(8, false, 150);
+        let ok = decide("d", Some(&on_boot), Some(&boot), true, None).unwrap();
+        assert_eq!(ok, "last verdict #7 trusted");
+        assert!(matches!(
+            decide("d", Some(&before), Some(&boot), true, None),
+            Err(EscrowCmdError::Stale { verdict: 6, .. })
+        ));
+        assert!(matches!(
+            decide("d", Some(&bad), Some(&boot), true, None),
+            Err(EscrowCmdError::Untrusted { verdict: 8, .. })
+        ));
+        assert!(matches!(
+            decide("d", None, Some(&boot), true, None),
+            Err(EscrowCmdError::NoVerdict(_))
+        ));
+        assert!(matches!(
+            decide("d", Some(&on_boot), None, true, Some("why")),
+            Err(EscrowCmdError::NoBoot(_))
+        ));
+        let forced = decide("d", Some(&before), Some(&boot), true, Some("update")).unwrap();
+        assert!(
+            forced.starts_with("OVERRIDE (last verdict #6 trusted but older"),
+            "{forced}"
+        );
+        assert!(forced.ends_with(": update"), "{forced}");
+        // To the operator (--blob): no boot involved; a trusted last verdict suffices.
+        assert_eq!(
+            decide("d", Some(&before), None, false, None).unwrap(),
+            "last verdict #6 trusted"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Escrow records deposited by devices (one per device and volume; a newer deposit replaces an
-//! older one) and released passphrases waiting to be sent: `vouch-fleet escrow release ID
-//! VOLUME` queues a row after its checks, the running server sends it and records the device's
-//! answer.
+//! older one), the boot each device last announced (a release is bound to one boot), and
+//! released passphrases waiting to be sent: `vouch-fleet escrow release ID VOLUME` queues a row
+//! after its checks, the running server sends it and records the device's answer.
 
 use super::{q, Registry, RegistryError};
 use rusqlite::{params, OptionalExtension};
@@ -20,6 +20,15 @@ pub struct StoredEscrow {
     pub deposited_ms: i64,
 }
 
+/// The boot a device announced last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Boot {
+    /// The device's boot id.
+    pub boot_id: String,
+    /// When it was announced (ms since the epoch).
+    pub announced_ms: i64,
+}
+
 /// A release queued for delivery to the device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EscrowRelease {
@@ -29,6 +38,8 @@ pub struct EscrowRelease {
     pub device_id: String,
     /// Volume UUID.
     pub volume_uuid: String,
+    /// The boot it is for: the device refuses it in another one.
+    pub boot_id: String,
     /// Why it was allowed (trusted verdict id, or the override reason).
     pub basis: String,
     /// When it was approved.
@@ -46,18 +57,54 @@ fn release_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EscrowRelease> {
         id: r.get(0)?,
         device_id: r.get(1)?,
         volume_uuid: r.get(2)?,
-        basis: r.get(3)?,
-        requested_ms: r.get(4)?,
-        sent_ms: r.get(5)?,
-        result_ms: r.get(6)?,
-        result: r.get(7)?,
+        boot_id: r.get(3)?,
+        basis: r.get(4)?,
+        requested_ms: r.get(5)?,
+        sent_ms: r.get(6)?,
+        result_ms: r.get(7)?,
+        result: r.get(8)?,
     })
 }
 
 const RELEASE_COLUMNS: &str =
-    "id, device_id, volume_uuid, basis, requested_ms, sent_ms, result_ms, result";
+    "id, device_id, volume_uuid, boot_id, basis, requested_ms, sent_ms, result_ms, result";
 
 impl Registry {
+    /// Records the boot a device announced.
+    pub fn record_boot(
+        &self,
+        device_id: &str,
+        boot_id: &str,
+        now_ms: i64,
+    ) -> Result<(), RegistryError> {
+        self.conn()
+            .execute(
+                "INSERT INTO boots (device_id, boot_id, announced_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (device_id) DO UPDATE SET boot_id = excluded.boot_id, \
+                 announced_ms = excluded.announced_ms",
+                params![device_id, boot_id, now_ms],
+            )
+            .map_err(q("record boot"))?;
+        Ok(())
+    }
+
+    /// The boot a device announced last.
+    pub fn last_boot(&self, device_id: &str) -> Result<Option<Boot>, RegistryError> {
+        self.conn()
+            .query_row(
+                "SELECT boot_id, announced_ms FROM boots WHERE device_id = ?1",
+                params![device_id],
+                |r| {
+                    Ok(Boot {
+                        boot_id: r.get(0)?,
+                        announced_ms: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(q("read boot"))
+    }
+
     /// Stores (or replaces) a device's escrow record for a volume.
     pub fn deposit_escrow(
         &self,
@@ -120,14 +167,15 @@ impl Registry {
         &self,
         device_id: &str,
         volume_uuid: &str,
+        boot_id: &str,
         basis: &str,
         now_ms: i64,
     ) -> Result<i64, RegistryError> {
         self.conn()
             .execute(
-                "INSERT INTO escrow_releases (device_id, volume_uuid, basis, requested_ms) \
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![device_id, volume_uuid, basis, now_ms],
+                "INSERT INTO escrow_releases (device_id, volume_uuid, boot_id, basis, \
+                 requested_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![device_id, volume_uuid, boot_id, basis, now_ms],
             )
             .map_err(q("queue escrow release"))?;
         Ok(self.conn().last_insert_rowid())
@@ -213,8 +261,18 @@ mod tests {
 
         // An answer before anything was sent is not recorded.
         assert!(!reg.record_escrow_result("d1", "u1", "ok", 25).unwrap());
+        assert!(reg.last_boot("d1").unwrap().is_none());
+        reg.record_boot("d1", "b1", 5).unwrap();
+        reg.record_boot("d1", "b2", 6).unwrap();
+        assert_eq!(
+            reg.last_boot("d1").unwrap(),
+            Some(Boot {
+                boot_id: "b2".into(),
+                announced_ms: 6
+            })
+        );
         let id = reg
-            .queue_escrow_release("d1", "u1", "verdict #3", 30)
+            .queue_escrow_release("d1", "u1", "b2", "verdict #3", 30)
             .unwrap();
         assert_eq!(reg.unsent_escrow_releases().unwrap().len(), 1);
         reg.mark_escrow_sent(id, 31).unwrap();
@@ -227,5 +285,6 @@ mod tests {
         assert_eq!(r.sent_ms, Some(31));
         assert_eq!(r.result.as_deref(), Some("ok: sealed"));
         assert_eq!(r.basis, "verdict #3");
+        assert_eq!(r.boot_id, "b2");
     }
 }

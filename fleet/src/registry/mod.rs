@@ -16,7 +16,7 @@ mod verdicts;
 
 pub use audit::{AuditEntry, AuditKind, ChainCheck, ChainProblem};
 pub use devices::{Device, DeviceStatus, NewDevice};
-pub use escrow::{EscrowRelease, StoredEscrow};
+pub use escrow::{Boot, EscrowRelease, StoredEscrow};
 pub use nonces::{IssuedNonce, NonceRefusal};
 pub use requests::AttestRequest;
 pub use verdicts::{StoredVerdict, VerdictRecord};
@@ -111,10 +111,16 @@ CREATE TABLE IF NOT EXISTS escrow (
     deposited_ms INTEGER NOT NULL,
     PRIMARY KEY (device_id, volume_uuid)
 );
+CREATE TABLE IF NOT EXISTS boots (
+    device_id    TEXT PRIMARY KEY,
+    boot_id      TEXT NOT NULL,
+    announced_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS escrow_releases (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     device_id    TEXT NOT NULL,
     volume_uuid  TEXT NOT NULL,
+    boot_id      TEXT NOT NULL,
     basis        TEXT NOT NULL,
     requested_ms INTEGER NOT NULL,
     sent_ms      INTEGER,

@@ -68,6 +68,7 @@ pub fn handle_boot(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64) -
         .with_registry(|reg| match reg.device(device_id)? {
             Some(d) if d.status.is_active() => {
                 reg.set_boot_id(device_id, &boot.boot_id)?;
+                reg.record_boot(device_id, &boot.boot_id, now_ms)?;
                 Ok(true)
             }
             _ => Ok(false),

@@ -1,7 +1,8 @@
 //! Escrow on the server side: devices deposit their volumes' escrow records
 //! (`devices/<id>/escrow`), approved releases (queued by `vouch-fleet escrow release ID VOLUME`)
 //! are opened with the fleet's escrow key and sent to the device encrypted for its TPM
-//! (`devices/<id>/cmd/escrow`, see `vouch_attest::escrow_delivery`), and the device's answer
+//! (`devices/<id>/cmd/escrow`, see `vouch_attest::escrow_delivery`) and bound to the boot the
+//! release was approved for (not sent when the device has booted again since), and the answer
 //! (`devices/<id>/recovery`) is recorded. Every step is written to the audit log; the passphrase
 //! itself never is, and it never leaves this process in clear.
 
@@ -22,6 +23,9 @@ pub enum SendError {
     /// The device or its keys are gone.
     #[error("device {0} is not enrolled (or was deleted)")]
     NoDevice(String),
+    /// The device booted again after the release was approved.
+    #[error("the device rebooted (boot {now}) since the release for boot {approved} was approved: release again after its verdict on this boot")]
+    Rebooted { approved: String, now: String },
     /// No record was deposited for that volume.
     #[error("no escrow record of volume {0}")]
     NoRecord(String),
@@ -196,12 +200,20 @@ pub fn send_pending(srv: &Server, now_ms: i64) -> Vec<Outgoing> {
 }
 
 fn prepare(srv: &Server, r: &EscrowRelease) -> Result<Outgoing, SendError> {
-    let (device, stored) = srv.with_registry(|reg| {
+    let (device, stored, boot) = srv.with_registry(|reg| {
         Ok((
             reg.device(&r.device_id)?,
             reg.escrow(&r.device_id, &r.volume_uuid)?,
+            reg.last_boot(&r.device_id)?,
         ))
     })?;
+    let now = boot.map(|b| b.boot_id).unwrap_or_default();
+    if now != r.boot_id {
+        return Err(SendError::Rebooted {
+            approved: r.boot_id.clone(),
+            now,
+        });
+    }
     let device = device.ok_or_else(|| SendError::NoDevice(r.device_id.clone()))?;
     let (Some(ek), Some(ak)) = (device.ek_public, device.ak_public) else {
         return Err(SendError::NoDevice(r.device_id.clone()));
@@ -227,6 +239,7 @@ fn prepare(srv: &Server, r: &EscrowRelease) -> Result<Outgoing, SendError> {
         &ak_name,
         &r.device_id,
         &r.volume_uuid,
+        &r.boot_id,
         &passphrase,
         &mut rand::rngs::OsRng,
     )?;

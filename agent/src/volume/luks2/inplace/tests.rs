@@ -76,6 +76,14 @@ fn fresh() -> MemDevice {
     MemDevice(d)
 }
 
+/// `encrypt_existing` with the test secret, recovery passphrase, options and 64 KiB chunks.
+fn run<D: BlockDevice, J: BlockDevice>(
+    dev: &mut D,
+    journal: &mut J,
+) -> Result<(Luks2Volume, Zeroizing<Vec<u8>>), InplaceError> {
+    encrypt_existing(dev, journal, &secret(), &recovery(), &opts(), 64 << 10)
+}
+
 fn check_result(dev: &mut MemDevice) {
     let vol = Luks2Volume::read(dev).expect("finished volume reads");
     let key = vol.open(dev, &secret(), None).expect("opens").volume_key;
@@ -91,28 +99,12 @@ fn check_result(dev: &mut MemDevice) {
 fn uninterrupted_run_encrypts_everything() {
     let mut dev = fresh();
     let mut journal = MemDevice(vec![0u8; SHIFT as usize + 2 * RECORD_SIZE]);
-    encrypt_existing(
-        &mut dev,
-        &mut journal,
-        &secret(),
-        &recovery(),
-        &opts(),
-        64 << 10,
-    )
-    .expect("encrypt");
+    run(&mut dev, &mut journal).expect("encrypt");
     check_result(&mut dev);
     assert_ne!(&dev.0[SHIFT as usize..][..4096], &plaintext()[..4096]);
     // Running again on a finished journal changes nothing.
     let before = dev.clone();
-    encrypt_existing(
-        &mut dev,
-        &mut journal,
-        &secret(),
-        &recovery(),
-        &opts(),
-        64 << 10,
-    )
-    .expect("rerun");
+    run(&mut dev, &mut journal).expect("rerun");
     assert_eq!(dev, before);
 }
 
@@ -133,7 +125,7 @@ fn power_cut_at_every_write_then_resume_loses_nothing() {
                 inner: &mut journal,
                 budget: &cell,
             };
-            encrypt_existing(&mut d, &mut j, &secret(), &recovery(), &opts(), 64 << 10)
+            run(&mut d, &mut j)
         };
         if first.is_err() {
             crashes += 1;
@@ -154,15 +146,8 @@ fn power_cut_at_every_write_then_resume_loses_nothing() {
                 ));
                 assert_eq!(dev, before);
             }
-            encrypt_existing(
-                &mut dev,
-                &mut journal,
-                &secret(),
-                &recovery(),
-                &opts(),
-                64 << 10,
-            )
-            .unwrap_or_else(|e| panic!("resume after crash at write {budget}: {e}"));
+            run(&mut dev, &mut journal)
+                .unwrap_or_else(|e| panic!("resume after crash at write {budget}: {e}"));
         }
         check_result(&mut dev);
         if first.is_ok() {
@@ -225,14 +210,7 @@ fn interrupted(budget: u64) -> (MemDevice, MemDevice) {
         inner: &mut dev,
         budget: &cell,
     };
-    let r = encrypt_existing(
-        &mut d,
-        &mut journal,
-        &secret(),
-        &recovery(),
-        &opts(),
-        64 << 10,
-    );
+    let r = run(&mut d, &mut journal);
     assert!(r.is_err(), "the job must be interrupted");
     (dev, journal)
 }
@@ -254,15 +232,7 @@ fn journal_of_another_device_of_the_same_size_is_refused() {
             .collect(),
     );
     let before = other.clone();
-    let err = encrypt_existing(
-        &mut other,
-        &mut journal,
-        &secret(),
-        &recovery(),
-        &opts(),
-        64 << 10,
-    )
-    .unwrap_err();
+    let err = run(&mut other, &mut journal).unwrap_err();
     assert!(
         matches!(err, InplaceError::ForeignDevice { offset, len: 4096 }
             if offset == record.done_from + SHIFT),
@@ -275,26 +245,10 @@ fn journal_of_another_device_of_the_same_size_is_refused() {
 fn journal_of_a_finished_job_is_refused_on_another_device() {
     let mut dev = fresh();
     let mut journal = MemDevice(vec![0u8; SHIFT as usize + 2 * RECORD_SIZE]);
-    encrypt_existing(
-        &mut dev,
-        &mut journal,
-        &secret(),
-        &recovery(),
-        &opts(),
-        64 << 10,
-    )
-    .expect("encrypt");
+    run(&mut dev, &mut journal).expect("encrypt");
     let mut other = fresh();
     let before = other.clone();
-    let err = encrypt_existing(
-        &mut other,
-        &mut journal,
-        &secret(),
-        &recovery(),
-        &opts(),
-        64 << 10,
-    )
-    .unwrap_err();
+    let err = run(&mut other, &mut journal).unwrap_err();
     assert!(
         matches!(err, InplaceError::ForeignDevice { offset: SHIFT, .. }),
         "{err}"
@@ -321,15 +275,7 @@ fn version_1_records_are_refused_not_taken_for_a_fresh_journal() {
             .unwrap();
     }
     let before = dev.clone();
-    let err = encrypt_existing(
-        &mut dev,
-        &mut journal,
-        &secret(),
-        &recovery(),
-        &opts(),
-        64 << 10,
-    )
-    .unwrap_err();
+    let err = run(&mut dev, &mut journal).unwrap_err();
     assert!(matches!(err, InplaceError::OldJournal), "{err}");
     assert_eq!(dev, before);
 }

@@ -213,10 +213,11 @@ fn the_fleet_signs_pcr_values_replayed_from_a_real_event_log() {
         &[],
     );
     assert_eq!(o.code, 0, "{}", o.stderr);
+    // `policy sign` is the same command as `seal-policy sign`.
     let o = run(
         "vouch-fleet",
         &[
-            "seal-policy",
+            "policy",
             "sign",
             "--key",
             &p("k.pem"),

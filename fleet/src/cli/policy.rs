@@ -56,6 +56,9 @@ enum PolicyCommand {
         #[arg(long, value_name = "LIST", value_parser = parse_pcr_list)]
         pcrs: Option<PcrList>,
     },
+    /// Approve PCR values for sealed secrets: a signed policy devices use with PolicyAuthorize
+    /// (the same as `seal-policy sign`).
+    Sign(super::policy_sign::SignArgs),
 }
 
 /// PCR indices from `--pcrs`.
@@ -168,6 +171,7 @@ pub fn run(args: PolicyArgs) -> ExitCode {
             &banks,
             pcrs.as_ref().map(|p| p.0.as_slice()),
         ),
+        PolicyCommand::Sign(a) => return super::policy_sign::run_sign(&a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -52,7 +52,7 @@ enum SealPolicyCommand {
 /// Arguments of `seal-policy sign`.
 #[derive(Args, Debug)]
 #[command(group = clap::ArgGroup::new("values").required(true).args(["pcr_values", "eventlog"]))]
-struct SignArgs {
+pub struct SignArgs {
     /// The fleet's policy signing key (PKCS#8 PEM from `keygen`).
     #[arg(long, value_name = "PEM")]
     key: PathBuf,
@@ -154,6 +154,15 @@ pub fn run(args: SealPolicyArgs) -> ExitCode {
         SealPolicyCommand::Keygen { key, public } => keygen(&key, &public),
         SealPolicyCommand::Sign(a) => sign(&a),
     };
+    report(result)
+}
+
+/// Runs `vouch-fleet policy sign` (the same as `seal-policy sign`).
+pub fn run_sign(args: &SignArgs) -> ExitCode {
+    report(sign(args))
+}
+
+fn report(result: Result<String, PolicySignError>) -> ExitCode {
     match result {
         Ok(message) => {
             println!("{message}");

@@ -260,3 +260,19 @@ fn edited_event_data_is_not_trusted() {
         .detail
         .contains("does not hash to its sha256 digest"));
 }
+
+/// Found by the policy fuzz target: an empty `[pcrs.sha256]` table loaded as a pinned bank with
+/// no PCRs, was left out when written back, and the round trip changed the policy.
+#[test]
+fn an_empty_pcr_bank_table_round_trips() {
+    let crash = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/policy/empty_pcr_bank.toml"),
+    )
+    .unwrap();
+    let p = Policy::from_toml(&crash).unwrap();
+    assert!(p.pcrs.is_empty());
+    assert_eq!(Policy::from_toml(&p.to_toml().unwrap()).unwrap(), p);
+    let p = Policy::from_toml("version = 1\n[pcrs.sha256]\n[pcrs.sha1]\n").unwrap();
+    assert_eq!(p, Policy::empty());
+}

@@ -97,6 +97,11 @@ impl TryFrom<RawPcrs> for PcrPolicy {
                 .filter(|b| b.digest_len().is_some())
                 .ok_or_else(|| PcrPolicyError::Bank { name: name.clone() })?;
             let expected = bank.digest_len().unwrap_or(0);
+            // An empty `[pcrs.<bank>]` pins nothing: not kept, so that a policy written back
+            // (which leaves it out) loads equal.
+            if pcrs.is_empty() {
+                continue;
+            }
             let out = values.entry(bank).or_default();
             for (key, value) in pcrs {
                 let pcr = key

@@ -226,3 +226,27 @@ fn unknown_bank_is_parsed_by_declared_size_but_not_replayed() {
         "{err}"
     );
 }
+
+/// Found by the event-log fuzz target: an EV_IPL event whose data is a bare GRUB command-line
+/// prefix (no text after it) made the digest check panic (`windows(0)`).
+#[test]
+fn a_bare_grub_prefix_is_checked_without_a_panic() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/eventlog/empty_grub_cmdline.bin");
+    let bytes = std::fs::read(&path).unwrap();
+    if let Ok(log) = EventLog::parse(&bytes) {
+        exercise(&log);
+    }
+    // The same by construction: a TCG 1.2 log, one EV_IPL (0x0D) in PCR 8 holding only the
+    // prefix, its SHA-1 digest over that data.
+    let data = b"grub_kernel_cmdline ";
+    let mut log = Vec::new();
+    log.extend_from_slice(&8u32.to_le_bytes());
+    log.extend_from_slice(&0x0Du32.to_le_bytes());
+    log.extend_from_slice(&HashAlg::Sha1.hash(data).unwrap());
+    log.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    log.extend_from_slice(data);
+    let parsed = EventLog::parse(&log).unwrap();
+    exercise(&parsed);
+    assert_eq!(parsed.boot_state().kernel_cmdlines, vec![String::new()]);
+}

@@ -107,11 +107,15 @@ impl Event<'_> {
                 // ("grub_cmd ") hash a preimage that is not in the log.
                 required = !self.data.starts_with(b"grub_cmd ")
                     && !self.data.starts_with(b"kernel_cmdline ");
-                if let Some(pos) = self
-                    .data
-                    .windows(text.len())
-                    .position(|w| w == text.as_bytes())
-                {
+                // An empty text (a bare prefix) is nowhere to find: `windows(0)` would panic.
+                let found = (!text.is_empty())
+                    .then(|| {
+                        self.data
+                            .windows(text.len())
+                            .position(|w| w == text.as_bytes())
+                    })
+                    .flatten();
+                if let Some(pos) = found {
                     if let Some(t) = self.data.get(pos..pos + text.len()) {
                         candidates.push((DigestRule::GrubText, t));
                     }

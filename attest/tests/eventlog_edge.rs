@@ -250,3 +250,20 @@ fn a_bare_grub_prefix_is_checked_without_a_panic() {
     exercise(&parsed);
     assert_eq!(parsed.boot_state().kernel_cmdlines, vec![String::new()]);
 }
+
+/// Found by the event-log fuzz target: an event whose digest list names the sha256 bank twice.
+/// The full replay extends with both (as TPM2_PCR_Extend does with each digest it is given);
+/// `match_quoted`'s replay of the quoted PCRs must do the same, so a log matches its own replay.
+#[test]
+fn a_repeated_bank_in_a_digest_list_replays_the_same_both_ways() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/eventlog/repeated_digest.bin");
+    let bytes = std::fs::read(&path).unwrap();
+    let log = EventLog::parse(&bytes).unwrap();
+    let replay = log.replay();
+    for (bank, pcrs) in replay.banks() {
+        let list: Vec<u32> = pcrs.keys().copied().collect();
+        let m = vouch_attest::eventlog::match_quoted(&log, &replay, bank, &list).unwrap();
+        assert!(m.matched && m.workaround.is_none(), "{m:?}");
+    }
+}

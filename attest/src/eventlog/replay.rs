@@ -172,8 +172,9 @@ impl EventLog<'_> {
             if !pcrs.contains(&ev.pcr) {
                 continue;
             }
-            if let Some(d) = ev.digests.get(alg) {
-                bank.extend(ev.pcr, d, locality);
+            // Every digest of the bank, as the full replay does (a malformed list may repeat one).
+            for d in ev.digests.iter().filter(|d| d.alg == alg) {
+                bank.extend(ev.pcr, d.bytes, locality);
             }
         }
         Some(bank)

@@ -3,6 +3,9 @@
 
 CARGO ?= cargo
 export TSS2_LOG ?= all+none
+# The real event logs the tests, the demo and the fuzz seeds read (../shared/testdata), also
+# for a clone made elsewhere: see scripts/testdata-dir.sh and testsupport/testdata.rs.
+export VOUCH_TESTDATA ?= $(shell ./scripts/testdata-dir.sh)
 
 .PHONY: deps build demo test lint fmt fuzz-smoke audit bench bench-10k deb cross clean
 

@@ -23,9 +23,9 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 # shared/testdata beside the repository, or beside one of its parents (git worktrees).
-data=""
+data=${VOUCH_TESTDATA:-}
 dir=$root
-while [ "$dir" != / ]; do
+while [ -z "$data" ] && [ "$dir" != / ]; do
     if [ -d "$dir/../shared/testdata" ]; then data=$(cd "$dir/../shared/testdata" && pwd); break; fi
     dir=$(dirname "$dir")
 done

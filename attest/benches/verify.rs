@@ -9,7 +9,7 @@
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::SigningKey;
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 use vouch_attest::eventlog::{match_quoted, EventLog};
 use vouch_attest::policy::{evaluate, Evidence, PcrPolicy, Policy};
@@ -26,18 +26,11 @@ const LOG: &str = "keylime_mb_binary_bios_measurements.bin";
 const QUOTED: [u32; 10] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
 
 fn log_path() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let rel = Path::new("shared/testdata/eventlogs").join(LOG);
-    let primary = manifest.join("../..").join(&rel);
-    if primary.exists() {
-        return primary;
-    }
-    manifest
-        .ancestors()
-        .map(|a| a.join(&rel))
-        .find(|p| p.exists())
-        .unwrap_or(primary)
+    testdata::eventlogs_dir().join(LOG)
 }
+
+#[path = "../../testsupport/testdata.rs"]
+mod testdata;
 
 /// CPU seconds this thread has used (utime + stime, 100 ticks per second).
 fn thread_cpu_secs() -> f64 {

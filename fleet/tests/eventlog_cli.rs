@@ -1,22 +1,16 @@
 //! `vouch-fleet eventlog` end to end on real logs: the exact JSON shape of `replay --json`, the
 //! readable table, `show`, and the one-line error with exit code INPUT on malformed input.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// `<manifest>/../../shared/testdata/eventlogs`, or the first ancestor's `shared/` (worktrees).
 fn eventlogs() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let documented = manifest.join("../../shared/testdata/eventlogs");
-    if documented.is_dir() {
-        return documented;
-    }
-    manifest
-        .ancestors()
-        .map(|a| a.join("shared/testdata/eventlogs"))
-        .find(|p| p.is_dir())
-        .unwrap_or(documented)
+    testdata::eventlogs_dir()
 }
+
+#[path = "../../testsupport/testdata.rs"]
+mod testdata;
 
 fn run(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vouch-fleet"))

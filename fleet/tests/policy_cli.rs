@@ -1,23 +1,15 @@
 //! `vouch-fleet policy check|record` end to end on real event logs: verdicts, exit codes, named
 //! failures, JSON, and input errors.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn shared(rel: &str) -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let rel = Path::new("shared/testdata/eventlogs").join(rel);
-    let primary = manifest.join("../..").join(&rel);
-    if primary.exists() {
-        return primary;
-    }
-    // A git worktree nested deeper than a plain clone finds `shared/` in a further ancestor.
-    manifest
-        .ancestors()
-        .map(|a| a.join(&rel))
-        .find(|p| p.exists())
-        .unwrap_or(primary)
+    testdata::eventlogs_dir().join(rel)
 }
+
+#[path = "../../testsupport/testdata.rs"]
+mod testdata;
 
 fn example(name: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -3,24 +3,16 @@
 //! is evaluated on the quoted values.
 
 use base64::Engine;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use vouch_attest::eventlog::EventLog;
 
 fn shared(name: &str) -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let rel = Path::new("shared/testdata/eventlogs").join(name);
-    let primary = manifest.join("../..").join(&rel);
-    if primary.exists() {
-        return primary;
-    }
-    // A git worktree nested deeper than a plain clone finds `shared/` in a further ancestor.
-    manifest
-        .ancestors()
-        .map(|a| a.join(&rel))
-        .find(|p| p.exists())
-        .unwrap_or(primary)
+    testdata::eventlogs_dir().join(name)
 }
+
+#[path = "../../testsupport/testdata.rs"]
+mod testdata;
 
 const LOG: &str = "goattest_windows_gcp_shielded_vm.bin";
 

@@ -2,27 +2,18 @@
 //! Shielded VM sample): success, named failures, JSON output and input errors.
 
 use base64::Engine;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use vouch_attest::pcrfile::{write_json, write_tpm_tools};
 use vouch_attest::tpm::{Attest, TpmPublic};
 use vouch_attest::{HashAlg, PcrBanks};
 
 fn source_json() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let rel =
-        Path::new("shared/testdata/eventlogs/goattest_windows_gcp_shielded_vm.bin.source.json");
-    let primary = manifest.join("../..").join(rel);
-    if primary.exists() {
-        return primary;
-    }
-    // A git worktree nested deeper than a plain clone finds `shared/` in a further ancestor.
-    manifest
-        .ancestors()
-        .map(|a| a.join(rel))
-        .find(|p| p.exists())
-        .unwrap_or(primary)
+    testdata::eventlogs_dir().join("goattest_windows_gcp_shielded_vm.bin.source.json")
 }
+
+#[path = "../../testsupport/testdata.rs"]
+mod testdata;
 
 struct Files {
     dir: tempfile::TempDir,

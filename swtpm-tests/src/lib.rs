@@ -21,5 +21,8 @@ pub use swtpm::{HarnessError, Swtpm};
 
 /// Root of the shared real-world test data (`../shared/testdata` from the repository root).
 pub fn testdata() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata")
+    testdata_dir::testdata_dir()
 }
+
+#[path = "../../testsupport/testdata.rs"]
+mod testdata_dir;

@@ -384,19 +384,19 @@ fn image_load(d: &[u8], base: usize, index: usize) -> Result<EventData<'static>,
 }
 
 #[cfg(test)]
+#[path = "../../../testsupport/testdata.rs"]
+mod testdata;
+
+#[cfg(test)]
 mod tests {
+    use super::testdata;
     use super::*;
     use crate::eventlog::EventLog;
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     /// Every `.bin` log under shared/testdata/eventlogs (top level and unlabeled/).
     fn real_logs() -> Vec<PathBuf> {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let dir = manifest
-            .ancestors()
-            .map(|a| a.join("shared/testdata/eventlogs"))
-            .find(|p| p.is_dir())
-            .expect("shared/testdata/eventlogs");
+        let dir = testdata::eventlogs_dir();
         let mut out = Vec::new();
         for d in [dir.clone(), dir.join("unlabeled")] {
             for e in std::fs::read_dir(&d).unwrap() {

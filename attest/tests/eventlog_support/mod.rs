@@ -6,22 +6,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use vouch_attest::HashAlg;
 
-/// `<manifest>/../../shared/testdata/eventlogs` (the repository is a sibling of `shared/`).
-///
-/// A git worktree sits one level deeper (`wt/NAME/`), so further ancestors are tried after the
-/// documented location.
+/// `shared/testdata/eventlogs` (see `testsupport/testdata.rs`).
 pub fn eventlogs_dir() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let documented = manifest.join("../../shared/testdata/eventlogs");
-    if documented.is_dir() {
-        return documented;
-    }
-    manifest
-        .ancestors()
-        .map(|a| a.join("shared/testdata/eventlogs"))
-        .find(|p| p.is_dir())
-        .unwrap_or(documented)
+    testdata::eventlogs_dir()
 }
+
+#[path = "../../../testsupport/testdata.rs"]
+mod testdata;
 
 /// Every `*.bin` directly in `dir`, sorted.
 pub fn bins(dir: &Path) -> Vec<PathBuf> {

@@ -11,21 +11,14 @@ use vouch_attest::tpm::{
 };
 use vouch_attest::{HashAlg, PcrBanks};
 
-/// Path of a file under the shared test data's `eventlogs/` folder: `<manifest>/../../shared`
-/// in a clone next to `shared/`; a git worktree nested deeper finds it in a further ancestor.
+/// Path of a file under the shared test data's `eventlogs/` folder (see
+/// `testsupport/testdata.rs`).
 pub fn eventlog_data(name: &str) -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let rel = std::path::Path::new("shared/testdata/eventlogs").join(name);
-    let primary = manifest.join("../..").join(&rel);
-    if primary.exists() {
-        return primary;
-    }
-    manifest
-        .ancestors()
-        .map(|a| a.join(&rel))
-        .find(|p| p.exists())
-        .unwrap_or(primary)
+    testdata::eventlogs_dir().join(name)
 }
+
+#[path = "../../../testsupport/testdata.rs"]
+mod testdata;
 
 /// The pieces of go-attestation's `windows_gcp_shielded_vm.json`: a real TPM's AK and quote.
 pub struct GcpSample {

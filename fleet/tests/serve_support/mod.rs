@@ -8,7 +8,7 @@ pub mod agent;
 pub mod mqtt;
 
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use vouch_fleet::pki::setup::{init_fleet, InitOptions};
@@ -20,11 +20,11 @@ pub const BOOT_LOG: &str = "eventlogs/t2t_event-arch-linux.bin";
 /// `<manifest>/../../shared/testdata/<rel>` (the repository is a sibling of `shared/`);
 /// `VOUCH_TESTDATA` overrides the directory for checkouts elsewhere (worktrees).
 pub fn testdata(rel: &str) -> PathBuf {
-    let base = std::env::var_os("VOUCH_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"));
-    base.join(rel)
+    testdata::testdata_dir().join(rel)
 }
+
+#[path = "../../../testsupport/testdata.rs"]
+mod testdata;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -282,7 +282,7 @@ fn release_with(
             given: v.clone(),
         });
     }
-    let basis = basis(a, reg)?;
+    let (basis, boot) = basis(a, reg)?;
     // The record must open with the escrow key before anything is released or queued.
     let pem = read(key_path, 16 * 1024)?;
     let key = escrow::secret_from_pem(&String::from_utf8_lossy(&pem)).map_err(|source| {
@@ -299,7 +299,7 @@ fn release_with(
         drop(pass);
         let now = now_ms();
         // `basis` checked that the device announced a boot.
-        let boot = reg.last_boot(&a.id)?.map(|b| b.boot_id).unwrap_or_default();
+        let boot = boot.map(|b| b.boot_id).unwrap_or_default();
         let id = reg.queue_escrow_release(&a.id, &record.volume_uuid, &boot, &basis, now)?;
         reg.audit(
             AuditKind::EscrowRelease,
@@ -342,21 +342,26 @@ fn release_with(
     }
 }
 
-/// Why the release is allowed: the trusted last verdict, or the override with its reason.
-fn basis(a: &ReleaseArgs, reg: &vouch_fleet::registry::Registry) -> Result<String, EscrowCmdError> {
+/// Why the release is allowed (the trusted last verdict, or the override with its reason), and
+/// for a release to the device, the boot it is for.
+fn basis(
+    a: &ReleaseArgs,
+    reg: &vouch_fleet::registry::Registry,
+) -> Result<(String, Option<Boot>), EscrowCmdError> {
     let last = reg.verdicts(&a.id, 1)?.into_iter().next();
     let boot = if a.blob.is_none() {
         reg.last_boot(&a.id)?
     } else {
         None
     };
-    decide(
+    let basis = decide(
         &a.id,
         last.as_ref(),
         boot.as_ref(),
         a.blob.is_none(),
         a.force.then_some(a.reason.as_deref().unwrap_or_default()),
-    )
+    )?;
+    Ok((basis, boot))
 }
 
 /// Whether a release is allowed, and on what basis. `to_device`: the release goes to the device's

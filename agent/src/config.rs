@@ -56,9 +56,12 @@ pub struct AgentConfig {
 pub struct BrokerConfig {
     /// Host name; also the TLS server name (must match the broker certificate).
     pub host: String,
-    /// TLS port.
+    /// TLS port of the device listener (enrolled devices).
     #[serde(default = "default_port")]
     pub port: u16,
+    /// TLS port of the enrollment listener (the claim certificate connects only here).
+    #[serde(default = "default_enroll_port")]
+    pub enroll_port: u16,
     /// CA certificate (PEM) that issued the broker's and the devices' certificates.
     pub ca_file: PathBuf,
     /// Claim certificate used only to enroll (PEM).
@@ -84,6 +87,9 @@ fn default_eventlog() -> PathBuf {
 }
 fn default_port() -> u16 {
     8883
+}
+fn default_enroll_port() -> u16 {
+    8884
 }
 fn default_keep_alive() -> u64 {
     30

@@ -17,6 +17,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Prefix of every MQTT client id a Vouch client sends. The broker (`clientid_prefixes`) refuses
+/// any other, so no client can name itself after a device (hex ids) or after `vouch-fleet`. On
+/// the device listener the broker then replaces the id with the certificate's CN
+/// (`use_username_as_clientid`), so a device's session is always its own; on the enrollment
+/// listener the id stays as sent: a random `vouch-conn-<hex>` nobody else can see or guess.
+pub const CLIENT_ID_PREFIX: &str = "vouch-conn-";
+
 /// Largest message either side accepts; larger ones are refused before parsing.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 

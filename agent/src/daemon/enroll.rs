@@ -126,13 +126,19 @@ pub async fn enroll(cfg: &AgentConfig, tpm: &TpmClient) -> Result<Enrolled, Enro
 async fn attempt(cfg: &AgentConfig, tpm: &TpmClient) -> Result<Enrolled, EnrollError> {
     let id: DeviceIdentity = tpm_call(tpm, |t| Ok(device_identity(t))).await??;
     let (ak, tls_key) = tpm_call(tpm, |t| Ok((t.attestation_key()?, t.tls_key()?))).await?;
-    let request_id = hex::encode(rand::random::<[u8; 16]>());
+    // The request id is also the client id on the enrollment listener, where the ACL lets a
+    // connection use only `enroll/<its client id>/...`: random, never shown to other claimants.
+    let request_id = format!(
+        "{}{}",
+        protocol::CLIENT_ID_PREFIX,
+        hex::encode(rand::random::<[u8; 16]>())
+    );
     let claim = tls::claim_config(
         &cfg.broker.ca_file,
         &cfg.broker.claim_cert,
         &cfg.broker.claim_key,
     )?;
-    let opts = options(&cfg.broker, &format!("enroll-{request_id}"), claim, true);
+    let opts = options(&cfg.broker, cfg.broker.enroll_port, &request_id, claim, true);
     let (client, mut events) = AsyncClient::new(opts, 16);
     let response_topic = format!("enroll/{request_id}/response");
     let request_topic = format!("enroll/{request_id}/request");

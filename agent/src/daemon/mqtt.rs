@@ -10,14 +10,16 @@ use std::time::Duration;
 /// Largest MQTT packet the agent sends or accepts (attestation reports carry a compressed log).
 pub const MAX_PACKET: usize = 2 << 20;
 
-/// Options for a TLS connection to the broker with `client_id`.
+/// Options for a TLS connection to the broker's listener on `port` with `client_id` (which must
+/// start with [`vouch_attest::protocol::CLIENT_ID_PREFIX`]: the broker refuses any other).
 pub fn options(
     broker: &BrokerConfig,
+    port: u16,
     client_id: &str,
     tls: Arc<rustls::ClientConfig>,
     clean_session: bool,
 ) -> MqttOptions {
-    let mut o = MqttOptions::new(client_id, &broker.host, broker.port);
+    let mut o = MqttOptions::new(client_id, &broker.host, port);
     o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     o.set_keep_alive(Duration::from_secs(broker.keep_alive_secs));
     o.set_clean_session(clean_session);

@@ -131,8 +131,14 @@ pub async fn run(cfg: &AgentConfig, tpm: &TpmClient, me: &Enrolled) -> Result<()
         &me.certificate_path,
         tpm_signer(tpm),
     )?;
-    let (client, mut events) =
-        AsyncClient::new(options(&cfg.broker, &me.device_id, tls, false), 64);
+    // The device listener replaces the client id with the certificate's CN (the device id), so
+    // the persistent session is the device's whatever is sent; the prefix is what the broker
+    // requires of every client id.
+    let client_id = format!("{}{}", protocol::CLIENT_ID_PREFIX, me.device_id);
+    let (client, mut events) = AsyncClient::new(
+        options(&cfg.broker, cfg.broker.port, &client_id, tls, false),
+        64,
+    );
     // A report follows the PUBACK of its challenge within milliseconds: with Nagle's algorithm
     // it would wait for the broker's delayed ACK of that PUBACK (~40 ms on Linux).
     let mut net = rumqttc::NetworkOptions::new();

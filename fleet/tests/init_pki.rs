@@ -15,6 +15,8 @@ fn init(dir: &Path) {
     init_fleet(&InitOptions {
         dir: dir.to_path_buf(),
         broker_port: 18883,
+        enroll_port: 18884,
+        dynsec_plugin: None,
         server_names: vec!["broker.example.org".into(), "10.1.2.3".into()],
         force: false,
     })
@@ -338,6 +340,8 @@ fn init_rules_on_existing_directories_and_bad_options() {
     let opts = |force| InitOptions {
         dir: dir.clone(),
         broker_port: 18883,
+        enroll_port: 18884,
+        dynsec_plugin: None,
         server_names: vec![],
         force,
     };

@@ -48,16 +48,22 @@ async fn enroll_attest_refusals_then_untrusted_and_revoked() {
     assert_eq!(stored.status, DeviceStatus::Enrolled);
     assert_eq!(stored.ek_public.as_deref(), Some(&agent.ek_public[..]));
 
-    // Operators listen for alerts with the fleet identity.
+    // Operators listen for alerts with the fleet identity, through the enrollment listener (on
+    // the device listener its client id would be the server's own, `vouch-fleet`).
     let ops_tls = vouch_fleet::serve::mqtt::client_tls(
         &fleet.ca(),
         &fleet.dir.join("fleet.crt"),
         &fleet.dir.join("fleet.key"),
     )
     .unwrap();
-    let mut ops = mqtt::connect(fleet.port, ops_tls, "ops", &["fleet/alerts".into()])
-        .await
-        .unwrap();
+    let mut ops = mqtt::connect(
+        fleet.enroll_port,
+        ops_tls,
+        "vouch-conn-ops",
+        &["fleet/alerts".into()],
+    )
+    .await
+    .unwrap();
 
     let mut dev = agent
         .connect_device(&fleet, &device_id, &certificate_pem)

@@ -51,13 +51,21 @@ async fn unknown_ca_missing_certificate_and_oversized_requests_are_refused() {
         &fleet.dir.join("claim.key"),
     )
     .unwrap();
-    let mut c = mqtt::connect(fleet.port, claim, "big", &["enroll/big/response".into()])
-        .await
-        .unwrap();
-    c.publish("enroll/big/request", vec![b'{'; MAX_MESSAGE_BYTES + 1])
-        .await;
+    let mut c = mqtt::connect(
+        fleet.enroll_port,
+        claim,
+        "vouch-conn-big",
+        &["enroll/vouch-conn-big/response".into()],
+    )
+    .await
+    .unwrap();
+    c.publish(
+        "enroll/vouch-conn-big/request",
+        vec![b'{'; MAX_MESSAGE_BYTES + 1],
+    )
+    .await;
     let answer = c
-        .next_on("enroll/big/response", Duration::from_secs(5))
+        .next_on("enroll/vouch-conn-big/response", Duration::from_secs(5))
         .await;
     let EnrollResponse::Refused { reason } = protocol::decode("response", &answer).unwrap() else {
         panic!("oversized request not refused");
@@ -73,6 +81,70 @@ async fn unknown_ca_missing_certificate_and_oversized_requests_are_refused() {
         "{rows:?}"
     );
     assert!(fleet.registry().devices().unwrap().is_empty());
+}
+
+/// Issue 10, attack 3: a claim holder who learnt a request id (the broker's ACL no longer shows
+/// it; here the fleet's own identity, which may write anywhere, stands in) can neither cancel
+/// the enrollment with a wrong proof nor replace it with a request for other keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_claimant_cannot_cancel_or_replace_a_pending_enrollment() {
+    let swtpm = Swtpm::start().unwrap();
+    let other_tpm = Swtpm::start().unwrap();
+    let fleet = Fleet::start(Settings::default(), &TestAgent::swtpm_trust(&swtpm));
+    let ek_ca = swtpm.ca_dir();
+    let agent = TestAgent::new(
+        &swtpm,
+        &ek_ca.join("issuercert.pem"),
+        &ek_ca.join("signkey.pem"),
+    );
+    let other = TestAgent::new(
+        &other_tpm,
+        &ek_ca.join("issuercert.pem"),
+        &ek_ca.join("signkey.pem"),
+    );
+    let tls = vouch_fleet::serve::mqtt::client_tls(
+        &fleet.ca(),
+        &fleet.dir.join("fleet.crt"),
+        &fleet.dir.join("fleet.key"),
+    )
+    .unwrap();
+    let attacker = mqtt::connect(fleet.enroll_port, tls, "vouch-conn-attacker", &[])
+        .await
+        .unwrap();
+    let (caused, last) = agent
+        .enroll_with(&fleet, |rid| {
+            let attacker = &attacker;
+            let other = &other;
+            async move {
+                let topic = format!("enroll/{rid}/request");
+                let wrong = protocol::EnrollMessage::Proof(protocol::EnrollProof {
+                    request_id: rid.clone(),
+                    activated_secret: vec![0x55; 32],
+                    certify_attest: vec![1],
+                    certify_signature: vec![2],
+                    csr: vec![3],
+                });
+                attacker.publish(&topic, protocol::encode(&wrong)).await;
+                attacker
+                    .publish(&topic, protocol::encode(&other.request(&rid)))
+                    .await;
+                2
+            }
+        })
+        .await;
+    let reasons: Vec<String> = caused
+        .into_iter()
+        .map(|r| match r {
+            EnrollResponse::Refused { reason } => reason,
+            other => panic!("an interfering message was not refused: {other:?}"),
+        })
+        .collect();
+    assert!(reasons[0].starts_with("secret_mismatch: "), "{reasons:?}");
+    assert!(reasons[1].starts_with("request_id_in_use: "), "{reasons:?}");
+    let EnrollResponse::Accepted { device_id, .. } = last else {
+        panic!("the genuine enrollment did not survive the interference: {last:?}");
+    };
+    assert!(fleet.registry().device(&device_id).unwrap().is_some());
 }
 
 #[test]

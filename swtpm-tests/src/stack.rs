@@ -36,6 +36,7 @@ impl Drop for Proc {
 pub struct FleetStack {
     tmp: tempfile::TempDir,
     port: u16,
+    enroll_port: u16,
     broker: Option<Proc>,
     server: Option<Proc>,
 }
@@ -86,13 +87,23 @@ impl FleetStack {
             .prefix("vouch-fleet-")
             .tempdir()
             .map_err(|e| HarnessError::io(&std::env::temp_dir(), e))?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| HarnessError::io(Path::new("127.0.0.1"), e))?
-            .port();
+        // Two free ports, held together so they differ: devices, then enrollment.
+        let free = || {
+            TcpListener::bind("127.0.0.1:0")
+                .map_err(|e| HarnessError::io(Path::new("127.0.0.1"), e))
+        };
+        let (a, b) = (free()?, free()?);
+        let port_of = |l: &TcpListener| {
+            l.local_addr()
+                .map(|a| a.port())
+                .map_err(|e| HarnessError::io(Path::new("127.0.0.1"), e))
+        };
+        let (port, enroll_port) = (port_of(&a)?, port_of(&b)?);
+        drop((a, b));
         let mut stack = FleetStack {
             tmp,
             port,
+            enroll_port,
             broker: None,
             server: None,
         };
@@ -101,6 +112,7 @@ impl FleetStack {
             .args(["init", "--dir"])
             .arg(&dir)
             .args(["--broker-port", &port.to_string()])
+            .args(["--enroll-port", &enroll_port.to_string()])
             .args(server_names.iter().flat_map(|n| ["--server-name", n]))
             .output()
             .map_err(|e| HarnessError::Spawn("vouch-fleet init".into(), e))?;
@@ -178,9 +190,23 @@ impl FleetStack {
         self.dir().join("fleet.toml")
     }
 
-    /// The broker's port on 127.0.0.1.
+    /// The broker's device listener port on 127.0.0.1 (enrolled devices and the fleet).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Both listener ports, as a VM guest reaches them.
+    pub fn broker_ports(&self) -> crate::vm::machine::BrokerPorts {
+        crate::vm::machine::BrokerPorts {
+            device: self.port,
+            enroll: self.enroll_port,
+        }
+    }
+
+    /// The broker's enrollment listener port on 127.0.0.1 (the claim certificate; client ids
+    /// as sent, within the `vouch-conn-` prefix).
+    pub fn enroll_port(&self) -> u16 {
+        self.enroll_port
     }
 
     /// Sends SIGHUP to `vouch-fleet serve` (it reloads its policies) and waits until it did.
@@ -278,13 +304,14 @@ impl FleetStack {
         let path = state.with_extension("toml");
         let text = format!(
             "tcti = \"{tcti}\"\nstate_dir = \"{state}\"\neventlog = \"{log}\"\n\n[broker]\n\
-             host = \"localhost\"\nport = {port}\nca_file = \"{dir}/ca.crt\"\n\
+             host = \"localhost\"\nport = {port}\nenroll_port = {enroll_port}\nca_file = \"{dir}/ca.crt\"\n\
              claim_cert = \"{dir}/claim.crt\"\nclaim_key = \"{dir}/claim.key\"\n\
              keep_alive_secs = 5\nmax_backoff_secs = 2\n",
             tcti = tpm.tcti(),
             state = state.display(),
             log = eventlog.display(),
             port = self.port,
+            enroll_port = self.enroll_port,
             dir = dir.display(),
         );
         std::fs::write(&path, text).map_err(|e| HarnessError::io(&path, e))?;

@@ -35,6 +35,8 @@ fn simulated_devices_are_trusted_certified_and_registered() {
     init_fleet(&InitOptions {
         dir: dir.clone(),
         broker_port: 18883,
+        enroll_port: 18884,
+        dynsec_plugin: None,
         server_names: vec![],
         force: false,
     })

@@ -124,7 +124,7 @@ fn a_real_measured_boot_attests_and_a_changed_command_line_is_untrusted() {
 
     // Boot 1: enroll and attest with the real firmware log; no policy yet.
     let mut vm = machine
-        .boot(&kernel, &initrd, CMDLINE, fleet.port())
+        .boot(&kernel, &initrd, CMDLINE, fleet.broker_ports())
         .unwrap();
     vm.wait_serial("vouch-init: starting vouch-agent", Duration::from_secs(180))
         .unwrap();
@@ -171,7 +171,7 @@ fn a_real_measured_boot_attests_and_a_changed_command_line_is_untrusted() {
     // Boot 2: same machine, same firmware, same initrd; one more word on the command line.
     let changed = format!("{CMDLINE} vouch.test=changed");
     let mut vm = machine
-        .boot(&kernel, &initrd, &changed, fleet.port())
+        .boot(&kernel, &initrd, &changed, fleet.broker_ports())
         .unwrap();
     vm.wait_serial("vouch-init: starting vouch-agent", Duration::from_secs(180))
         .unwrap();

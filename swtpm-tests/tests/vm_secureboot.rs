@@ -32,7 +32,7 @@ fn a_secure_boot_through_signed_shim_and_grub_attests() {
     machine.attach_disk(&disk);
     machine.provision_agent(&fleet.dir(), BROKER).unwrap();
 
-    let mut vm = machine.boot_disk(fleet.port()).unwrap();
+    let mut vm = machine.boot_disk(fleet.broker_ports()).unwrap();
     vm.wait_serial("vouch-init: starting vouch-agent", Duration::from_secs(300))
         .unwrap();
     eprintln!("secure boot: init after {:?}", vm.uptime());

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use swtpm_tests::stack::FleetStack;
-use swtpm_tests::vm::{initramfs, prepare, skip, Machine, Vm};
+use swtpm_tests::vm::{initramfs, prepare, skip, BrokerPorts, Machine, Vm};
 
 const CMDLINE: &str = "console=ttyS0 panic=-1";
 const MARKER: &str = "vouch-vm-volume-ok";
@@ -52,23 +52,28 @@ fn boot(
     initrd: &Path,
     cmdline: &str,
 ) -> Boot {
-    let vm = start(machine, kernel, initrd, cmdline, 9);
+    // No fleet: the guest's broker ports lead to the discard port.
+    let nowhere = BrokerPorts {
+        device: 9,
+        enroll: 9,
+    };
+    let vm = start(machine, kernel, initrd, cmdline, nowhere);
     finish(machine, vm)
 }
 
-/// Starts a boot whose job output is collected by [`finish`]; `port` is the broker's.
+/// Starts a boot whose job output is collected by [`finish`]; `ports` are the broker's.
 fn start(
     machine: &mut Machine,
     kernel: &swtpm_tests::vm::Kernel,
     initrd: &Path,
     cmdline: &str,
-    port: u16,
+    ports: BrokerPorts,
 ) -> Vm {
     let share = machine.share();
     for f in ["job.rc", "job.out", "read"] {
         let _ = std::fs::remove_file(share.join(f));
     }
-    machine.boot(kernel, initrd, cmdline, port).unwrap()
+    machine.boot(kernel, initrd, cmdline, ports).unwrap()
 }
 
 /// Waits for the job to end and the guest to power off; returns its status and output.
@@ -297,7 +302,7 @@ fn vouch_volume_commands_unlock_with_dm_crypt_in_a_real_kernel() {
         &kernel,
         &initrd,
         &format!("{CMDLINE} vouch.test=changed"),
-        fleet.port(),
+        fleet.broker_ports(),
     );
     let serial = |vm: &Vm| {
         format!(

@@ -14,9 +14,15 @@ pub struct InitArgs {
     /// Fleet directory to create (mode 0700).
     #[arg(long)]
     pub dir: PathBuf,
-    /// TLS port of the broker's listener on 127.0.0.1.
+    /// TLS port of the broker's device listener on 127.0.0.1 (devices and the fleet).
     #[arg(long, default_value_t = 8883)]
     pub broker_port: u16,
+    /// TLS port of the broker's enrollment listener on 127.0.0.1 (the claim certificate).
+    #[arg(long, default_value_t = 8884)]
+    pub enroll_port: u16,
+    /// mosquitto's dynamic-security plugin (default: found in the usual library directories).
+    #[arg(long)]
+    pub dynsec_plugin: Option<PathBuf>,
     /// Extra DNS name or IP address for the broker certificate (repeatable); `localhost` and
     /// `127.0.0.1` are always included.
     #[arg(long = "server-name")]
@@ -31,6 +37,8 @@ pub fn run(args: InitArgs) -> ExitCode {
     let opts = InitOptions {
         dir: args.dir,
         broker_port: args.broker_port,
+        enroll_port: args.enroll_port,
+        dynsec_plugin: args.dynsec_plugin,
         server_names: args.server_names,
         force: args.force,
     };
@@ -52,6 +60,9 @@ pub fn run(args: InitArgs) -> ExitCode {
                 | InitError::NotADirectory { .. }
                 | InitError::Inspect { .. }
                 | InitError::ZeroPort
+                | InitError::SamePort(_)
+                | InitError::NoDynsecPlugin
+                | InitError::DynsecPlugin(_)
                 | InitError::ServerName(_) => exit::INPUT,
                 _ => exit::INTERNAL,
             };

@@ -11,6 +11,7 @@
 //! | `revoked` | one line per revoked serial: serial, revocation time (unix seconds) | 0600 |
 //! | `crlnumber` | the last CRL number used | 0600 |
 //! | `acl`, `mosquitto.conf` | the broker's ACL and configuration | 0644 |
+//! | `dynamic-security.json` | the broker's dynamic-security plugin state (empty; used to disconnect revoked devices) | 0600 |
 //! | `mosquitto.pid`, `broker/` | the broker's pid file and persistence directory | |
 //! | `fleet.toml` | the fleet's configuration | 0600 |
 //! | `state/`, `trust-roots/`, `policies/` | registry, EK vendor CA certificates, policies | 0700 |
@@ -76,6 +77,8 @@ file_paths! {
     mosquitto_conf => "mosquitto.conf";
     /// Broker pid file.
     pid_file => "mosquitto.pid";
+    /// The broker's dynamic-security plugin configuration (empty; written by the broker).
+    dynsec_config => "dynamic-security.json";
     /// Broker persistence directory.
     broker_dir => "broker";
     /// Fleet configuration.

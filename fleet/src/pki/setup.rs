@@ -5,7 +5,10 @@
 //! `init` owns is replaced and the old CA's `issued`, `revoked`, `crlnumber` and broker
 //! persistence are removed (they belong to the old CA). Other files are left alone.
 
-use super::broker::{render_acl, render_mosquitto_conf, BrokerSettings};
+use super::broker::{
+    find_dynsec_plugin, render_acl, render_mosquitto_conf, BrokerSettings, DYNSEC_EMPTY_CONFIG,
+    DYNSEC_PLUGIN_CANDIDATES,
+};
 use super::ca::{self, CaError, IssuedCertificate, LeafUsage, Validity};
 use super::crl::{self, Crl, CrlError};
 use super::files::{self, FileError, MODE_PRIVATE, MODE_PUBLIC};
@@ -25,8 +28,12 @@ pub const INFRA_VALIDITY_DAYS: u16 = 1826;
 pub struct InitOptions {
     /// The fleet directory.
     pub dir: PathBuf,
-    /// TCP port of the broker's TLS listener on 127.0.0.1.
+    /// TCP port of the broker's device listener on 127.0.0.1.
     pub broker_port: u16,
+    /// TCP port of the broker's enrollment listener on 127.0.0.1.
+    pub enroll_port: u16,
+    /// mosquitto's dynamic-security plugin; `None` looks in the usual places.
+    pub dynsec_plugin: Option<PathBuf>,
     /// Extra DNS names or IP addresses for the broker certificate (beyond `localhost` and
     /// `127.0.0.1`).
     pub server_names: Vec<String>,
@@ -72,9 +79,22 @@ pub enum InitError {
         #[source]
         source: std::io::Error,
     },
-    /// The broker port is 0.
+    /// A broker port is 0.
     #[error("broker port 0 is not a usable listening port")]
     ZeroPort,
+    /// The device and enrollment listeners were given one port.
+    #[error("the broker port and the enrollment port must differ (both {0})")]
+    SamePort(u16),
+    /// mosquitto's dynamic-security plugin (used to disconnect revoked devices) is missing.
+    #[error(
+        "mosquitto's dynamic-security plugin is not installed (looked for {}); install \
+         mosquitto or pass --dynsec-plugin PATH",
+        DYNSEC_PLUGIN_CANDIDATES.join(", ")
+    )]
+    NoDynsecPlugin,
+    /// The given dynamic-security plugin is not a file.
+    #[error("--dynsec-plugin {0} is not a file")]
+    DynsecPlugin(PathBuf),
     /// A `--server-name` is not a DNS name or IP address.
     #[error("bad --server-name: {0}")]
     ServerName(#[source] CaError),
@@ -94,9 +114,17 @@ pub enum InitError {
 
 /// Creates the fleet directory described by `opts`.
 pub fn init_fleet(opts: &InitOptions) -> Result<InitOutcome, InitError> {
-    if opts.broker_port == 0 {
+    if opts.broker_port == 0 || opts.enroll_port == 0 {
         return Err(InitError::ZeroPort);
     }
+    if opts.broker_port == opts.enroll_port {
+        return Err(InitError::SamePort(opts.broker_port));
+    }
+    let dynsec_plugin = match &opts.dynsec_plugin {
+        Some(p) if p.is_file() => p.clone(),
+        Some(p) => return Err(InitError::DynsecPlugin(p.clone())),
+        None => find_dynsec_plugin().ok_or(InitError::NoDynsecPlugin)?,
+    };
     let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     for name in &opts.server_names {
         ca::check_server_name(name).map_err(InitError::ServerName)?;
@@ -166,10 +194,17 @@ pub fn init_fleet(opts: &InitOptions) -> Result<InitOutcome, InitError> {
     let crl = crl::reissue_crl(&ca)?;
 
     files::write_atomic(&paths.acl(), render_acl().as_bytes(), MODE_PUBLIC)?;
+    files::write_atomic(
+        &paths.dynsec_config(),
+        DYNSEC_EMPTY_CONFIG.as_bytes(),
+        MODE_PRIVATE,
+    )?;
     let conf = render_mosquitto_conf(
         &paths,
         &BrokerSettings {
             port: opts.broker_port,
+            enroll_port: opts.enroll_port,
+            dynsec_plugin,
             run_as_root,
         },
     );

@@ -37,6 +37,11 @@ pub enum AuditKind {
     EscrowDeposit,
     /// A released passphrase was sent to the device, or the device reported what it did.
     EscrowDelivery,
+    /// A message was dropped before its handler: its sender is not an active device, or the
+    /// handler failed.
+    MessageRefused,
+    /// The broker was asked to close a revoked device's connection.
+    Disconnected,
 }
 
 impl AuditKind {
@@ -52,6 +57,8 @@ impl AuditKind {
             AuditKind::EscrowRelease => "escrow_release",
             AuditKind::EscrowDeposit => "escrow_deposit",
             AuditKind::EscrowDelivery => "escrow_delivery",
+            AuditKind::MessageRefused => "message_refused",
+            AuditKind::Disconnected => "disconnected",
         }
     }
 }

@@ -104,6 +104,12 @@ CREATE TABLE IF NOT EXISTS attest_requests (
     requested_ms INTEGER NOT NULL,
     taken_ms     INTEGER
 );
+CREATE TABLE IF NOT EXISTS disconnect_requests (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id    TEXT NOT NULL,
+    requested_ms INTEGER NOT NULL,
+    taken_ms     INTEGER
+);
 CREATE TABLE IF NOT EXISTS escrow (
     device_id    TEXT NOT NULL,
     volume_uuid  TEXT NOT NULL,

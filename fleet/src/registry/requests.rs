@@ -1,69 +1,139 @@
-//! On-demand attestation requests: `vouch-fleet attest ID` inserts a row, the running server
-//! polls for rows not yet taken, challenges those devices and marks the rows taken.
+//! Requests the running server carries out, queued in the registry so that any process (the
+//! command line, the server itself) can ask and a request made while the server is down is
+//! served when it starts. The server polls every second, takes the rows not yet taken and marks
+//! them taken.
+//! - `attest_requests`: `vouch-fleet attest ID` asks for a challenge now.
+//! - `disconnect_requests`: a revocation (from any path) asks the server to have the broker
+//!   close the device's live connection.
 
 use super::{q, Registry, RegistryError};
 use rusqlite::params;
 
 /// A request waiting for the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttestRequest {
+pub struct Request {
     /// Row id.
     pub id: i64,
-    /// Device to challenge.
+    /// The device concerned.
     pub device_id: String,
     /// When it was asked for (ms since the epoch).
     pub requested_ms: i64,
 }
 
+/// A request to challenge a device now.
+pub type AttestRequest = Request;
+
+/// The kinds of queued request (one table each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queue {
+    Attest,
+    Disconnect,
+}
+
+impl Queue {
+    fn table(self) -> &'static str {
+        match self {
+            Queue::Attest => "attest_requests",
+            Queue::Disconnect => "disconnect_requests",
+        }
+    }
+}
+
 impl Registry {
-    /// Queues a request to challenge `device_id` now; returns its row id.
-    pub fn request_attestation(&self, device_id: &str, now_ms: i64) -> Result<i64, RegistryError> {
+    fn push_request(
+        &self,
+        queue: Queue,
+        device_id: &str,
+        now_ms: i64,
+    ) -> Result<i64, RegistryError> {
         self.conn()
             .execute(
-                "INSERT INTO attest_requests (device_id, requested_ms) VALUES (?1, ?2)",
+                &format!(
+                    "INSERT INTO {} (device_id, requested_ms) VALUES (?1, ?2)",
+                    queue.table()
+                ),
                 params![device_id, now_ms],
             )
-            .map_err(q("queue attestation request"))?;
+            .map_err(q("queue request"))?;
         Ok(self.conn().last_insert_rowid())
     }
 
-    /// Takes every queued request (marks them taken) and returns them, oldest first.
-    pub fn take_attest_requests(
-        &mut self,
-        now_ms: i64,
-    ) -> Result<Vec<AttestRequest>, RegistryError> {
-        let tx = self
-            .conn_mut()
-            .transaction()
-            .map_err(q("take attestation requests"))?;
+    fn take_requests(&mut self, queue: Queue, now_ms: i64) -> Result<Vec<Request>, RegistryError> {
+        let what = "take queued requests";
+        let tx = self.conn_mut().transaction().map_err(q(what))?;
         let rows = {
             let mut stmt = tx
-                .prepare(
-                    "SELECT id, device_id, requested_ms FROM attest_requests \
+                .prepare(&format!(
+                    "SELECT id, device_id, requested_ms FROM {} \
                      WHERE taken_ms IS NULL ORDER BY id LIMIT 1000",
-                )
-                .map_err(q("take attestation requests"))?;
+                    queue.table()
+                ))
+                .map_err(q(what))?;
             let rows = stmt
                 .query_map([], |r| {
-                    Ok(AttestRequest {
+                    Ok(Request {
                         id: r.get(0)?,
                         device_id: r.get(1)?,
                         requested_ms: r.get(2)?,
                     })
                 })
-                .map_err(q("take attestation requests"))?
+                .map_err(q(what))?
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(q("take attestation requests"))?;
+                .map_err(q(what))?;
             rows
         };
         for r in &rows {
             tx.execute(
-                "UPDATE attest_requests SET taken_ms = ?2 WHERE id = ?1",
+                &format!("UPDATE {} SET taken_ms = ?2 WHERE id = ?1", queue.table()),
                 params![r.id, now_ms],
             )
-            .map_err(q("take attestation requests"))?;
+            .map_err(q(what))?;
         }
-        tx.commit().map_err(q("take attestation requests"))?;
+        tx.commit().map_err(q(what))?;
         Ok(rows)
+    }
+
+    /// Queues a request to challenge `device_id` now; returns its row id.
+    pub fn request_attestation(&self, device_id: &str, now_ms: i64) -> Result<i64, RegistryError> {
+        self.push_request(Queue::Attest, device_id, now_ms)
+    }
+
+    /// Takes every queued attestation request (marks them taken), oldest first.
+    pub fn take_attest_requests(&mut self, now_ms: i64) -> Result<Vec<Request>, RegistryError> {
+        self.take_requests(Queue::Attest, now_ms)
+    }
+
+    /// Queues a request to close `device_id`'s live broker connection; returns its row id.
+    pub fn request_disconnect(&self, device_id: &str, now_ms: i64) -> Result<i64, RegistryError> {
+        self.push_request(Queue::Disconnect, device_id, now_ms)
+    }
+
+    /// Takes every queued disconnect request (marks them taken), oldest first.
+    pub fn take_disconnect_requests(&mut self, now_ms: i64) -> Result<Vec<Request>, RegistryError> {
+        self.take_requests(Queue::Disconnect, now_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_are_separate_and_taken_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::open(dir.path()).unwrap();
+        r.request_attestation("a", 1).unwrap();
+        r.request_disconnect("b", 2).unwrap();
+        r.request_disconnect("c", 3).unwrap();
+        let d: Vec<String> = r
+            .take_disconnect_requests(4)
+            .unwrap()
+            .into_iter()
+            .map(|x| x.device_id)
+            .collect();
+        assert_eq!(d, ["b", "c"]);
+        assert!(r.take_disconnect_requests(5).unwrap().is_empty());
+        let a = r.take_attest_requests(6).unwrap();
+        assert_eq!((a.len(), a[0].device_id.as_str()), (1, "a"));
     }
 }

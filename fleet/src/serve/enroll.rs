@@ -9,6 +9,13 @@
 //! TPM2_Certify by the AK over SHA-256(secret) must certify the TLS key; the CSR's key must be
 //! the TLS key. Then the certificate (CN = device id) is issued and the device stored.
 //! Every refusal is answered with `Refused { reason }` (`<check>: <detail>`) and audited.
+//!
+//! Hostile claimants: every agent shares the claim certificate, but each enrolling connection
+//! may use only `enroll/<its client id>/...` (the broker's ACL), and its request id is that
+//! random client id. Still, nothing here trusts that: a pending enrollment is never replaced by
+//! a request with other keys under the same id (an identical request gets the same challenge
+//! again), and a wrong proof is refused without cancelling the pending enrollment, so only the
+//! TPM that can activate the credential decides its outcome.
 
 use super::trust::{ChainError, TrustError, TrustStore};
 use super::{Outgoing, Server};
@@ -77,6 +84,9 @@ pub enum EnrollError {
     /// Too many enrollments are waiting for their proof.
     #[error("too many enrollments in progress ({MAX_PENDING})")]
     Busy,
+    /// A request under a request id that is pending with other keys.
+    #[error("request id {0:?} is already pending for other keys")]
+    RequestIdInUse(String),
     /// A proof for no request (unknown, expired or already answered).
     #[error("no enrollment request {0:?} is waiting for a proof (unknown or expired)")]
     UnknownRequest(String),
@@ -117,6 +127,7 @@ impl EnrollError {
             EnrollError::DeviceRevoked(_) => "device_revoked",
             EnrollError::Credential(_) => "make_credential",
             EnrollError::Busy => "busy",
+            EnrollError::RequestIdInUse(_) => "request_id_in_use",
             EnrollError::UnknownRequest(_) => "request_unknown",
             EnrollError::SecretMismatch => "secret_mismatch",
             EnrollError::Certification(_) => "tls_certification",
@@ -137,7 +148,25 @@ pub struct Pending {
     tls: TpmPublic,
     tls_public: Vec<u8>,
     secret: [u8; 32],
+    /// The challenge sent, sent again for an identical request.
+    credential_blob: Vec<u8>,
+    encrypted_secret: Vec<u8>,
     expires_ms: i64,
+}
+
+impl Pending {
+    fn same_keys(&self, r: &EnrollRequest) -> bool {
+        self.ek_public == r.ek_public
+            && self.ak_public == r.ak_public
+            && self.tls_public == r.tls_public
+    }
+
+    fn challenge(&self) -> EnrollResponse {
+        EnrollResponse::Challenge {
+            credential_blob: self.credential_blob.clone(),
+            encrypted_secret: self.encrypted_secret.clone(),
+        }
+    }
 }
 
 impl Drop for Pending {
@@ -233,6 +262,16 @@ fn request(
             found: r.request_id.clone(),
         });
     }
+    {
+        let mut map = srv.pending();
+        map.purge(now_ms);
+        match map.map.get(rid) {
+            // A retransmission (or a replay of it): the same challenge, nothing replaced.
+            Some(p) if p.same_keys(r) => return Ok(p.challenge()),
+            Some(_) => return Err(EnrollError::RequestIdInUse(rid.to_string())),
+            None => {}
+        }
+    }
     let (ek, _) = TpmPublic::parse(&r.ek_public).map_err(EnrollError::EkPublic)?;
     let (ek_key, ek_spki) = spki_of(&ek)?;
     if r.ek_certificates.len() > MAX_EK_CERTS {
@@ -286,22 +325,26 @@ fn request(
         tls,
         tls_public: r.tls_public.clone(),
         secret,
+        credential_blob,
+        encrypted_secret,
         expires_ms: now_ms.saturating_add(lifetime_ms(srv)),
     };
     secret = [0; 32];
     std::hint::black_box(&secret);
-    {
-        let mut map = srv.pending();
-        map.purge(now_ms);
-        if map.map.len() >= MAX_PENDING && !map.map.contains_key(rid) {
-            return Err(EnrollError::Busy);
+    let mut map = srv.pending();
+    map.purge(now_ms);
+    let full = map.map.len() >= MAX_PENDING;
+    match map.map.entry(rid.to_string()) {
+        // Another request under this id arrived while we worked: the first one stands.
+        std::collections::hash_map::Entry::Occupied(o) if o.get().same_keys(r) => {
+            Ok(o.get().challenge())
         }
-        map.map.insert(rid.to_string(), pending);
+        std::collections::hash_map::Entry::Occupied(_) => {
+            Err(EnrollError::RequestIdInUse(rid.to_string()))
+        }
+        std::collections::hash_map::Entry::Vacant(_) if full => Err(EnrollError::Busy),
+        std::collections::hash_map::Entry::Vacant(v) => Ok(v.insert(pending).challenge()),
     }
-    Ok(EnrollResponse::Challenge {
-        credential_blob,
-        encrypted_secret,
-    })
 }
 
 fn lifetime_ms(srv: &Server) -> i64 {
@@ -320,16 +363,20 @@ fn proof(
             found: p.request_id.clone(),
         });
     }
-    // Single use: whatever the outcome, the request is gone.
+    // A wrong secret leaves the enrollment pending (whoever sent it cannot decide another
+    // device's enrollment); the right one consumes it, whatever follows.
     let pending = {
         let mut map = srv.pending();
         map.purge(now_ms);
-        map.map.remove(rid)
+        match map.map.get(rid) {
+            None => return Err(EnrollError::UnknownRequest(rid.to_string())),
+            Some(pending) if !constant_time_eq(&p.activated_secret, &pending.secret) => {
+                return Err(EnrollError::SecretMismatch)
+            }
+            Some(_) => map.map.remove(rid),
+        }
     }
     .ok_or_else(|| EnrollError::UnknownRequest(rid.to_string()))?;
-    if !constant_time_eq(&p.activated_secret, &pending.secret) {
-        return Err(EnrollError::SecretMismatch);
-    }
     let qualifying = ring::digest::digest(&ring::digest::SHA256, &pending.secret);
     verify_certification(
         &pending.ak,

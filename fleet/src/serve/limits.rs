@@ -1,8 +1,11 @@
 //! Per-device rate limits (token buckets) and rate-limited logging.
 //!
-//! Each device may send [`DEVICE_PER_MINUTE`] messages a minute (bursts of [`DEVICE_BURST`]);
-//! all enrollment traffic together (it comes from the shared claim identity) gets
-//! [`ENROLL_PER_MINUTE`]. Excess messages are dropped before any parsing and counted. Log lines
+//! Each device may send [`DEVICE_PER_MINUTE`] messages a minute (bursts of [`DEVICE_BURST`]).
+//! Enrollment comes from the shared claim identity, but each enrolling connection writes only
+//! under its own client id (the broker's ACL), so each connection gets
+//! [`ENROLL_CONNECTION_PER_MINUTE`] and all of them together [`ENROLL_PER_MINUTE`]: one
+//! claimant flooding from one connection uses up its own bucket, not everyone's. Excess
+//! messages are dropped before any parsing and counted. Log lines
 //! are limited to [`LOG_LINES_PER_WINDOW`] per [`LOG_WINDOW`]; the number suppressed is printed
 //! when the next window opens.
 
@@ -17,6 +20,10 @@ pub const DEVICE_BURST: f64 = 10.0;
 pub const ENROLL_PER_MINUTE: f64 = 600.0;
 /// Enrollment burst.
 pub const ENROLL_BURST: f64 = 100.0;
+/// Sustained enrollment messages per minute from one connection (an enrollment takes two).
+pub const ENROLL_CONNECTION_PER_MINUTE: f64 = 12.0;
+/// Burst from one enrolling connection.
+pub const ENROLL_CONNECTION_BURST: f64 = 6.0;
 /// Log window.
 pub const LOG_WINDOW: Duration = Duration::from_secs(10);
 /// Log lines per window.
@@ -55,8 +62,8 @@ impl Bucket {
 /// Which bucket a message draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sender<'a> {
-    /// Enrollment traffic (claim identity).
-    Enroll,
+    /// Enrollment traffic from the connection whose client id (= request id) is given.
+    Enroll(&'a str),
     /// A device.
     Device(&'a str),
 }
@@ -65,6 +72,7 @@ pub enum Sender<'a> {
 #[derive(Debug)]
 pub struct RateLimits {
     enroll: Bucket,
+    enrollers: HashMap<String, Bucket>,
     devices: HashMap<String, Bucket>,
     dropped: HashMap<String, u64>,
     total_dropped: u64,
@@ -74,6 +82,7 @@ impl Default for RateLimits {
     fn default() -> Self {
         RateLimits {
             enroll: Bucket::new(ENROLL_BURST, Instant::now()),
+            enrollers: HashMap::new(),
             devices: HashMap::new(),
             dropped: HashMap::new(),
             total_dropped: 0,
@@ -85,23 +94,24 @@ impl RateLimits {
     /// Takes a token for `sender`; false (and counted) when the message must be dropped.
     pub fn allow(&mut self, sender: Sender<'_>, now: Instant) -> bool {
         let ok = match sender {
-            Sender::Enroll => self.enroll.take(ENROLL_PER_MINUTE, ENROLL_BURST, now),
+            Sender::Enroll(rid) => {
+                // The connection's own bucket first: a flood from it must not drain the
+                // shared one.
+                take_keyed(
+                    &mut self.enrollers,
+                    rid,
+                    ENROLL_CONNECTION_PER_MINUTE,
+                    ENROLL_CONNECTION_BURST,
+                    now,
+                ) && self.enroll.take(ENROLL_PER_MINUTE, ENROLL_BURST, now)
+            }
             Sender::Device(id) => {
-                if self.devices.len() >= MAX_BUCKETS && !self.devices.contains_key(id) {
-                    // Idle buckets are full anyway: dropping them loses nothing.
-                    let full = Duration::from_secs_f64(DEVICE_BURST * 60.0 / DEVICE_PER_MINUTE);
-                    self.devices
-                        .retain(|_, b| now.saturating_duration_since(b.last) < full);
-                }
-                self.devices
-                    .entry(id.to_string())
-                    .or_insert_with(|| Bucket::new(DEVICE_BURST, now))
-                    .take(DEVICE_PER_MINUTE, DEVICE_BURST, now)
+                take_keyed(&mut self.devices, id, DEVICE_PER_MINUTE, DEVICE_BURST, now)
             }
         };
         if !ok {
             let key = match sender {
-                Sender::Enroll => "enroll".to_string(),
+                Sender::Enroll(_) => "enroll".to_string(),
                 Sender::Device(id) => id.to_string(),
             };
             if self.dropped.len() < MAX_BUCKETS || self.dropped.contains_key(&key) {
@@ -121,6 +131,28 @@ impl RateLimits {
     pub fn total_dropped(&self) -> u64 {
         self.total_dropped
     }
+}
+
+/// Takes a token from `key`'s bucket in `buckets`, bounding the map at [`MAX_BUCKETS`].
+fn take_keyed(
+    buckets: &mut HashMap<String, Bucket>,
+    key: &str,
+    per_minute: f64,
+    burst: f64,
+    now: Instant,
+) -> bool {
+    if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
+        // Idle buckets are full anyway: dropping them loses nothing.
+        let full = Duration::from_secs_f64(burst * 60.0 / per_minute);
+        buckets.retain(|_, b| now.saturating_duration_since(b.last) < full);
+        if buckets.len() >= MAX_BUCKETS {
+            return false;
+        }
+    }
+    buckets
+        .entry(key.to_string())
+        .or_insert_with(|| Bucket::new(burst, now))
+        .take(per_minute, burst, now)
 }
 
 /// Limits log lines per window.
@@ -189,6 +221,21 @@ mod tests {
         assert!(l.allow(Sender::Device("a"), t0 + Duration::from_secs(2)));
         assert!(!l.allow(Sender::Device("a"), t0 + Duration::from_secs(2)));
         assert_eq!(l.total_dropped(), 3);
+    }
+
+    #[test]
+    fn one_enrolling_connection_cannot_use_everyone_s_bucket() {
+        let mut l = RateLimits::default();
+        let t0 = Instant::now();
+        let own = (0..1000)
+            .filter(|_| l.allow(Sender::Enroll("vouch-conn-flood"), t0))
+            .count();
+        assert_eq!(own, ENROLL_CONNECTION_BURST as usize);
+        // Other connections still have the shared burst, less what the flood used.
+        let others = (0..200)
+            .filter(|i| l.allow(Sender::Enroll(&format!("vouch-conn-{i}")), t0))
+            .count();
+        assert_eq!(others, (ENROLL_BURST - ENROLL_CONNECTION_BURST) as usize);
     }
 
     #[test]

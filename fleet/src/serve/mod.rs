@@ -103,10 +103,22 @@ impl<'a> Route<'a> {
         }
     }
 
-    /// The rate-limit bucket.
+    /// The device that sent it (as the broker's ACL guarantees), `None` for enrollment.
+    pub fn device(self) -> Option<&'a str> {
+        match self {
+            Route::Enroll(_) => None,
+            Route::Attestation(id)
+            | Route::Boot(id)
+            | Route::EscrowDeposit(id)
+            | Route::Recovery(id) => Some(id),
+        }
+    }
+
+    /// The rate-limit bucket: the device, or the enrolling connection (its request id is its
+    /// client id, which the broker's ACL binds to the topic).
     pub fn sender(self) -> Sender<'a> {
         match self {
-            Route::Enroll(_) => Sender::Enroll,
+            Route::Enroll(rid) => Sender::Enroll(rid),
             Route::Attestation(id)
             | Route::Boot(id)
             | Route::EscrowDeposit(id)
@@ -128,7 +140,6 @@ pub struct Server {
     logger: Mutex<LogLimiter>,
     refusals: Mutex<HashMap<String, u64>>,
     schedule: Mutex<Schedule>,
-    cut_off: Mutex<Vec<String>>,
     policies: std::sync::RwLock<policies::PolicyStore>,
 }
 
@@ -161,7 +172,6 @@ impl Server {
             logger: Mutex::new(LogLimiter::default()),
             refusals: Mutex::new(HashMap::new()),
             schedule: Mutex::new(Schedule::default()),
-            cut_off: Mutex::new(Vec::new()),
             policies: std::sync::RwLock::new(policies::PolicyStore::default()),
         }
         .with_policies_loaded())
@@ -253,8 +263,28 @@ impl Server {
 
     /// Handles one incoming message; returns what to publish.
     pub fn handle(&self, topic: &str, payload: &[u8]) -> Vec<Outgoing> {
-        let now = now_ms();
-        match Route::of(topic) {
+        self.handle_at(topic, payload, now_ms())
+    }
+
+    /// [`Server::handle`] at `now` (ms since the epoch). A message from a device that is not
+    /// active (revoked, deleted, unknown) is refused before any handler sees it: until the
+    /// broker has closed its connection, nothing it sends has an effect.
+    pub fn handle_at(&self, topic: &str, payload: &[u8], now: i64) -> Vec<Outgoing> {
+        let route = Route::of(topic);
+        if let Some(id) = route.and_then(Route::device) {
+            if let Err(why) = self.active_sender(id) {
+                self.count_refusal("device_not_active");
+                self.log(&format!("message on {topic} refused: {why}"));
+                self.audit(
+                    AuditKind::MessageRefused,
+                    Some(id),
+                    &format!("message on {topic} refused: {why}"),
+                    now,
+                );
+                return Vec::new();
+            }
+        }
+        match route {
             Some(Route::Enroll(rid)) => enroll::handle(self, rid, payload, now),
             Some(Route::Attestation(id)) => attest::handle_report(self, id, payload, now),
             Some(Route::Boot(id)) => {
@@ -271,6 +301,41 @@ impl Server {
                 Vec::new()
             }
             None => Vec::new(),
+        }
+    }
+
+    /// `Ok` when `id` is an active device (enrolled, trusted or untrusted); else why not.
+    fn active_sender(&self, id: &str) -> Result<(), String> {
+        match self.with_registry(|r| r.device(id)) {
+            Ok(Some(d)) if d.status.is_active() => Ok(()),
+            Ok(Some(d)) => Err(format!("device {id} is {}", d.status.as_str())),
+            Ok(None) => Err(format!("device {id} is not enrolled")),
+            Err(e) => Err(format!("device {id}: registry: {e}")),
+        }
+    }
+
+    /// Logs what the broker answered to a disconnect request (only failures).
+    pub fn broker_control_response(&self, payload: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Responses {
+            responses: Vec<Response>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Response {
+            command: String,
+            error: Option<String>,
+        }
+        match serde_json::from_slice::<Responses>(payload) {
+            Ok(r) => {
+                for r in r.responses.into_iter().filter(|r| r.error.is_some()) {
+                    self.log(&format!(
+                        "broker refused {}: {}",
+                        r.command,
+                        r.error.unwrap_or_default()
+                    ));
+                }
+            }
+            Err(e) => self.log(&format!("unreadable broker control response: {e}")),
         }
     }
 
@@ -292,9 +357,10 @@ impl Server {
                 .map(|d| d.id)
                 .collect();
             let requested = r.take_attest_requests(now)?;
-            Ok((active, requested))
+            let disconnect = r.take_disconnect_requests(now)?;
+            Ok((active, requested, disconnect))
         });
-        let (active, requested) = match listed {
+        let (active, requested, disconnect) = match listed {
             Ok(v) => v,
             Err(e) => {
                 self.log(&format!("scheduler: {e}"));
@@ -318,7 +384,11 @@ impl Server {
                 due.push(r.device_id);
             }
         }
-        let mut out = escrow::send_pending(self, now);
+        let mut out: Vec<Outgoing> = disconnect
+            .into_iter()
+            .map(|r| self.disconnect(&r.device_id, now))
+            .collect();
+        out.extend(escrow::send_pending(self, now));
         for id in due {
             match attest::challenge(self, &id, now) {
                 Ok(Some(o)) => out.push(o),
@@ -329,7 +399,26 @@ impl Server {
         out
     }
 
-    /// Revokes a device (verdict with `revoke_on_untrusted`) and queues it to be cut off.
+    /// The message that has the broker close `device_id`'s connections (see
+    /// [`crate::pki::broker::kick_command`]); audited.
+    fn disconnect(&self, device_id: &str, now: i64) -> Outgoing {
+        self.log(&format!(
+            "device {device_id}: asking the broker to close its connection"
+        ));
+        self.audit(
+            AuditKind::Disconnected,
+            Some(device_id),
+            "the broker was asked to close the device's connection (revoked)",
+            now,
+        );
+        Outgoing {
+            topic: crate::pki::broker::DYNSEC_CONTROL_TOPIC.to_string(),
+            payload: crate::pki::broker::kick_command(device_id),
+        }
+    }
+
+    /// Revokes a device (verdict with `revoke_on_untrusted`); the next scheduler round has the
+    /// broker close its connection (the revocation queued that).
     pub fn revoke(
         &self,
         device_id: &str,
@@ -347,7 +436,6 @@ impl Server {
             false,
             now_ms,
         )?;
-        lock(&self.cut_off).push(device_id.to_string());
         self.log(&format!("device {device_id} revoked ({why})"));
         Ok(())
     }
@@ -376,11 +464,6 @@ impl Server {
                 "device {device_id}: cannot revoke replaced certificate {serial}: {e}"
             )),
         }
-    }
-
-    /// Devices revoked since the last call, to be disconnected from the broker.
-    pub fn take_cut_off(&self) -> Vec<String> {
-        std::mem::take(&mut *lock(&self.cut_off))
     }
 }
 

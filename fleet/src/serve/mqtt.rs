@@ -6,14 +6,20 @@
 //! handler on a blocking thread (SQLite, crypto) and then publishing the answers. A scheduler
 //! task runs [`Server::tick`] every second the same way.
 //!
+//! No message can wedge the connection: every packet the broker can deliver is read (the
+//! client's limit is MQTT's own maximum) and acknowledged by the client as it arrives (QoS 1),
+//! before any check; the protocol check then refuses what is too large or malformed, and a
+//! handler that fails is logged and counted. So a poison message is dropped once, never
+//! redelivered on every reconnect. The broker's `max_packet_size` refuses oversized messages
+//! before they are queued at all.
+//!
 //! After a revocation the device is cut off: the broker reloads its CRL, which refuses new
-//! connections, and the server connects once with the device's id as client id (as the agent
-//! uses), which makes the broker drop the device's current connection.
+//! connections, and the scheduler publishes a kick to the broker's dynamic-security plugin,
+//! which closes the device's current connection (see [`crate::pki::broker`]).
 
 use super::{Outgoing, Route, ServeError, Server};
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS, SubscribeFilter,
-    TlsConfiguration, Transport,
+    AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeFilter, TlsConfiguration, Transport,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -21,23 +27,31 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use vouch_attest::protocol::MAX_MESSAGE_BYTES;
 
-/// Topics the fleet subscribes to.
-pub const SUBSCRIPTIONS: [&str; 5] = [
+/// Topics the fleet subscribes to (the last: the broker's answers to disconnect requests).
+pub const SUBSCRIPTIONS: [&str; 6] = [
     "enroll/+/request",
     "devices/+/attestation",
     "devices/+/boot",
     "devices/+/escrow",
     "devices/+/recovery",
+    "$CONTROL/dynamic-security/v1/response",
 ];
 /// Worker tasks running handlers.
 pub const WORKERS: usize = 4;
 /// Messages waiting for a worker before new ones are dropped.
 pub const QUEUE: usize = 1024;
-/// Largest packet read from the broker: above the protocol limit, so an oversized message is
-/// refused by the protocol check (and audited) rather than breaking the connection.
-pub const MAX_INCOMING_PACKET: usize = 2 * MAX_MESSAGE_BYTES;
+/// Largest packet read from the broker: MQTT's own maximum (a remaining length of 268,435,455
+/// bytes plus the fixed header), so every message the broker can deliver is read and
+/// acknowledged, and one above [`vouch_attest::protocol::MAX_MESSAGE_BYTES`] is refused by the protocol check (and
+/// audited). A lower limit would make the client drop the connection on such a message and the
+/// persistent session would redeliver it forever.
+pub const MAX_INCOMING_PACKET: usize = 268_435_455 + 5;
+/// Largest packet the fleet sends (its messages are small; the broker refuses larger anyway).
+pub const MAX_OUTGOING_PACKET: usize = crate::pki::broker::BROKER_MAX_PACKET;
+/// The client id the fleet sends; on the device listener the broker replaces it with the
+/// certificate's CN, `vouch-fleet`.
+pub const CLIENT_ID: &str = "vouch-conn-fleet";
 /// First reconnect delay; doubled per failure up to [`MAX_BACKOFF`].
 pub const MIN_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest reconnect delay.
@@ -120,7 +134,7 @@ fn options(
     let mut o = MqttOptions::new(client_id, &srv.cfg.broker_host, srv.cfg.broker_port);
     o.set_keep_alive(Duration::from_secs(30))
         .set_clean_session(clean)
-        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_INCOMING_PACKET)
+        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
         .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     o
 }
@@ -140,27 +154,31 @@ async fn publish_all(client: &AsyncClient, srv: &Server, out: Vec<Outgoing>) {
 pub async fn serve(srv: Arc<Server>) -> Result<(), ServeError> {
     let c = &srv.cfg;
     let tls = client_tls(&c.ca_cert, &c.client_cert, &c.client_key).map_err(ServeError::Tls)?;
-    let (client, mut eventloop) = AsyncClient::new(
-        options(&srv, crate::pki::FLEET_NAME, tls.clone(), false),
-        256,
-    );
+    let (client, mut eventloop) = AsyncClient::new(options(&srv, CLIENT_ID, tls, false), 256);
     let (tx, rx) = mpsc::channel::<rumqttc::Publish>(QUEUE);
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     for _ in 0..WORKERS {
-        let (srv, client, rx, tls) = (srv.clone(), client.clone(), rx.clone(), tls.clone());
+        let (srv, client, rx) = (srv.clone(), client.clone(), rx.clone());
         tokio::spawn(async move {
             loop {
                 let Some(p) = rx.lock().await.recv().await else {
                     return;
                 };
                 let s = srv.clone();
-                let out = tokio::task::spawn_blocking(move || s.handle(&p.topic, &p.payload))
+                let topic = p.topic.clone();
+                let out = match tokio::task::spawn_blocking(move || s.handle(&p.topic, &p.payload))
                     .await
-                    .unwrap_or_default();
+                {
+                    Ok(out) => out,
+                    Err(e) => {
+                        // A handler that panicked: the message is dropped (it was already
+                        // acknowledged), counted and logged; the worker goes on.
+                        srv.count_refusal("handler_failed");
+                        srv.log(&format!("handler for {topic} failed: {e}; message dropped"));
+                        Vec::new()
+                    }
+                };
                 publish_all(&client, &srv, out).await;
-                for id in srv.take_cut_off() {
-                    tokio::spawn(cut_off(srv.clone(), tls.clone(), id));
-                }
             }
         });
     }
@@ -172,9 +190,13 @@ pub async fn serve(srv: Arc<Server>) -> Result<(), ServeError> {
             loop {
                 every.tick().await;
                 let s = srv.clone();
-                let out = tokio::task::spawn_blocking(move || s.tick())
-                    .await
-                    .unwrap_or_default();
+                let out = match tokio::task::spawn_blocking(move || s.tick()).await {
+                    Ok(out) => out,
+                    Err(e) => {
+                        srv.log(&format!("scheduler round failed: {e}"));
+                        Vec::new()
+                    }
+                };
                 publish_all(&client, &srv, out).await;
             }
         });
@@ -215,6 +237,9 @@ pub async fn serve(srv: Arc<Server>) -> Result<(), ServeError> {
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let Some(route) = Route::of(&p.topic) else {
+                    if p.topic == SUBSCRIPTIONS[5] {
+                        srv.broker_control_response(&p.payload);
+                    }
                     continue;
                 };
                 if !srv.allow(route.sender()) {
@@ -239,28 +264,4 @@ pub async fn serve(srv: Arc<Server>) -> Result<(), ServeError> {
     srv.log("shutting down");
     let _ = client.try_disconnect();
     Ok(())
-}
-
-/// Connects once with `device_id` as client id so the broker drops the device's connection.
-pub async fn cut_off(srv: Arc<Server>, tls: Arc<rustls::ClientConfig>, device_id: String) {
-    let (client, mut eventloop) = AsyncClient::new(options(&srv, &device_id, tls, true), 4);
-    let result = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err::<(), ConnectionError>(e),
-            }
-        }
-    })
-    .await;
-    match result {
-        Ok(Ok(())) => {
-            let _ = client.disconnect().await;
-            let _ = tokio::time::timeout(Duration::from_secs(2), eventloop.poll()).await;
-            srv.log(&format!("device {device_id}: connection cut off"));
-        }
-        Ok(Err(e)) => srv.log(&format!("device {device_id}: cannot cut off: {e}")),
-        Err(_) => srv.log(&format!("device {device_id}: cut-off timed out")),
-    }
 }

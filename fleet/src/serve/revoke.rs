@@ -4,6 +4,9 @@
 //! The device's certificate serial goes on the CRL (re-signed), the broker is told to re-read
 //! it (SIGHUP through its pid file, when configured), the device's status changes and the
 //! audit log records it. Deleting also forgets the device's keys (the audit trail stays).
+//! Whatever the path, a disconnect request is queued in the registry: the running server (now,
+//! or when it starts) has the broker close the device's live connection, which the CRL alone
+//! does not.
 
 use crate::pki::broker::{reload_broker, BrokerError};
 use crate::pki::crl::CrlError;
@@ -64,6 +67,7 @@ pub fn revoke_device(
         })?;
         crl_number = Some(revoke(ca, &serial).map_err(RevokeError::Crl)?.number);
     }
+    reg.request_disconnect(device_id, now_ms)?;
     let serial = device.cert_serial.clone();
     let serial_text = serial.as_deref().unwrap_or("none");
     if forget {

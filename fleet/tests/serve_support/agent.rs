@@ -127,7 +127,24 @@ impl TestAgent {
 
     /// Runs both enrollment steps as the claim identity; returns the final answer.
     pub async fn enroll(&self, fleet: &Fleet) -> EnrollResponse {
-        let rid = format!("r{}", rand::random::<u64>());
+        self.enroll_with(fleet, |_| async { 0 }).await.1
+    }
+
+    /// Like [`TestAgent::enroll`], running `between(request id)` after the challenge arrived
+    /// and before the proof is sent; it returns how many answers its doings caused on this
+    /// enrollment's response topic, which are returned first.
+    pub async fn enroll_with<F, Fut>(
+        &self,
+        fleet: &Fleet,
+        between: F,
+    ) -> (Vec<EnrollResponse>, EnrollResponse)
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = usize>,
+    {
+        // The request id is the client id on the enrollment listener (the ACL allows only
+        // enroll/<own client id>/...).
+        let rid = format!("vouch-conn-r{}", rand::random::<u64>());
         let tls = vouch_agent::daemon::tls::claim_config(
             &fleet.ca(),
             &fleet.dir.join("claim.crt"),
@@ -136,9 +153,14 @@ impl TestAgent {
         .unwrap();
         let resp_topic = format!("enroll/{rid}/response");
         let req_topic = format!("enroll/{rid}/request");
-        let mut c = mqtt::connect(fleet.port, tls, &rid, std::slice::from_ref(&resp_topic))
-            .await
-            .unwrap();
+        let mut c = mqtt::connect(
+            fleet.enroll_port,
+            tls,
+            &rid,
+            std::slice::from_ref(&resp_topic),
+        )
+        .await
+        .unwrap();
         let request = {
             let mut t = self.tpm.lock().unwrap();
             EnrollMessage::Request(EnrollRequest {
@@ -156,8 +178,14 @@ impl TestAgent {
                 credential_blob,
                 encrypted_secret,
             } => (credential_blob, encrypted_secret),
-            other => return other,
+            other => return (Vec::new(), other),
         };
+        let caused = between(rid.clone()).await;
+        let mut interfering = Vec::new();
+        for _ in 0..caused {
+            let answer = c.next_on(&resp_topic, Duration::from_secs(5)).await;
+            interfering.push(protocol::decode("enroll response", &answer).unwrap());
+        }
         let proof = {
             let mut t = self.tpm.lock().unwrap();
             let secret = t
@@ -176,11 +204,26 @@ impl TestAgent {
         };
         c.publish(&req_topic, protocol::encode(&proof)).await;
         let answer = c.next_on(&resp_topic, Duration::from_secs(5)).await;
-        protocol::decode("enroll response", &answer).unwrap()
+        (
+            interfering,
+            protocol::decode("enroll response", &answer).unwrap(),
+        )
     }
 
-    /// Connects with the device certificate (key in the TPM) as client id `device_id`,
-    /// subscribed to its challenges.
+    /// This agent's enrollment request under `rid` (its keys).
+    pub fn request(&self, rid: &str) -> EnrollMessage {
+        let mut t = self.tpm.lock().unwrap();
+        EnrollMessage::Request(EnrollRequest {
+            request_id: rid.to_string(),
+            ek_public: self.ek_public.clone(),
+            ek_certificates: self.ek_certificates.clone(),
+            ak_public: t.attestation_key().unwrap().public,
+            tls_public: t.tls_key().unwrap().public,
+        })
+    }
+
+    /// Connects with the device certificate (key in the TPM) to the device listener (client id
+    /// `device_id`, as the broker makes it), subscribed to its challenges.
     pub async fn connect_device(
         &self,
         fleet: &Fleet,
@@ -204,7 +247,7 @@ impl TestAgent {
         mqtt::connect(
             fleet.port,
             tls,
-            device_id,
+            &format!("vouch-conn-{device_id}"),
             &[format!("devices/{device_id}/cmd/attest")],
         )
         .await

@@ -49,6 +49,7 @@ pub struct Fleet {
     pub tmp: tempfile::TempDir,
     pub dir: PathBuf,
     pub port: u16,
+    pub enroll_port: u16,
     pub config: PathBuf,
     broker: Option<Proc>,
     server: Option<Proc>,
@@ -67,9 +68,17 @@ impl Fleet {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("fleet");
         let port = free_port();
+        let enroll_port = loop {
+            let p = free_port();
+            if p != port {
+                break p;
+            }
+        };
         init_fleet(&InitOptions {
             dir: dir.clone(),
             broker_port: port,
+            enroll_port,
+            dynsec_plugin: None,
             server_names: vec![],
             force: false,
         })
@@ -123,6 +132,7 @@ impl Fleet {
             tmp,
             dir,
             port,
+            enroll_port,
             config,
             broker: Some(broker),
             server: Some(Proc(server)),

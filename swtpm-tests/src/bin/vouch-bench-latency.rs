@@ -151,7 +151,7 @@ fn end_to_end(args: &Args, log: &std::path::Path, log_bytes: &[u8]) -> Result<En
         fleet.start_broker().context("restarting mosquitto")?;
         println!("  mosquitto restarted with set_tcp_nodelay true");
     }
-    let observer = Observer::start(&fleet.dir(), fleet.port())?;
+    let observer = Observer::start(&fleet.dir(), fleet.enroll_port())?;
     let state = tpm.dir().join("agent");
     let id = device_id(&tpm, &state)?;
     let config = fleet.agent_config(&tpm, &state, log)?;

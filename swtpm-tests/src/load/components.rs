@@ -8,7 +8,7 @@ use crate::Swtpm;
 use std::path::Path;
 use std::time::Instant;
 use vouch_agent::daemon::answer::{read_eventlog, AnswerError};
-use vouch_agent::daemon::outbox::{Outbox, OutboxError};
+use vouch_agent::daemon::outbox::{Limits, Outbox, OutboxError};
 use vouch_agent::tpm::esapi::EsapiTpm;
 use vouch_agent::tpm::selection::SelectionError;
 use vouch_agent::tpm::tcti::TctiParseError;
@@ -95,8 +95,8 @@ pub fn measure(tpm: &Swtpm, eventlog: &Path, rounds: u32) -> Result<Components, 
     let selection: PcrSelection = CHALLENGE_PCRS.parse().map_err(ComponentError::Selection)?;
     let fleet_selection =
         parse_selection(CHALLENGE_PCRS).map_err(ComponentError::FleetSelection)?;
-    let mut outbox =
-        Outbox::open(&tpm.dir().join("bench-outbox")).map_err(ComponentError::Outbox)?;
+    let (mut outbox, _) = Outbox::open(&tpm.dir().join("bench-outbox"), Limits::DEFAULT)
+        .map_err(ComponentError::Outbox)?;
     let verifier = Verifier::new();
     let (mut quote, mut gzip, mut push, mut appraisal) = (
         Samples::new(),
@@ -127,7 +127,7 @@ pub fn measure(tpm: &Swtpm, eventlog: &Path, rounds: u32) -> Result<Components, 
         };
         let payload = vouch_attest::protocol::encode(&report);
         let t = Instant::now();
-        let seq = outbox
+        let (seq, _) = outbox
             .push("devices/bench/attestation", &payload)
             .map_err(ComponentError::Outbox)?;
         let pushed = t.elapsed();

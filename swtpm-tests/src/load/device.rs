@@ -131,7 +131,9 @@ pub async fn run(
         id: dev.id.clone(),
         source,
     })?;
-    let mut o = MqttOptions::new(&dev.id, &broker.host, broker.port);
+    // The broker makes the client id the certificate's CN; it requires the prefix of what is sent.
+    let client_id = format!("{}{}", vouch_attest::protocol::CLIENT_ID_PREFIX, dev.id);
+    let mut o = MqttOptions::new(client_id, &broker.host, broker.port);
     o.set_keep_alive(broker.keep_alive)
         .set_clean_session(true)
         .set_max_packet_size(MAX_PACKET, MAX_PACKET)

@@ -53,7 +53,9 @@ fn now_us() -> i64 {
 
 impl Observer {
     /// Connects to `localhost:port` with the fleet identity of `fleet_dir` (ca.crt, fleet.crt,
-    /// fleet.key) and starts recording.
+    /// fleet.key) and starts recording. `port` must be the broker's enrollment listener: on the
+    /// device listener the fleet identity's client id is the server's own, and connecting there
+    /// would disconnect the server.
     pub fn start(fleet_dir: &Path, port: u16) -> Result<Observer, ObserverError> {
         let tls = client_tls(
             &fleet_dir.join("ca.crt"),
@@ -65,7 +67,7 @@ impl Observer {
             .enable_all()
             .build()
             .map_err(ObserverError::Runtime)?;
-        let mut o = MqttOptions::new("vouch-bench-observer", "localhost", port);
+        let mut o = MqttOptions::new("vouch-conn-bench-observer", "localhost", port);
         o.set_keep_alive(Duration::from_secs(30))
             .set_clean_session(true)
             .set_max_packet_size(4 << 20, 4 << 20)

@@ -3,8 +3,8 @@
 //! with the guest over virtio-9p; all three persist across the machine's boots, as a real
 //! machine's TPM, NVRAM and disk do. Each boot starts swtpm (`socket --ctrl type=unixio`, the
 //! form qemu's `-tpmdev emulator` drives) and qemu (q35, TCG, OVMF, tpm-crb, `-kernel`), with
-//! guest networking only through user networking with `restrict=on` and one guestfwd to the
-//! host's broker port. The guestfwd runs `busybox nc 127.0.0.1 PORT` per connection (`cmd:`):
+//! guest networking only through user networking with `restrict=on` and one guestfwd to each of
+//! the host broker's two listeners (devices, enrollment). The guestfwd runs `busybox nc 127.0.0.1 PORT` per connection (`cmd:`):
 //! the `tcp:HOST:PORT` form is a chardev qemu opens once, so every guest connection after the
 //! first (the agent reconnects with its device certificate after enrolling) would be spliced
 //! into the first connection's stream and fail the TLS handshake.
@@ -61,6 +61,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MachineError + '_ {
     }
 }
 
+/// The host broker's listener ports on 127.0.0.1 a guest reaches (as 8883 and 8884).
+#[derive(Debug, Clone, Copy)]
+pub struct BrokerPorts {
+    /// The device listener.
+    pub device: u16,
+    /// The enrollment listener.
+    pub enroll: u16,
+}
+
 /// A machine: TPM state, NVRAM and shared directory, kept across boots; removed on drop.
 pub struct Machine {
     dir: tempfile::TempDir,
@@ -115,7 +124,7 @@ impl Machine {
 
     /// Provisions the agent through the share: `agent.toml` (the kernel's resource-managed TPM,
     /// state on the share so it survives reboots, the securityfs event log, the broker as
-    /// `broker`:8883) and the fleet's CA certificate and claim credentials from `fleet_dir`.
+    /// `broker`:8883, enrollment at `broker`:8884) and the fleet's CA certificate and claim credentials from `fleet_dir`.
     pub fn provision_agent(&self, fleet_dir: &Path, broker: &str) -> Result<(), MachineError> {
         let share = self.share();
         for f in ["ca.crt", "claim.crt", "claim.key"] {
@@ -125,7 +134,7 @@ impl Machine {
         let config = format!(
             "tcti = \"device:/dev/tpmrm0\"\nstate_dir = \"/mnt/share/state\"\n\
              eventlog = \"/sys/kernel/security/tpm0/binary_bios_measurements\"\n\n[broker]\n\
-             host = \"{broker}\"\nport = 8883\nca_file = \"/mnt/share/ca.crt\"\n\
+             host = \"{broker}\"\nport = 8883\nenroll_port = 8884\nca_file = \"/mnt/share/ca.crt\"\n\
              claim_cert = \"/mnt/share/claim.crt\"\nclaim_key = \"/mnt/share/claim.key\"\n\
              keep_alive_secs = 5\nmax_backoff_secs = 2\n"
         );
@@ -147,15 +156,16 @@ impl Machine {
         ]
     }
 
-    /// Boots `kernel` with `initrd` and `cmdline`; guest port 8883 at the broker address is
-    /// forwarded to `broker_port` on the host's loopback. Console output goes to
+    /// Boots `kernel` with `initrd` and `cmdline`; guest ports 8883 and 8884 at the broker
+    /// address are forwarded to the broker's device and enrollment listeners on the host's
+    /// loopback. Console output goes to
     /// `<dir>/boot-N.serial`.
     pub fn boot(
         &mut self,
         kernel: &Kernel,
         initrd: &Path,
         cmdline: &str,
-        broker_port: u16,
+        broker: BrokerPorts,
     ) -> Result<Vm, MachineError> {
         let direct = [
             "-kernel".as_ref(),
@@ -165,18 +175,18 @@ impl Machine {
             "-append".as_ref(),
             cmdline.as_ref(),
         ];
-        self.start(&direct, broker_port)
+        self.start(&direct, broker)
     }
 
     /// Boots from the attached disk (an [`super::esp`] image): the firmware's own boot path.
-    pub fn boot_disk(&mut self, broker_port: u16) -> Result<Vm, MachineError> {
-        self.start(&[], broker_port)
+    pub fn boot_disk(&mut self, broker: BrokerPorts) -> Result<Vm, MachineError> {
+        self.start(&[], broker)
     }
 
     fn start(
         &mut self,
         boot_args: &[&std::ffi::OsStr],
-        broker_port: u16,
+        broker: BrokerPorts,
     ) -> Result<Vm, MachineError> {
         self.boots += 1;
         let n = self.boots;
@@ -257,8 +267,11 @@ impl Machine {
             .args(["-device", "tpm-crb,tpmdev=tpm0"])
             .arg("-netdev")
             .arg(format!(
-                "user,id=n0,restrict=on,guestfwd=tcp:{BROKER_ADDR}:8883-cmd:/bin/busybox nc \
-                 127.0.0.1 {broker_port}"
+                "user,id=n0,restrict=on,\
+                 guestfwd=tcp:{BROKER_ADDR}:8883-cmd:/bin/busybox nc 127.0.0.1 {device},\
+                 guestfwd=tcp:{BROKER_ADDR}:8884-cmd:/bin/busybox nc 127.0.0.1 {enroll}",
+                device = broker.device,
+                enroll = broker.enroll
             ))
             .args(["-device", "virtio-net-pci,netdev=n0"])
             .arg("-fsdev")

@@ -13,5 +13,5 @@ pub mod kmod;
 pub mod machine;
 pub mod prep;
 
-pub use machine::{Machine, MachineError, Vm};
+pub use machine::{BrokerPorts, Machine, MachineError, Vm};
 pub use prep::{prepare, skip, Kernel};

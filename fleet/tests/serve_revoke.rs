@@ -1,0 +1,80 @@
+//! Revocation against the real broker and server (issue 10, attack 4): `vouch-fleet revoke`
+//! from the command line cuts the device's live session within seconds (the server has the
+//! broker's dynamic-security plugin close it), and every handler refuses a device that is not
+//! active, whatever it sends while still connected.
+
+mod serve_support;
+
+use serve_support::agent::TestAgent;
+use serve_support::{Fleet, Settings};
+use std::time::Duration;
+use swtpm_tests::Swtpm;
+use vouch_attest::protocol::{self, BootAnnouncement, EnrollResponse};
+use vouch_fleet::registry::{now_ms, DeviceStatus};
+
+const SECS: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_devices_are_refused_and_the_cli_revocation_cuts_the_session() {
+    let swtpm = Swtpm::start().unwrap();
+    let fleet = Fleet::start(Settings::default(), &TestAgent::swtpm_trust(&swtpm));
+    let ca = swtpm.ca_dir();
+    let agent = TestAgent::new(&swtpm, &ca.join("issuercert.pem"), &ca.join("signkey.pem"));
+    let EnrollResponse::Accepted {
+        device_id,
+        certificate_pem,
+    } = agent.enroll(&fleet).await
+    else {
+        panic!("enrollment refused:\n{}", fleet.server_log());
+    };
+    let mut dev = agent
+        .connect_device(&fleet, &device_id, &certificate_pem)
+        .await
+        .unwrap();
+    let boot_topic = format!("devices/{device_id}/boot");
+    let boot = |id: &str| {
+        protocol::encode(&BootAnnouncement {
+            boot_id: id.to_string(),
+        })
+    };
+    // Active: a boot announcement is answered with a challenge.
+    dev.publish(&boot_topic, boot("boot-1")).await;
+    let _ = dev
+        .next_on(&format!("devices/{device_id}/cmd/attest"), SECS)
+        .await;
+
+    // Marked revoked in the registry while its connection stays up (as between a revocation
+    // and the broker closing the connection): its messages reach no handler.
+    fleet
+        .registry()
+        .set_status(&device_id, DeviceStatus::Revoked, now_ms())
+        .unwrap();
+    dev.publish(&boot_topic, boot("boot-2")).await;
+    fleet.wait_log(
+        &format!("message on {boot_topic} refused: device {device_id} is revoked"),
+        SECS,
+    );
+    let refused = fleet.wait_audit("message_refused", "is revoked", SECS);
+    assert_eq!(refused.device_id.as_deref(), Some(device_id.as_str()));
+    fleet
+        .registry()
+        .set_status(&device_id, DeviceStatus::Trusted, now_ms())
+        .unwrap();
+
+    // The command line revokes: the live session is closed within seconds.
+    let t = std::time::Instant::now();
+    let out = fleet.cli(&["revoke", &device_id]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        dev.wait_error(SECS).await.is_some(),
+        "the CLI revocation left the session open:\n{}",
+        fleet.server_log()
+    );
+    let cut = t.elapsed();
+    assert!(cut < Duration::from_secs(5), "cut after {cut:?}");
+    fleet.wait_audit("disconnected", "close the device's connection", SECS);
+    eprintln!(
+        "session closed {} ms after `vouch-fleet revoke`",
+        cut.as_millis()
+    );
+}

@@ -58,9 +58,13 @@ pub fn handle_boot(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64) -
     let boot = match protocol::decode::<BootAnnouncement>("boot", payload) {
         Ok(b) => b,
         Err(e) => {
-            srv.log(&format!(
-                "device {device_id}: boot announcement refused: {e}"
-            ));
+            srv.refuse_message(
+                Some(device_id),
+                "boot_malformed",
+                &format!("devices/{device_id}/boot"),
+                &e.to_string(),
+                now_ms,
+            );
             return Vec::new();
         }
     };

@@ -71,9 +71,13 @@ pub fn handle_deposit(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64
     let (volume, text) = match checked {
         Ok(v) => v,
         Err(why) => {
-            srv.log(&format!(
-                "device {device_id}: escrow deposit refused: {why}"
-            ));
+            srv.refuse_message(
+                Some(device_id),
+                "escrow_deposit_malformed",
+                &format!("devices/{device_id}/escrow"),
+                &format!("escrow deposit: {why}"),
+                now_ms,
+            );
             return;
         }
     };
@@ -111,7 +115,13 @@ pub fn handle_result(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
     let r = match protocol::decode::<RecoveryResult>("recovery result", payload) {
         Ok(r) => r,
         Err(e) => {
-            srv.log(&format!("device {device_id}: recovery result refused: {e}"));
+            srv.refuse_message(
+                Some(device_id),
+                "recovery_result_malformed",
+                &format!("devices/{device_id}/recovery"),
+                &e.to_string(),
+                now_ms,
+            );
             return;
         }
     };

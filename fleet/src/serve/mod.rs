@@ -238,6 +238,23 @@ impl Server {
         }
     }
 
+    /// Drops a message that no handler takes (its sender is not active, it does not decode,
+    /// its handler failed): counted under `reason`, logged (rate-limited) and audited. It was
+    /// acknowledged on arrival, so it is never delivered again.
+    pub fn refuse_message(
+        &self,
+        device_id: Option<&str>,
+        reason: &str,
+        topic: &str,
+        why: &str,
+        now_ms: i64,
+    ) {
+        self.count_refusal(reason);
+        let line = format!("message on {topic} refused: {why}");
+        self.log(&line);
+        self.audit(AuditKind::MessageRefused, device_id, &line, now_ms);
+    }
+
     /// Counts a refused answer by reason name (the text before the first `:`).
     pub fn count_refusal(&self, reason: &str) {
         let key = reason.split(':').next().unwrap_or(reason).to_string();
@@ -273,14 +290,7 @@ impl Server {
         let route = Route::of(topic);
         if let Some(id) = route.and_then(Route::device) {
             if let Err(why) = self.active_sender(id) {
-                self.count_refusal("device_not_active");
-                self.log(&format!("message on {topic} refused: {why}"));
-                self.audit(
-                    AuditKind::MessageRefused,
-                    Some(id),
-                    &format!("message on {topic} refused: {why}"),
-                    now,
-                );
+                self.refuse_message(Some(id), "device_not_active", topic, &why, now);
                 return Vec::new();
             }
         }

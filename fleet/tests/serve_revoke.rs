@@ -1,7 +1,8 @@
-//! Revocation against the real broker and server (issue 10, attack 4): `vouch-fleet revoke`
-//! from the command line cuts the device's live session within seconds (the server has the
-//! broker's dynamic-security plugin close it), and every handler refuses a device that is not
-//! active, whatever it sends while still connected.
+//! Hostile devices against the real broker and server (issue 10). Revocation: `vouch-fleet
+//! revoke` from the command line cuts the device's live session within seconds (the server has
+//! the broker's dynamic-security plugin close it), and every handler refuses a device that is
+//! not active, whatever it sends while still connected. Poison messages: a message far over the
+//! protocol limit, on a broker without a size limit, is refused once and the fleet goes on.
 
 mod serve_support;
 
@@ -77,4 +78,62 @@ async fn revoked_devices_are_refused_and_the_cli_revocation_cuts_the_session() {
         "session closed {} ms after `vouch-fleet revoke`",
         cut.as_millis()
     );
+}
+
+/// Issue 10, attack 1, without the broker's help: the fleet used to refuse packets over 2 MiB by
+/// dropping its connection, and its persistent session got the message again on every
+/// reconnect. Now it reads it, refuses it once (audited) and keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_refused_once_and_the_fleet_goes_on() {
+    let swtpm = Swtpm::start().unwrap();
+    let fleet = Fleet::start(
+        Settings {
+            no_broker_size_limit: true,
+            ..Settings::default()
+        },
+        &TestAgent::swtpm_trust(&swtpm),
+    );
+    let ca = swtpm.ca_dir();
+    let agent = TestAgent::new(&swtpm, &ca.join("issuercert.pem"), &ca.join("signkey.pem"));
+    let EnrollResponse::Accepted {
+        device_id,
+        certificate_pem,
+    } = agent.enroll(&fleet).await
+    else {
+        panic!("enrollment refused:\n{}", fleet.server_log());
+    };
+    let mut dev = agent
+        .connect_device(&fleet, &device_id, &certificate_pem)
+        .await
+        .unwrap();
+    // 3 MiB of a well-formed-looking report.
+    let mut poison = b"{\"nonce\":\"".to_vec();
+    poison.resize(3 << 20, b'A');
+    dev.publish(&format!("devices/{device_id}/attestation"), poison)
+        .await;
+    fleet.wait_audit("attestation_refused", "exceeds", SECS);
+    // The fleet still serves the device: a boot announcement gets its challenge.
+    dev.publish(
+        &format!("devices/{device_id}/boot"),
+        protocol::encode(&BootAnnouncement {
+            boot_id: "after-poison".into(),
+        }),
+    )
+    .await;
+    let _ = dev
+        .next_on(&format!("devices/{device_id}/cmd/attest"), SECS)
+        .await;
+    let log = fleet.server_log();
+    assert!(
+        !log.contains("broker connection"),
+        "the fleet lost its broker connection over the message:\n{log}"
+    );
+    let refused = fleet
+        .registry()
+        .audit_entries(None)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == "attestation_refused")
+        .count();
+    assert_eq!(refused, 1, "the message was delivered more than once");
 }

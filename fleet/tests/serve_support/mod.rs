@@ -60,6 +60,8 @@ pub struct Fleet {
 pub struct Settings {
     pub nonce_lifetime_secs: Option<u64>,
     pub revoke_on_untrusted: bool,
+    /// Drop the broker's `max_packet_size`, to show the fleet does not depend on it.
+    pub no_broker_size_limit: bool,
 }
 
 impl Fleet {
@@ -97,6 +99,16 @@ impl Fleet {
             text = text.replace("revoke_on_untrusted = false", "revoke_on_untrusted = true");
         }
         std::fs::write(&config, text).unwrap();
+        if settings.no_broker_size_limit {
+            let conf = dir.join("mosquitto.conf");
+            let text = std::fs::read_to_string(&conf).unwrap();
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with("max_packet_size "))
+                .collect();
+            assert!(kept.len() < text.lines().count(), "no max_packet_size line");
+            std::fs::write(&conf, kept.join("\n")).unwrap();
+        }
         let roots = dir.join("trust-roots");
         std::fs::create_dir_all(&roots).unwrap();
         for (i, t) in trust.iter().enumerate() {

@@ -9,6 +9,13 @@ use std::io::Write;
 use std::path::Path;
 use vouch_attest::protocol::{AttestChallenge, AttestationReport};
 
+/// Shortest nonce quoted: the fleet issues 32 random bytes; anything much shorter is not a
+/// fresh challenge (a 0-byte nonce would make the quote replayable).
+pub const MIN_NONCE: usize = 16;
+
+/// Longest nonce a TPM accepts as qualifying data.
+pub const MAX_NONCE: usize = 64;
+
 /// Largest event log the agent reads (real logs are tens of KiB; CCEL logs up to a few hundred).
 pub const MAX_EVENTLOG: u64 = 4 << 20;
 
@@ -18,8 +25,8 @@ pub enum AnswerError {
     /// The challenge's PCR selection is not valid.
     #[error("challenge PCR selection: {0}")]
     Selection(#[from] crate::tpm::selection::SelectionError),
-    /// The nonce is longer than a TPM accepts.
-    #[error("challenge nonce of {0} bytes is longer than 64")]
+    /// The nonce is shorter than the fleet ever issues or longer than a TPM accepts.
+    #[error("challenge nonce of {0} bytes refused: nonces are {MIN_NONCE} to {MAX_NONCE} bytes")]
     Nonce(usize),
     /// The TPM failed to quote.
     #[error(transparent)]
@@ -54,16 +61,21 @@ pub fn read_eventlog(path: &Path) -> Result<Option<Vec<u8>>, AnswerError> {
     Ok(Some(gz.finish().map_err(err)?))
 }
 
+/// Checks a challenge before anything is asked of the TPM; returns its PCR selection.
+pub fn check(challenge: &AttestChallenge) -> Result<PcrSelection, AnswerError> {
+    if !(MIN_NONCE..=MAX_NONCE).contains(&challenge.nonce.len()) {
+        return Err(AnswerError::Nonce(challenge.nonce.len()));
+    }
+    Ok(challenge.pcrs.parse()?)
+}
+
 /// Makes the attestation report for `challenge`.
 pub async fn answer(
     tpm: &TpmClient,
     eventlog: &Path,
     challenge: &AttestChallenge,
 ) -> Result<AttestationReport, AnswerError> {
-    if challenge.nonce.len() > 64 {
-        return Err(AnswerError::Nonce(challenge.nonce.len()));
-    }
-    let selection: PcrSelection = challenge.pcrs.parse()?;
+    let selection = check(challenge)?;
     let nonce = challenge.nonce.clone();
     let quote = tpm_call(tpm, move |t| t.quote(&nonce, &selection)).await?;
     let path = eventlog.to_path_buf();
@@ -77,4 +89,32 @@ pub async fn answer(
         pcrs: quote.pcrs.to_json(),
         eventlog_gz,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenge(nonce: usize, pcrs: &str) -> AttestChallenge {
+        AttestChallenge {
+            nonce: vec![7; nonce],
+            pcrs: pcrs.into(),
+        }
+    }
+
+    #[test]
+    fn short_long_and_empty_nonces_are_refused_before_the_tpm() {
+        for n in [0, 1, MIN_NONCE - 1, MAX_NONCE + 1] {
+            let e = check(&challenge(n, "sha256:0")).unwrap_err();
+            assert!(matches!(e, AnswerError::Nonce(m) if m == n), "{e}");
+            assert!(e.to_string().contains("16 to 64 bytes"), "{e}");
+        }
+        for n in [MIN_NONCE, 32, MAX_NONCE] {
+            check(&challenge(n, "sha256:0,7")).unwrap();
+        }
+        assert!(matches!(
+            check(&challenge(32, "sha256:99")),
+            Err(AnswerError::Selection(_))
+        ));
+    }
 }

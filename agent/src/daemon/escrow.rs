@@ -37,6 +37,10 @@ pub enum RecoverError {
     /// The delivery does not decrypt.
     #[error("{0}")]
     Delivery(#[from] DeliveryError),
+    /// The TPM refused to activate the credential: it was made for another TPM's EK or another
+    /// AK, or was altered on the way.
+    #[error("the release's credential is not for this TPM (the TPM refused to activate it: {0})")]
+    NotForThisTpm(String),
     /// The release was approved for another boot than this one.
     #[error("the release is for boot {release}, this is boot {current}: refused (the fleet must see this boot trusted first)")]
     OtherBoot { release: String, current: String },
@@ -85,6 +89,25 @@ fn check_boot(release: &str, current: &str) -> Result<(), RecoverError> {
             release: release.to_owned(),
             current: current.to_owned(),
         })
+    }
+}
+
+/// `Some(why)` when an activation failed because the credential does not fit this TPM (made
+/// for another EK or AK, or altered), not because the TPM failed: the integrity HMAC does not
+/// verify (TPM_RC_INTEGRITY, what another ECC EK or AK gives), the RSA secret does not decrypt
+/// (TPM_RC_VALUE), the ECC point is not on the curve (TPM_RC_ECC_POINT), or a size is wrong
+/// (TPM_RC_SIZE); malformed framing and the in-memory TPM's refusals count too.
+pub fn refused_credential(e: &TpmError) -> Option<String> {
+    use tss_esapi::constants::Tss2ResponseCodeKind as Kind;
+    match e {
+        TpmError::ActivateCredential(tss_esapi::Error::Tss2Error(rc)) => match rc.kind() {
+            Some(Kind::Integrity | Kind::Value | Kind::EccPoint | Kind::Size) => {
+                Some(format!("{rc}"))
+            }
+            _ => None,
+        },
+        TpmError::CredentialFormat { .. } | TpmError::MemoryCredential(_) => Some(e.to_string()),
+        _ => None,
     }
 }
 
@@ -140,7 +163,13 @@ async fn keep(
             Err(e) => return Ok(Err(RecoverError::Identity(e))),
         };
         let key =
-            t.activate_credential(alg, &release.credential_blob, &release.encrypted_secret)?;
+            match t.activate_credential(alg, &release.credential_blob, &release.encrypted_secret) {
+                Ok(k) => k,
+                Err(e) => match refused_credential(&e) {
+                    Some(why) => return Ok(Err(RecoverError::NotForThisTpm(why))),
+                    None => return Err(e),
+                },
+            };
         let pass = match escrow_delivery::unwrap(&release, &key, &device_id) {
             Ok(p) => p,
             Err(e) => return Ok(Err(RecoverError::Delivery(e))),
@@ -159,6 +188,28 @@ async fn keep(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn activation(rc: u32) -> TpmError {
+        TpmError::ActivateCredential(tss_esapi::Error::Tss2Error(
+            tss_esapi::constants::response_code::Tss2ResponseCode::from(rc),
+        ))
+    }
+
+    #[test]
+    fn a_credential_the_tpm_refuses_is_not_for_this_tpm_but_a_tpm_failure_is_not() {
+        // Format-1 codes with the parameter bit (0x040) and number (<< 8): TPM_RC_INTEGRITY
+        // (0x09F) on parameter 1, TPM_RC_VALUE (0x084) on parameter 2,
+        // TPM_RC_ECC_POINT (0x0A7) on parameter 2, TPM_RC_SIZE (0x095) on parameter 1.
+        for rc in [0x1DF, 0x2C4, 0x2E7, 0x1D5] {
+            let why = refused_credential(&activation(rc)).unwrap_or_else(|| panic!("{rc:#x}"));
+            let e = RecoverError::NotForThisTpm(why).to_string();
+            assert!(e.contains("not for this TPM"), "{e}");
+        }
+        // TPM_RC_FAILURE, TPM_RC_LOCKOUT, and other operations: real TPM trouble.
+        assert!(refused_credential(&activation(0x101)).is_none());
+        assert!(refused_credential(&activation(0x921)).is_none());
+        assert!(refused_credential(&TpmError::WorkerGone).is_none());
+    }
 
     #[test]
     fn a_release_for_another_boot_is_refused() {

@@ -6,9 +6,25 @@ use crate::tpm::{Tpm, TpmError};
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 use std::sync::Arc;
 use std::time::Duration;
+use vouch_attest::protocol;
 
-/// Largest MQTT packet the agent sends or accepts (attestation reports carry a compressed log).
-pub const MAX_PACKET: usize = 2 << 20;
+/// Largest MQTT packet the agent reads: the largest the protocol allows (remaining length
+/// 268,435,455 plus a 5-byte fixed header). Every message a broker can deliver is read, then
+/// acknowledged and refused by the protocol's size check ([`protocol::MAX_MESSAGE_BYTES`]); a
+/// smaller client limit would drop the connection before the PUBACK, and the broker would
+/// redeliver the message on every reconnect, cutting the device off for good. The broker's own
+/// `max_packet_size` keeps such messages from being sent in the first place.
+pub const MAX_INCOMING_PACKET: usize = 268_435_455 + 5;
+
+/// Largest MQTT packet the agent sends: the largest message the fleet accepts plus room for the
+/// header and topic (the broker disconnects a client that sends more).
+pub const MAX_OUTGOING_PACKET: usize = protocol::MAX_MESSAGE_BYTES + 4096;
+
+/// Size of a QoS 1 PUBLISH packet carrying `payload` on `topic` (MQTT 3.1.1: fixed header of at
+/// most 5 bytes, topic with its 2-byte length, 2-byte packet id).
+pub fn publish_packet_size(topic: &str, payload: usize) -> usize {
+    5 + 2 + topic.len() + 2 + payload
+}
 
 /// Options for a TLS connection to the broker's listener on `port` with `client_id` (which must
 /// start with [`vouch_attest::protocol::CLIENT_ID_PREFIX`]: the broker refuses any other).
@@ -23,7 +39,7 @@ pub fn options(
     o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     o.set_keep_alive(Duration::from_secs(broker.keep_alive_secs));
     o.set_clean_session(clean_session);
-    o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    o.set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
     o
 }
 

@@ -27,6 +27,7 @@ async fn enroll_attest_refusals_then_untrusted_and_revoked() {
         Settings {
             nonce_lifetime_secs: Some(2),
             revoke_on_untrusted: true,
+            ..Settings::default()
         },
         &TestAgent::swtpm_trust(&swtpm),
     );

@@ -1,5 +1,6 @@
 //! The agent's view of a TPM: one trait, [`Tpm`], with a tss-esapi implementation
-//! ([`esapi::EsapiTpm`]) and a software one for unit tests ([`memory::MemoryTpm`]).
+//! ([`esapi::EsapiTpm`]) and a software one for unit tests and simulations (`memory::MemoryTpm`,
+//! compiled only for tests or with the `memory-tpm` feature: never in the shipped binary).
 //!
 //! tss-esapi calls block and take `&mut`, so production code never holds a TPM directly: it runs the
 //! implementation on a dedicated thread ([`worker::TpmClient`]) and sends it requests over a
@@ -7,14 +8,8 @@
 //! `TPMS_ATTEST`, `TPMT_SIGNATURE`), so `vouch-attest` can check them without a TPM library.
 
 pub mod esapi;
-mod esapi_blobs;
-mod esapi_credential;
-pub mod esapi_keys;
-mod esapi_seal;
-mod esapi_tls;
+#[cfg(any(test, feature = "memory-tpm"))]
 pub mod memory;
-mod memory_keys;
-mod memory_seal;
 pub mod relay;
 pub mod selection;
 pub mod tcti;

@@ -85,7 +85,7 @@ pub fn measure(port: u16, rounds: u32) -> Result<RawQuote, RawQuoteError> {
     let conf =
         NetworkTPMConfig::from_str(&format!("host=127.0.0.1,port={port}")).map_err(connect)?;
     let mut ctx = Context::new(TctiNameConf::Swtpm(conf)).map_err(connect)?;
-    let template = vouch_agent::tpm::esapi_keys::ak_template().map_err(RawQuoteError::Template)?;
+    let template = vouch_agent::tpm::esapi::keys::ak_template().map_err(RawQuoteError::Template)?;
     let list = selection().map_err(RawQuoteError::Template)?;
     let ak = ctx
         .execute_with_nullauth_session(|c| {

@@ -3,8 +3,8 @@
 //! use, read back on every later use, written atomically (temp file + rename). The private blob
 //! is encrypted by the TPM and useless without it.
 
-use super::esapi::EsapiTpm;
-use super::TpmError;
+use super::EsapiTpm;
+use crate::tpm::TpmError;
 use std::path::{Path, PathBuf};
 use tss_esapi::handles::KeyHandle;
 use tss_esapi::interface_types::session_handles::AuthSession;

@@ -4,12 +4,12 @@
 //! from the current PCR values — and, for fleet-authorized objects, verifies the approval
 //! signature as TPM2_VerifySignature would — before comparing it with the object's authPolicy.
 
-use super::memory::MemoryTpm;
-use super::{Tpm, TpmError};
+use super::MemoryTpm;
 use crate::seal::{
     agent_selection, auth_policy, check_authorization, compare_boot_state, resolve, Binding,
     SealPolicy, SealedObject, MAX_SECRET,
 };
+use crate::tpm::{Tpm, TpmError};
 use rand_core::{OsRng, RngCore};
 use std::collections::BTreeMap;
 use vouch_attest::policy_digest::{
@@ -56,7 +56,7 @@ fn sealed_public(auth_policy: &[u8]) -> Vec<u8> {
     size_prefixed(&w.into_bytes())
 }
 
-/// See [`super::Tpm::seal`].
+/// See [`crate::tpm::Tpm::seal`].
 pub fn seal(
     tpm: &mut MemoryTpm,
     secret: &[u8],
@@ -86,7 +86,7 @@ pub fn seal(
     })
 }
 
-/// See [`super::Tpm::unseal`].
+/// See [`crate::tpm::Tpm::unseal`].
 pub fn unseal(
     tpm: &mut MemoryTpm,
     sealed: &SealedObject,

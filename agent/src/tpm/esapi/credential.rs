@@ -6,8 +6,8 @@
 //! path, success or failure, so repeated activations never exhaust a raw swtpm's three object
 //! and three session slots.
 
-use super::esapi::EsapiTpm;
-use super::{EkAlg, TpmError};
+use super::EsapiTpm;
+use crate::tpm::{EkAlg, TpmError};
 use tss_esapi::abstraction::ek;
 use tss_esapi::constants::SessionType;
 use tss_esapi::handles::{AuthHandle, KeyHandle, ObjectHandle, SessionHandle};
@@ -28,7 +28,7 @@ fn body(what: &'static str, data: &[u8]) -> Result<Vec<u8>, TpmError> {
         })
 }
 
-/// Activates a credential: see [`super::Tpm::activate_credential`].
+/// Activates a credential: see [`crate::tpm::Tpm::activate_credential`].
 pub fn activate(
     tpm: &mut EsapiTpm,
     alg: EkAlg,

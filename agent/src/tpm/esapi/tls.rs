@@ -3,10 +3,10 @@
 //! AK, and TPM2_Sign of SHA-256 digests with a NULL hashcheck ticket (allowed because the key is
 //! unrestricted). Every transient object loaded here is flushed before returning.
 
-use super::esapi::{tpm2b, EsapiTpm};
-use super::esapi_blobs::{self, ChildKey};
-use super::esapi_keys::tls_template;
-use super::{Certification, TlsKey, TpmError};
+use super::blobs::{self, ChildKey};
+use super::keys::tls_template;
+use super::{tpm2b, EsapiTpm};
+use crate::tpm::{Certification, TlsKey, TpmError};
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
 use tss_esapi::handles::{KeyHandle, ObjectHandle};
 use tss_esapi::interface_types::session_handles::AuthSession;
@@ -23,15 +23,15 @@ const TLS: ChildKey = ChildKey {
 };
 
 fn blobs(tpm: &mut EsapiTpm) -> Result<(Public, Private), TpmError> {
-    esapi_blobs::blobs(tpm, &TLS)
+    blobs::blobs(tpm, &TLS)
 }
 
 /// Loads the TLS key under the SRK; the caller must flush the returned handle.
 fn load(tpm: &mut EsapiTpm) -> Result<KeyHandle, TpmError> {
-    esapi_blobs::load(tpm, &TLS).map(|(h, _)| h)
+    blobs::load(tpm, &TLS).map(|(h, _)| h)
 }
 
-/// See [`super::Tpm::tls_key`].
+/// See [`crate::tpm::Tpm::tls_key`].
 pub fn tls_key(tpm: &mut EsapiTpm) -> Result<TlsKey, TpmError> {
     let (public, _) = blobs(tpm)?;
     let bytes = public.marshall().map_err(|source| TpmError::Marshal {
@@ -43,7 +43,7 @@ pub fn tls_key(tpm: &mut EsapiTpm) -> Result<TlsKey, TpmError> {
     })
 }
 
-/// See [`super::Tpm::certify_tls_key`].
+/// See [`crate::tpm::Tpm::certify_tls_key`].
 pub fn certify(tpm: &mut EsapiTpm, qualifying_data: &[u8]) -> Result<Certification, TpmError> {
     let data = Data::try_from(qualifying_data.to_vec()).map_err(TpmError::Certify)?;
     let tls = load(tpm)?;
@@ -70,7 +70,7 @@ pub fn certify(tpm: &mut EsapiTpm, qualifying_data: &[u8]) -> Result<Certificati
     })
 }
 
-/// See [`super::Tpm::sign_tls`].
+/// See [`crate::tpm::Tpm::sign_tls`].
 pub fn sign(tpm: &mut EsapiTpm, digest: &[u8]) -> Result<Vec<u8>, TpmError> {
     if digest.len() != 32 {
         return Err(TpmError::SignDigest { len: digest.len() });
@@ -94,5 +94,5 @@ pub fn sign(tpm: &mut EsapiTpm, digest: &[u8]) -> Result<Vec<u8>, TpmError> {
         what: "TPMT_SIGNATURE",
         source,
     })?;
-    super::tls::ecdsa_der(&bytes).ok_or(TpmError::SignatureFormat)
+    crate::tpm::tls::ecdsa_der(&bytes).ok_or(TpmError::SignatureFormat)
 }

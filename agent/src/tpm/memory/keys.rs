@@ -4,8 +4,8 @@
 //!
 //! It models no key hierarchy: qualifiedSigner and qualifiedName hold the objects' Names.
 
-use super::memory::MemoryTpm;
-use super::{Certification, TpmError};
+use super::MemoryTpm;
+use crate::tpm::{Certification, TpmError};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature as EcdsaSignature, SigningKey};
@@ -91,7 +91,7 @@ pub fn certify(tpm: &mut MemoryTpm, qualifying_data: &[u8]) -> Result<Certificat
             restart_count: 0,
             safe: true,
         },
-        firmware_version: super::memory::FIRMWARE,
+        firmware_version: super::FIRMWARE,
         body: AttestBody::Certify(CertifyInfo {
             qualified_name: name.clone(),
             name,

@@ -3,7 +3,10 @@
 //!
 //! It models only what the agent uses. Keys are random per instance and never leave the process;
 //! this is a test double, never used with real secrets. Credential activation, the TLS key and
-//! its certification live in [`super::memory_keys`].
+//! its certification live in [`keys`].
+
+mod keys;
+mod seal;
 
 use super::{
     AttestationKey, EkAlg, EkCertificate, EndorsementKey, PcrSelection, Quote, Tpm, TpmError,
@@ -29,7 +32,7 @@ pub struct MemoryTpm {
     pub(super) tls: SigningKey,
     pub(super) clock: u64,
     certificates: Vec<EkCertificate>,
-    pub(super) sealed: super::memory_seal::SealedStore,
+    pub(super) sealed: seal::SealedStore,
 }
 
 impl Default for MemoryTpm {
@@ -100,7 +103,7 @@ impl MemoryTpm {
                 | ObjectAttributes::DECRYPT,
         );
         let mut public = MemoryTpm::public(&self.ek, attrs, true);
-        public.auth_policy = super::memory_keys::EK_POLICY.to_vec();
+        public.auth_policy = keys::EK_POLICY.to_vec();
         public
     }
 }
@@ -201,7 +204,7 @@ impl Tpm for MemoryTpm {
             }),
         }
         .marshal();
-        let signature = super::memory_keys::sign_attest(&self.ak, &attest);
+        let signature = keys::sign_attest(&self.ak, &attest);
         Ok(Quote {
             attest,
             signature,
@@ -218,12 +221,12 @@ impl Tpm for MemoryTpm {
         if ek != EkAlg::EccP256 {
             return Err(TpmError::Memory("only the ECC P-256 EK is modelled"));
         }
-        super::memory_keys::activate(self, credential_blob, encrypted_secret)
+        keys::activate(self, credential_blob, encrypted_secret)
     }
 
     fn tls_key(&mut self) -> Result<super::TlsKey, TpmError> {
         Ok(super::TlsKey {
-            public: super::memory_keys::tls_public(self).marshal_tpm2b(),
+            public: keys::tls_public(self).marshal_tpm2b(),
         })
     }
 
@@ -231,11 +234,11 @@ impl Tpm for MemoryTpm {
         &mut self,
         qualifying_data: &[u8],
     ) -> Result<super::Certification, TpmError> {
-        super::memory_keys::certify(self, qualifying_data)
+        keys::certify(self, qualifying_data)
     }
 
     fn sign_tls(&mut self, digest: &[u8]) -> Result<Vec<u8>, TpmError> {
-        super::memory_keys::sign(self, digest)
+        keys::sign(self, digest)
     }
 
     fn seal(
@@ -243,7 +246,7 @@ impl Tpm for MemoryTpm {
         secret: &[u8],
         policy: &crate::seal::SealPolicy,
     ) -> Result<crate::seal::SealedObject, TpmError> {
-        super::memory_seal::seal(self, secret, policy)
+        seal::seal(self, secret, policy)
     }
 
     fn unseal(
@@ -251,7 +254,7 @@ impl Tpm for MemoryTpm {
         sealed: &crate::seal::SealedObject,
         authorization: Option<&vouch_attest::policy_digest::SignedPolicy>,
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
-        super::memory_seal::unseal(self, sealed, authorization)
+        seal::unseal(self, sealed, authorization)
     }
 }
 

@@ -13,12 +13,12 @@
 //! approval over aHash, TPM2_PolicyAuthorize with the ticket; then TPM2_Unseal. Every session
 //! and object is flushed on every path.
 
-use super::esapi::{selection_list, tpm2b, EsapiTpm};
-use super::TpmError;
+use super::{selection_list, tpm2b, EsapiTpm};
 use crate::seal::{
     agent_selection, auth_policy, check_authorization, compare_boot_state, resolve, Binding,
     SealPolicy, SealedObject, MAX_SECRET,
 };
+use crate::tpm::TpmError;
 use tss_esapi::attributes::{ObjectAttributesBuilder, SessionAttributesBuilder};
 use tss_esapi::constants::{SessionType, Tss2ResponseCodeKind};
 use tss_esapi::handles::{KeyHandle, ObjectHandle, SessionHandle};
@@ -90,7 +90,7 @@ fn flush_session(tpm: &mut EsapiTpm, session: AuthSession) {
         .flush_context(ObjectHandle::from(SessionHandle::from(session)));
 }
 
-/// See [`super::Tpm::seal`].
+/// See [`crate::tpm::Tpm::seal`].
 pub fn seal(
     tpm: &mut EsapiTpm,
     secret: &[u8],
@@ -99,7 +99,7 @@ pub fn seal(
     if secret.is_empty() || secret.len() > MAX_SECRET {
         return Err(TpmError::SecretSize { len: secret.len() });
     }
-    let binding = resolve(policy, |sel| super::Tpm::pcr_read(tpm, sel))?;
+    let binding = resolve(policy, |sel| crate::tpm::Tpm::pcr_read(tpm, sel))?;
     let digest = auth_policy(&binding)?;
     let template = sealed_template(&digest).map_err(TpmError::Seal)?;
     let data = SensitiveData::try_from(secret.to_vec()).map_err(TpmError::Seal)?;
@@ -125,7 +125,7 @@ pub fn seal(
     })
 }
 
-/// See [`super::Tpm::unseal`].
+/// See [`crate::tpm::Tpm::unseal`].
 pub fn unseal(
     tpm: &mut EsapiTpm,
     sealed: &SealedObject,
@@ -146,7 +146,7 @@ pub fn unseal(
         Binding::Pcr { selection, .. } => (selection.clone(), None),
         Binding::Authorized { key, policy_ref } => {
             let auth = check_authorization(key, policy_ref, authorization)?;
-            let current = super::Tpm::pcr_read(tpm, &agent_selection(&auth.draft.selection)?)?;
+            let current = crate::tpm::Tpm::pcr_read(tpm, &agent_selection(&auth.draft.selection)?)?;
             compare_boot_state(&auth.draft.selection, &auth.draft.values, &current)?;
             (auth.draft.selection.clone(), Some(auth))
         }
@@ -164,7 +164,7 @@ pub fn unseal(
         (Err(e), Binding::Pcr { selection, values }) if is_policy_fail(&e) => {
             // Name the bound PCRs that changed. If none did (they changed back in between, or
             // the blob's recorded values do not match its policy), report the TPM's refusal.
-            let current = super::Tpm::pcr_read(tpm, &agent_selection(selection)?)?;
+            let current = crate::tpm::Tpm::pcr_read(tpm, &agent_selection(selection)?)?;
             compare_boot_state(selection, values, &current)?;
             Err(e)
         }

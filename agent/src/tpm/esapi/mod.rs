@@ -6,12 +6,18 @@
 //! loads is flushed after use; against a raw swtpm (no resource manager) objects and sessions
 //! leaked by earlier, killed clients are flushed on open.
 
-use super::esapi_blobs::{self, ChildKey};
-use super::esapi_keys::{ak_template, srk_template, SRK_HANDLE};
+mod blobs;
+mod credential;
+pub mod keys;
+mod seal;
+mod tls;
+
 use super::{
     relay, AttestationKey, EkAlg, EkCertificate, EndorsementKey, PcrSelection, Quote, Tcti, Tpm,
     TpmError, TpmInfo,
 };
+use blobs::ChildKey;
+use keys::{ak_template, srk_template, SRK_HANDLE};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use tss_esapi::abstraction::{ek, nv, pcr};
@@ -31,7 +37,7 @@ use tss_esapi::Context;
 use vouch_attest::{HashAlg, PcrBanks};
 
 /// The attestation key: `ak.pub` / `ak.priv` in the state directory.
-pub(super) const AK: ChildKey = ChildKey {
+const AK: ChildKey = ChildKey {
     name: "attestation key",
     stem: "ak",
     template: ak_template,
@@ -121,7 +127,7 @@ impl EsapiTpm {
 
     /// Loads the AK under the SRK; the caller must flush the returned handle.
     pub(super) fn load_ak(&mut self) -> Result<(KeyHandle, Public), TpmError> {
-        esapi_blobs::load(self, &AK)
+        blobs::load(self, &AK)
     }
 }
 
@@ -278,7 +284,7 @@ impl Tpm for EsapiTpm {
     }
 
     fn attestation_key(&mut self) -> Result<AttestationKey, TpmError> {
-        let (public, _) = esapi_blobs::blobs(self, &AK)?;
+        let (public, _) = blobs::blobs(self, &AK)?;
         let bytes = public.marshall().map_err(|source| TpmError::Marshal {
             what: "AK public",
             source,
@@ -346,22 +352,22 @@ impl Tpm for EsapiTpm {
         credential_blob: &[u8],
         encrypted_secret: &[u8],
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
-        super::esapi_credential::activate(self, ek, credential_blob, encrypted_secret)
+        credential::activate(self, ek, credential_blob, encrypted_secret)
     }
 
     fn tls_key(&mut self) -> Result<super::TlsKey, TpmError> {
-        super::esapi_tls::tls_key(self)
+        tls::tls_key(self)
     }
 
     fn certify_tls_key(
         &mut self,
         qualifying_data: &[u8],
     ) -> Result<super::Certification, TpmError> {
-        super::esapi_tls::certify(self, qualifying_data)
+        tls::certify(self, qualifying_data)
     }
 
     fn sign_tls(&mut self, digest: &[u8]) -> Result<Vec<u8>, TpmError> {
-        super::esapi_tls::sign(self, digest)
+        tls::sign(self, digest)
     }
 
     fn seal(
@@ -369,7 +375,7 @@ impl Tpm for EsapiTpm {
         secret: &[u8],
         policy: &crate::seal::SealPolicy,
     ) -> Result<crate::seal::SealedObject, TpmError> {
-        super::esapi_seal::seal(self, secret, policy)
+        seal::seal(self, secret, policy)
     }
 
     fn unseal(
@@ -377,7 +383,7 @@ impl Tpm for EsapiTpm {
         sealed: &crate::seal::SealedObject,
         authorization: Option<&vouch_attest::policy_digest::SignedPolicy>,
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
-        super::esapi_seal::unseal(self, sealed, authorization)
+        seal::unseal(self, sealed, authorization)
     }
 }
 

@@ -40,7 +40,11 @@ impl Agent {
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(bin_path("vouch-agent"))
+        // VOUCH_TEST_AGENT runs the suite against another build (e.g. one without the fix).
+        let bin = std::env::var_os("VOUCH_TEST_AGENT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| bin_path("vouch-agent"));
+        let child = Command::new(bin)
             .args(["run", "--allow-root", "--log-format", "text", "--config"])
             .arg(config)
             .env("TSS2_LOG", "all+none")
@@ -241,31 +245,34 @@ fn a_challenge_storm_costs_a_few_quotes_and_a_genuine_challenge_is_answered() {
     let t = Instant::now();
     publish(&fleet, &topic, &["-l"], &lines);
     let storm = t.elapsed();
-    // The agent takes the whole storm in (the broker queues nothing for it any more).
-    wait_until("the storm to be taken", Duration::from_secs(30), || {
-        last_field(&agent.log(), "challenges=") == received + 1000
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
-    let taken = t.elapsed();
-
+    // The genuine challenge is published after the storm, so the broker delivers it after
+    // every storm message: its answer shows the whole storm was taken.
     let answer = genuine_challenge(&fleet, &agent, &id);
+    let taken = t.elapsed();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let max_rss = sampler.join().unwrap();
     let log = agent.log();
     let made = quotes(&log) - before;
+    assert_eq!(
+        last_field(&log, "challenges="),
+        received + 1001,
+        "every challenge counted:\n{log}"
+    );
     eprintln!(
-        "storm: 1000 challenges published in {storm:?}, taken in {taken:?}; {made} quotes made \
-         (storm + genuine); genuine answer in {answer:?}; max VmRSS {max_rss} KiB"
+        "storm: 1000 challenges published in {storm:?}; genuine challenge answered {answer:?} \
+         later ({taken:?} after the storm began); {made} quotes made (storm + genuine); max \
+         VmRSS {max_rss} KiB"
     );
     assert!(agent.alive(), "the agent died:\n{log}");
     assert!(answer < Duration::from_secs(10), "{answer:?}");
-    // One quote per second at most while the storm is taken, one for the genuine challenge.
-    let bound = 2 + taken.as_secs() as usize + 1;
+    // One quote per second at most from the storm's start to the genuine answer, plus the
+    // first one.
+    let bound = 1 + taken.as_secs() as usize + 1;
     assert!(
         made <= bound,
         "{made} quotes for a storm taken in {taken:?} (bound {bound})"
     );
-    assert!(made >= 2, "{made}");
+    assert!(made >= 1, "the genuine challenge was quoted: {made}");
     assert!(
         max_rss > 0 && max_rss < RSS_BOUND_KIB,
         "VmRSS {max_rss} KiB"

@@ -1,4 +1,15 @@
-//! Exit codes of `vouch-agent` (documented in the README and the man page of the unit).
+//! Exit codes of `vouch-agent`, and the one table that maps every error to them (the README's
+//! "Exit codes" list is this table in words). Commands only return errors; `main` asks
+//! [`code`] which number to exit with, so one failure means one code whichever command hit it
+//! (a refused signed policy is 1 from `unseal` and from `volume unlock` alike).
+
+use crate::cmd::volume::VolumeError;
+use crate::cmd::CmdError;
+use crate::daemon::DaemonError;
+use crate::identity::IdentityError;
+use crate::seal::SealError;
+use crate::tpm::TpmError;
+use crate::volume::dm::DmError;
 
 /// Success.
 pub const OK: u8 = 0;
@@ -20,3 +31,184 @@ pub const BOOT_STATE: u8 = 7;
 pub const NO_DEVICE_MAPPER: u8 = 8;
 /// A bug: something that should not happen.
 pub const INTERNAL: u8 = 70;
+
+/// The exit code for an error of any command.
+pub fn code(e: &CmdError) -> u8 {
+    match e {
+        CmdError::Tpm(t) => tpm(t),
+        CmdError::Write { .. } => IO,
+        CmdError::Decode { .. } => TPM,
+        CmdError::Identity(i) => identity(i),
+        CmdError::Daemon(d) => daemon(d),
+        CmdError::Seal(s) => seal(s),
+        CmdError::Json(_) => INTERNAL,
+        CmdError::Volume(v) => volume(v),
+    }
+}
+
+fn tpm(e: &TpmError) -> u8 {
+    use TpmError as T;
+    match e {
+        T::Connect { .. } => NO_TPM,
+        T::BootStateChanged { .. } => BOOT_STATE,
+        // A signed policy the TPM or the agent refused: the check said no.
+        T::AuthorizationMissing
+        | T::AuthorizationKey { .. }
+        | T::AuthorizationRef { .. }
+        | T::ApprovalRefused(_)
+        | T::MemoryApproval(_) => FAILED,
+        T::SecretSize { .. } | T::SealPolicy(_) => USAGE,
+        T::KeyState { .. } => IO,
+        T::WorkerGone => INTERNAL,
+        _ => TPM,
+    }
+}
+
+fn identity(e: &IdentityError) -> u8 {
+    match e {
+        IdentityError::Tpm(t) => tpm(t),
+        IdentityError::EkPublic(_) => TPM,
+    }
+}
+
+fn seal(e: &SealError) -> u8 {
+    use SealError as S;
+    match e {
+        S::Read { .. } | S::Write { .. } => IO,
+        S::TooLarge { .. }
+        | S::SecretSize { .. }
+        | S::Blob { .. }
+        | S::PcrValues { .. }
+        | S::PolicyKey { .. }
+        | S::PolicyRef(_) => USAGE,
+        S::SignedPolicy { .. }
+        | S::OlderPolicy { .. }
+        | S::SerialReused { .. }
+        | S::NoSignedPolicy { .. } => FAILED,
+        // The TPM's answer and what the agent expected disagree: a refusal unless it names a
+        // changed boot or bad input.
+        S::Mismatch(t) => match tpm(t) {
+            c @ (BOOT_STATE | USAGE) => c,
+            _ => FAILED,
+        },
+    }
+}
+
+fn daemon(e: &DaemonError) -> u8 {
+    use DaemonError as D;
+    match e {
+        D::Tpm(t) => tpm(t),
+        D::Config(_) | D::Tcti(..) => CONFIG,
+        D::Root => USAGE,
+        D::Session(_) => IO,
+        D::Runtime(_) => INTERNAL,
+    }
+}
+
+/// The exit code for a volume error (also reported per volume by `volume unlock --json`).
+pub fn volume(e: &VolumeError) -> u8 {
+    use VolumeError as V;
+    match e {
+        V::Tpm(t) => tpm(t),
+        V::Identity(i) => identity(i),
+        V::Seal(s) => seal(s),
+        V::Dm { source, .. } => match **source {
+            DmError::NoDeviceMapper => NO_DEVICE_MAPPER,
+            DmError::Name(_) | DmError::NotBlock { .. } => USAGE,
+            _ => FAILED,
+        },
+        V::SecretRejected { .. } | V::RecoveryRejected { .. } => FAILED,
+        V::Open { .. } | V::Device { .. } | V::Write { .. } => IO,
+        V::SizeRequired(_) | V::PolicyKey { .. } | V::Escrow { .. } => USAGE,
+        V::Header { .. } | V::Token { .. } => FAILED,
+        V::Format { .. } | V::Inplace { .. } | V::AddToken { .. } => IO,
+        V::Config(_) => CONFIG,
+        V::Several { first, .. } => volume(first),
+        V::Random(_) | V::Json(_) => INTERNAL,
+        V::RecoveryFile(crate::volume::recovery::RecoveryFileError::Io { .. }) => IO,
+        V::RecoveryFile(_) => USAGE,
+        V::NoReleasedPassphrase { .. } => FAILED,
+        V::ReleasedForOtherBoot { .. } => BOOT_STATE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed_policy_refusals() -> Vec<TpmError> {
+        vec![
+            TpmError::AuthorizationMissing,
+            TpmError::AuthorizationKey {
+                sealed: "a".into(),
+                signed: "b".into(),
+            },
+            TpmError::AuthorizationRef {
+                sealed: "a".into(),
+                signed: "b".into(),
+            },
+        ]
+    }
+
+    /// Issue 11, defect 3: the same refused signed policy exited 1 from `unseal` and 2 or 4
+    /// from `volume unlock`.
+    #[test]
+    fn a_refusal_has_one_code_whichever_command_hit_it() {
+        for t in signed_policy_refusals() {
+            let name = format!("{t:?}");
+            let from_unseal = code(&CmdError::Tpm(t));
+            assert_eq!(from_unseal, FAILED, "{name}");
+        }
+        for t in signed_policy_refusals() {
+            let name = format!("{t:?}");
+            let from_volume = code(&CmdError::Volume(Box::new(VolumeError::Tpm(t))));
+            assert_eq!(from_volume, FAILED, "{name}");
+        }
+        let older = || SealError::OlderPolicy { given: 1, held: 2 };
+        assert_eq!(code(&CmdError::Seal(older())), FAILED);
+        assert_eq!(
+            code(&CmdError::Volume(Box::new(VolumeError::Seal(older())))),
+            FAILED
+        );
+        let serial = || SealError::SerialReused { serial: 3 };
+        assert_eq!(code(&CmdError::Seal(serial())), FAILED);
+        assert_eq!(
+            code(&CmdError::Volume(Box::new(VolumeError::Seal(serial())))),
+            FAILED
+        );
+    }
+
+    #[test]
+    fn boot_state_no_tpm_and_no_device_mapper_are_distinct() {
+        let changed = || TpmError::BootStateChanged {
+            bound: "sha256:7".into(),
+            changed: "sha256:7".into(),
+        };
+        assert_eq!(code(&CmdError::Tpm(changed())), BOOT_STATE);
+        assert_eq!(
+            code(&CmdError::Seal(SealError::Mismatch(changed()))),
+            BOOT_STATE
+        );
+        assert_eq!(
+            code(&CmdError::Volume(Box::new(VolumeError::Tpm(changed())))),
+            BOOT_STATE
+        );
+        let unreachable = TpmError::Connect {
+            tcti: "device:/dev/tpmrm0".into(),
+            source: "no such file".into(),
+        };
+        assert_eq!(code(&CmdError::Tpm(unreachable)), NO_TPM);
+        let dm = VolumeError::Dm {
+            name: "x".into(),
+            source: Box::new(DmError::NoDeviceMapper),
+        };
+        assert_eq!(code(&CmdError::Volume(Box::new(dm))), NO_DEVICE_MAPPER);
+        let several = VolumeError::Several {
+            failed: 1,
+            total: 2,
+            names: "a".into(),
+            first: Box::new(VolumeError::Tpm(changed())),
+        };
+        assert_eq!(code(&CmdError::Volume(Box::new(several))), BOOT_STATE);
+    }
+}

@@ -16,9 +16,9 @@ fn main() -> ExitCode {
     match cmd::run(cli) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
-            let e = anyhow::Error::new(e);
-            eprintln!("vouch-agent: {}", one_line(&e));
-            ExitCode::from(cmd::exit_code(&e))
+            let code = exit::code(&e);
+            eprintln!("vouch-agent: {}", one_line(&anyhow::Error::new(e)));
+            ExitCode::from(code)
         }
     }
 }

@@ -11,7 +11,6 @@ mod volume_reseal;
 mod volume_unlock;
 
 use crate::cli::{Cli, Command, PcrCmd, TpmCmd};
-use crate::exit;
 use crate::tpm::esapi::EsapiTpm;
 use crate::tpm::worker::TpmClient;
 use crate::tpm::TpmError;
@@ -53,27 +52,6 @@ pub enum CmdError {
 impl From<volume::VolumeError> for CmdError {
     fn from(e: volume::VolumeError) -> Self {
         CmdError::Volume(Box::new(e))
-    }
-}
-
-/// Maps an error chain to the agent's exit code.
-pub fn exit_code(e: &anyhow::Error) -> u8 {
-    if let Some(code) = e.downcast_ref::<CmdError>().and_then(seal::exit_code) {
-        return code;
-    }
-    match e.downcast_ref::<CmdError>() {
-        Some(CmdError::Volume(v)) => volume::exit_code(v),
-        Some(CmdError::Tpm(t)) if t.is_unreachable() => exit::NO_TPM,
-        Some(CmdError::Tpm(TpmError::KeyState { .. })) => exit::IO,
-        Some(CmdError::Tpm(_)) => exit::TPM,
-        Some(CmdError::Identity(crate::identity::IdentityError::Tpm(t))) if t.is_unreachable() => {
-            exit::NO_TPM
-        }
-        Some(CmdError::Identity(_)) => exit::TPM,
-        Some(CmdError::Write { .. }) => exit::IO,
-        Some(CmdError::Decode { .. }) => exit::TPM,
-        Some(CmdError::Daemon(d)) => daemon_exit_code(d),
-        Some(CmdError::Json(_) | CmdError::Seal(_)) | None => exit::INTERNAL,
     }
 }
 
@@ -131,16 +109,4 @@ pub(crate) fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), Cmd
         path: path.to_path_buf(),
         source,
     })
-}
-
-fn daemon_exit_code(e: &crate::daemon::DaemonError) -> u8 {
-    use crate::daemon::DaemonError as D;
-    match e {
-        D::Tpm(t) if t.is_unreachable() => exit::NO_TPM,
-        D::Tpm(_) => exit::TPM,
-        D::Config(_) | D::Tcti(..) => exit::CONFIG,
-        D::Root => exit::USAGE,
-        D::Session(_) => exit::IO,
-        D::Runtime(_) => exit::INTERNAL,
-    }
 }

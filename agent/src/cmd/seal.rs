@@ -8,7 +8,6 @@
 //! buffers and never logged; `--out` files are created with mode 0600.
 
 use super::CmdError;
-use crate::exit;
 use crate::seal::store::{read_bounded, read_signed_policy, PolicyStore};
 use crate::seal::{blob, check_authorization, Binding, SealError, SealPolicy, MAX_SECRET};
 use crate::tpm::worker::TpmClient;
@@ -224,55 +223,4 @@ fn write_private(path: &Path, secret: &[u8]) -> Result<(), CmdError> {
         .open(path)
         .map_err(err)?;
     f.write_all(secret).map_err(err)
-}
-
-/// Exit codes of sealing errors, `None` for errors the generic mapping handles.
-pub fn exit_code(e: &CmdError) -> Option<u8> {
-    let tpm = |t: &TpmError| match t {
-        TpmError::BootStateChanged { .. } => Some(exit::BOOT_STATE),
-        TpmError::AuthorizationMissing
-        | TpmError::AuthorizationKey { .. }
-        | TpmError::AuthorizationRef { .. }
-        | TpmError::ApprovalRefused(_)
-        | TpmError::MemoryApproval(_) => Some(exit::FAILED),
-        TpmError::SecretSize { .. } | TpmError::SealPolicy(_) => Some(exit::USAGE),
-        _ => None,
-    };
-    match e {
-        CmdError::Tpm(t) => tpm(t),
-        CmdError::Seal(SealError::Mismatch(t)) => tpm(t).or(Some(exit::FAILED)),
-        CmdError::Seal(s) => Some(match s {
-            SealError::Read { .. } | SealError::Write { .. } => exit::IO,
-            SealError::TooLarge { .. }
-            | SealError::SecretSize { .. }
-            | SealError::Blob { .. }
-            | SealError::PcrValues { .. }
-            | SealError::PolicyKey { .. }
-            | SealError::PolicyRef(_) => exit::USAGE,
-            SealError::SignedPolicy { .. }
-            | SealError::OlderPolicy { .. }
-            | SealError::SerialReused { .. }
-            | SealError::NoSignedPolicy { .. }
-            | SealError::Mismatch(_) => exit::FAILED,
-        }),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn boot_state_changes_have_their_own_exit_code() {
-        let e = CmdError::Tpm(TpmError::BootStateChanged {
-            bound: "sha256:7".into(),
-            changed: "sha256:7".into(),
-        });
-        assert_eq!(exit_code(&e), Some(exit::BOOT_STATE));
-        let older = CmdError::Seal(SealError::OlderPolicy { given: 1, held: 2 });
-        assert_eq!(exit_code(&older), Some(exit::FAILED));
-        assert_eq!(exit_code(&CmdError::Tpm(TpmError::WorkerGone)), None);
-        assert_eq!(crate::seal::DEFAULT_POLICY_REF, b"vouch-seal");
-    }
 }

@@ -11,7 +11,6 @@
 //!
 //! Secrets live in `Zeroizing` buffers and are never logged or written in clear.
 
-use crate::exit;
 use crate::seal::SealError;
 use crate::tpm::TpmError;
 use crate::volume::device::DeviceError;
@@ -288,65 +287,6 @@ pub enum VolumeError {
         #[source]
         source: Box<TpmError>,
     },
-}
-
-/// The exit code of a volume error.
-pub fn exit_code(e: &VolumeError) -> u8 {
-    use VolumeError as V;
-    match e {
-        V::Tpm(TpmError::BootStateChanged { .. }) => exit::BOOT_STATE,
-        V::Tpm(t) if t.is_unreachable() => exit::NO_TPM,
-        V::Tpm(TpmError::AuthorizationMissing | TpmError::AuthorizationKey { .. }) => exit::FAILED,
-        V::Tpm(_) | V::Identity(_) => exit::TPM,
-        V::Seal(SealError::Mismatch(TpmError::BootStateChanged { .. })) => exit::BOOT_STATE,
-        V::Seal(SealError::Read { .. } | SealError::Write { .. }) => exit::IO,
-        V::Seal(SealError::NoSignedPolicy { .. } | SealError::OlderPolicy { .. }) => exit::FAILED,
-        V::Seal(_) => exit::USAGE,
-        V::Dm { source, .. } => match **source {
-            DmError::NoDeviceMapper => exit::NO_DEVICE_MAPPER,
-            DmError::Name(_) | DmError::NotBlock { .. } => exit::USAGE,
-            _ => exit::FAILED,
-        },
-        V::SecretRejected { .. } | V::RecoveryRejected { .. } => exit::FAILED,
-        V::Open { .. } | V::Device { .. } | V::Write { .. } => exit::IO,
-        V::SizeRequired(_) | V::PolicyKey { .. } | V::Escrow { .. } => exit::USAGE,
-        V::Header { .. } | V::Token { .. } => exit::FAILED,
-        V::Format { .. } | V::Inplace { .. } | V::AddToken { .. } => exit::IO,
-        V::Config(_) => exit::CONFIG,
-        V::Several { first, .. } => exit_code(first),
-        V::Random(_) | V::Json(_) => exit::INTERNAL,
-        V::RecoveryFile(crate::volume::recovery::RecoveryFileError::Io { .. }) => exit::IO,
-        V::RecoveryFile(_) => exit::USAGE,
-        V::NoReleasedPassphrase { .. } => exit::FAILED,
-        V::ReleasedForOtherBoot { .. } => exit::BOOT_STATE,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn distinct_exit_codes() {
-        let dm = VolumeError::Dm {
-            name: "x".into(),
-            source: Box::new(DmError::NoDeviceMapper),
-        };
-        assert_eq!(exit_code(&dm), exit::NO_DEVICE_MAPPER);
-        let boot = VolumeError::Tpm(TpmError::BootStateChanged {
-            bound: "sha256:7".into(),
-            changed: "sha256:7".into(),
-        });
-        assert_eq!(exit_code(&boot), exit::BOOT_STATE);
-        let several = VolumeError::Several {
-            failed: 1,
-            total: 2,
-            names: "a".into(),
-            first: Box::new(boot),
-        };
-        assert_eq!(exit_code(&several), exit::BOOT_STATE);
-        assert_ne!(exit::NO_DEVICE_MAPPER, exit::BOOT_STATE);
-    }
 }
 
 /// Parses `33554432`, `32M`, `512K`, `1G` (binary units).

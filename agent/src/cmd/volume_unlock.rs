@@ -221,7 +221,7 @@ pub fn status(
                     json!({"ok": true, "unseal_ms": o.unseal.as_secs_f64() * 1e3, "keyslot_ms": o.keyslot.as_secs_f64() * 1e3})
                 }
                 Err(e) => {
-                    json!({"ok": false, "error": e.to_string(), "exit_code": super::volume::exit_code(&e)})
+                    json!({"ok": false, "error": e.to_string(), "exit_code": crate::exit::volume(&e)})
                 }
             },
         ),

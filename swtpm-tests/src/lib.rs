@@ -8,6 +8,7 @@
 //! The process is killed and the directory removed on drop, also when the test panics.
 #![forbid(unsafe_code)]
 
+pub mod adversary;
 mod bins;
 mod boot;
 pub mod load;

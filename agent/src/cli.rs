@@ -1,4 +1,5 @@
-//! Command-line interface of `vouch-agent` (clap definitions only).
+//! Command-line interface of `vouch-agent`: every clap definition and value parser, and nothing
+//! else (the commands are in [`crate::cmd`]).
 
 use crate::tpm::{PcrSelection, Tcti};
 use clap::{Args, Parser, Subcommand};
@@ -50,12 +51,12 @@ pub enum Command {
     /// Quote PCRs with the attestation key, in files tpm2_checkquote reads.
     Quote(QuoteArgs),
     /// Seal a secret (1-128 bytes) to PCR values or to fleet-approved PCR policies.
-    Seal(crate::cmd::seal::SealArgs),
+    Seal(SealArgs),
     /// Unseal a secret sealed with `seal`; writes it to --out or stdout.
-    Unseal(crate::cmd::seal::UnsealArgs),
+    Unseal(UnsealArgs),
     /// TPM-sealed LUKS2 volumes: create, unlock (dm-crypt), status, lock, reseal.
     #[command(subcommand)]
-    Volume(crate::cmd::volume::VolumeCmd),
+    Volume(VolumeCmd),
     /// Run the agent: enroll if needed, then answer the fleet's challenges over MQTT.
     Run {
         /// Configuration file.
@@ -126,4 +127,210 @@ fn parse_nonce(s: &str) -> Result<Nonce, String> {
         ));
     }
     Ok(Nonce(bytes))
+}
+
+fn selection(text: &str) -> Result<vouch_attest::tpm::PcrSelection, String> {
+    vouch_attest::policy_digest::parse_selection(text).map_err(|e| e.to_string())
+}
+
+/// Arguments of `vouch-agent seal`.
+#[derive(Args, Debug)]
+pub struct SealArgs {
+    /// The secret to seal (1 to 128 bytes; `-` reads standard input).
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: PathBuf,
+    /// Where to write the sealed blob.
+    #[arg(long, value_name = "BLOB")]
+    pub out: PathBuf,
+    /// PCRs to bind with PolicyPCR, e.g. sha256:7 or sha256:0,7+sha1:7.
+    #[arg(long, value_parser = selection, default_value = "sha256:7", conflicts_with = "authorized")]
+    pub pcrs: vouch_attest::tpm::PcrSelection,
+    /// Bind these PCR values instead of the current ones (JSON {"sha256": {"7": "<hex>"}} or a
+    /// tpm2-tools PCR file).
+    #[arg(long, value_name = "FILE", conflicts_with = "authorized")]
+    pub pcr_values: Option<PathBuf>,
+    /// Seal to PCR policies the fleet approves (PolicyAuthorize) instead of fixed values.
+    #[arg(long, requires = "policy_key")]
+    pub authorized: bool,
+    /// The fleet's policy signing key: ECC P-256 public key PEM (`vouch-fleet seal-policy keygen`).
+    #[arg(long, value_name = "PEM")]
+    pub policy_key: Option<PathBuf>,
+    /// policyRef the fleet's approvals must name (at most 64 bytes).
+    #[arg(long, default_value = "vouch-seal")]
+    pub policy_ref: String,
+}
+
+/// Arguments of `vouch-agent unseal`.
+#[derive(Args, Debug)]
+pub struct UnsealArgs {
+    /// The sealed blob.
+    #[arg(long = "in", value_name = "BLOB")]
+    pub input: PathBuf,
+    /// A signed policy from the fleet (`vouch-fleet seal-policy sign`); stored if newer.
+    #[arg(long, value_name = "FILE")]
+    pub signed_policy: Option<PathBuf>,
+    /// Write the secret to this file (mode 0600) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `vouch-agent volume` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum VolumeCmd {
+    /// Create a TPM-sealed LUKS2 volume (or encrypt existing data in place).
+    Create(CreateArgs),
+    /// Unseal the volume's secret, open keyslot 0 and map it with device-mapper.
+    Unlock(UnlockArgs),
+    /// Remove a device-mapper mapping made by `unlock`.
+    Lock {
+        /// Name under /dev/mapper.
+        #[arg(long)]
+        name: String,
+    },
+    /// Header health, keyslots, tokens, and (with --check-unseal) whether the secret unseals.
+    Status(StatusArgs),
+    /// Re-seal keyslot 0 to the current boot state, using the recovery passphrase.
+    Reseal(ResealArgs),
+}
+
+/// What the secret is sealed to.
+#[derive(Args, Debug, Clone)]
+pub struct SealTarget {
+    /// PCRs to bind with PolicyPCR (current values), e.g. sha256:7.
+    #[arg(long, value_parser = selection, default_value = "sha256:7", conflicts_with = "authorized")]
+    pub pcrs: vouch_attest::tpm::PcrSelection,
+    /// Seal to PCR policies the fleet approves (PolicyAuthorize) instead.
+    #[arg(long, requires = "policy_key")]
+    pub authorized: bool,
+    /// The fleet's policy signing public key PEM (`vouch-fleet seal-policy keygen`).
+    #[arg(long, value_name = "PEM")]
+    pub policy_key: Option<PathBuf>,
+    /// policyRef the fleet's approvals must name.
+    #[arg(long, default_value = "vouch-seal")]
+    pub policy_ref: String,
+}
+
+/// Arguments of `volume create`.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Block device or image file; an image file is created when missing (needs --size).
+    #[arg(long)]
+    pub device: PathBuf,
+    /// Size of the image file to create: bytes, or with a K, M or G suffix (powers of 1024).
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<u64>,
+    #[command(flatten)]
+    pub seal: SealTarget,
+    /// The fleet's escrow public key PEM (`vouch-fleet escrow keygen`).
+    #[arg(long, value_name = "PEM")]
+    pub escrow_key: PathBuf,
+    /// Also write the escrow record (ciphertext only) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub escrow_out: Option<PathBuf>,
+    /// LUKS2 label.
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// Encrypt the data already on the device in place (its last 16 MiB must be free: shrink
+    /// the filesystem first). Crash-safe; rerun the same command to resume.
+    #[arg(long, requires = "journal")]
+    pub encrypt_existing: bool,
+    /// Progress journal of --encrypt-existing, on another filesystem than the device.
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Argon2id memory of the recovery keyslot, KiB.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub recovery_kdf_memory: u32,
+    /// Argon2id passes of the recovery keyslot.
+    #[arg(long, default_value_t = 4)]
+    pub recovery_kdf_time: u32,
+}
+
+/// Arguments of `volume unlock`.
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["device", "all"]))]
+pub struct UnlockArgs {
+    /// The LUKS2 device.
+    #[arg(long, requires = "name")]
+    pub device: Option<PathBuf>,
+    /// Name under /dev/mapper.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Signed policy for fleet-authorized seals (stored if newer).
+    #[arg(long, value_name = "FILE")]
+    pub signed_policy: Option<PathBuf>,
+    /// Unlock every volume of the configuration file.
+    #[arg(long, conflicts_with_all = ["device", "signed_policy"])]
+    pub all: bool,
+    /// Configuration of --all.
+    #[arg(long, default_value = "/etc/vouch/volumes.toml")]
+    pub config: PathBuf,
+    /// Unseal and open the keyslot, but do not map the volume.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Arguments of `volume status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The LUKS2 device.
+    #[arg(long)]
+    pub device: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Check that the sealed secret still unseals and opens keyslot 0.
+    #[arg(long)]
+    pub check_unseal: bool,
+    /// Signed policy for fleet-authorized seals.
+    #[arg(long, value_name = "FILE")]
+    pub signed_policy: Option<PathBuf>,
+}
+
+/// Arguments of `volume reseal`.
+#[derive(Args, Debug)]
+pub struct ResealArgs {
+    /// The LUKS2 device.
+    #[arg(long)]
+    pub device: PathBuf,
+    /// File holding the recovery passphrase (`vouch-fleet escrow release --blob`); without
+    /// it, the passphrase the fleet released to this device's agent is used.
+    #[arg(long, value_name = "FILE")]
+    pub recovery_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub seal: SealTarget,
+}
+
+/// Parses `33554432`, `32M`, `512K`, `1G` (binary units).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_uppercase()),
+        _ => (s, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return Err(format!("unknown size unit in {s:?} (use K, M or G)")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 33554432 or 32M)"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_with_and_without_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("32M"), Ok(32 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+    }
 }

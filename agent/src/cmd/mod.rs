@@ -5,10 +5,6 @@ mod quote;
 pub mod seal;
 mod tpm_info;
 pub mod volume;
-mod volume_common;
-mod volume_create;
-mod volume_reseal;
-mod volume_unlock;
 
 use crate::cli::{Cli, Command, PcrCmd, TpmCmd};
 use crate::tpm::esapi::EsapiTpm;
@@ -70,11 +66,11 @@ pub fn run(cli: Cli) -> Result<(), CmdError> {
         return Ok(crate::daemon::run(config)?);
     }
     if let Command::Volume(volume::VolumeCmd::Lock { name }) = &cli.command {
-        return Ok(volume_unlock::lock(name)?);
+        return Ok(volume::unlock::lock(name)?);
     }
     if let Command::Volume(volume::VolumeCmd::Status(args)) = &cli.command {
         if !args.check_unseal {
-            return Ok(volume_unlock::status(None, &cli.global.state_dir, args)?);
+            return Ok(volume::unlock::status(None, &cli.global.state_dir, args)?);
         }
     }
     let tpm = open_tpm(&cli)?;
@@ -95,11 +91,11 @@ fn run_volume(
     cmd: &volume::VolumeCmd,
 ) -> Result<(), volume::VolumeError> {
     match cmd {
-        volume::VolumeCmd::Create(a) => volume_create::run(tpm, state_dir, a),
-        volume::VolumeCmd::Unlock(a) => volume_unlock::run(tpm, state_dir, a),
-        volume::VolumeCmd::Lock { name } => volume_unlock::lock(name),
-        volume::VolumeCmd::Status(a) => volume_unlock::status(Some(tpm), state_dir, a),
-        volume::VolumeCmd::Reseal(a) => volume_reseal::run(tpm, state_dir, a),
+        volume::VolumeCmd::Create(a) => volume::create::run(tpm, state_dir, a),
+        volume::VolumeCmd::Unlock(a) => volume::unlock::run(tpm, state_dir, a),
+        volume::VolumeCmd::Lock { name } => volume::unlock::lock(name),
+        volume::VolumeCmd::Status(a) => volume::unlock::status(Some(tpm), state_dir, a),
+        volume::VolumeCmd::Reseal(a) => volume::reseal::run(tpm, state_dir, a),
     }
 }
 

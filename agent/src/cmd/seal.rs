@@ -7,68 +7,23 @@
 //! without `--signed-policy` the newest stored one is used. Secrets are held in `Zeroizing`
 //! buffers and never logged; `--out` files are created with mode 0600.
 
+pub use crate::cli::{SealArgs, UnsealArgs};
+
 use super::CmdError;
 use crate::seal::store::{read_bounded, read_signed_policy, PolicyStore};
 use crate::seal::{blob, check_authorization, Binding, SealError, SealPolicy, MAX_SECRET};
 use crate::tpm::worker::TpmClient;
 use crate::tpm::TpmError;
-use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use vouch_attest::policy_digest::{fleet_key_public, parse_selection, PolicyDigestError};
+use vouch_attest::policy_digest::{fleet_key_public, PolicyDigestError};
 use vouch_attest::tpm::keys::PublicKey;
-use vouch_attest::tpm::PcrSelection;
 use zeroize::Zeroizing;
 
 /// Largest sealed blob read.
 const MAX_BLOB: u64 = 16 * 1024;
 /// Largest PCR values file read.
 const MAX_PCR_FILE: u64 = 64 * 1024;
-
-fn selection(text: &str) -> Result<PcrSelection, String> {
-    parse_selection(text).map_err(|e| e.to_string())
-}
-
-/// Arguments of `vouch-agent seal`.
-#[derive(Args, Debug)]
-pub struct SealArgs {
-    /// The secret to seal (1 to 128 bytes; `-` reads standard input).
-    #[arg(long = "in", value_name = "FILE")]
-    pub input: PathBuf,
-    /// Where to write the sealed blob.
-    #[arg(long, value_name = "BLOB")]
-    pub out: PathBuf,
-    /// PCRs to bind with PolicyPCR, e.g. sha256:7 or sha256:0,7+sha1:7.
-    #[arg(long, value_parser = selection, default_value = "sha256:7", conflicts_with = "authorized")]
-    pub pcrs: PcrSelection,
-    /// Bind these PCR values instead of the current ones (JSON {"sha256": {"7": "<hex>"}} or a
-    /// tpm2-tools PCR file).
-    #[arg(long, value_name = "FILE", conflicts_with = "authorized")]
-    pub pcr_values: Option<PathBuf>,
-    /// Seal to PCR policies the fleet approves (PolicyAuthorize) instead of fixed values.
-    #[arg(long, requires = "policy_key")]
-    pub authorized: bool,
-    /// The fleet's policy signing key: ECC P-256 public key PEM (`vouch-fleet seal-policy keygen`).
-    #[arg(long, value_name = "PEM")]
-    pub policy_key: Option<PathBuf>,
-    /// policyRef the fleet's approvals must name (at most 64 bytes).
-    #[arg(long, default_value = "vouch-seal")]
-    pub policy_ref: String,
-}
-
-/// Arguments of `vouch-agent unseal`.
-#[derive(Args, Debug)]
-pub struct UnsealArgs {
-    /// The sealed blob.
-    #[arg(long = "in", value_name = "BLOB")]
-    pub input: PathBuf,
-    /// A signed policy from the fleet (`vouch-fleet seal-policy sign`); stored if newer.
-    #[arg(long, value_name = "FILE")]
-    pub signed_policy: Option<PathBuf>,
-    /// Write the secret to this file (mode 0600) instead of standard output.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
-}
 
 fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, SealError> {
     let limit = MAX_SECRET as u64 + 1;

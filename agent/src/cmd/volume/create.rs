@@ -12,8 +12,8 @@
 //! record are saved next to the journal (`JOURNAL.vouch.json`, mode 0600, no secret in clear),
 //! so rerunning the same command after a crash unseals the same secret and resumes.
 
-use super::volume::{CreateArgs, VolumeError};
-use super::volume_common::{open_device, write_private};
+use super::common::{open_device, write_private};
+use super::{CreateArgs, VolumeError};
 use crate::seal::blob;
 use crate::seal::store::read_bounded;
 use crate::tpm::worker::TpmClient;
@@ -100,7 +100,7 @@ fn sidecar_path(journal: &Path) -> PathBuf {
 /// `vouch-agent volume create`.
 pub fn run(tpm: &TpmClient, state_dir: &Path, args: &CreateArgs) -> Result<(), VolumeError> {
     let public = escrow_key(&args.escrow_key)?;
-    let policy = super::volume_common::seal_policy(&args.seal)?;
+    let policy = super::common::seal_policy(&args.seal)?;
     let mut dev = open_or_create(&args.device, args.size)?;
     let device_id = tpm
         .call(|t| Ok(crate::identity::device_identity(t)))??

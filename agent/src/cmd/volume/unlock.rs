@@ -11,9 +11,9 @@
 //! keyslot 0 with it first (same PCRs or fleet key as before), so a restart of the volumes unit
 //! finishes a recovery.
 
-use super::volume::{StatusArgs, UnlockArgs, VolumeError};
-use super::volume_common::{open_device, read_header, unseal_and_open};
-use super::volume_reseal::{released_waiting, reseal, same_policy};
+use super::common::{open_device, read_header, unseal_and_open};
+use super::reseal::{released_waiting, reseal, same_policy};
+use super::{StatusArgs, UnlockArgs, VolumeError};
 use crate::tpm::worker::TpmClient;
 use crate::tpm::TpmError;
 use crate::volume::config::VolumesConfig;

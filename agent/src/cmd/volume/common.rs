@@ -1,7 +1,7 @@
 //! Helpers shared by the volume commands: opening devices and headers, building the seal
 //! policy, and unsealing a volume's secret and opening keyslot 0 with it.
 
-use super::volume::{SealTarget, VolumeError};
+use super::{SealTarget, VolumeError};
 use crate::seal::store::{read_bounded, read_signed_policy, PolicyStore};
 use crate::seal::{check_authorization, Binding, SealError, SealPolicy, SealedObject};
 use crate::tpm::worker::TpmClient;

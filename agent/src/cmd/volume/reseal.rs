@@ -7,9 +7,9 @@
 //! newline is ignored), or else from the file the agent daemon sealed to this TPM when the fleet
 //! released it (`crate::volume::recovery`); that file is deleted once keyslot 0 is re-sealed.
 
-use super::volume::{ResealArgs, VolumeError};
-use super::volume_common::{open_device, read_header, seal_policy};
-use super::volume_create::SECRET_LEN;
+use super::common::{open_device, read_header, seal_policy};
+use super::create::SECRET_LEN;
+use super::{ResealArgs, VolumeError};
 use crate::seal::store::read_bounded;
 use crate::seal::{Binding, SealPolicy};
 use crate::tpm::worker::TpmClient;

@@ -1,0 +1,164 @@
+//! `vouch-agent volume ...`: LUKS2 volumes whose keyslot-0 secret is sealed to the TPM.
+//!
+//! - `create` formats a device or image file natively (keyslot 0: a random 64-byte secret
+//!   sealed to PCRs or fleet-approved policies; keyslot 1: a random recovery passphrase that is
+//!   only ever stored encrypted to the fleet's escrow key) and writes the `vouch-tpm2` and
+//!   `vouch-escrow` tokens ([`crate::volume::tpm_token`]); see [`create`].
+//! - `unlock` unseals, opens keyslot 0 and maps the volume with device-mapper; `status` shows
+//!   the header and tokens; `lock` removes the mapping ([`unlock`]).
+//! - `reseal` re-seals keyslot 0 to the current boot state with the recovery passphrase
+//!   released by the fleet ([`reseal`]).
+//!
+//! Secrets live in `Zeroizing` buffers and are never logged or written in clear.
+
+mod common;
+pub(super) mod create;
+pub(super) mod reseal;
+pub(super) mod unlock;
+
+pub use crate::cli::{CreateArgs, ResealArgs, SealTarget, StatusArgs, UnlockArgs, VolumeCmd};
+
+use crate::seal::SealError;
+use crate::tpm::TpmError;
+use crate::volume::device::DeviceError;
+use crate::volume::dm::DmError;
+use crate::volume::luks2::inplace::InplaceError;
+use crate::volume::luks2::{FormatError, Luks2Error};
+use crate::volume::tpm_token::TokenError;
+use std::path::PathBuf;
+use vouch_attest::escrow::EscrowError;
+
+/// Errors of the volume commands.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// Opening or creating the device failed.
+    #[error("opening {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The image file does not exist and no --size was given.
+    #[error("{0} does not exist: give --size to create an image file")]
+    SizeRequired(PathBuf),
+    /// Device access failed.
+    #[error("{path}: {source}")]
+    Device {
+        path: PathBuf,
+        #[source]
+        source: DeviceError,
+    },
+    /// The LUKS2 header could not be read.
+    #[error("{path}: {source}")]
+    Header {
+        path: PathBuf,
+        #[source]
+        source: Box<Luks2Error>,
+    },
+    /// Formatting failed.
+    #[error("formatting {path}: {source}")]
+    Format {
+        path: PathBuf,
+        #[source]
+        source: Box<FormatError>,
+    },
+    /// In-place encryption failed.
+    #[error("encrypting {path} in place: {source}")]
+    Inplace {
+        path: PathBuf,
+        #[source]
+        source: Box<InplaceError>,
+    },
+    /// A Vouch token is missing or malformed, or could not be written.
+    #[error("{path}: {source}")]
+    Token {
+        path: PathBuf,
+        #[source]
+        source: Box<TokenError>,
+    },
+    /// Adding a token failed.
+    #[error("{path}: adding token: {source}")]
+    AddToken {
+        path: PathBuf,
+        #[source]
+        source: Box<Luks2Error>,
+    },
+    /// The escrow key or record is unusable.
+    #[error("escrow {path}: {source}")]
+    Escrow {
+        path: PathBuf,
+        #[source]
+        source: EscrowError,
+    },
+    /// Reading files or signed policies failed.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// Sealing or unsealing with the TPM failed.
+    #[error(transparent)]
+    Tpm(#[from] TpmError),
+    /// The device identity could not be read.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    /// The unsealed secret does not open keyslot 0.
+    #[error("{path}: the unsealed secret does not open keyslot 0: {source}")]
+    SecretRejected {
+        path: PathBuf,
+        #[source]
+        source: Box<Luks2Error>,
+    },
+    /// The recovery passphrase does not open keyslot 1.
+    #[error("{path}: the recovery passphrase does not open keyslot 1: {source}")]
+    RecoveryRejected {
+        path: PathBuf,
+        #[source]
+        source: Box<Luks2Error>,
+    },
+    /// Device-mapper failed (or is missing).
+    #[error("{name}: {source}")]
+    Dm {
+        name: String,
+        #[source]
+        source: Box<DmError>,
+    },
+    /// The volumes configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::volume::config::VolumesConfigError),
+    /// Some volumes of `unlock --all` failed.
+    #[error("{failed} of {total} volumes failed to unlock ({names}); first: {first}")]
+    Several {
+        failed: usize,
+        total: usize,
+        names: String,
+        first: Box<VolumeError>,
+    },
+    /// The random source failed.
+    #[error("random source failed: {0}")]
+    Random(#[source] rand_core::Error),
+    /// Writing an output file failed.
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The fleet policy key is unusable.
+    #[error("fleet policy key {path}: {detail}")]
+    PolicyKey { path: PathBuf, detail: String },
+    /// Output could not be serialized.
+    #[error("encoding JSON output: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A recovery file (escrow record copy, fleet-released passphrase) failed.
+    #[error(transparent)]
+    RecoveryFile(#[from] crate::volume::recovery::RecoveryFileError),
+    /// No passphrase was given and the fleet released none for this volume.
+    #[error("no --recovery-file given and the fleet has released no passphrase for volume {uuid} ({path} is missing): ask the fleet operator for `vouch-fleet escrow release DEVICE {uuid}` while `vouch-agent run` is connected")]
+    NoReleasedPassphrase { uuid: String, path: PathBuf },
+    /// The fleet-released passphrase is no longer for this boot.
+    #[error("the passphrase the fleet released for volume {uuid} was sealed to another boot state ({path}): {source}")]
+    ReleasedForOtherBoot {
+        uuid: String,
+        path: PathBuf,
+        #[source]
+        source: Box<TpmError>,
+    },
+}

@@ -411,6 +411,10 @@ fn broker_enforces_tls_identities_acl_and_revocation() {
             "enroll/vouch-conn-other/request",
             "another claimant's request",
         ),
+        (
+            "devices/vouch-claim/boot",
+            "the device pattern under its own name",
+        ),
     ] {
         let out = fleet.publish_as(Some(&claim), "vouch-conn-abc", topic, what.as_bytes());
         let err = String::from_utf8_lossy(&out.stderr);

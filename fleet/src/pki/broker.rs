@@ -152,7 +152,10 @@ pub fn render_acl() -> String {
          topic readwrite $CONTROL/dynamic-security/#\n\
          \n\
          # The claim identity ({CLAIM_NAME}) has no topic of its own: it enrolls through the\n\
-         # patterns below, on enroll/<its client id>/ only (a random id nobody else sees).\n\
+         # patterns below, on enroll/<its client id>/ only (a random id nobody else sees). The\n\
+         # device patterns would give it devices/{CLAIM_NAME}/: denied (denials come first).\n\
+         user {CLAIM_NAME}\n\
+         topic deny devices/#\n\
          pattern write enroll/%c/request\n\
          pattern read enroll/%c/response\n\
          \n\

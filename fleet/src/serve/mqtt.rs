@@ -239,6 +239,12 @@ pub async fn serve(srv: Arc<Server>) -> Result<(), ServeError> {
                 let Some(route) = Route::of(&p.topic) else {
                     if p.topic == SUBSCRIPTIONS[5] {
                         srv.broker_control_response(&p.payload);
+                    } else {
+                        // On a subscribed pattern but no handler's (a reserved name such as
+                        // devices/vouch-claim/...): named and audited, not silently skipped.
+                        let why = "no handler takes this topic (reserved or invalid id)";
+                        let now = crate::registry::now_ms();
+                        srv.refuse_message(None, "unroutable", &p.topic, why, now);
                     }
                     continue;
                 };

@@ -3,11 +3,13 @@
 //! The device EK is the one a manufacturer certificate vouches for: the ECC P-256 EK when an EK
 //! certificate is stored at NV 0x01c0000a, else the RSA-2048 EK when one is at 0x01c00002 (what
 //! swtpm_setup and many discrete TPMs provide), else the ECC P-256 EK without a certificate.
-//! The device id is the hex SHA-256 of that EK's SubjectPublicKeyInfo DER, so anyone can recompute
-//! it with standard tools, and the fleet derives the same id from the certificate it verified.
+//! The device id is the hex SHA-256 of that EK's SubjectPublicKeyInfo DER
+//! ([`vouch_attest::identity::DeviceId`], the function the fleet uses too), so anyone can
+//! recompute it with standard tools, and the fleet derives the same id from the certificate it
+//! verified.
 
 use crate::tpm::{EkAlg, EkCertificate, EndorsementKey, Tpm, TpmError};
-use sha2::{Digest, Sha256};
+use vouch_attest::identity::DeviceId;
 use vouch_attest::tpm::TpmPublic;
 
 /// NV index of the RSA-2048 EK certificate (TCG EK Credential Profile).
@@ -81,7 +83,7 @@ pub fn device_identity(tpm: &mut dyn Tpm) -> Result<DeviceIdentity, IdentityErro
     certificates.sort_by_key(|c| (c.nv_index != own, c.nv_index));
     let ek = tpm.endorsement_key(alg)?;
     let ek_spki = ek_spki_der(&ek)?;
-    let device_id = hex::encode(Sha256::digest(&ek_spki));
+    let device_id = DeviceId::of_ek_spki(&ek_spki).to_string();
     Ok(DeviceIdentity {
         ek,
         ek_spki,
@@ -94,6 +96,7 @@ pub fn device_identity(tpm: &mut dyn Tpm) -> Result<DeviceIdentity, IdentityErro
 mod tests {
     use super::*;
     use crate::tpm::memory::MemoryTpm;
+    use sha2::{Digest, Sha256};
 
     #[test]
     fn uncertified_tpm_uses_the_ecc_ek() {

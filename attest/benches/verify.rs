@@ -1,7 +1,7 @@
-//! Full verification throughput: quote signature (ECDSA P-256) + nonce + pcrDigest, parse and
-//! replay of a real ~50 KB event log, `match_quoted` against the quoted PCRs, boot state and
-//! policy evaluation; the figure is verifications per CPU-second of one thread. Also prints the
-//! cost of each step. Run with `cargo bench -p vouch-attest --bench verify`; a further argument
+//! Full verification throughput (`appraisal::appraise`, what the fleet runs per report): quote
+//! signature (ECDSA P-256) + nonce + pcrDigest, parse and replay of a real ~50 KB event log,
+//! `match_quoted` against the quoted PCRs, boot state and policy evaluation; the figure is
+//! verifications per CPU-second of one thread. Also prints the cost of each step. Run with `cargo bench -p vouch-attest --bench verify`; a further argument
 //! runs only the steps whose label contains it (`-- FULL`, `-- policy`), e.g. under `perf record`.
 //!
 //! CPU time (not wall time) is measured because the machines are shared.
@@ -11,6 +11,7 @@ use p256::ecdsa::SigningKey;
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use std::path::PathBuf;
 use std::time::Instant;
+use vouch_attest::appraisal::{appraise, AppraisalInput, LogEvidence, PolicyInput};
 use vouch_attest::eventlog::{match_quoted, EventLog};
 use vouch_attest::policy::{evaluate, Evidence, PcrPolicy, Policy};
 use vouch_attest::quote::{AkVerifier, QuoteEvidence};
@@ -158,35 +159,24 @@ fn setup() -> Setup {
     }
 }
 
-/// One full verification; true when the quote verifies, the log matches and the policy trusts.
+/// One full verification, the decision the fleet makes (`appraisal::appraise`); true when the
+/// quote verifies, the log matches and the policy trusts.
 fn full(s: &Setup) -> bool {
-    let q = s.verifier.verify_quote(&QuoteEvidence {
+    let Ok(log) = EventLog::parse(&s.bytes) else {
+        return false;
+    };
+    appraise(&AppraisalInput {
+        ak: &s.verifier,
         attest: &s.attest,
         signature: &s.signature,
         nonce: &s.nonce,
         pcrs: &s.pcrs,
+        challenged: None,
+        eventlog: LogEvidence::Log(&log),
+        policy: PolicyInput::Policy("recorded", &s.policy),
         previous: None,
-    });
-    let (Some(quoted), Some(attest)) = (&q.quoted, &q.attest) else {
-        return false;
-    };
-    if !q.passed() {
-        return false;
-    }
-    let Ok(log) = EventLog::parse(&s.bytes) else {
-        return false;
-    };
-    let matched = match_quoted(&log, quoted, HashAlg::Sha256, &QUOTED).is_ok_and(|m| m.matched);
-    let verdict = evaluate(
-        &s.policy,
-        &Evidence {
-            log: &log,
-            bank: HashAlg::Sha256,
-            pcrs: quoted,
-            firmware_version: Some(attest.firmware_version),
-        },
-    );
-    matched && verdict.trusted
+    })
+    .trusted()
 }
 
 fn main() {

@@ -2,14 +2,19 @@
 //!
 //! Everything here takes bytes and returns typed results: no files, no network, no TPM library,
 //! no async runtime. The agent and the fleet do the I/O at their edges and call into this crate
-//! for every decision about evidence (event logs, quotes, PCR values, policies).
+//! for every decision about evidence (event logs, quotes, PCR values, policies): the appraisal
+//! of a device's evidence ([`appraisal`]), the release of an escrowed recovery passphrase
+//! ([`escrow_release`]) and the device id ([`identity`]).
 #![forbid(unsafe_code)]
 
 pub mod alg;
+pub mod appraisal;
 pub mod credential;
 pub mod escrow;
 pub mod escrow_delivery;
+pub mod escrow_release;
 pub mod eventlog;
+pub mod identity;
 pub mod pcrfile;
 pub mod pcrs;
 pub mod policy;

@@ -64,7 +64,6 @@ fn simulated_devices_are_trusted_certified_and_registered() {
                 eventlog_gz: Some(image.eventlog_gz.to_vec()),
             };
             let a = verifier.appraise(&AppraisalInput {
-                device_id: &d.id,
                 ak: &ak,
                 nonce: &nonce,
                 selection: &selection,
@@ -89,7 +88,6 @@ fn simulated_devices_are_trusted_certified_and_registered() {
                 eventlog_gz: Some(image.eventlog_gz.to_vec()),
             };
             let a = verifier.appraise(&AppraisalInput {
-                device_id: &d.id,
                 ak: &ak,
                 nonce: &nonce,
                 selection: &selection,

@@ -21,8 +21,11 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vouch_attest::escrow::{self, EscrowError, EscrowRecord};
+use vouch_attest::escrow_release::{
+    decide, Destination, LastVerdict, ReleaseBasis, ReleaseRefusal, ReleaseRequest,
+};
 
-use vouch_fleet::registry::{now_ms, AuditKind, Boot, RegistryError, StoredVerdict};
+use vouch_fleet::registry::{now_ms, AuditKind, Boot, RegistryError};
 
 /// Arguments of `vouch-fleet escrow`.
 #[derive(Args, Debug)]
@@ -126,21 +129,12 @@ pub enum EscrowCmdError {
     /// The device could not use the passphrase.
     #[error("release #{id}: {result}")]
     DeviceFailed { id: i64, result: String },
-    /// The device never announced a boot (a release is bound to one).
-    #[error("device {0} has announced no boot: a release goes to the boot the verdict was for; start its agent first")]
-    NoBoot(String),
-    /// The trusted verdict is older than the device's current boot.
-    #[error("device {id}'s last trusted verdict (#{verdict}) was for an earlier boot than the one it runs now: wait for its verdict on this boot (`vouch-fleet attest {id}`), or use --override --reason")]
-    Stale { id: String, verdict: i64 },
-    /// The device has no verdict.
-    #[error("device {0} has no verdict in the registry: release refused (use --override --reason after checking it otherwise)")]
-    NoVerdict(String),
-    /// The device's last verdict is untrusted.
-    #[error("device {id}'s last verdict (#{verdict}) is untrusted ({reasons}): release refused (use --override --reason after checking it otherwise)")]
-    Untrusted {
+    /// The release rule refuses it (`vouch_attest::escrow_release`).
+    #[error("device {id}: release refused")]
+    Refused {
         id: String,
-        verdict: i64,
-        reasons: String,
+        #[source]
+        source: ReleaseRefusal,
     },
     /// The registry failed.
     #[error("registry: {0}")]
@@ -150,11 +144,9 @@ pub enum EscrowCmdError {
 impl EscrowCmdError {
     fn code(&self) -> u8 {
         match self {
-            EscrowCmdError::NoVerdict(_)
-            | EscrowCmdError::NoBoot(_)
-            | EscrowCmdError::Stale { .. }
-            | EscrowCmdError::Untrusted { .. }
-            | EscrowCmdError::DeviceFailed { .. } => exit::REJECTED,
+            EscrowCmdError::Refused { .. } | EscrowCmdError::DeviceFailed { .. } => {
+                exit::REJECTED
+            }
             EscrowCmdError::Registry(_)
             | EscrowCmdError::Write { .. }
             | EscrowCmdError::NoAnswer { .. } => exit::INTERNAL,
@@ -300,6 +292,7 @@ fn release_with(
         let now = now_ms();
         // `basis` checked that the device announced a boot.
         let boot = boot.map(|b| b.boot_id).unwrap_or_default();
+        let basis = basis.to_string();
         let id = reg.queue_escrow_release(&a.id, &record.volume_uuid, &boot, &basis, now)?;
         reg.audit(
             AuditKind::EscrowRelease,
@@ -343,66 +336,38 @@ fn release_with(
 }
 
 /// Why the release is allowed (the trusted last verdict, or the override with its reason), and
-/// for a release to the device, the boot it is for.
+/// for a release to the device, the boot it is for. The rule is `vouch_attest::escrow_release`.
 fn basis(
     a: &ReleaseArgs,
     reg: &vouch_fleet::registry::Registry,
-) -> Result<(String, Option<Boot>), EscrowCmdError> {
+) -> Result<(ReleaseBasis, Option<Boot>), EscrowCmdError> {
     let last = reg.verdicts(&a.id, 1)?.into_iter().next();
     let boot = if a.blob.is_none() {
         reg.last_boot(&a.id)?
     } else {
         None
     };
-    let basis = decide(
-        &a.id,
-        last.as_ref(),
-        boot.as_ref(),
-        a.blob.is_none(),
-        a.force.then_some(a.reason.as_deref().unwrap_or_default()),
-    )?;
+    let destination = match a.blob {
+        None => Destination::Device {
+            boot_announced_ms: boot.as_ref().map(|b| b.announced_ms),
+        },
+        Some(_) => Destination::Operator,
+    };
+    let basis = decide(&ReleaseRequest {
+        last: last.as_ref().map(|v| LastVerdict {
+            id: v.id,
+            trusted: v.trusted,
+            challenged_ms: v.challenged_ms,
+            reasons: &v.reasons,
+        }),
+        destination,
+        override_reason: a.force.then_some(a.reason.as_deref().unwrap_or_default()),
+    })
+    .map_err(|source| EscrowCmdError::Refused {
+        id: a.id.clone(),
+        source,
+    })?;
     Ok((basis, boot))
-}
-
-/// Whether a release is allowed, and on what basis. `to_device`: the release goes to the device's
-/// current boot (`boot`), so a trusted verdict counts only when its challenge was issued after
-/// that boot was announced. `force`: the override reason.
-fn decide(
-    id: &str,
-    last: Option<&StoredVerdict>,
-    boot: Option<&Boot>,
-    to_device: bool,
-    force: Option<&str>,
-) -> Result<String, EscrowCmdError> {
-    if to_device && boot.is_none() {
-        return Err(EscrowCmdError::NoBoot(id.to_owned()));
-    }
-    let stale =
-        |v: &StoredVerdict| to_device && boot.is_some_and(|b| v.challenged_ms < b.announced_ms);
-    match (last, force) {
-        (Some(v), _) if v.trusted && !stale(v) => Ok(format!("last verdict #{} trusted", v.id)),
-        (_, Some(reason)) => Ok(format!(
-            "OVERRIDE ({}): {reason}",
-            match last {
-                Some(v) if v.trusted => format!(
-                    "last verdict #{} trusted but older than the current boot",
-                    v.id
-                ),
-                Some(v) => format!("last verdict #{} untrusted", v.id),
-                None => "no verdict".into(),
-            },
-        )),
-        (None, None) => Err(EscrowCmdError::NoVerdict(id.to_owned())),
-        (Some(v), None) if v.trusted => Err(EscrowCmdError::Stale {
-            id: id.to_owned(),
-            verdict: v.id,
-        }),
-        (Some(v), None) => Err(EscrowCmdError::Untrusted {
-            id: id.to_owned(),
-            verdict: v.id,
-            reasons: v.reasons.join("; "),
-        }),
-    }
 }
 
 /// Polls the registry for the device's answer to release `id`.
@@ -424,61 +389,5 @@ fn wait_answer(
             return Err(EscrowCmdError::NoAnswer { id, secs });
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn verdict(id: i64, trusted: bool, challenged_ms: i64) -> StoredVerdict {
-        StoredVerdict {
-            id,
-            device_id: "d".into(),
-            challenged_ms,
-            stored_ms: challenged_ms + 5,
-            trusted,
-            reasons: if trusted { vec![] } else { vec!["pcr7".into()] },
-        }
-    }
-
-    #[test]
-    fn a_release_to_the_device_needs_a_trusted_verdict_on_its_current_boot() {
-        let boot = Boot {
-            boot_id: "b2".into(),
-            announced_ms: 100,
-        };
-        let on_boot = verdict(7, true, 150);
-        let before = verdict(6, true, 50);
-        let bad = verdict(8, false, 150);
-        let ok = decide("d", Some(&on_boot), Some(&boot), true, None).unwrap();
-        assert_eq!(ok, "last verdict #7 trusted");
-        assert!(matches!(
-            decide("d", Some(&before), Some(&boot), true, None),
-            Err(EscrowCmdError::Stale { verdict: 6, .. })
-        ));
-        assert!(matches!(
-            decide("d", Some(&bad), Some(&boot), true, None),
-            Err(EscrowCmdError::Untrusted { verdict: 8, .. })
-        ));
-        assert!(matches!(
-            decide("d", None, Some(&boot), true, None),
-            Err(EscrowCmdError::NoVerdict(_))
-        ));
-        assert!(matches!(
-            decide("d", Some(&on_boot), None, true, Some("why")),
-            Err(EscrowCmdError::NoBoot(_))
-        ));
-        let forced = decide("d", Some(&before), Some(&boot), true, Some("update")).unwrap();
-        assert!(
-            forced.starts_with("OVERRIDE (last verdict #6 trusted but older"),
-            "{forced}"
-        );
-        assert!(forced.ends_with(": update"), "{forced}");
-        // To the operator (--blob): no boot involved; a trusted last verdict suffices.
-        assert_eq!(
-            decide("d", Some(&before), None, false, None).unwrap(),
-            "last verdict #6 trusted"
-        );
     }
 }

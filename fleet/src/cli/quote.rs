@@ -2,6 +2,9 @@
 //! and prints every check (or a JSON report), exiting OK only when all of them pass. With
 //! `--eventlog` the log's replay is matched against the quoted PCRs (the `eventlog` check); with
 //! `--policy` as well, the log and quote are evaluated against the policy (the `policy` check).
+//!
+//! The decision is `vouch_attest::appraisal::appraise`, the one the fleet server makes for its
+//! verdicts; the quote's own selection stands for the challenge (there is none here).
 
 use super::policy::{load_policy, PolicyCliError};
 use crate::exit;
@@ -9,14 +12,14 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
-use vouch_attest::eventlog::{match_quoted, EventLog, LogMatch, ParseError};
-use vouch_attest::pcrfile::{read_pcr_file, PcrFileError};
-use vouch_attest::policy::{evaluate, preferred_bank, Evidence, Verdict};
-use vouch_attest::quote::{
-    AkError, AkPublic, AkVerifier, Outcome, QuoteEvidence, QuoteVerification,
+use vouch_attest::appraisal::{
+    appraise, Appraisal, AppraisalInput, Area, BankMatch, LogCheck, LogEvidence, PolicyInput,
 };
+use vouch_attest::eventlog::{EventLog, ParseError};
+use vouch_attest::pcrfile::{read_pcr_file, PcrFileError};
+use vouch_attest::policy::Verdict;
+use vouch_attest::quote::{AkError, AkPublic, AkVerifier, Outcome, QuoteVerification};
 use vouch_attest::tpm::{Attest, AttestError, Signature, SignatureError};
-use vouch_attest::{HashAlg, PcrBanks};
 
 /// `quote` subcommands.
 #[derive(Debug, Args)]
@@ -143,51 +146,30 @@ struct Report<'a> {
     policy: Option<&'a Verdict>,
 }
 
-/// The `eventlog` check: one entry per quoted bank.
-#[derive(Serialize)]
-struct LogCheck {
-    passed: bool,
-    banks: Vec<BankMatch>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum BankMatch {
-    Compared(LogMatch),
-    NotCompared { bank: HashAlg, skipped: String },
-}
-
-/// Matches the log against the quoted banks: passes when at least one bank was compared and
-/// every compared bank matched. Compares with the quoted values when the quote verified, else
-/// with the supplied ones (the report is then rejected anyway).
-fn match_log(log: &EventLog<'_>, result: &QuoteVerification, supplied: &PcrBanks) -> LogCheck {
-    let values = result.quoted.as_ref().unwrap_or(supplied);
-    let mut banks = Vec::new();
-    if let Some(q) = result.attest.as_ref().and_then(Attest::quote) {
-        for sel in &q.pcr_select.banks {
-            let pcrs: Vec<u32> = sel.pcrs().collect();
-            banks.push(match match_quoted(log, values, sel.hash, &pcrs) {
-                Ok(m) => BankMatch::Compared(m),
-                Err(e) => BankMatch::NotCompared {
-                    bank: sel.hash,
-                    skipped: e.to_string(),
-                },
-            });
+/// The names of the failed checks: quote checks by name, then `selection`, `eventlog` and
+/// `policy` once each.
+fn failed_names(a: &Appraisal) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = a.quote.failures().map(|c| c.name.as_str()).collect();
+    for (area, name) in [
+        (Area::Selection, "selection"),
+        (Area::Eventlog, "eventlog"),
+        (Area::Policy, "policy"),
+    ] {
+        if a.failures.iter().any(|f| f.area() == area) {
+            names.push(name);
         }
     }
-    let compared = banks.iter().filter_map(|b| match b {
-        BankMatch::Compared(m) => Some(m),
-        BankMatch::NotCompared { .. } => None,
-    });
-    let passed = compared.clone().count() > 0 && compared.clone().all(|m| m.matched);
-    LogCheck { passed, banks }
+    names
 }
 
 fn print_log_check(c: &LogCheck) {
+    if c.banks.is_empty() {
+        println!("skip  eventlog: not compared, the quote did not verify");
+    }
     for b in &c.banks {
         match b {
-            BankMatch::NotCompared { bank, skipped } => {
-                println!("skip  eventlog {bank}: {skipped}")
+            BankMatch::NotCompared { bank, not_compared } => {
+                println!("FAIL  eventlog {bank}: {not_compared}")
             }
             BankMatch::Compared(m) if m.matched => println!(
                 "pass  eventlog {}: {} quoted PCRs match the log's replay{}",
@@ -210,13 +192,6 @@ fn print_log_check(c: &LogCheck) {
                 }
             }
         }
-    }
-    if !c.passed
-        && c.banks
-            .iter()
-            .all(|b| matches!(b, BankMatch::NotCompared { .. }))
-    {
-        println!("FAIL  eventlog: no quoted bank could be compared with the log");
     }
 }
 
@@ -280,67 +255,35 @@ fn verify(args: &VerifyArgs) -> Result<u8, InputError> {
             Some(bytes)
         }
     };
-    let result = verifier.verify_quote(&QuoteEvidence {
+    let policy_name = args
+        .policy
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let result = appraise(&AppraisalInput {
+        ak: &verifier,
         attest: &attest,
         signature: &signature,
         nonce: &nonce,
         pcrs: &pcrs,
+        challenged: None,
+        eventlog: log
+            .as_ref()
+            .map_or(LogEvidence::NotChecked, LogEvidence::Log),
+        policy: policy
+            .as_ref()
+            .map_or(PolicyInput::None, |p| PolicyInput::Policy(&policy_name, p)),
         previous: previous.as_deref(),
     });
-    let log_check = log.as_ref().map(|l| match_log(l, &result, &pcrs));
-    let verdict = match (&policy, &log, &log_check) {
-        (Some(p), Some(l), Some(c)) => {
-            // Event data is trusted under the first quoted bank that matched the log.
-            let bank = c
-                .banks
-                .iter()
-                .find_map(|b| match b {
-                    BankMatch::Compared(m) if m.matched => Some(m.bank),
-                    _ => None,
-                })
-                .or_else(|| preferred_bank(l))
-                .unwrap_or(HashAlg::Sha256);
-            let replay;
-            // Quoted values once the log matched them; the replay otherwise (rejected anyway).
-            let values = match &result.quoted {
-                Some(q) if c.passed => q,
-                _ => {
-                    replay = l.replay();
-                    &replay
-                }
-            };
-            let firmware_version = result
-                .quoted
-                .as_ref()
-                .and(result.attest.as_ref())
-                .map(|a| a.firmware_version);
-            Some(evaluate(
-                p,
-                &Evidence {
-                    log: l,
-                    bank,
-                    pcrs: values,
-                    firmware_version,
-                },
-            ))
-        }
-        _ => None,
-    };
-    let mut failed: Vec<&'static str> = result.failures().map(|c| c.name.as_str()).collect();
-    if log_check.as_ref().is_some_and(|c| !c.passed) {
-        failed.push("eventlog");
-    }
-    if verdict.as_ref().is_some_and(|v| !v.trusted) {
-        failed.push("policy");
-    }
-    let verified = failed.is_empty();
+    let failed = failed_names(&result);
+    let verified = result.trusted();
     if args.json {
         let report = Report {
             verified,
             failed,
-            verification: &result,
-            eventlog: log_check.as_ref(),
-            policy: verdict.as_ref(),
+            verification: &result.quote,
+            eventlog: result.eventlog.as_ref(),
+            policy: result.policy.as_ref(),
         };
         match serde_json::to_string_pretty(&report) {
             Ok(s) => println!("{s}"),
@@ -350,17 +293,13 @@ fn verify(args: &VerifyArgs) -> Result<u8, InputError> {
             }
         }
     } else {
-        print_text(&result, log_check.as_ref(), verdict.as_ref(), &failed);
+        print_text(&result, args.policy.is_some(), &failed);
     }
     Ok(if verified { exit::OK } else { exit::REJECTED })
 }
 
-fn print_text(
-    result: &QuoteVerification,
-    log_check: Option<&LogCheck>,
-    verdict: Option<&Verdict>,
-    failed: &[&str],
-) {
+fn print_text(a: &Appraisal, with_policy: bool, failed: &[&str]) {
+    let result = &a.quote;
     for c in &result.checks {
         match &c.outcome {
             Outcome::Pass => println!("pass  {}", c.name),
@@ -368,19 +307,19 @@ fn print_text(
             Outcome::Fail(f) => println!("FAIL  {}: {f}", c.name),
         }
     }
-    if let Some(c) = log_check {
+    if let Some(c) = &a.eventlog {
         print_log_check(c);
     }
-    if let Some(v) = verdict {
-        for f in &v.failures {
-            println!("FAIL  policy {f}");
-        }
-        if v.trusted {
-            println!("pass  policy: trusted");
+    for f in a.failures.iter().filter(|f| f.area() == Area::Policy) {
+        match f {
+            vouch_attest::appraisal::Failure::Policy(rule) => println!("FAIL  policy {rule}"),
+            other => println!("FAIL  policy: {other}"),
         }
     }
-    let total =
-        result.checks.len() + usize::from(log_check.is_some()) + usize::from(verdict.is_some());
+    if a.policy.as_ref().is_some_and(|v| v.trusted) {
+        println!("pass  policy: trusted");
+    }
+    let total = result.checks.len() + usize::from(a.eventlog.is_some()) + usize::from(with_policy);
     if failed.is_empty() {
         println!("OK: quote verified ({total} checks)");
     } else {

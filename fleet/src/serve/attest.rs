@@ -3,9 +3,9 @@
 //!
 //! A report is refused before appraisal (and the refusal audited) when it is oversized or
 //! malformed, comes from a device that is not active, or carries a nonce that is unknown,
-//! already used or expired. Otherwise it is appraised by the [`super::verifier::Verifier`], the
-//! verdict stored with its reasons, and an untrusted device is marked, alerted on
-//! `fleet/alerts` and, when configured, revoked.
+//! already used or expired. Otherwise it is appraised by the [`super::verifier::Verifier`] (the
+//! decision of `vouch_attest::appraisal`), the verdict stored with its reasons, and an untrusted
+//! device is marked, alerted on `fleet/alerts` and, when configured, revoked.
 
 use super::evidence::parse_selection;
 use super::verifier::AppraisalInput;
@@ -156,7 +156,6 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
     let (ak, selection) = selection;
     let appraisal = srv.with_policies(|store| {
         srv.verifier.appraise(&AppraisalInput {
-            device_id,
             ak: &ak,
             nonce: &report.nonce,
             selection: &selection,

@@ -209,9 +209,10 @@ fn spki_of(public: &TpmPublic) -> Result<(PublicKey, Vec<u8>), EnrollError> {
     Ok((key, der))
 }
 
-/// Hex SHA-256 of a DER SubjectPublicKeyInfo: the device id.
+/// The device id of the EK with this DER SubjectPublicKeyInfo
+/// ([`vouch_attest::identity::DeviceId`], the agent's function too).
 pub fn device_id_of_spki(spki_der: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, spki_der).as_ref())
+    vouch_attest::identity::DeviceId::of_ek_spki(spki_der).to_string()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

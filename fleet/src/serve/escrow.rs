@@ -11,6 +11,7 @@ use crate::registry::{AuditKind, EscrowRelease, RegistryError};
 use std::path::PathBuf;
 use vouch_attest::escrow::{self, EscrowError, EscrowRecord};
 use vouch_attest::escrow_delivery::{self, DeliveryError};
+use vouch_attest::escrow_release::{still_for_boot, Rebooted};
 use vouch_attest::protocol::{self, EscrowDeposit, RecoveryResult};
 use vouch_attest::tpm::{PublicError, TpmPublic};
 
@@ -24,8 +25,8 @@ pub enum SendError {
     #[error("device {0} is not enrolled (or was deleted)")]
     NoDevice(String),
     /// The device booted again after the release was approved.
-    #[error("the device rebooted (boot {now}) since the release for boot {approved} was approved: release again after its verdict on this boot")]
-    Rebooted { approved: String, now: String },
+    #[error(transparent)]
+    Rebooted(#[from] Rebooted),
     /// No record was deposited for that volume.
     #[error("no escrow record of volume {0}")]
     NoRecord(String),
@@ -217,13 +218,7 @@ fn prepare(srv: &Server, r: &EscrowRelease) -> Result<Outgoing, SendError> {
             reg.last_boot(&r.device_id)?,
         ))
     })?;
-    let now = boot.map(|b| b.boot_id).unwrap_or_default();
-    if now != r.boot_id {
-        return Err(SendError::Rebooted {
-            approved: r.boot_id.clone(),
-            now,
-        });
-    }
+    still_for_boot(&r.boot_id, boot.as_ref().map(|b| b.boot_id.as_str()))?;
     let device = device.ok_or_else(|| SendError::NoDevice(r.device_id.clone()))?;
     let (Some(ek), Some(ak)) = (device.ek_public, device.ak_public) else {
         return Err(SendError::NoDevice(r.device_id.clone()));

@@ -134,7 +134,6 @@ pub fn measure(tpm: &Swtpm, eventlog: &Path, rounds: u32) -> Result<Components, 
         outbox.remove(seq).map_err(ComponentError::Outbox)?;
         let t = Instant::now();
         let a = verifier.appraise(&AppraisalInput {
-            device_id: "bench",
             ak: &ak,
             nonce: &nonce,
             selection: &fleet_selection,

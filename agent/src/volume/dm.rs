@@ -4,6 +4,12 @@
 //! encoding, the target spec and the dm-crypt table string) is plain safe code, unit-tested
 //! without a kernel.
 //!
+//! The safe `call()` is sound by construction: it takes a [`DmIoctlBuffer`], which only
+//! [`DmIoctlBuffer::new`] builds (its header always has our interface version, a `data_size`
+//! equal to the allocation and a `data_start` inside it; `call()` checks that again and consumes
+//! the buffer, so one the kernel wrote back is never sent twice), and a [`Control`], which only
+//! [`control`] opens. The raw encoders and the request numbers are private.
+//!
 //! Layout of `struct dm_ioctl` (linux/dm-ioctl.h, interface version 4), 312 bytes, host
 //! endian: `version[3] u32` @0, `data_size u32` @12 (whole buffer), `data_start u32` @16
 //! (offset of the payload), `target_count u32` @20, `open_count i32` @24, `flags u32` @28,
@@ -21,26 +27,24 @@ use zeroize::Zeroizing;
 /// The control device.
 pub const CONTROL: &str = "/dev/mapper/control";
 /// Size of `struct dm_ioctl`.
-pub const DM_IOCTL_SIZE: usize = 312;
+const DM_IOCTL_SIZE: usize = 312;
 /// Size of `struct dm_target_spec`.
-pub const TARGET_SPEC_SIZE: usize = 40;
+const TARGET_SPEC_SIZE: usize = 40;
 const NAME_LEN: usize = 128;
 const UUID_LEN: usize = 129;
 /// Interface version sent (the kernel accepts major 4 with any lower minor).
-pub const VERSION: [u32; 3] = [4, 0, 0];
-/// DM_SUSPEND_FLAG.
-pub const SUSPEND_FLAG: u32 = 1 << 1;
+const VERSION: [u32; 3] = [4, 0, 0];
 /// DM_SECURE_DATA_FLAG: the kernel wipes buffers that held the table (the key).
-pub const SECURE_DATA_FLAG: u32 = 1 << 15;
+const SECURE_DATA_FLAG: u32 = 1 << 15;
 const DM_IOCTL_TYPE: u8 = 0xfd;
-/// Command numbers (`enum` in dm-ioctl.h).
-pub const DEV_CREATE: u8 = 3;
+/// Command numbers (`enum` in dm-ioctl.h): DM_DEV_CREATE.
+const DEV_CREATE: u8 = 3;
 /// DM_DEV_REMOVE.
-pub const DEV_REMOVE: u8 = 4;
+const DEV_REMOVE: u8 = 4;
 /// DM_DEV_SUSPEND (also resumes, without the suspend flag).
-pub const DEV_SUSPEND: u8 = 6;
+const DEV_SUSPEND: u8 = 6;
 /// DM_TABLE_LOAD.
-pub const TABLE_LOAD: u8 = 9;
+const TABLE_LOAD: u8 = 9;
 
 /// Errors of device-mapper operations.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +64,9 @@ pub enum DmError {
     /// The payload does not fit a 32-bit size.
     #[error("device-mapper payload of {0} bytes is too large")]
     Payload(usize),
+    /// An ioctl buffer's header does not describe the buffer (refused before the ioctl).
+    #[error("device-mapper ioctl buffer refused: {0}")]
+    Buffer(&'static str),
     /// The data device is not a block device.
     #[error("{path} is not a block device: attach an image file with `losetup` first")]
     NotBlock { path: PathBuf },
@@ -93,38 +100,81 @@ fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
     }
 }
 
-/// Encodes a `struct dm_ioctl` for `name` (and `uuid`) followed by `payload`.
-pub fn encode(
-    name: &str,
-    uuid: Option<&str>,
-    flags: u32,
-    target_count: u32,
-    payload: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, DmError> {
-    check_name(name)?;
-    let uuid = uuid.unwrap_or_default();
-    if uuid.len() >= UUID_LEN {
-        return Err(DmError::Uuid(uuid.len()));
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    let bytes = b.get(at..at + 4)?.try_into().ok()?;
+    Some(u32::from_ne_bytes(bytes))
+}
+
+/// A `struct dm_ioctl` followed by its payload, ready for one ioctl. Only [`DmIoctlBuffer::new`]
+/// builds one, so its header always holds: our interface version, `data_size` equal to the
+/// length of the allocation, and `data_start` between the end of the header and that length.
+/// The kernel reads and writes at most `data_size` bytes, so an ioctl on it stays inside it.
+/// It may hold the volume key (a table load): wiped on drop.
+struct DmIoctlBuffer {
+    bytes: Zeroizing<Vec<u8>>,
+}
+
+impl DmIoctlBuffer {
+    /// Encodes a `struct dm_ioctl` for `name` (and `uuid`) followed by `payload`.
+    fn new(
+        name: &str,
+        uuid: Option<&str>,
+        flags: u32,
+        target_count: u32,
+        payload: &[u8],
+    ) -> Result<Self, DmError> {
+        check_name(name)?;
+        let uuid = uuid.unwrap_or_default();
+        if uuid.len() >= UUID_LEN {
+            return Err(DmError::Uuid(uuid.len()));
+        }
+        let total = DM_IOCTL_SIZE + payload.len();
+        let size = u32::try_from(total).map_err(|_| DmError::Payload(payload.len()))?;
+        let mut b = Zeroizing::new(vec![0u8; total]);
+        for (i, v) in VERSION.iter().enumerate() {
+            put(&mut b, i * 4, &v.to_ne_bytes());
+        }
+        put(&mut b, 12, &size.to_ne_bytes());
+        put(&mut b, 16, &(DM_IOCTL_SIZE as u32).to_ne_bytes());
+        put(&mut b, 20, &target_count.to_ne_bytes());
+        put(&mut b, 28, &flags.to_ne_bytes());
+        put(&mut b, 48, name.as_bytes());
+        put(&mut b, 48 + NAME_LEN, uuid.as_bytes());
+        put(&mut b, DM_IOCTL_SIZE, payload);
+        let buffer = DmIoctlBuffer { bytes: b };
+        buffer.check()?;
+        Ok(buffer)
     }
-    let total = DM_IOCTL_SIZE + payload.len();
-    let size = u32::try_from(total).map_err(|_| DmError::Payload(payload.len()))?;
-    let mut b = Zeroizing::new(vec![0u8; total]);
-    for (i, v) in VERSION.iter().enumerate() {
-        put(&mut b, i * 4, &v.to_ne_bytes());
+
+    /// Checks the header against the allocation: what the `unsafe` ioctl relies on.
+    fn check(&self) -> Result<(), DmError> {
+        let b = &self.bytes[..];
+        if b.len() < DM_IOCTL_SIZE {
+            return Err(DmError::Buffer("shorter than struct dm_ioctl"));
+        }
+        let version = [u32_at(b, 0), u32_at(b, 4), u32_at(b, 8)];
+        if version != VERSION.map(Some) {
+            return Err(DmError::Buffer("not our interface version"));
+        }
+        let data_size = u32_at(b, 12).and_then(|n| usize::try_from(n).ok());
+        if data_size != Some(b.len()) {
+            return Err(DmError::Buffer("data_size is not the buffer's length"));
+        }
+        match u32_at(b, 16).and_then(|n| usize::try_from(n).ok()) {
+            Some(start) if (DM_IOCTL_SIZE..=b.len()).contains(&start) => Ok(()),
+            _ => Err(DmError::Buffer("data_start is outside the buffer")),
+        }
     }
-    put(&mut b, 12, &size.to_ne_bytes());
-    put(&mut b, 16, &(DM_IOCTL_SIZE as u32).to_ne_bytes());
-    put(&mut b, 20, &target_count.to_ne_bytes());
-    put(&mut b, 28, &flags.to_ne_bytes());
-    put(&mut b, 48, name.as_bytes());
-    put(&mut b, 48 + NAME_LEN, uuid.as_bytes());
-    put(&mut b, DM_IOCTL_SIZE, payload);
-    Ok(b)
+
+    #[cfg(test)]
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// Encodes one `struct dm_target_spec` with its parameter string (NUL-terminated, padded
 /// to 8 bytes; `next` is 0 for the only target).
-pub fn target_spec(start: u64, length: u64, target: &str, params: &str) -> Zeroizing<Vec<u8>> {
+fn target_spec(start: u64, length: u64, target: &str, params: &str) -> Zeroizing<Vec<u8>> {
     let len = (TARGET_SPEC_SIZE + params.len() + 1).div_ceil(8) * 8;
     let mut b = Zeroizing::new(vec![0u8; len]);
     put(&mut b, 0, &start.to_ne_bytes());
@@ -137,7 +187,7 @@ pub fn target_spec(start: u64, length: u64, target: &str, params: &str) -> Zeroi
 
 /// The dm-crypt table parameters of a LUKS2 aes-xts-plain64 data segment: key in hex, IV
 /// offset 0, data device, offset in 512-byte sectors, and the segment's sector size.
-pub fn crypt_params(
+fn crypt_params(
     volume_key: &[u8],
     device: &str,
     offset_sectors: u64,
@@ -159,7 +209,7 @@ pub fn crypt_params(
 }
 
 /// The ioctl request number of a device-mapper command: `_IOWR(0xfd, nr, struct dm_ioctl)`.
-pub fn request(nr: u8) -> nix::sys::ioctl::ioctl_num_type {
+fn request(nr: u8) -> nix::sys::ioctl::ioctl_num_type {
     nix::request_code_readwrite!(DM_IOCTL_TYPE, nr, DM_IOCTL_SIZE)
         as nix::sys::ioctl::ioctl_num_type
 }
@@ -188,8 +238,12 @@ pub fn luks_uuid(volume_uuid: &str, name: &str) -> String {
     format!("CRYPT-LUKS2-{}-{name}", volume_uuid.replace('-', ""))
 }
 
+/// The open device-mapper control device; only [`control`] opens one.
+#[derive(Debug)]
+pub struct Control(File);
+
 /// Opens the control device, or says clearly that there is no device-mapper.
-pub fn control() -> Result<File, DmError> {
+pub fn control() -> Result<Control, DmError> {
     if !Path::new(CONTROL).exists() {
         return Err(DmError::NoDeviceMapper);
     }
@@ -197,6 +251,7 @@ pub fn control() -> Result<File, DmError> {
         .read(true)
         .write(true)
         .open(CONTROL)
+        .map(Control)
         .map_err(|e| match e.raw_os_error() {
             // The node exists but no driver answers (no dm_mod in this kernel/container).
             Some(nix::libc::ENODEV | nix::libc::ENXIO | nix::libc::ENOENT) => {
@@ -206,11 +261,21 @@ pub fn control() -> Result<File, DmError> {
         })
 }
 
-fn call(ctl: &File, nr: u8, op: &'static str, name: &str, buf: &mut [u8]) -> Result<(), DmError> {
-    // SAFETY: `buf` is a live, exclusively borrowed buffer of `data_size` bytes starting with
-    // a complete `struct dm_ioctl` (encode() writes data_size = buf.len()); the kernel reads
-    // and writes at most data_size bytes of it, and the fd is the open control device.
-    unsafe { dm_ioctl(ctl.as_raw_fd(), request(nr), buf.as_mut_ptr()) }
+/// Sends one device-mapper command. Consumes the buffer: the kernel may rewrite its header.
+fn call(
+    ctl: &Control,
+    nr: u8,
+    op: &'static str,
+    name: &str,
+    mut buf: DmIoctlBuffer,
+) -> Result<(), DmError> {
+    buf.check()?;
+    let data = buf.bytes.as_mut_ptr();
+    // SAFETY: `data` points to the live, exclusively owned allocation of `buf`, which starts
+    // with a complete `struct dm_ioctl` whose data_size equals the allocation's length (built
+    // by DmIoctlBuffer::new and checked just above); the kernel reads and writes at most
+    // data_size bytes of it. The fd is the open control device and `request(nr)` a dm request.
+    unsafe { dm_ioctl(ctl.0.as_raw_fd(), request(nr), data) }
         .map(|_| ())
         .map_err(|source| DmError::Ioctl {
             op,
@@ -250,19 +315,13 @@ pub fn activate(m: &CryptMapping<'_>) -> Result<(), DmError> {
     let device = m.device.to_string_lossy();
     let params = crypt_params(m.volume_key, &device, m.offset / 512, m.sector_size);
     let spec = target_spec(0, m.length / 512, "crypt", &params);
-    let mut create = encode(m.name, Some(&m.uuid), 0, 0, &[])?;
-    call(&ctl, DEV_CREATE, "DM_DEV_CREATE", m.name, &mut create)?;
+    let create = DmIoctlBuffer::new(m.name, Some(&m.uuid), 0, 0, &[])?;
+    call(&ctl, DEV_CREATE, "DM_DEV_CREATE", m.name, create)?;
     let rest = (|| {
-        let mut load = encode(m.name, None, SECURE_DATA_FLAG, 1, &spec)?;
-        call(&ctl, TABLE_LOAD, "DM_TABLE_LOAD", m.name, &mut load)?;
-        let mut resume = encode(m.name, None, SECURE_DATA_FLAG, 0, &[])?;
-        call(
-            &ctl,
-            DEV_SUSPEND,
-            "DM_DEV_SUSPEND (resume)",
-            m.name,
-            &mut resume,
-        )
+        let load = DmIoctlBuffer::new(m.name, None, SECURE_DATA_FLAG, 1, &spec)?;
+        call(&ctl, TABLE_LOAD, "DM_TABLE_LOAD", m.name, load)?;
+        let resume = DmIoctlBuffer::new(m.name, None, SECURE_DATA_FLAG, 0, &[])?;
+        call(&ctl, DEV_SUSPEND, "DM_DEV_SUSPEND (resume)", m.name, resume)
     })();
     if let Err(e) = rest {
         let _ = remove_with(&ctl, m.name);
@@ -271,9 +330,9 @@ pub fn activate(m: &CryptMapping<'_>) -> Result<(), DmError> {
     Ok(())
 }
 
-fn remove_with(ctl: &File, name: &str) -> Result<(), DmError> {
-    let mut b = encode(name, None, 0, 0, &[])?;
-    call(ctl, DEV_REMOVE, "DM_DEV_REMOVE", name, &mut b)
+fn remove_with(ctl: &Control, name: &str) -> Result<(), DmError> {
+    let b = DmIoctlBuffer::new(name, None, 0, 0, &[])?;
+    call(ctl, DEV_REMOVE, "DM_DEV_REMOVE", name, b)
 }
 
 /// Removes a mapping (`volume lock`).
@@ -291,6 +350,16 @@ mod tests {
         u32::from_ne_bytes(b[at..at + 4].try_into().unwrap())
     }
 
+    fn encode(
+        name: &str,
+        uuid: Option<&str>,
+        flags: u32,
+        target_count: u32,
+        payload: &[u8],
+    ) -> Result<DmIoctlBuffer, DmError> {
+        DmIoctlBuffer::new(name, uuid, flags, target_count, payload)
+    }
+
     #[test]
     fn dm_ioctl_layout() {
         let b = encode(
@@ -301,6 +370,7 @@ mod tests {
             &[9; 16],
         )
         .unwrap();
+        let b = b.as_bytes().to_vec();
         assert_eq!(b.len(), 312 + 16);
         assert_eq!([u32_at(&b, 0), u32_at(&b, 4), u32_at(&b, 8)], [4, 0, 0]);
         assert_eq!(u32_at(&b, 12), 328, "data_size covers the payload");
@@ -372,6 +442,39 @@ mod tests {
         assert_eq!(request(DEV_SUSPEND) as u32, expect(6));
         assert_eq!(request(TABLE_LOAD) as u32, expect(9));
         assert_eq!(request(TABLE_LOAD) as u32, 0xc138fd09);
+    }
+
+    #[test]
+    fn an_inconsistent_buffer_is_refused_before_the_ioctl() {
+        let good = encode("vol", None, 0, 1, &[7; 24]).unwrap();
+        assert!(good.check().is_ok());
+        let with = |at: usize, v: u32| {
+            let mut bytes = good.bytes.clone();
+            bytes[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+            DmIoctlBuffer { bytes }
+        };
+        let cases = [
+            // data_size larger than the allocation: the kernel would read past it.
+            (with(12, 312 + 24 + 1), "data_size"),
+            (with(12, 312), "data_size"),
+            (with(16, 312 + 24 + 1), "data_start"),
+            (with(16, 8), "data_start"),
+            (with(0, 5), "version"),
+            (
+                DmIoctlBuffer {
+                    bytes: Zeroizing::new(good.bytes[..100].to_vec()),
+                },
+                "shorter",
+            ),
+        ];
+        // Any open file will do: the buffer is refused before the fd is used.
+        let ctl = Control(File::open("/dev/null").unwrap());
+        for (buf, what) in cases {
+            let refused = buf.check().unwrap_err().to_string();
+            assert!(refused.contains(what), "{refused}");
+            let e = call(&ctl, DEV_REMOVE, "DM_DEV_REMOVE", "vol", buf).unwrap_err();
+            assert!(matches!(e, DmError::Buffer(_)), "{e:?}");
+        }
     }
 
     #[test]

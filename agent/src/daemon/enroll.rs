@@ -97,10 +97,8 @@ pub fn load(state: &Path) -> Option<Enrolled> {
 fn store(state: &Path, device_id: &str, pem: &str) -> Result<Enrolled, EnrollError> {
     let (crt, id) = paths(state);
     let write = |p: &Path, data: &[u8]| {
-        let tmp = p.with_extension("tmp");
         std::fs::create_dir_all(state)
-            .and_then(|_| std::fs::write(&tmp, data))
-            .and_then(|_| std::fs::rename(&tmp, p))
+            .and_then(|_| Ok(vouch_durable::write(p, data, vouch_durable::MODE_PUBLIC)?))
             .map_err(|source| EnrollError::Store {
                 path: p.to_path_buf(),
                 source,

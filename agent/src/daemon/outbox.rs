@@ -146,16 +146,12 @@ impl Outbox {
         let seq = self.next;
         self.next += 1;
         let path = self.path(seq);
-        let tmp = path.with_extension("tmp");
         let mut data = Vec::with_capacity(topic.len() + 1 + payload.len());
         data.extend_from_slice(topic.as_bytes());
         data.push(b'\n');
         data.extend_from_slice(payload);
-        fs::write(&tmp, &data).map_err(io(&tmp))?;
-        fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io(&tmp))?;
-        fs::rename(&tmp, &path).map_err(io(&path))?;
+        vouch_durable::write(&path, &data, vouch_durable::MODE_PRIVATE)
+            .map_err(|e| io(&path)(e.into()))?;
         let len = data.len() as u64;
         self.index.insert(seq, len);
         self.bytes += len;
@@ -244,6 +240,22 @@ mod tests {
         assert!(c > b);
         assert_eq!(o.seqs().collect::<Vec<_>>(), vec![b, c]);
         assert_eq!(files(dir.path()), 2);
+    }
+
+    #[test]
+    fn entries_are_written_whole_and_private_with_no_temp_file_left() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut o, _) = Outbox::open(dir.path(), BIG).unwrap();
+        let (seq, _) = o.push("t", b"payload").unwrap();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [format!("{seq:020}.msg")]);
+        let meta = fs::metadata(dir.path().join(&names[0])).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read(dir.path().join(&names[0])).unwrap(), b"t\npayload");
     }
 
     #[test]

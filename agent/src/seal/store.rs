@@ -127,9 +127,8 @@ impl PolicyStore {
             source,
         };
         std::fs::create_dir_all(&self.dir).map_err(err)?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, json).map_err(err)?;
-        std::fs::rename(&tmp, &path).map_err(err)?;
+        vouch_durable::write(&path, json.as_bytes(), vouch_durable::MODE_PUBLIC)
+            .map_err(|e| err(e.into()))?;
         Ok(Offer::Stored)
     }
 }

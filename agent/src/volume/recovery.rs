@@ -66,28 +66,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecoveryFileError + '_ {
     }
 }
 
-/// Writes `data` to `path` through a temporary file and a rename, creating the directory;
-/// `mode` applies to the file.
+/// Writes `data` to `path` durably (`vouch_durable`), creating the directory; `mode` applies to
+/// the file.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), RecoveryFileError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
     }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    // The mode given, whatever the umask.
-    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
-        .map_err(io(&tmp))?;
-    f.write_all(data).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    vouch_durable::write(path, data, mode).map_err(|e| io(path)(e.into()))
 }
 
 /// Every escrow record file in `<state>/escrow` (name, contents), sorted by name; unreadable

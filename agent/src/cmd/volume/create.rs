@@ -265,7 +265,14 @@ fn encrypt_existing(
             sealed: b64.encode(blob::encode(&sealed)),
             escrow: record.clone(),
         };
-        write_private(&side_path, &serde_json::to_vec_pretty(&side)?)?;
+        // Durable before any data moves: a rerun resumes from it.
+        let side_json = serde_json::to_vec_pretty(&side)?;
+        vouch_durable::write(&side_path, &side_json, vouch_durable::MODE_PRIVATE).map_err(|e| {
+            VolumeError::Write {
+                path: side_path.clone(),
+                source: e.into(),
+            }
+        })?;
         (secret, sealed, record, uuid)
     };
     let mut journal = std::fs::OpenOptions::new()

@@ -1,7 +1,7 @@
 //! Child keys of the SRK whose TPM-wrapped blobs live in the state directory (the AK in
 //! `ak.pub`/`ak.priv`, the TLS key in `tls.pub`/`tls.priv`): created from their template on first
-//! use, read back on every later use, written atomically (temp file + rename). The private blob
-//! is encrypted by the TPM and useless without it.
+//! use, read back on every later use, written durably (`vouch_durable`: temp file, fsync, rename,
+//! fsync of the directory). The private blob is encrypted by the TPM and useless without it.
 
 use super::EsapiTpm;
 use crate::tpm::TpmError;
@@ -38,12 +38,16 @@ fn paths(tpm: &EsapiTpm, key: &ChildKey) -> (PathBuf, PathBuf) {
     )
 }
 
-fn write(tpm: &EsapiTpm, key: &ChildKey, path: &Path, bytes: &[u8]) -> Result<(), TpmError> {
+fn write(
+    tpm: &EsapiTpm,
+    key: &ChildKey,
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(), TpmError> {
     let err = |e| state_error(key, path, e);
     std::fs::create_dir_all(&tpm.state_dir).map_err(err)?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    vouch_durable::write(path, bytes, mode).map_err(|e| err(e.into()))
 }
 
 /// The key's public and private blobs, creating the key (and the files) the first time.
@@ -78,8 +82,9 @@ pub(super) fn blobs(tpm: &mut EsapiTpm, key: &ChildKey) -> Result<(Public, Priva
             what: key.name,
             source,
         })?;
-    write(tpm, key, &pub_path, &pub_bytes)?;
-    write(tpm, key, &priv_path, created.out_private.value())?;
+    write(tpm, key, &pub_path, &pub_bytes, vouch_durable::MODE_PUBLIC)?;
+    let private = created.out_private.value();
+    write(tpm, key, &priv_path, private, vouch_durable::MODE_PRIVATE)?;
     Ok((created.out_public, created.out_private))
 }
 

@@ -32,6 +32,24 @@ pub const NO_DEVICE_MAPPER: u8 = 8;
 /// A bug: something that should not happen.
 pub const INTERNAL: u8 = 70;
 
+/// An error and its causes on one line, as `main` prints it, skipping a cause whose message
+/// repeats the one before it (tss-esapi's errors display their source again).
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut last = out.clone();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let msg = c.to_string();
+        if !last.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        last = msg;
+        cause = c.source();
+    }
+    out
+}
+
 /// The exit code for an error of any command.
 pub fn code(e: &CmdError) -> u8 {
     match e {
@@ -98,7 +116,7 @@ fn daemon(e: &DaemonError) -> u8 {
     use DaemonError as D;
     match e {
         D::Tpm(t) => tpm(t),
-        D::Config(_) | D::Tcti(..) => CONFIG,
+        D::Config(_) | D::Tcti(..) | D::BootId(_) => CONFIG,
         D::Root => USAGE,
         D::Session(_) => IO,
         D::Runtime(_) => INTERNAL,

@@ -3,6 +3,7 @@
 // Unsafe code is denied everywhere except `volume::dm` (the device-mapper ioctls).
 #![deny(unsafe_code)]
 
+pub mod boot;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -17,26 +17,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             let code = exit::code(&e);
-            eprintln!("vouch-agent: {}", one_line(&anyhow::Error::new(e)));
+            eprintln!("vouch-agent: {}", exit::one_line(&e));
             ExitCode::from(code)
         }
     }
-}
-
-/// The error and its causes on one line, skipping causes that only repeat the previous message
-/// (tss-esapi errors display their source again).
-fn one_line(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    let mut last = String::new();
-    for cause in e.chain() {
-        let msg = cause.to_string();
-        if !last.contains(&msg) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&msg);
-        }
-        last = msg;
-    }
-    out
 }

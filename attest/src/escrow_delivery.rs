@@ -7,6 +7,7 @@
 //! volume UUID and the boot id the release is for, so a delivery replayed to another volume, or
 //! with its boot id changed, does not open (the agent also refuses it in another boot).
 
+use crate::boot::BootId;
 use crate::credential::{make_credential, CredentialError};
 use crate::protocol::EscrowRelease;
 use crate::tpm::TpmPublic;
@@ -45,12 +46,13 @@ pub enum DeliveryError {
 }
 
 /// Additional authenticated data of a delivery.
-pub fn aad(device_id: &str, volume_uuid: &str, boot_id: &str) -> Vec<u8> {
+pub fn aad(device_id: &str, volume_uuid: &str, boot_id: &BootId) -> Vec<u8> {
+    let boot = boot_id.to_string();
     crate::escrow::length_prefixed(&[
         b"vouch-escrow-delivery".as_slice(),
         device_id.as_bytes(),
         volume_uuid.as_bytes(),
-        boot_id.as_bytes(),
+        boot.as_bytes(),
     ])
 }
 
@@ -60,7 +62,7 @@ pub fn wrap<R: RngCore + CryptoRng>(
     ak_name: &[u8],
     device_id: &str,
     volume_uuid: &str,
-    boot_id: &str,
+    boot_id: &BootId,
     passphrase: &[u8],
     rng: &mut R,
 ) -> Result<EscrowRelease, DeliveryError> {
@@ -86,7 +88,7 @@ pub fn wrap<R: RngCore + CryptoRng>(
         .map_err(|_| DeliveryError::Encrypt)?;
     Ok(EscrowRelease {
         volume_uuid: volume_uuid.to_owned(),
-        boot_id: boot_id.to_owned(),
+        boot_id: *boot_id,
         credential_blob,
         encrypted_secret,
         nonce: nonce.to_vec(),

@@ -217,8 +217,8 @@ pub struct AttestationReport {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootAnnouncement {
-    /// Kernel boot id (`/proc/sys/kernel/random/boot_id`) or another per-boot value.
-    pub boot_id: String,
+    /// The kernel's boot id (a malformed one is refused when the message is decoded).
+    pub boot_id: crate::boot::BootId,
 }
 
 /// A volume's escrow record, deposited with the fleet by the agent (the record is already
@@ -237,7 +237,7 @@ pub struct EscrowRelease {
     /// The volume the passphrase opens.
     pub volume_uuid: String,
     /// The boot the fleet's verdict was for: the agent refuses the release in any other boot.
-    pub boot_id: String,
+    pub boot_id: crate::boot::BootId,
     /// TPM2B_ID_OBJECT protecting the AES key (MakeCredential to the EK and AK name).
     #[serde(with = "b64")]
     pub credential_blob: Vec<u8>,

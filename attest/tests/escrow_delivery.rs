@@ -5,6 +5,7 @@
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::path::PathBuf;
+use vouch_attest::boot::BootId;
 use vouch_attest::credential::activate_with_ecc_key;
 use vouch_attest::escrow_delivery::{unwrap, wrap, DeliveryError};
 use vouch_attest::tpm::TpmPublic;
@@ -25,8 +26,9 @@ fn only_the_devices_tpm_opens_it_and_only_for_its_volume() {
     let ak_name = TpmPublic::parse(&data("ak.pub")).unwrap().0.name().unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let pass = b"correct horse battery staple";
-    let r = wrap(&ek, &ak_name, "dev1", "uuid-1", "boot-1", pass, &mut rng).unwrap();
-    assert_eq!(r.boot_id, "boot-1");
+    let boot_1: BootId = "11111111-2222-4333-8444-555555555555".parse().unwrap();
+    let r = wrap(&ek, &ak_name, "dev1", "uuid-1", &boot_1, pass, &mut rng).unwrap();
+    assert_eq!(r.boot_id, boot_1);
     assert_eq!(r.volume_uuid, "uuid-1");
     let json = String::from_utf8(vouch_attest::protocol::encode(&r)).unwrap();
     assert!(!json.contains("horse"), "{json}");
@@ -50,7 +52,7 @@ fn only_the_devices_tpm_opens_it_and_only_for_its_volume() {
         Err(DeliveryError::Open)
     ));
     let mut other_boot = r.clone();
-    other_boot.boot_id = "boot-2".into();
+    other_boot.boot_id = "11111111-2222-4333-8444-555555555556".parse().unwrap();
     assert!(matches!(
         unwrap(&other_boot, &key, "dev1"),
         Err(DeliveryError::Open)
@@ -95,12 +97,12 @@ fn only_the_devices_tpm_opens_it_and_only_for_its_volume() {
         Err(DeliveryError::NonceLength(11))
     ));
     assert!(matches!(
-        wrap(&ek, &ak_name, "d", "u", "b", b"", &mut rng),
+        wrap(&ek, &ak_name, "d", "u", &boot_1, b"", &mut rng),
         Err(DeliveryError::PassphraseSize(0))
     ));
     let long = vec![b'x'; 1025];
     assert!(matches!(
-        wrap(&ek, &ak_name, "d", "u", "b", &long, &mut rng),
+        wrap(&ek, &ak_name, "d", "u", &boot_1, &long, &mut rng),
         Err(DeliveryError::PassphraseSize(1025))
     ));
 }

@@ -1,6 +1,7 @@
 //! End-to-end against the real mosquitto, `vouch-fleet serve` as a process and a swtpm booted
 //! from a real firmware event log: enrollment, a trusted verdict, a replayed answer
-//! (`nonce_used`), an oversized answer, a late answer (`nonce_expired`), then a PCR extended
+//! (`nonce_used`), an oversized answer, a late answer (`nonce_expired`, handled at a time past
+//! the nonce's lifetime instead of waiting for it), then a PCR extended
 //! after boot: untrusted with the PCR named, alert published, certificate revoked, device cut
 //! off and unable to reconnect.
 
@@ -14,7 +15,10 @@ use vouch_agent::tpm::Tpm;
 use vouch_attest::protocol::{self, Alert, BootAnnouncement, EnrollResponse, MAX_MESSAGE_BYTES};
 use vouch_attest::tpm::TpmPublic;
 use vouch_attest::HashAlg;
-use vouch_fleet::registry::DeviceStatus;
+use vouch_fleet::config::FleetConfig;
+use vouch_fleet::registry::{now_ms, DeviceStatus};
+use vouch_fleet::serve::verifier::Verifier;
+use vouch_fleet::serve::Server;
 
 const SECS: Duration = Duration::from_secs(5);
 
@@ -25,7 +29,6 @@ async fn enroll_attest_refusals_then_untrusted_and_revoked() {
     swtpm.boot_from_log(&log).unwrap();
     let fleet = Fleet::start(
         Settings {
-            nonce_lifetime_secs: Some(2),
             revoke_on_untrusted: true,
             ..Settings::default()
         },
@@ -73,7 +76,7 @@ async fn enroll_attest_refusals_then_untrusted_and_revoked() {
     let cmd = format!("devices/{device_id}/cmd/attest");
     let att = format!("devices/{device_id}/attestation");
     let boot = BootAnnouncement {
-        boot_id: "boot-1".into(),
+        boot_id: "b0071d00-0000-4000-8000-000000000001".parse().unwrap(),
     };
     dev.publish(
         &format!("devices/{device_id}/boot"),
@@ -90,6 +93,12 @@ async fn enroll_attest_refusals_then_untrusted_and_revoked() {
     let text = String::from_utf8_lossy(&shown.stdout);
     assert!(text.contains("status:      trusted"), "{text}");
     assert!(text.contains("boot id:     boot-1"), "{text}");
+    // Times for people are RFC 3339 UTC, not milliseconds since the epoch.
+    let enrolled = text
+        .lines()
+        .find_map(|l| l.strip_prefix("enrolled:    "))
+        .unwrap_or_default();
+    assert!(is_rfc3339_utc(enrolled), "{text}");
 
     // The same answer again: refused, nothing appraised.
     dev.publish(&att, protocol::encode(&report)).await;
@@ -98,13 +107,20 @@ async fn enroll_attest_refusals_then_untrusted_and_revoked() {
     dev.publish(&att, vec![b' '; MAX_MESSAGE_BYTES + 1]).await;
     fleet.wait_audit("attestation_refused", "message_too_large", SECS);
 
-    // On demand through the registry; answered after the 2 s nonce lifetime.
+    // On demand through the registry; answered after the nonce lifetime: the fleet's handler is
+    // given a time past it (a second server on the same fleet state, so nothing waits).
     let out = fleet.cli(&["attest", &device_id, "--wait", "0"]);
     assert!(out.status.success(), "{out:?}");
     let ch = dev.next_on(&cmd, SECS).await;
-    tokio::time::sleep(Duration::from_millis(2300)).await;
-    dev.publish(&att, protocol::encode(&agent.answer(&ch, &log)))
-        .await;
+    let cfg = FleetConfig::load(&fleet.config).unwrap();
+    let lifetime = i64::try_from(cfg.nonce_lifetime.as_millis()).unwrap();
+    let late = Server::new(cfg, Verifier::new()).unwrap();
+    let answered = late.handle_at(
+        &att,
+        &protocol::encode(&agent.answer(&ch, &log)),
+        now_ms() + lifetime + 1,
+    );
+    assert!(answered.is_empty(), "{answered:?}");
     fleet.wait_audit("attestation_refused", "nonce_expired", SECS);
     assert_eq!(fleet.registry().verdicts(&device_id, 10).unwrap().len(), 1);
 
@@ -175,7 +191,26 @@ async fn enroll_attest_refusals_then_untrusted_and_revoked() {
     let audit = fleet.cli(&["audit"]);
     assert!(audit.status.success(), "{audit:?}");
     let text = String::from_utf8_lossy(&audit.stdout);
+    for line in text.lines() {
+        let at = line.split_whitespace().nth(1).unwrap_or_default();
+        assert!(is_rfc3339_utc(at), "{line}");
+    }
     for kind in ["enrolled", "verdict", "attestation_refused", "revoked"] {
         assert!(text.contains(kind), "{kind} missing from:\n{text}");
     }
+}
+
+/// `2026-12-07T10:11:12.345Z`.
+fn is_rfc3339_utc(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 24
+        && t.ends_with('Z')
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            23 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
 }

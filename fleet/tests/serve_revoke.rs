@@ -35,11 +35,12 @@ async fn revoked_devices_are_refused_and_the_cli_revocation_cuts_the_session() {
     let boot_topic = format!("devices/{device_id}/boot");
     let boot = |id: &str| {
         protocol::encode(&BootAnnouncement {
-            boot_id: id.to_string(),
+            boot_id: id.parse().unwrap(),
         })
     };
     // Active: a boot announcement is answered with a challenge.
-    dev.publish(&boot_topic, boot("boot-1")).await;
+    dev.publish(&boot_topic, boot("b0071d00-0000-4000-8000-000000000001"))
+        .await;
     let _ = dev
         .next_on(&format!("devices/{device_id}/cmd/attest"), SECS)
         .await;
@@ -50,7 +51,8 @@ async fn revoked_devices_are_refused_and_the_cli_revocation_cuts_the_session() {
         .registry()
         .set_status(&device_id, DeviceStatus::Revoked, now_ms())
         .unwrap();
-    dev.publish(&boot_topic, boot("boot-2")).await;
+    dev.publish(&boot_topic, boot("b0071d00-0000-4000-8000-000000000002"))
+        .await;
     fleet.wait_log(
         &format!("message on {boot_topic} refused: device {device_id} is revoked"),
         SECS,
@@ -116,7 +118,7 @@ async fn an_oversized_message_is_refused_once_and_the_fleet_goes_on() {
     dev.publish(
         &format!("devices/{device_id}/boot"),
         protocol::encode(&BootAnnouncement {
-            boot_id: "after-poison".into(),
+            boot_id: "b0071d00-0000-4000-8000-000000000003".parse().unwrap(),
         }),
     )
     .await;

@@ -396,9 +396,13 @@ fn expect_puback_135(id: &Identity, port: u16, topic: &str, payload: &[u8]) -> O
     }
 }
 
-fn boot_payload(boot_id: &str) -> Vec<u8> {
+/// A well-formed boot announcement whose boot id is derived from `label`.
+fn boot_payload(label: &str) -> Vec<u8> {
+    let digest = ring::digest::digest(&ring::digest::SHA256, label.as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest.as_ref()[..16]);
     protocol::encode(&BootAnnouncement {
-        boot_id: boot_id.to_string(),
+        boot_id: vouch_attest::boot::BootId::from_bytes(id),
     })
 }
 

@@ -187,6 +187,14 @@ fn agent_unit_keeps_the_deployment_contract() {
     assert_eq!(one("RestrictAddressFamilies"), "AF_INET AF_INET6 AF_UNIX");
     assert_eq!(one("LoadCredential"), "claim.key:/etc/vouch/claim.key");
     assert_eq!(one("ExecReload"), "/bin/kill -HUP $MAINPID");
+    // ProcSubset=pid hides /proc/sys/kernel/random/boot_id: the unit hands the boot id over
+    // (tests/boot_id.rs runs the agent in such a sandbox).
+    if one("ProcSubset") == "pid" {
+        assert!(
+            values(&s, "Environment").contains(&"VOUCH_BOOT_ID=%b"),
+            "ProcSubset=pid without Environment=VOUCH_BOOT_ID=%b: the agent cannot read its boot id"
+        );
+    }
     let start = one("ExecStart");
     assert!(start.starts_with("/usr/bin/vouch-agent run --config /etc/vouch/agent.toml"));
     assert!(

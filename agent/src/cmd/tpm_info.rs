@@ -23,6 +23,12 @@ pub struct Identity {
     pub ek_certificate_present: bool,
     /// The stored EK certificates: NV index and size.
     pub ek_certificates: Vec<CertSummary>,
+    /// This boot's id, as the agent announces it ([`crate::boot`]); `None` when it cannot be
+    /// read, with the reason in `boot_id_error`.
+    pub boot_id: Option<vouch_attest::boot::BootId>,
+    /// Why the boot id could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_id_error: Option<String>,
 }
 
 /// One EK certificate found in NV.
@@ -41,7 +47,10 @@ pub fn identity(tpm: &TpmClient) -> Result<Identity, CmdError> {
         Ok((info, device_identity(t)))
     })?;
     let id = id?;
+    let boot = crate::boot::current();
     Ok(Identity {
+        boot_id: boot.as_ref().ok().copied(),
+        boot_id_error: boot.err().map(|e| crate::exit::one_line(&e)),
         info,
         ek_algorithm: id.ek.alg.name(),
         ek_certified: id.ek_certified(),
@@ -76,6 +85,13 @@ pub fn run(tpm: &TpmClient, json: bool) -> Result<(), CmdError> {
         if id.ek_certified { " (certified)" } else { "" }
     );
     println!("device id:         {}", id.device_id);
+    match (&id.boot_id, &id.boot_id_error) {
+        (Some(b), _) => println!("boot id:           {b}"),
+        (None, why) => println!(
+            "boot id:           unavailable: {}",
+            why.as_deref().unwrap_or("unknown reason")
+        ),
+    }
     let certs: Vec<String> = id
         .ek_certificates
         .iter()

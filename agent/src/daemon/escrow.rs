@@ -14,6 +14,7 @@ use crate::tpm::worker::TpmClient;
 use crate::tpm::TpmError;
 use crate::volume::recovery::{self, RecoveryFileError, RECOVERY_PCRS};
 use std::path::Path;
+use vouch_attest::boot::BootId;
 use vouch_attest::escrow::EscrowRecord;
 use vouch_attest::escrow_delivery::{self, DeliveryError};
 use vouch_attest::policy_digest::parse_selection;
@@ -43,7 +44,7 @@ pub enum RecoverError {
     NotForThisTpm(String),
     /// The release was approved for another boot than this one.
     #[error("the release is for boot {release}, this is boot {current}: refused (the fleet must see this boot trusted first)")]
-    OtherBoot { release: String, current: String },
+    OtherBoot { release: BootId, current: BootId },
     /// The recovery PCR selection does not parse (a constant: a bug).
     #[error("recovery PCR selection {RECOVERY_PCRS}: {0}")]
     Selection(String),
@@ -81,13 +82,13 @@ pub fn deposits(state: &Path, device_id: &str) -> Vec<Vec<u8>> {
 /// A release is used only in the boot the fleet's verdict was for: the TPM would activate the
 /// credential in any boot, so this check is what keeps a passphrase approved for a trusted boot
 /// from reaching a later, unverified one.
-fn check_boot(release: &str, current: &str) -> Result<(), RecoverError> {
+fn check_boot(release: &BootId, current: &BootId) -> Result<(), RecoverError> {
     if release == current {
         Ok(())
     } else {
         Err(RecoverError::OtherBoot {
-            release: release.to_owned(),
-            current: current.to_owned(),
+            release: *release,
+            current: *current,
         })
     }
 }
@@ -112,14 +113,16 @@ pub fn refused_credential(e: &TpmError) -> Option<String> {
 }
 
 /// Handles a release: returns what to tell the fleet.
+/// Uses a release in boot `boot` (this boot's id, read once when the agent started).
 pub async fn recover(
     tpm: &TpmClient,
     state: &Path,
     device_id: &str,
+    boot: &BootId,
     release: EscrowRelease,
 ) -> RecoveryResult {
     let volume_uuid = release.volume_uuid.clone();
-    match keep(tpm, state, device_id, release).await {
+    match keep(tpm, state, device_id, boot, release).await {
         Ok(path) => {
             tracing::info!(volume = %volume_uuid, file = %path.display(), "recovery passphrase received and sealed to this boot");
             RecoveryResult {
@@ -146,9 +149,10 @@ async fn keep(
     tpm: &TpmClient,
     state: &Path,
     device_id: &str,
+    boot: &BootId,
     release: EscrowRelease,
 ) -> Result<std::path::PathBuf, RecoverError> {
-    check_boot(&release.boot_id, &super::session::boot_id())?;
+    check_boot(&release.boot_id, boot)?;
     let record = recovery::record_path(state, &release.volume_uuid)?;
     if !record.exists() {
         return Err(RecoverError::UnknownVolume(release.volume_uuid));
@@ -213,8 +217,13 @@ mod tests {
 
     #[test]
     fn a_release_for_another_boot_is_refused() {
-        assert!(check_boot("b1", "b1").is_ok());
-        let e = check_boot("b1", "b2").unwrap_err().to_string();
-        assert!(e.contains("boot b1") && e.contains("boot b2"), "{e}");
+        let b1: BootId = "11111111-2222-4333-8444-555555555555".parse().unwrap();
+        let b2: BootId = "11111111-2222-4333-8444-555555555556".parse().unwrap();
+        assert!(check_boot(&b1, &b1).is_ok());
+        let e = check_boot(&b1, &b2).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("boot {b1}")) && e.contains(&format!("boot {b2}")),
+            "{e}"
+        );
     }
 }

@@ -38,6 +38,9 @@ pub enum DaemonError {
         "refusing to run as root (the unit runs as user vouch); pass --allow-root to override"
     )]
     Root,
+    /// This boot's id could not be read.
+    #[error("cannot tell which boot this is")]
+    BootId(#[from] crate::boot::BootError),
     /// The async runtime could not start.
     #[error("starting the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -59,6 +62,9 @@ pub fn running_as_root() -> bool {
 /// SIGHUP re-reads the configuration file and restarts the broker session with it.
 pub fn run(config_path: &std::path::Path) -> Result<(), DaemonError> {
     let mut cfg = AgentConfig::load(config_path)?;
+    // Read once: every announcement and every escrow release check uses this value.
+    let boot = crate::boot::current()?;
+    tracing::info!(boot = %boot, "this boot");
     let tcti: Tcti = cfg
         .tcti
         .parse()
@@ -88,7 +94,7 @@ pub fn run(config_path: &std::path::Path) -> Result<(), DaemonError> {
             let me = loop_enroll(&cfg, &tpm).await;
             notifier.notify(&format!("STATUS=enrolled as {}", me.device_id));
             tokio::select! {
-                r = session::run(&cfg, &tpm, &me) => return r.map_err(DaemonError::from),
+                r = session::run(&cfg, &tpm, &me, boot) => return r.map_err(DaemonError::from),
                 _ = hangup.recv() => {
                     notifier.notify("RELOADING=1");
                     match AgentConfig::load(config_path) {

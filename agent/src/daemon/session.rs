@@ -36,6 +36,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
+use vouch_attest::boot::BootId;
 use vouch_attest::protocol::{
     self, AttestChallenge, BootAnnouncement, EscrowRelease, MAX_MESSAGE_BYTES,
 };
@@ -69,13 +70,6 @@ pub enum SessionError {
     /// The worker task ended (it runs for the whole session; a bug).
     #[error("the session's worker task ended")]
     WorkerGone,
-}
-
-/// This boot's id (the kernel's random boot id).
-pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -189,6 +183,8 @@ struct Work {
     eventlog: PathBuf,
     state_dir: PathBuf,
     device_id: String,
+    /// This boot's id, read once when the agent started ([`crate::boot`]).
+    boot: BootId,
 }
 
 impl Work {
@@ -197,14 +193,36 @@ impl Work {
     }
 }
 
+/// Attempts at reading the escrow records to deposit before giving up until the next start.
+const DEPOSIT_ATTEMPTS: u32 = 3;
+
 /// Publishes the boot announcement and the escrow deposits (through the outbox).
 async fn announce(w: &Work, client: &AsyncClient, shared: &Arc<Shared>) {
-    let boot = protocol::encode(&BootAnnouncement { boot_id: boot_id() });
+    let boot = protocol::encode(&BootAnnouncement { boot_id: w.boot });
     shared.send(client, w.topic("boot"), boot).await;
-    let (state, id) = (w.state_dir.clone(), w.device_id.clone());
-    let deposits = tokio::task::spawn_blocking(move || escrow::deposits(&state, &id))
-        .await
-        .unwrap_or_default();
+    let mut deposits = None;
+    for attempt in 1..=DEPOSIT_ATTEMPTS {
+        let (state, id) = (w.state_dir.clone(), w.device_id.clone());
+        match tokio::task::spawn_blocking(move || escrow::deposits(&state, &id)).await {
+            Ok(d) => {
+                deposits = Some(d);
+                break;
+            }
+            // The reading task failed (it panicked or the runtime is shutting down): say so
+            // and try again, rather than losing the deposits without a trace.
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "reading the escrow records to deposit failed");
+                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+            }
+        }
+    }
+    let Some(deposits) = deposits else {
+        tracing::error!(
+            attempts = DEPOSIT_ATTEMPTS,
+            "escrow records were not deposited; they will be at the agent's next start"
+        );
+        return;
+    };
     for d in deposits {
         shared.send(client, w.topic("escrow"), d).await;
     }
@@ -230,7 +248,8 @@ async fn work(
             _ = shared.wake.notified() => quote_pending(&w, &tpm, &client, &shared).await,
             r = releases.recv() => match r {
                 Some(release) => {
-                    let result = escrow::recover(&tpm, &w.state_dir, &w.device_id, release).await;
+                    let result =
+                        escrow::recover(&tpm, &w.state_dir, &w.device_id, &w.boot, release).await;
                     shared.send(&client, w.topic("recovery"), protocol::encode(&result)).await;
                 }
                 None => return,
@@ -359,7 +378,12 @@ impl Inbox {
 }
 
 /// Runs the session until a fatal error. Subscribes to its commands, then announces the boot.
-pub async fn run(cfg: &AgentConfig, tpm: &TpmClient, me: &Enrolled) -> Result<(), SessionError> {
+pub async fn run(
+    cfg: &AgentConfig,
+    tpm: &TpmClient,
+    me: &Enrolled,
+    boot: BootId,
+) -> Result<(), SessionError> {
     let tls = tls::device_config(
         &cfg.broker.ca_file,
         &me.certificate_pem,
@@ -408,6 +432,7 @@ pub async fn run(cfg: &AgentConfig, tpm: &TpmClient, me: &Enrolled) -> Result<()
             eventlog: cfg.eventlog.clone(),
             state_dir: cfg.state_dir.clone(),
             device_id: me.device_id.clone(),
+            boot,
         },
         tpm.clone(),
         client.clone(),

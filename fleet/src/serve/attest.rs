@@ -71,8 +71,9 @@ pub fn handle_boot(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64) -
     let result = srv
         .with_registry(|reg| match reg.device(device_id)? {
             Some(d) if d.status.is_active() => {
-                reg.set_boot_id(device_id, &boot.boot_id)?;
-                reg.record_boot(device_id, &boot.boot_id, now_ms)?;
+                let boot_id = boot.boot_id.to_string();
+                reg.set_boot_id(device_id, &boot_id)?;
+                reg.record_boot(device_id, &boot_id, now_ms)?;
                 Ok(true)
             }
             _ => Ok(false),

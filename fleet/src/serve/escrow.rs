@@ -50,6 +50,10 @@ pub enum SendError {
     /// Encrypting for the device's TPM failed.
     #[error("{0}")]
     Delivery(#[from] DeliveryError),
+    /// The boot the release was queued for is not a boot id (a registry written before boot
+    /// ids were checked).
+    #[error("the release names no valid boot")]
+    BootId(#[source] vouch_attest::boot::BootIdError),
 }
 
 /// The escrow private key of the fleet (`escrow.key.pem` in the state directory).
@@ -239,12 +243,13 @@ fn prepare(srv: &Server, r: &EscrowRelease) -> Result<Outgoing, SendError> {
     let ak_name = ak
         .name()
         .map_err(|source| SendError::Public { what: "AK", source })?;
+    let boot_id: vouch_attest::boot::BootId = r.boot_id.parse().map_err(SendError::BootId)?;
     let release = escrow_delivery::wrap(
         &ek,
         &ak_name,
         &r.device_id,
         &r.volume_uuid,
-        &r.boot_id,
+        &boot_id,
         &passphrase,
         &mut rand::rngs::OsRng,
     )?;

@@ -3,6 +3,7 @@
 //! use, read back on every later use, written durably (`vouch_durable`: temp file, fsync, rename,
 //! fsync of the directory). The private blob is encrypted by the TPM and useless without it.
 
+use super::flush::Flush;
 use super::EsapiTpm;
 use crate::tpm::TpmError;
 use std::path::{Path, PathBuf};
@@ -88,8 +89,11 @@ pub(super) fn blobs(tpm: &mut EsapiTpm, key: &ChildKey) -> Result<(Public, Priva
     Ok((created.out_public, created.out_private))
 }
 
-/// Loads the key under the SRK; the caller must flush the returned handle.
-pub(super) fn load(tpm: &mut EsapiTpm, key: &ChildKey) -> Result<(KeyHandle, Public), TpmError> {
+/// Loads the key under the SRK; flushed when the returned guard drops.
+pub(super) fn load<'a>(
+    tpm: &'a mut EsapiTpm,
+    key: &ChildKey,
+) -> Result<(Flush<'a, KeyHandle>, Public), TpmError> {
     let (public, private) = blobs(tpm, key)?;
     let srk = tpm.srk()?;
     let handle = tpm
@@ -98,5 +102,5 @@ pub(super) fn load(tpm: &mut EsapiTpm, key: &ChildKey) -> Result<(KeyHandle, Pub
             c.load(srk, private, public.clone())
         })
         .map_err(key.tpm_error)?;
-    Ok((handle, public))
+    Ok((Flush::new(tpm, handle), public))
 }

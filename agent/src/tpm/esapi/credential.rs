@@ -6,11 +6,12 @@
 //! path, success or failure, so repeated activations never exhaust a raw swtpm's three object
 //! and three session slots.
 
+use super::flush::Flush;
 use super::EsapiTpm;
 use crate::tpm::{EkAlg, TpmError};
 use tss_esapi::abstraction::ek;
 use tss_esapi::constants::SessionType;
-use tss_esapi::handles::{AuthHandle, KeyHandle, ObjectHandle, SessionHandle};
+use tss_esapi::handles::{AuthHandle, KeyHandle};
 use tss_esapi::interface_types::algorithm::{AsymmetricAlgorithm, HashingAlgorithm};
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{EncryptedSecret, IdObject, SymmetricDefinition};
@@ -39,10 +40,9 @@ pub fn activate(
         .map_err(TpmError::ActivateCredential)?;
     let secret = EncryptedSecret::try_from(body("TPM2B_ENCRYPTED_SECRET", encrypted_secret)?)
         .map_err(TpmError::ActivateCredential)?;
-    let (ak, _) = tpm.load_ak()?;
-    let result = with_ek(tpm, alg, ak, id_object, secret);
-    let _ = tpm.ctx.flush_context(ObjectHandle::from(ak));
-    result
+    let (mut ak, _) = tpm.load_ak()?;
+    let handle = ak.handle();
+    with_ek(&mut ak, alg, handle, id_object, secret)
 }
 
 fn with_ek(
@@ -58,9 +58,9 @@ fn with_ek(
     };
     let ek = ek::create_ek_object(&mut tpm.ctx, asym, None)
         .map_err(|source| TpmError::EndorsementKey { alg, source })?;
-    let result = with_policy(tpm, ak, ek, id_object, secret);
-    let _ = tpm.ctx.flush_context(ObjectHandle::from(ek));
-    result
+    let mut ek = Flush::new(tpm, ek);
+    let handle = ek.handle();
+    with_policy(&mut ek, ak, handle, id_object, secret)
 }
 
 fn with_policy(
@@ -84,7 +84,8 @@ fn with_policy(
         .ok_or(TpmError::ActivateCredential(Error::WrapperError(
             WrapperErrorKind::WrongValueFromTpm,
         )))?;
-    let ctx = &mut tpm.ctx;
+    let mut guard = Flush::new(tpm, session);
+    let ctx = &mut guard.ctx;
     let result = PolicySession::try_from(session)
         .and_then(|policy| {
             ctx.execute_with_session(Some(AuthSession::Password), |c| {
@@ -103,7 +104,7 @@ fn with_policy(
                 c.activate_credential(ak, ek, id_object, secret)
             })
         });
-    let _ = ctx.flush_context(ObjectHandle::from(SessionHandle::from(session)));
+    drop(guard);
     let digest = result.map_err(TpmError::ActivateCredential)?;
     Ok(Zeroizing::new(digest.value().to_vec()))
 }

@@ -2,12 +2,14 @@
 //!
 //! Keys: the SRK lives at persistent handle 0x81000001 (created if absent). The AK is a child of the
 //! SRK whose public and private blobs are kept in the state directory (`ak.pub`, `ak.priv`), so
-//! every run quotes with the same key without using up NV. Every transient object this backend
-//! loads is flushed after use; against a raw swtpm (no resource manager) objects and sessions
-//! leaked by earlier, killed clients are flushed on open.
+//! every run quotes with the same key without using up NV. Every transient object and session
+//! this backend loads is held by a [`flush::Flush`] guard, which flushes it when it goes out of
+//! scope; against a raw swtpm (no resource manager) objects and sessions leaked by earlier,
+//! killed clients are flushed on open.
 
 mod blobs;
 mod credential;
+mod flush;
 pub mod keys;
 mod seal;
 mod tls;
@@ -17,12 +19,13 @@ use super::{
     TpmError, TpmInfo,
 };
 use blobs::ChildKey;
+use flush::Flush;
 use keys::{ak_template, srk_template, SRK_HANDLE};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use tss_esapi::abstraction::{ek, nv, pcr};
 use tss_esapi::constants::{CapabilityType, PropertyTag};
-use tss_esapi::handles::{KeyHandle, ObjectHandle, PersistentTpmHandle, TpmHandle};
+use tss_esapi::handles::{KeyHandle, PersistentTpmHandle, TpmHandle};
 use tss_esapi::interface_types::algorithm::{AsymmetricAlgorithm, HashingAlgorithm};
 use tss_esapi::interface_types::dynamic_handles::Persistent;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
@@ -113,20 +116,21 @@ impl EsapiTpm {
                 c.create_primary(Hierarchy::Owner, template, None, None, None, None)
             })
             .map_err(TpmError::StorageRootKey)?;
+        let mut primary = Flush::new(self, created.key_handle);
         let persistent = PersistentTpmHandle::new(SRK_HANDLE).map_err(TpmError::StorageRootKey)?;
-        let result = self.ctx.execute_with_nullauth_session(|c| {
+        let result = primary.ctx.execute_with_nullauth_session(|c| {
             c.evict_control(
                 Provision::Owner,
                 created.key_handle.into(),
                 Persistent::Persistent(persistent),
             )
         });
-        let _ = self.ctx.flush_context(created.key_handle.into());
+        drop(primary);
         Ok(result.map_err(TpmError::StorageRootKey)?.into())
     }
 
-    /// Loads the AK under the SRK; the caller must flush the returned handle.
-    pub(super) fn load_ak(&mut self) -> Result<(KeyHandle, Public), TpmError> {
+    /// Loads the AK under the SRK; flushed when the returned guard drops.
+    fn load_ak(&mut self) -> Result<(Flush<'_, KeyHandle>, Public), TpmError> {
         blobs::load(self, &AK)
     }
 }
@@ -241,8 +245,9 @@ impl Tpm for EsapiTpm {
             EkAlg::Rsa2048 => AsymmetricAlgorithm::Rsa,
         };
         let handle = ek::create_ek_object(&mut self.ctx, asym, None).map_err(err)?;
-        let public = self.ctx.read_public(handle).map(|(p, _, _)| p);
-        let _ = self.ctx.flush_context(handle.into());
+        let mut ek = Flush::new(self, handle);
+        let public = ek.ctx.read_public(handle).map(|(p, _, _)| p);
+        drop(ek);
         let bytes = public.map_err(err)?.marshall().map_err(err)?;
         Ok(EndorsementKey {
             alg,
@@ -328,15 +333,16 @@ impl Tpm for EsapiTpm {
     fn quote(&mut self, nonce: &[u8], selection: &PcrSelection) -> Result<Quote, TpmError> {
         let list = selection_list(selection).map_err(TpmError::Quote)?;
         let data = Data::try_from(nonce.to_vec()).map_err(TpmError::Quote)?;
-        let (ak, _) = self.load_ak()?;
-        let result = self
+        let (mut ak, _) = self.load_ak()?;
+        let handle = ak.handle();
+        let result = ak
             .ctx
             // The AK's auth is empty: a password session avoids starting (and flushing) an HMAC
             // session per quote, which costs more than the quote itself.
             .execute_with_session(Some(AuthSession::Password), |c| {
-                c.quote(ak, data, SignatureScheme::Null, list)
+                c.quote(handle, data, SignatureScheme::Null, list)
             });
-        let _ = self.ctx.flush_context(ObjectHandle::from(ak));
+        drop(ak);
         let (attest, signature) = result.map_err(TpmError::Quote)?;
         let marshal = |what| move |source| TpmError::Marshal { what, source };
         Ok(Quote {

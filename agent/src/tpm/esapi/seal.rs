@@ -13,6 +13,7 @@
 //! approval over aHash, TPM2_PolicyAuthorize with the ticket; then TPM2_Unseal. Every session
 //! and object is flushed on every path.
 
+use super::flush::Flush;
 use super::{selection_list, tpm2b, EsapiTpm};
 use crate::seal::{
     agent_selection, auth_policy, check_authorization, compare_boot_state, resolve, Binding,
@@ -21,7 +22,7 @@ use crate::seal::{
 use crate::tpm::TpmError;
 use tss_esapi::attributes::{ObjectAttributesBuilder, SessionAttributesBuilder};
 use tss_esapi::constants::{SessionType, Tss2ResponseCodeKind};
-use tss_esapi::handles::{KeyHandle, ObjectHandle, SessionHandle};
+use tss_esapi::handles::KeyHandle;
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
@@ -55,13 +56,14 @@ fn sealed_template(policy: &[u8]) -> tss_esapi::Result<Public> {
 }
 
 /// Starts a session salted to the SRK with AES-128-CFB parameter encryption in the direction
-/// given: `decrypt` (command parameter) or `encrypt` (response parameter).
+/// given: `decrypt` (command parameter) or `encrypt` (response parameter). Flushed when the
+/// returned guard drops.
 fn salted_session(
     tpm: &mut EsapiTpm,
     srk: KeyHandle,
     kind: SessionType,
     command_encrypted: bool,
-) -> tss_esapi::Result<AuthSession> {
+) -> tss_esapi::Result<Flush<'_, AuthSession>> {
     let session = tpm
         .ctx
         .start_auth_session(
@@ -73,21 +75,14 @@ fn salted_session(
             HashingAlgorithm::Sha256,
         )?
         .ok_or(Error::WrapperError(WrapperErrorKind::WrongValueFromTpm))?;
+    let mut session = Flush::new(tpm, session);
     let (attrs, mask) = SessionAttributesBuilder::new()
         .with_decrypt(command_encrypted)
         .with_encrypt(!command_encrypted)
         .build();
-    if let Err(e) = tpm.ctx.tr_sess_set_attributes(session, attrs, mask) {
-        flush_session(tpm, session);
-        return Err(e);
-    }
+    let handle = session.handle();
+    session.ctx.tr_sess_set_attributes(handle, attrs, mask)?;
     Ok(session)
-}
-
-fn flush_session(tpm: &mut EsapiTpm, session: AuthSession) {
-    let _ = tpm
-        .ctx
-        .flush_context(ObjectHandle::from(SessionHandle::from(session)));
 }
 
 /// See [`crate::tpm::Tpm::seal`].
@@ -104,11 +99,12 @@ pub fn seal(
     let template = sealed_template(&digest).map_err(TpmError::Seal)?;
     let data = SensitiveData::try_from(secret.to_vec()).map_err(TpmError::Seal)?;
     let srk = tpm.srk()?;
-    let session = salted_session(tpm, srk, SessionType::Hmac, true).map_err(TpmError::Seal)?;
-    let created = tpm.ctx.execute_with_session(Some(session), |c| {
+    let mut session = salted_session(tpm, srk, SessionType::Hmac, true).map_err(TpmError::Seal)?;
+    let handle = session.handle();
+    let created = session.ctx.execute_with_session(Some(handle), |c| {
         c.create(srk, template, None, Some(data), None, None)
     });
-    flush_session(tpm, session);
+    drop(session);
     let created = created.map_err(TpmError::Seal)?;
     let public = created
         .out_public
@@ -158,8 +154,10 @@ pub fn unseal(
             c.load(srk, private, public)
         })
         .map_err(TpmError::Unseal)?;
-    let result = with_object(tpm, srk, object, &selection, approval);
-    let _ = tpm.ctx.flush_context(ObjectHandle::from(object));
+    let mut object = Flush::new(tpm, object);
+    let handle = object.handle();
+    let result = with_object(&mut object, srk, handle, &selection, approval);
+    drop(object);
     match (result, &sealed.binding) {
         (Err(e), Binding::Pcr { selection, values }) if is_policy_fail(&e) => {
             // Name the bound PCRs that changed. If none did (they changed back in between, or
@@ -185,24 +183,28 @@ fn with_object(
     approval: Option<&SignedPolicy>,
 ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
     let list = selection_list(&agent_selection(selection)?).map_err(TpmError::Unseal)?;
-    let session = salted_session(tpm, srk, SessionType::Policy, false).map_err(TpmError::Unseal)?;
-    let result = PolicySession::try_from(session)
+    let mut session =
+        salted_session(tpm, srk, SessionType::Policy, false).map_err(TpmError::Unseal)?;
+    let handle = session.handle();
+    let result = PolicySession::try_from(handle)
         .and_then(|policy| {
-            tpm.ctx
+            session
+                .ctx
                 .policy_pcr(policy, Digest::default(), list)
                 .map(|_| policy)
         })
         .map_err(TpmError::Unseal)
         .and_then(|policy| match approval {
-            Some(auth) => authorize(tpm, policy, auth),
+            Some(auth) => authorize(&mut session, policy, auth),
             None => Ok(()),
         })
         .and_then(|_| {
-            tpm.ctx
-                .execute_with_session(Some(session), |c| c.unseal(object.into()))
+            session
+                .ctx
+                .execute_with_session(Some(handle), |c| c.unseal(object.into()))
                 .map_err(TpmError::Unseal)
         });
-    flush_session(tpm, session);
+    drop(session);
     Ok(Zeroizing::new(result?.value().to_vec()))
 }
 
@@ -231,10 +233,12 @@ fn authorize(
         .ctx
         .load_external_public(key_public, Hierarchy::Owner)
         .map_err(TpmError::Unseal)?;
+    let mut key = Flush::new(tpm, key);
+    let handle = key.handle();
     let ticket = Digest::try_from(a_hash)
-        .and_then(|digest| tpm.ctx.verify_signature(key, digest, signature))
+        .and_then(|digest| key.ctx.verify_signature(handle, digest, signature))
         .map_err(TpmError::ApprovalRefused);
-    let _ = tpm.ctx.flush_context(ObjectHandle::from(key));
+    drop(key);
     let approved = Digest::try_from(d.approved_policy.clone()).map_err(TpmError::Unseal)?;
     let policy_ref = Nonce::try_from(d.policy_ref.clone()).map_err(TpmError::Unseal)?;
     tpm.ctx

@@ -4,6 +4,7 @@
 //! unrestricted). Every transient object loaded here is flushed before returning.
 
 use super::blobs::{self, ChildKey};
+use super::flush::Flush;
 use super::keys::tls_template;
 use super::{tpm2b, EsapiTpm};
 use crate::tpm::{Certification, TlsKey, TpmError};
@@ -26,8 +27,8 @@ fn blobs(tpm: &mut EsapiTpm) -> Result<(Public, Private), TpmError> {
     blobs::blobs(tpm, &TLS)
 }
 
-/// Loads the TLS key under the SRK; the caller must flush the returned handle.
-fn load(tpm: &mut EsapiTpm) -> Result<KeyHandle, TpmError> {
+/// Loads the TLS key under the SRK; flushed when the returned guard drops.
+fn load(tpm: &mut EsapiTpm) -> Result<Flush<'_, KeyHandle>, TpmError> {
     blobs::load(tpm, &TLS).map(|(h, _)| h)
 }
 
@@ -46,22 +47,24 @@ pub fn tls_key(tpm: &mut EsapiTpm) -> Result<TlsKey, TpmError> {
 /// See [`crate::tpm::Tpm::certify_tls_key`].
 pub fn certify(tpm: &mut EsapiTpm, qualifying_data: &[u8]) -> Result<Certification, TpmError> {
     let data = Data::try_from(qualifying_data.to_vec()).map_err(TpmError::Certify)?;
-    let tls = load(tpm)?;
-    let ak = match tpm.load_ak() {
-        Ok((ak, _)) => ak,
-        Err(e) => {
-            let _ = tpm.ctx.flush_context(ObjectHandle::from(tls));
-            return Err(e);
-        }
-    };
+    let mut tls = load(tpm)?;
+    let tls_handle = tls.handle();
+    // Loaded through the TLS key's guard: flushed first, then the TLS key.
+    let (mut ak, _) = tls.load_ak()?;
+    let ak_handle = ak.handle();
     let password = Some(AuthSession::Password);
-    let result = tpm
+    let result = ak
         .ctx
         .execute_with_sessions((password, password, None), |c| {
-            c.certify(ObjectHandle::from(tls), ak, data, SignatureScheme::Null)
+            c.certify(
+                ObjectHandle::from(tls_handle),
+                ak_handle,
+                data,
+                SignatureScheme::Null,
+            )
         });
-    let _ = tpm.ctx.flush_context(ObjectHandle::from(ak));
-    let _ = tpm.ctx.flush_context(ObjectHandle::from(tls));
+    drop(ak);
+    drop(tls);
     let (attest, signature) = result.map_err(TpmError::Certify)?;
     let marshal = |what| move |source| TpmError::Marshal { what, source };
     Ok(Certification {
@@ -82,13 +85,14 @@ pub fn sign(tpm: &mut EsapiTpm, digest: &[u8]) -> Result<Vec<u8>, TpmError> {
         digest: Default::default(),
     })
     .map_err(TpmError::Sign)?;
-    let key = load(tpm)?;
-    let result = tpm
+    let mut key = load(tpm)?;
+    let handle = key.handle();
+    let result = key
         .ctx
         .execute_with_session(Some(AuthSession::Password), |c| {
-            c.sign(key, digest, SignatureScheme::Null, ticket)
+            c.sign(handle, digest, SignatureScheme::Null, ticket)
         });
-    let _ = tpm.ctx.flush_context(ObjectHandle::from(key));
+    drop(key);
     let signature = result.map_err(TpmError::Sign)?;
     let bytes = signature.marshall().map_err(|source| TpmError::Marshal {
         what: "TPMT_SIGNATURE",

@@ -1,8 +1,10 @@
 //! File helpers for the fleet directory: private directories (0700), atomic replacement of files
 //! with an explicit mode (keys 0600), appending records, and size-bounded reads.
 //!
-//! Every write goes to a temporary file in the same directory that is synced and then renamed
-//! over the target, so a reader (mosquitto reloading `crl.pem`) never sees a half-written file.
+//! Every replacement goes through the one durable writer (`vouch_durable`): a temporary file in the
+//! same directory is written, synced and renamed over the target, and the directory is synced, so
+//! a reader (mosquitto reloading `crl.pem`) never sees a half-written file and a crash never loses
+//! a file that was reported written.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -32,18 +34,15 @@ pub enum FileError {
         mode: u32,
         source: std::io::Error,
     },
-    /// Writing (or syncing) a temporary file failed.
+    /// Appending to a file failed.
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// Renaming the temporary file over the target failed.
-    #[error("cannot replace {path}: {source}")]
-    Rename {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    /// Replacing a file failed (the error names the file and the step).
+    #[error(transparent)]
+    Replace(#[from] vouch_durable::Error),
     /// A file could not be opened or read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -53,9 +52,6 @@ pub enum FileError {
     /// A file is larger than this kind of file may be.
     #[error("{path} is larger than the limit of {limit} bytes")]
     TooLarge { path: PathBuf, limit: u64 },
-    /// A path has no parent directory or no file name.
-    #[error("{path} does not name a file inside a directory")]
-    NoParent { path: PathBuf },
 }
 
 /// Creates `path` (and missing parents) and sets its mode to 0700.
@@ -78,50 +74,9 @@ pub fn set_mode(path: &Path, mode: u32) -> Result<(), FileError> {
     })
 }
 
-/// Replaces `path` with `contents` atomically; the file has `mode` from the moment it exists.
+/// Replaces `path` with `contents` durably; the file has `mode` from the moment it exists.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileError> {
-    let (dir, name) = match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) => (dir, name),
-        _ => {
-            return Err(FileError::NoParent {
-                path: path.to_path_buf(),
-            })
-        }
-    };
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let write_err = |source| FileError::Write {
-        path: tmp.clone(),
-        source,
-    };
-    // A leftover from a crashed writer with the same pid would carry its old mode: remove it.
-    let _ = fs::remove_file(&tmp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(write_err)?;
-    // The umask may have cleared bits of `mode`; set it exactly.
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(write_err)?;
-    file.write_all(contents).map_err(write_err)?;
-    file.sync_all().map_err(write_err)?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(|source| {
-        let _ = fs::remove_file(&tmp);
-        FileError::Rename {
-            path: path.to_path_buf(),
-            source,
-        }
-    })?;
-    // Make the rename durable; a failure here does not undo the replacement.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    Ok(vouch_durable::write(path, contents, mode)?)
 }
 
 /// Appends `line` (which must end in a newline) to `path`, creating it with `mode` if needed.

@@ -7,9 +7,21 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use vouch_attest::policy_digest::parse_selection;
 
 /// Largest configuration file accepted.
 const CONFIG_LIMIT: u64 = 1024 * 1024;
+
+/// A valid policy name (`policies/NAME.toml`, `default_policy`, `device set-policy`):
+/// `[A-Za-z0-9._-]{1,64}`, not starting with a dot.
+pub fn valid_policy_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
 
 /// The configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -317,15 +329,17 @@ impl FleetConfig {
             }
         }
         let c = &file.challenge;
-        if crate::serve::evidence::parse_selection(&c.pcrs).is_err() {
+        // The selection goes to the agents as written: it must be in the form every side parses
+        // (no spaces), the one of vouch-attest.
+        if parse_selection(&c.pcrs).is_err() {
             return Err(ConfigError::Invalid {
                 path: p(),
                 key: "challenge.pcrs",
-                problem: "not a PCR selection like sha256:0-9",
+                problem: "not a PCR selection like sha256:0-9 (no spaces)",
             });
         }
         if let Some(name) = &file.verdict.default_policy {
-            if !crate::serve::policies::valid_name(name) {
+            if !valid_policy_name(name) {
                 return Err(ConfigError::Invalid {
                     path: p(),
                     key: "verdict.default_policy",
@@ -401,6 +415,30 @@ mod tests {
         let reparsed: toml::Table = toml::from_str(&parsed.to_toml().unwrap()).unwrap();
         let original: toml::Table = toml::from_str(&text).unwrap();
         assert_eq!(reparsed, original);
+    }
+
+    #[test]
+    fn a_challenge_selection_agents_cannot_parse_is_refused() {
+        // The fleet sends `challenge.pcrs` to every agent as written; with a space after the
+        // comma it used to pass here and then fail in every agent.
+        let example = std::fs::read_to_string(example_path()).unwrap();
+        let path = Path::new("/etc/vouch/fleet.toml");
+        for bad in ["sha256:0, 7", "sha256: 0-9", "sha256:0-9 "] {
+            let text = example.replace("pcrs = \"sha256:0-9\"", &format!("pcrs = \"{bad}\""));
+            assert_ne!(text, example);
+            assert!(
+                matches!(
+                    FleetConfig::from_toml(&text, path),
+                    Err(ConfigError::Invalid {
+                        key: "challenge.pcrs",
+                        ..
+                    })
+                ),
+                "{bad:?} accepted"
+            );
+        }
+        let text = example.replace("pcrs = \"sha256:0-9\"", "pcrs = \"sha256:0,7+sha1:0\"");
+        assert!(FleetConfig::from_toml(&text, path).is_ok());
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! `vouch-fleet`: the fleet side of Vouch.
 //!
 //! This file only parses the command line, dispatches to the command modules under `cli/` and maps
-//! their errors to exit codes. Every decision about evidence lives in `vouch-attest`.
+//! their errors to exit codes. Every decision about evidence lives in `vouch-attest`: the
+//! appraisal of a quote, event log and policy (`quote verify` and the server's verdicts both call
+//! `vouch_attest::appraisal`), the escrow release rule (`vouch_attest::escrow_release`), the device
+//! id (`vouch_attest::identity`).
 
 mod cli;
 

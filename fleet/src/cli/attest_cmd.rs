@@ -2,7 +2,7 @@
 //! the verdict. The request goes through the registry (`attest_requests`), which the server
 //! polls every second; the verdict is read back from the registry.
 
-use super::serve::{fail, open, ConfigArg};
+use super::common::{fail, open, ConfigArg};
 use crate::exit;
 use clap::Args;
 use std::process::ExitCode;

@@ -1,6 +1,6 @@
 //! `vouch-fleet devices`, `device show ID` and `audit`: reading the registry.
 
-use super::serve::{fail, open, ConfigArg};
+use super::common::{fail, open, rfc3339_ms, ConfigArg};
 use crate::exit;
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
@@ -48,7 +48,7 @@ fn run_set_policy(args: SetPolicyArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return fail("device set-policy", &e, e.code()),
     };
-    if !vouch_fleet::serve::policies::valid_name(&args.policy) {
+    if !vouch_fleet::config::valid_policy_name(&args.policy) {
         eprintln!(
             "vouch-fleet device set-policy: {:?} is not a policy name",
             args.policy
@@ -144,7 +144,7 @@ fn print_device(d: &Device, verdicts: &[StoredVerdict]) {
     println!("device:      {}", d.id);
     println!("status:      {}", d.status);
     println!("serial:      {}", d.cert_serial.as_deref().unwrap_or("-"));
-    println!("enrolled:    {} ms", d.enrolled_ms);
+    println!("enrolled:    {}", rfc3339_ms(d.enrolled_ms));
     println!("boot id:     {}", d.last_boot_id.as_deref().unwrap_or("-"));
     println!("EK:          {}", hex_or(&d.ek_public));
     println!("AK:          {}", hex_or(&d.ak_public));
@@ -153,9 +153,9 @@ fn print_device(d: &Device, verdicts: &[StoredVerdict]) {
     for v in verdicts {
         let what = if v.trusted { "trusted" } else { "untrusted" };
         println!(
-            "  #{} at {} ms: {what} (latency {} ms)",
+            "  #{} at {}: {what} (latency {} ms)",
             v.id,
-            v.stored_ms,
+            rfc3339_ms(v.stored_ms),
             v.stored_ms.saturating_sub(v.challenged_ms)
         );
         for r in &v.reasons {
@@ -221,7 +221,7 @@ pub fn run_audit(args: AuditArgs) -> ExitCode {
             println!(
                 "{:>6}  {}  {:<19}  {}  {}",
                 r.seq,
-                r.at_ms,
+                rfc3339_ms(r.at_ms),
                 r.kind,
                 r.device_id.as_deref().unwrap_or("-"),
                 r.detail

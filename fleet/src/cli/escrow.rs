@@ -14,7 +14,7 @@
 //! Every release is written to the audit log (kind `escrow_release`, with the verdict id or the
 //! override reason); refusals name why.
 
-use super::serve::{fail, open, ConfigArg};
+use super::common::{fail, open, ConfigArg};
 use crate::exit;
 use clap::{Args, Subcommand};
 use std::io::{Read, Write};
@@ -144,9 +144,7 @@ pub enum EscrowCmdError {
 impl EscrowCmdError {
     fn code(&self) -> u8 {
         match self {
-            EscrowCmdError::Refused { .. } | EscrowCmdError::DeviceFailed { .. } => {
-                exit::REJECTED
-            }
+            EscrowCmdError::Refused { .. } | EscrowCmdError::DeviceFailed { .. } => exit::REJECTED,
             EscrowCmdError::Registry(_)
             | EscrowCmdError::Write { .. }
             | EscrowCmdError::NoAnswer { .. } => exit::INTERNAL,

@@ -2,6 +2,7 @@
 //! mosquitto configuration and ACL, fleet.toml). The work is done by
 //! [`vouch_fleet::pki::setup`]; this module parses arguments and reports.
 
+use super::common::chain;
 use crate::exit;
 use clap::Args;
 use std::path::PathBuf;
@@ -69,19 +70,4 @@ pub fn run(args: InitArgs) -> ExitCode {
             ExitCode::from(code)
         }
     }
-}
-
-/// The error and its sources, joined with ": ".
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        let text = inner.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = inner.source();
-    }
-    s
 }

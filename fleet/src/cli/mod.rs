@@ -1,6 +1,7 @@
 //! Command implementations of `vouch-fleet`, one module per subcommand group.
 
 pub mod attest_cmd;
+pub mod common;
 pub mod devices;
 pub mod escrow;
 pub mod eventlog;

@@ -8,6 +8,7 @@
 //!   a signed policy file (`vouch_attest::policy_digest::signed`). `--serial` defaults to the
 //!   current Unix time in milliseconds; devices refuse a file older than the newest they hold.
 
+use super::common::chain;
 use crate::exit;
 use clap::{Args, Subcommand};
 use ring::rand::SystemRandom;
@@ -173,20 +174,6 @@ fn report(result: Result<String, PolicySignError>) -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        let text = inner.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = inner.source();
-    }
-    s
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, PolicySignError> {

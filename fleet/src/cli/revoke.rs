@@ -1,7 +1,7 @@
 //! `vouch-fleet revoke ID` and `vouch-fleet delete ID`: revoke the device certificate (CRL,
 //! broker reload) and, for `delete`, decommission the device (keys forgotten, audit kept).
 
-use super::serve::{fail, open, ConfigArg};
+use super::common::{fail, open, ConfigArg};
 use crate::exit;
 use clap::Args;
 use std::process::ExitCode;

@@ -4,6 +4,7 @@
 //! configured default. A policy that is assigned but missing or invalid makes the verdict
 //! untrusted with a named reason: appraisal fails closed.
 
+use crate::config::valid_policy_name;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use vouch_attest::policy::Policy;
@@ -27,16 +28,6 @@ pub enum Resolved<'a> {
     Policy(&'a str, &'a Policy),
     /// Assigned but not usable, with why.
     Unusable(&'a str, &'a str),
-}
-
-/// A valid policy name: `[A-Za-z0-9._-]{1,64}`, not starting with a dot.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Path of the policy called `name` in `dir`.
@@ -73,7 +64,7 @@ impl PolicyStore {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_suffix(".toml"))
-                .filter(|n| valid_name(n))
+                .filter(|n| valid_policy_name(n))
                 .map(str::to_string)
             else {
                 continue;
@@ -156,6 +147,8 @@ mod tests {
             Resolved::Unusable("gone", _)
         ));
         assert!(matches!(store.resolve(None, None), Resolved::None));
-        assert!(!valid_name("../x") && !valid_name("") && valid_name("rhel9-sb"));
+        assert!(
+            !valid_policy_name("../x") && !valid_policy_name("") && valid_policy_name("rhel9-sb")
+        );
     }
 }

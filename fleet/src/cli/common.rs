@@ -1,0 +1,111 @@
+//! What the subcommands share: the `--config` argument, loading it and opening the registry,
+//! printing an error with its causes, and the root check.
+
+use crate::exit;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vouch_fleet::config::{ConfigError, FleetConfig};
+use vouch_fleet::registry::{Registry, RegistryError};
+
+/// The `--config` every registry command takes.
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArg {
+    /// The fleet configuration (fleet.toml written by `vouch-fleet init`).
+    #[arg(long, value_name = "FILE", env = "VOUCH_FLEET_CONFIG")]
+    pub config: PathBuf,
+}
+
+/// True when the effective user is root (from /proc, no libc call needed).
+pub fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Loading the configuration or the registry failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The configuration is unreadable or invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The registry could not be opened.
+    #[error("{0}")]
+    Registry(#[from] RegistryError),
+}
+
+impl SetupError {
+    /// Exit code: configuration problems are input errors.
+    pub fn code(&self) -> u8 {
+        match self {
+            SetupError::Config(_) => exit::INPUT,
+            SetupError::Registry(_) => exit::INTERNAL,
+        }
+    }
+}
+
+/// Loads the configuration and opens its registry.
+pub fn open(arg: &ConfigArg) -> Result<(FleetConfig, Registry), SetupError> {
+    let cfg = FleetConfig::load(&arg.config)?;
+    let reg = Registry::open(&cfg.state_dir)?;
+    Ok((cfg, reg))
+}
+
+/// The error and its sources, joined with ": ".
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = inner.source();
+    }
+    s
+}
+
+/// Prints `vouch-fleet <cmd>: <error chain>` and returns `code`.
+pub fn fail(cmd: &str, e: &dyn std::error::Error, code: u8) -> ExitCode {
+    eprintln!("vouch-fleet {cmd}: {}", chain(e));
+    ExitCode::from(code)
+}
+
+/// A time in milliseconds since the epoch as RFC 3339 UTC with milliseconds
+/// (`2023-11-14T22:13:20.123Z`), for output read by people (`--json` keeps the milliseconds).
+/// A value no calendar date fits is printed as `<ms> ms`.
+pub fn rfc3339_ms(ms: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        ),
+        Err(_) => format!("{ms} ms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339_ms;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        // `date -u -d @1700000000 +%FT%TZ` prints 2023-11-14T22:13:20Z.
+        assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339_ms(i64::MAX), format!("{} ms", i64::MAX));
+    }
+}

@@ -92,7 +92,10 @@ async fn enroll_attest_refusals_then_untrusted_and_revoked() {
     let shown = fleet.cli(&["device", "show", &device_id]);
     let text = String::from_utf8_lossy(&shown.stdout);
     assert!(text.contains("status:      trusted"), "{text}");
-    assert!(text.contains("boot id:     boot-1"), "{text}");
+    assert!(
+        text.contains("boot id:     b0071d00-0000-4000-8000-000000000001"),
+        "{text}"
+    );
     // Times for people are RFC 3339 UTC, not milliseconds since the epoch.
     let enrolled = text
         .lines()

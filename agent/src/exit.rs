@@ -73,8 +73,9 @@ fn tpm(e: &TpmError) -> u8 {
         T::AuthorizationMissing
         | T::AuthorizationKey { .. }
         | T::AuthorizationRef { .. }
-        | T::ApprovalRefused(_)
-        | T::MemoryApproval(_) => FAILED,
+        | T::ApprovalRefused(_) => FAILED,
+        #[cfg(any(test, feature = "memory-tpm"))]
+        T::MemoryApproval(_) => FAILED,
         T::SecretSize { .. } | T::SealPolicy(_) => USAGE,
         T::KeyState { .. } => IO,
         T::WorkerGone => INTERNAL,

@@ -188,6 +188,14 @@ fn agent_package_contents_and_conffiles() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o755);
+    // The software TPM is for tests only: the shipped binary does not contain it (its messages
+    // would be in the binary's strings).
+    let binary = fs::read(root.path().join("usr/bin/vouch-agent")).unwrap();
+    let needle = b"in-memory TPM";
+    assert!(
+        !binary.windows(needle.len()).any(|w| w == needle),
+        "the packaged agent contains the in-memory TPM"
+    );
 }
 
 #[test]

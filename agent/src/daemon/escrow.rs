@@ -107,7 +107,9 @@ pub fn refused_credential(e: &TpmError) -> Option<String> {
             }
             _ => None,
         },
-        TpmError::CredentialFormat { .. } | TpmError::MemoryCredential(_) => Some(e.to_string()),
+        TpmError::CredentialFormat { .. } => Some(e.to_string()),
+        #[cfg(any(test, feature = "memory-tpm"))]
+        TpmError::MemoryCredential(_) => Some(e.to_string()),
         _ => None,
     }
 }

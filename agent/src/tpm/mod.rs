@@ -219,6 +219,7 @@ pub enum TpmError {
     #[error("activating the credential failed: {0}")]
     ActivateCredential(#[source] tss_esapi::Error),
     /// The in-memory TPM refused a credential (wrong AK name, tampered blob, bad format).
+    #[cfg(any(test, feature = "memory-tpm"))]
     #[error("in-memory TPM: activating the credential failed: {0}")]
     MemoryCredential(#[source] vouch_attest::credential::CredentialError),
     /// Creating or loading the TLS key failed.
@@ -271,9 +272,11 @@ pub enum TpmError {
     #[error("the TPM refused the signed policy's approval signature: {0}")]
     ApprovalRefused(#[source] tss_esapi::Error),
     /// The in-memory TPM refused an approval signature.
+    #[cfg(any(test, feature = "memory-tpm"))]
     #[error("in-memory TPM: the approval signature does not verify with the fleet key: {0}")]
     MemoryApproval(#[source] vouch_attest::policy_digest::PolicyDigestError),
     /// The software TPM was asked for something it does not model.
+    #[cfg(any(test, feature = "memory-tpm"))]
     #[error("in-memory TPM: {0}")]
     Memory(&'static str),
     /// The TPM worker thread is gone (it panicked or was shut down).

@@ -136,7 +136,13 @@ async fn attempt(cfg: &AgentConfig, tpm: &TpmClient) -> Result<Enrolled, EnrollE
         &cfg.broker.claim_cert,
         &cfg.broker.claim_key,
     )?;
-    let opts = options(&cfg.broker, cfg.broker.enroll_port, &request_id, claim, true);
+    let opts = options(
+        &cfg.broker,
+        cfg.broker.enroll_port,
+        &request_id,
+        claim,
+        true,
+    );
     let (client, mut events) = AsyncClient::new(opts, 16);
     let response_topic = format!("enroll/{request_id}/response");
     let request_topic = format!("enroll/{request_id}/request");

@@ -29,7 +29,7 @@ pub enum DeliveryError {
     #[error("recovery passphrase is {0} bytes; 1 to {MAX_PASSPHRASE} allowed")]
     PassphraseSize(usize),
     /// MakeCredential to the device's EK failed.
-    #[error("cannot protect the delivery key for the device's EK: {0}")]
+    #[error("cannot protect the delivery key for the device's EK")]
     Credential(#[source] CredentialError),
     /// AES-GCM encryption failed.
     #[error("AES-GCM encryption of the passphrase failed")]

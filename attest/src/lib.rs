@@ -14,6 +14,7 @@ pub mod credential;
 pub mod escrow;
 pub mod escrow_delivery;
 pub mod escrow_release;
+pub mod errors;
 pub mod eventlog;
 pub mod identity;
 pub mod pcrfile;

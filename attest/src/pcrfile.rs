@@ -107,7 +107,7 @@ pub enum PcrFileError {
         size: usize,
     },
     /// The JSON is not valid JSON.
-    #[error("PCR JSON: {0}")]
+    #[error("PCR JSON is not valid JSON")]
     Json(#[source] serde_json::Error),
     /// The JSON has the wrong shape.
     #[error("PCR JSON: {0}")]

@@ -34,7 +34,7 @@ pub enum ProtocolError {
     #[error("message of {size} bytes exceeds the {max}-byte limit")]
     TooLarge { size: usize, max: usize },
     /// The payload is not the expected JSON message.
-    #[error("malformed {what} message: {source}")]
+    #[error("malformed {what} message")]
     Json {
         what: &'static str,
         #[source]

@@ -11,7 +11,8 @@ use vouch_attest::{HashAlg, PcrBanks};
 fn refused(text: &str) -> String {
     match Policy::from_toml(text) {
         Ok(p) => panic!("accepted: {p:?}"),
-        Err(e) => e.to_string(),
+        // The message names what failed, its causes say why: check the whole chain.
+        Err(e) => vouch_attest::errors::chain(&e),
     }
 }
 

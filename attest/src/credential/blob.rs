@@ -26,7 +26,7 @@ pub enum BlobError {
     #[error("name algorithm {0} cannot be used for KDFa / HMAC")]
     UnsupportedHash(HashAlg),
     /// The TPM2B_ID_OBJECT is malformed.
-    #[error("TPM2B_ID_OBJECT: {0}")]
+    #[error("malformed TPM2B_ID_OBJECT")]
     Format(#[source] WireError),
     /// The integrity HMAC has the wrong size.
     #[error("TPM2B_ID_OBJECT integrity HMAC is {found} bytes, expected {expected}")]
@@ -40,7 +40,7 @@ pub enum BlobError {
     #[error("TPM2B_ID_OBJECT integrity HMAC does not match (wrong name, wrong seed or tampered)")]
     Integrity,
     /// The decrypted credential is not a well-formed TPM2B_DIGEST.
-    #[error("decrypted credential is not a TPM2B_DIGEST: {0}")]
+    #[error("decrypted credential is not a TPM2B_DIGEST")]
     Credential(#[source] WireError),
 }
 

@@ -14,22 +14,22 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum CertificationError {
     /// The AK public area cannot be used as a verification key.
-    #[error("AK public key: {0}")]
+    #[error("AK public key cannot be used to verify")]
     AkKey(#[source] AkError),
     /// The AK lacks attributes every AK must have.
     #[error("AK is missing required attributes: {}", .0.join(", "))]
     AkAttributes(Vec<&'static str>),
     /// The TLS key's Name cannot be computed.
-    #[error("TLS key public area: {0}")]
+    #[error("TLS key public area has no Name")]
     TlsKey(#[source] PublicError),
     /// The signature bytes are not a TPMT_SIGNATURE.
-    #[error("certification signature: {0}")]
+    #[error("certification signature is not a TPMT_SIGNATURE")]
     SignatureFormat(#[source] SignatureError),
     /// The signature does not verify with the AK over the attestation.
-    #[error("certification signature is not the AK's: {0}")]
+    #[error("certification signature is not the AK's")]
     Signature(#[source] CheckFailure),
     /// The attestation bytes are not a TPMS_ATTEST.
-    #[error("certification attestation: {0}")]
+    #[error("certification attestation is not a TPMS_ATTEST")]
     AttestFormat(#[source] AttestError),
     /// The attestation does not start with TPM_GENERATED_VALUE.
     #[error("attestation magic {0:#010x} is not TPM_GENERATED_VALUE (0xff544347)")]

@@ -60,19 +60,19 @@ pub enum CredentialError {
         max: usize,
     },
     /// The seed could not be made, encrypted or recovered.
-    #[error("credential seed: {0}")]
+    #[error("cannot make or recover the credential seed")]
     Seed(#[from] SeedError),
     /// The credential blob could not be built or opened.
-    #[error("credential blob: {0}")]
+    #[error("cannot build or open the credential blob")]
     Blob(#[from] BlobError),
     /// The EK given with a private key is not an ECC key.
     #[error("a software EK must be ECC P-256")]
     SoftwareEkNotEcc,
     /// The TPM2B_ENCRYPTED_SECRET is malformed.
-    #[error("TPM2B_ENCRYPTED_SECRET: {0}")]
+    #[error("malformed TPM2B_ENCRYPTED_SECRET")]
     EncryptedSecret(#[source] WireError),
     /// A tpm2-tools credential file is malformed.
-    #[error("tpm2-tools credential file: {0}")]
+    #[error("malformed tpm2-tools credential file")]
     ToolsFile(#[source] WireError),
     /// A tpm2-tools credential file has the wrong magic or version.
     #[error("tpm2-tools credential file header {magic:#010x} version {version}, expected {TOOLS_MAGIC:#010x} version {TOOLS_VERSION}")]

@@ -36,13 +36,13 @@ pub enum SeedError {
     #[error("name algorithm {0} cannot be used for the seed (SHA-1/256/384/512 only)")]
     UnsupportedHash(HashAlg),
     /// The RSA EK's modulus or exponent is not a usable RSA public key.
-    #[error("RSA EK public key rejected: {0}")]
+    #[error("RSA EK public key rejected")]
     RsaKey(#[source] rsa::Error),
     /// RSA-OAEP encryption of the seed failed.
-    #[error("RSA-OAEP encryption of the seed failed: {0}")]
+    #[error("RSA-OAEP encryption of the seed failed")]
     RsaEncrypt(#[source] rsa::Error),
     /// The encrypted secret is not a TPMS_ECC_POINT.
-    #[error("encrypted secret is not a TPMS_ECC_POINT: {0}")]
+    #[error("encrypted secret is not a TPMS_ECC_POINT")]
     SecretFormat(#[source] WireError),
     /// The ephemeral point in the encrypted secret is not a valid P-256 point.
     #[error("ephemeral point in the encrypted secret is not a point on P-256")]

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// A UEFI variable event's UEFI_VARIABLE_DATA is malformed.
-    #[error("event {index}: {source}")]
+    #[error("event {index}: malformed UEFI_VARIABLE_DATA")]
     Variable {
         /// Index of the event.
         index: usize,
@@ -53,7 +53,7 @@ pub enum DecodeError {
         available: usize,
     },
     /// The image's device path is malformed.
-    #[error("event {index}: {source}")]
+    #[error("event {index}: malformed device path")]
     DevicePath {
         /// Index of the event.
         index: usize,

@@ -89,7 +89,7 @@ fn unusable(policy: &Policy, facts: &Facts<'_, '_>, f: &mut Failures) {
                 Rule::EventDecode,
                 Some(u.event_index),
                 Some(u.pcr),
-                e.to_string(),
+                crate::errors::chain(e),
             ),
             None => f.push(
                 Rule::EventDigest,

@@ -27,7 +27,7 @@ pub enum PolicyError {
     },
     /// Not valid TOML, an unknown key, a wrong type, or a malformed value (the message gives
     /// the line and column).
-    #[error("policy does not load: {0}")]
+    #[error("policy does not load")]
     Toml(#[source] toml::de::Error),
     /// `version` is not [`FORMAT_VERSION`].
     #[error(
@@ -56,7 +56,7 @@ pub enum PolicyError {
         bank: HashAlg,
     },
     /// Writing the document failed.
-    #[error("cannot write the policy as TOML: {0}")]
+    #[error("cannot write the policy as TOML")]
     Encode(#[source] toml::ser::Error),
 }
 

@@ -40,7 +40,7 @@ const STATEMENT_TAG: &[u8] = b"VOUCH-SIGNED-PCR-POLICY/1\0";
 #[derive(Debug, Error)]
 pub enum SignedPolicyError {
     /// Not JSON of the expected shape.
-    #[error("signed policy: not valid JSON of the expected shape: {0}")]
+    #[error("signed policy: not valid JSON of the expected shape")]
     Json(#[source] serde_json::Error),
     /// The `format` field names another format or version.
     #[error("signed policy: format {0:?}, expected {FORMAT:?}")]
@@ -52,10 +52,10 @@ pub enum SignedPolicyError {
         field: &'static str,
     },
     /// The `pcrs` object is malformed.
-    #[error("signed policy: field pcrs: {0}")]
+    #[error("signed policy: malformed field pcrs")]
     Pcrs(#[source] PcrFileError),
     /// The selection, values or policyRef do not give a policy digest.
-    #[error("signed policy: {0}")]
+    #[error("signed policy: cannot compute the policy digest of its selection, values and policyRef")]
     Policy(#[source] PolicyDigestError),
     /// A PCR value is listed that the selection does not select.
     #[error("signed policy: value for PCR {bank}:{pcr}, which the selection does not select")]
@@ -66,10 +66,10 @@ pub enum SignedPolicyError {
         pcr: u32,
     },
     /// The key is not a TPM2B_PUBLIC.
-    #[error("signed policy: field key: {0}")]
+    #[error("signed policy: field key is not a TPM2B_PUBLIC")]
     Key(#[source] PublicError),
     /// A signature is not a TPMT_SIGNATURE.
-    #[error("signed policy: field {field}: {source}")]
+    #[error("signed policy: field {field} is not a TPMT_SIGNATURE")]
     Signature {
         /// The field.
         field: &'static str,
@@ -84,10 +84,10 @@ pub enum SignedPolicyError {
     #[error("signed policy: key_name is not the Name of key")]
     KeyNameMismatch,
     /// The approval signature does not verify.
-    #[error("signed policy: approval signature: {0}")]
+    #[error("signed policy: the approval signature does not verify")]
     Approval(#[source] PolicyDigestError),
     /// The statement signature does not verify.
-    #[error("signed policy: statement signature (serial, PCRs): {0}")]
+    #[error("signed policy: the statement signature (serial, PCRs) does not verify")]
     Statement(#[source] PolicyDigestError),
 }
 

@@ -22,7 +22,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum AkError {
     /// A PEM or DER SubjectPublicKeyInfo could not be read.
-    #[error("{format:?} public key: {source}")]
+    #[error("unusable {format:?} public key")]
     Spki {
         /// The format detected.
         format: AkFormat,
@@ -31,13 +31,13 @@ pub enum AkError {
         source: KeyError,
     },
     /// A TPM public area could not be read.
-    #[error("TPM public area: {0}")]
+    #[error("unusable TPM public area")]
     Tpm(#[source] PublicError),
     /// The PEM is not UTF-8 text.
     #[error("PEM public key is not valid UTF-8 text")]
     PemNotText,
     /// The key cannot be converted to the form the verifier needs.
-    #[error("AK key: {0}")]
+    #[error("the AK cannot be used to verify")]
     Key(#[source] KeyError),
 }
 

@@ -23,10 +23,10 @@ pub const MAX_DIGEST: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AttestError {
     /// The bytes ended early, a size was out of range or bytes were left over.
-    #[error("TPMS_ATTEST: {0}")]
+    #[error("malformed TPMS_ATTEST")]
     Wire(#[from] WireError),
     /// The PCR selection of a quote is malformed.
-    #[error("TPMS_QUOTE_INFO: {0}")]
+    #[error("malformed PCR selection in TPMS_QUOTE_INFO")]
     Selection(#[from] SelectionError),
     /// Neither the magic nor the structure fit: probably not an attestation at all.
     #[error("not a TPMS_ATTEST: magic 0x{magic:08x} is not 0xff544347 and {cause}")]

@@ -13,7 +13,7 @@ pub const ALG_NULL: u16 = 0x0010;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ParamsError {
     /// The bytes ended early.
-    #[error("{0}")]
+    #[error(transparent)]
     Wire(#[from] WireError),
     /// TPMT_SYM_DEF_OBJECT names an algorithm this crate cannot size.
     #[error("TPMT_SYM_DEF_OBJECT.algorithm 0x{alg:04x} at offset {offset} is not NULL, AES, SM4 or CAMELLIA")]

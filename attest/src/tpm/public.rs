@@ -22,16 +22,16 @@ pub const MAX_ECC_BYTES: usize = 66;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PublicError {
     /// The bytes ended early, a size was out of range or bytes were left over.
-    #[error("TPMT_PUBLIC: {0}")]
+    #[error("malformed TPMT_PUBLIC")]
     Wire(#[from] WireError),
     /// The algorithm parameters are malformed.
-    #[error("TPMT_PUBLIC parameters: {0}")]
+    #[error("malformed TPMT_PUBLIC parameters")]
     Params(#[from] ParamsError),
     /// The object type is not RSA or ECC.
     #[error("TPMT_PUBLIC.type 0x{0:04x} is not RSA (0x0001) or ECC (0x0023)")]
     UnsupportedType(u16),
     /// The unique field does not form a usable key.
-    #[error("TPMT_PUBLIC key: {0}")]
+    #[error("TPMT_PUBLIC unique field is not a usable key")]
     Key(#[from] KeyError),
     /// The nameAlg is unknown, so no Name can be computed.
     #[error("TPMT_PUBLIC.nameAlg {0} cannot be computed")]

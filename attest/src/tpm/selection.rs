@@ -14,7 +14,7 @@ pub const MAX_SELECT_BYTES: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SelectionError {
     /// The bytes ended early or a size was out of range.
-    #[error("TPML_PCR_SELECTION: {0}")]
+    #[error("malformed TPML_PCR_SELECTION")]
     Wire(#[from] WireError),
     /// The selection lists more banks than allowed.
     #[error("TPML_PCR_SELECTION: count {count} at offset {offset} exceeds {MAX_BANKS} banks")]

@@ -21,7 +21,7 @@ pub const MAX_ECC_BYTES: usize = 66;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SignatureError {
     /// The bytes ended early, a size was out of range or bytes were left over.
-    #[error("TPMT_SIGNATURE: {0}")]
+    #[error("malformed TPMT_SIGNATURE")]
     Wire(#[from] WireError),
     /// sigAlg is not RSASSA, RSAPSS or ECDSA.
     #[error("TPMT_SIGNATURE: unsupported signature algorithm 0x{0:04x} (supported: RSASSA 0x0014, RSAPSS 0x0016, ECDSA 0x0018)")]

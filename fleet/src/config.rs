@@ -27,7 +27,7 @@ pub fn valid_policy_name(name: &str) -> bool {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         #[source]
@@ -37,7 +37,7 @@ pub enum ConfigError {
     #[error("config file {path} is larger than 1 MiB")]
     TooLarge { path: PathBuf },
     /// The file is not valid TOML for this schema (unknown key, missing key, wrong type).
-    #[error("config file {path}: {source}")]
+    #[error("config file {path} is invalid")]
     Parse {
         path: PathBuf,
         #[source]
@@ -449,7 +449,7 @@ mod tests {
         let path = Path::new("/etc/vouch/fleet.toml");
         let err = FleetConfig::from_toml(&text, path).unwrap_err();
         assert!(matches!(err, ConfigError::Parse { .. }));
-        let msg = err.to_string();
+        let msg = vouch_attest::errors::chain(&err);
         assert!(msg.contains("jiter_secs"), "{msg}");
         assert!(msg.contains("/etc/vouch/fleet.toml"), "{msg}");
     }
@@ -459,9 +459,7 @@ mod tests {
         let text = std::fs::read_to_string(example_path()).unwrap();
         let path = Path::new("/x/fleet.toml");
         let no_crl = text.replace("crl = \"crl.pem\"", "");
-        let msg = FleetConfig::from_toml(&no_crl, path)
-            .unwrap_err()
-            .to_string();
+        let msg = vouch_attest::errors::chain(&FleetConfig::from_toml(&no_crl, path).unwrap_err());
         assert!(msg.contains("crl"), "{msg}");
         let zero = text.replace("interval_secs = 300", "interval_secs = 0");
         let err = FleetConfig::from_toml(&zero, path).unwrap_err();
@@ -494,7 +492,7 @@ mod tests {
             "{err}"
         );
         let port = text.replace("port = 8883", "port = 70000");
-        let msg = FleetConfig::from_toml(&port, path).unwrap_err().to_string();
+        let msg = vouch_attest::errors::chain(&FleetConfig::from_toml(&port, path).unwrap_err());
         assert!(msg.contains("port") || msg.contains("70000"), "{msg}");
     }
 

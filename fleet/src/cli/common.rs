@@ -32,10 +32,10 @@ pub fn running_as_root() -> bool {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// The configuration is unreadable or invalid.
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
     /// The registry could not be opened.
-    #[error("{0}")]
+    #[error(transparent)]
     Registry(#[from] RegistryError),
 }
 
@@ -56,20 +56,9 @@ pub fn open(arg: &ConfigArg) -> Result<(FleetConfig, Registry), SetupError> {
     Ok((cfg, reg))
 }
 
-/// The error and its sources, joined with ": ".
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        let text = inner.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = inner.source();
-    }
-    s
-}
+/// The error and its causes, joined with ": ", each message once (no message repeats its
+/// source, so nothing is de-duplicated).
+pub use vouch_attest::errors::chain;
 
 /// Prints `vouch-fleet <cmd>: <error chain>` and returns `code`.
 pub fn fail(cmd: &str, e: &dyn std::error::Error, code: u8) -> ExitCode {

@@ -83,21 +83,21 @@ struct ReleaseArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum EscrowCmdError {
     /// Reading a file failed.
-    #[error("reading {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// Writing a file failed.
-    #[error("writing {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// A key or record is unusable, or the blob does not open.
-    #[error("{path}: {source}")]
+    #[error("{path}: unusable escrow key or record")]
     Escrow {
         path: PathBuf,
         #[source]
@@ -117,7 +117,7 @@ pub enum EscrowCmdError {
         known: String,
     },
     /// The stored record does not parse.
-    #[error("the stored escrow record of volume {volume}: {source}")]
+    #[error("the stored escrow record of volume {volume} is unusable")]
     StoredRecord {
         volume: String,
         #[source]
@@ -137,7 +137,7 @@ pub enum EscrowCmdError {
         source: ReleaseRefusal,
     },
     /// The registry failed.
-    #[error("registry: {0}")]
+    #[error("registry failed")]
     Registry(#[from] RegistryError),
 }
 

@@ -42,7 +42,7 @@ enum EventlogCommand {
 #[derive(Debug, thiserror::Error)]
 pub enum EventlogCliError {
     /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -50,7 +50,7 @@ pub enum EventlogCliError {
         source: std::io::Error,
     },
     /// The file is not a valid event log.
-    #[error("{path}: malformed event log: {source}")]
+    #[error("{path}: malformed event log")]
     Parse {
         /// The file.
         path: PathBuf,
@@ -58,10 +58,10 @@ pub enum EventlogCliError {
         source: ParseError,
     },
     /// Writing the output failed.
-    #[error("writing output: {0}")]
+    #[error("cannot write the output")]
     Write(#[source] std::io::Error),
     /// Serializing the JSON output failed.
-    #[error("serializing output: {0}")]
+    #[error("cannot serialize the output")]
     Json(#[source] serde_json::Error),
 }
 
@@ -83,7 +83,7 @@ pub fn run(args: EventlogArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
-            eprintln!("vouch-fleet: {}", one_line(&e.to_string()));
+            eprintln!("vouch-fleet: {}", one_line(&super::common::chain(&e)));
             ExitCode::from(e.exit_code())
         }
     }
@@ -185,7 +185,7 @@ fn show(log: &EventLog<'_>, json: bool) -> Result<String, EventlogCliError> {
         .map(|e| {
             let (data, decode_error) = match e.decode() {
                 Ok(d) => (Some(d), None),
-                Err(err) => (None, Some(err.to_string())),
+                Err(err) => (None, Some(vouch_attest::errors::chain(&err))),
             };
             ShownEvent {
                 index: e.index,

@@ -94,7 +94,7 @@ fn parse_bank(s: &str) -> Result<vouch_attest::HashAlg, String> {
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyCliError {
     /// A file could not be read.
-    #[error("--{flag} {path}: cannot read: {source}")]
+    #[error("--{flag} {path}: cannot read")]
     Read {
         /// The option naming the file.
         flag: &'static str,
@@ -104,7 +104,7 @@ pub enum PolicyCliError {
         source: std::io::Error,
     },
     /// The policy is not valid.
-    #[error("--policy {path}: {source}")]
+    #[error("--policy {path}: unusable policy")]
     Policy {
         /// The file.
         path: PathBuf,
@@ -112,7 +112,7 @@ pub enum PolicyCliError {
         source: PolicyError,
     },
     /// The event log does not parse.
-    #[error("--eventlog {path}: malformed event log: {source}")]
+    #[error("--eventlog {path}: malformed event log")]
     Eventlog {
         /// The file.
         path: PathBuf,
@@ -120,10 +120,10 @@ pub enum PolicyCliError {
         source: ParseError,
     },
     /// The recorded policy could not be encoded.
-    #[error("cannot encode the recorded policy: {0}")]
+    #[error("cannot encode the recorded policy")]
     Encode(#[source] PolicyError),
     /// Writing the output failed.
-    #[error("--out {path}: cannot write: {source}")]
+    #[error("--out {path}: cannot write")]
     Write {
         /// The file.
         path: PathBuf,
@@ -131,7 +131,7 @@ pub enum PolicyCliError {
         source: std::io::Error,
     },
     /// Serializing the JSON verdict failed.
-    #[error("cannot encode the verdict as JSON: {0}")]
+    #[error("cannot encode the verdict as JSON")]
     Json(#[source] serde_json::Error),
 }
 
@@ -176,7 +176,7 @@ pub fn run(args: PolicyArgs) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", super::common::chain(&e));
             ExitCode::from(e.exit_code())
         }
     }

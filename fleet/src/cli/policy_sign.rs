@@ -81,14 +81,14 @@ pub struct SignArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum PolicySignError {
     /// A file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// A file could not be written.
-    #[error("{path}: cannot write: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         #[source]
@@ -101,14 +101,14 @@ pub enum PolicySignError {
     #[error("generating the policy key failed: {0}")]
     Generate(String),
     /// The PCR values file is malformed.
-    #[error("{path}: {source}")]
+    #[error("{path}: unusable PCR values")]
     PcrValues {
         path: PathBuf,
         #[source]
         source: vouch_attest::pcrfile::PcrFileError,
     },
     /// The event log is malformed.
-    #[error("{path}: malformed event log: {source}")]
+    #[error("{path}: malformed event log")]
     EventLog {
         path: PathBuf,
         #[source]
@@ -122,11 +122,11 @@ pub enum PolicySignError {
         pcr: u32,
     },
     /// The public key could not be turned into the device-side key.
-    #[error("policy key: {0}")]
+    #[error("unusable policy key")]
     FleetKey(#[source] PolicyDigestError),
     /// The policy could not be built or signed.
-    #[error("{0}")]
-    Policy(#[source] SignedPolicyError),
+    #[error(transparent)]
+    Policy(SignedPolicyError),
     /// ECDSA signing failed.
     #[error("signing failed")]
     Sign,

@@ -69,41 +69,41 @@ struct VerifyArgs {
 /// Malformed or unreadable input: exit::INPUT with one line naming the file and problem.
 #[derive(Debug, Error)]
 enum InputError {
-    #[error("--{flag} {path}: cannot read: {source}")]
+    #[error("--{flag} {path}: cannot read")]
     Read {
         flag: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("--ak {path}: {source}")]
+    #[error("--ak {path}: unusable AK")]
     Ak {
         path: PathBuf,
         #[source]
         source: AkError,
     },
-    #[error("--{flag} {path}: {source}")]
+    #[error("--{flag} {path}: not a TPMS_ATTEST")]
     Attest {
         flag: &'static str,
         path: PathBuf,
         #[source]
         source: AttestError,
     },
-    #[error("--sig {path}: {source}")]
+    #[error("--sig {path}: not a TPMT_SIGNATURE")]
     Signature {
         path: PathBuf,
         #[source]
         source: SignatureError,
     },
-    #[error("--pcrs {path}: {source}")]
+    #[error("--pcrs {path}: unusable PCR values")]
     Pcrs {
         path: PathBuf,
         #[source]
         source: PcrFileError,
     },
-    #[error("--nonce: not hex: {0}")]
+    #[error("--nonce: not hex")]
     Nonce(#[source] hex::FromHexError),
-    #[error("--eventlog {path}: malformed event log: {source}")]
+    #[error("--eventlog {path}: malformed event log")]
     Eventlog {
         path: PathBuf,
         #[source]
@@ -119,7 +119,7 @@ pub fn run(args: QuoteArgs) -> u8 {
         QuoteCommand::Verify(v) => match verify(&v) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", super::common::chain(&e));
                 exit::INPUT
             }
         },

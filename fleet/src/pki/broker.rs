@@ -107,13 +107,13 @@ pub fn kick_command(username: &str) -> Vec<u8> {
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     /// The pid file could not be read.
-    #[error("cannot read the broker pid file: {0}")]
+    #[error("cannot read the broker pid file")]
     PidFile(#[source] FileError),
     /// The pid file does not hold a process id > 1.
     #[error("{path} does not hold a process id")]
     BadPid { path: PathBuf },
     /// `kill` could not be started.
-    #[error("cannot run kill to signal broker pid {pid}: {source}")]
+    #[error("cannot run kill to signal broker pid {pid}")]
     Spawn {
         pid: u32,
         #[source]

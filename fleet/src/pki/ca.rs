@@ -28,13 +28,13 @@ pub enum CaError {
     #[error(transparent)]
     File(#[from] FileError),
     /// Generating a P-256 key pair failed.
-    #[error("cannot generate an ECDSA P-256 key: {0}")]
+    #[error("cannot generate an ECDSA P-256 key")]
     GenerateKey(#[source] rcgen::Error),
     /// Drawing a serial number failed.
-    #[error("cannot draw a serial number: {0}")]
+    #[error("cannot draw a serial number")]
     Serial(#[from] SerialError),
     /// `ca.crt` is not a PEM X.509 certificate rcgen can use as an issuer.
-    #[error("{path} is not a usable CA certificate: {source}")]
+    #[error("{path} is not a usable CA certificate")]
     ParseCert {
         path: PathBuf,
         #[source]
@@ -44,7 +44,7 @@ pub enum CaError {
     #[error("{path} is not a PEM X.509 certificate")]
     ParseCertDer { path: PathBuf },
     /// `ca.key` is not a PKCS#8 PEM private key.
-    #[error("{path} is not a PKCS#8 PEM private key: {source}")]
+    #[error("{path} is not a PKCS#8 PEM private key")]
     ParseKey {
         path: PathBuf,
         #[source]
@@ -68,7 +68,7 @@ pub enum CaError {
         not_after: OffsetDateTime,
     },
     /// Signing a certificate failed.
-    #[error("cannot sign the certificate for {common_name:?}: {source}")]
+    #[error("cannot sign the certificate for {common_name:?}")]
     Sign {
         common_name: String,
         #[source]

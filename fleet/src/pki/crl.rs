@@ -35,10 +35,10 @@ pub enum CrlError {
     #[error("{path}, line {line}: revocation time out of range")]
     Timestamp { path: PathBuf, line: usize },
     /// Signing the CRL failed.
-    #[error("cannot sign the CRL: {0}")]
+    #[error("cannot sign the CRL")]
     Sign(#[source] rcgen::Error),
     /// PEM-encoding the CRL failed.
-    #[error("cannot PEM-encode the CRL: {0}")]
+    #[error("cannot PEM-encode the CRL")]
     Pem(#[source] rcgen::Error),
     /// `crl.pem` is not a PEM CRL.
     #[error("{path} is not a PEM X.509 CRL")]

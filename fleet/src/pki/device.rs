@@ -45,7 +45,7 @@ pub enum DeviceIdProblem {
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// The device id is not acceptable.
-    #[error("device id {id:?} refused: {problem}")]
+    #[error("device id {id:?} refused")]
     DeviceId {
         id: String,
         #[source]
@@ -55,13 +55,13 @@ pub enum DeviceError {
     #[error("public key input of {len} bytes is larger than {PUBLIC_KEY_INPUT_MAX} bytes")]
     InputTooLarge { len: usize },
     /// The SPKI does not parse or is of an unsupported algorithm.
-    #[error("the public key is not a DER SubjectPublicKeyInfo of a supported algorithm: {0}")]
+    #[error("the public key is not a DER SubjectPublicKeyInfo of a supported algorithm")]
     Spki(#[source] rcgen::Error),
     /// The CSR does not parse, has unsupported content, or its signature does not verify.
-    #[error("the CSR is not valid DER, has unsupported extensions or a bad signature: {0}")]
+    #[error("the CSR is not valid DER, has unsupported extensions or a bad signature")]
     Csr(#[source] rcgen::Error),
     /// Signing or recording the certificate failed.
-    #[error("cannot issue the device certificate: {0}")]
+    #[error("cannot issue the device certificate")]
     Issue(#[source] CaError),
 }
 

@@ -22,20 +22,20 @@ pub const MODE_DIR: u32 = 0o700;
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     /// A directory could not be created.
-    #[error("cannot create directory {path}: {source}")]
+    #[error("cannot create directory {path}")]
     CreateDir {
         path: PathBuf,
         source: std::io::Error,
     },
     /// Permissions could not be set.
-    #[error("cannot set mode {mode:o} on {path}: {source}")]
+    #[error("cannot set mode {mode:o} on {path}")]
     SetMode {
         path: PathBuf,
         mode: u32,
         source: std::io::Error,
     },
     /// Appending to a file failed.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
@@ -44,7 +44,7 @@ pub enum FileError {
     #[error(transparent)]
     Replace(#[from] vouch_durable::Error),
     /// A file could not be opened or read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

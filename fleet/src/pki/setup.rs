@@ -66,14 +66,14 @@ pub enum InitError {
     #[error("{dir} exists and is not a directory")]
     NotADirectory { dir: PathBuf },
     /// The directory could not be inspected.
-    #[error("cannot inspect {dir}: {source}")]
+    #[error("cannot inspect {dir}")]
     Inspect {
         dir: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// Removing a stale file of the old fleet failed.
-    #[error("cannot remove {path}: {source}")]
+    #[error("cannot remove {path}")]
     Remove {
         path: PathBuf,
         #[source]
@@ -96,7 +96,7 @@ pub enum InitError {
     #[error("--dynsec-plugin {0} is not a file")]
     DynsecPlugin(PathBuf),
     /// A `--server-name` is not a DNS name or IP address.
-    #[error("bad --server-name: {0}")]
+    #[error("bad --server-name")]
     ServerName(#[source] CaError),
     /// Writing a file failed.
     #[error(transparent)]
@@ -108,7 +108,7 @@ pub enum InitError {
     #[error(transparent)]
     Crl(#[from] CrlError),
     /// Rendering `fleet.toml` failed.
-    #[error("cannot render fleet.toml: {0}")]
+    #[error("cannot render fleet.toml")]
     Config(#[source] toml::ser::Error),
 }
 

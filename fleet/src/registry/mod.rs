@@ -35,21 +35,21 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The state directory could not be created.
-    #[error("cannot create the state directory {path}: {source}")]
+    #[error("cannot create the state directory {path}")]
     StateDir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// The database could not be opened or its schema created.
-    #[error("cannot open the registry database {path}: {source}")]
+    #[error("cannot open the registry database {path}")]
     Open {
         path: PathBuf,
         #[source]
         source: rusqlite::Error,
     },
     /// A query failed.
-    #[error("registry query `{what}` failed: {source}")]
+    #[error("registry query `{what}` failed")]
     Query {
         what: &'static str,
         #[source]

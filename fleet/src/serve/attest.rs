@@ -10,6 +10,7 @@
 use super::evidence::parse_selection;
 use super::verifier::AppraisalInput;
 use super::{Outgoing, Server};
+use vouch_attest::errors::chain;
 use crate::registry::{AuditKind, DeviceStatus, RegistryError, VerdictRecord};
 use vouch_attest::protocol::{self, Alert, AttestChallenge, AttestationReport, BootAnnouncement};
 use vouch_attest::tpm::TpmPublic;
@@ -62,7 +63,7 @@ pub fn handle_boot(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64) -
                 Some(device_id),
                 "boot_malformed",
                 &format!("devices/{device_id}/boot"),
-                &e.to_string(),
+                &chain(&e),
                 now_ms,
             );
             return Vec::new();
@@ -88,7 +89,10 @@ pub fn handle_boot(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64) -
     match result {
         Ok(out) => out.into_iter().collect(),
         Err(e) => {
-            srv.log(&format!("device {device_id}: boot announcement: {e}"));
+            srv.log(&format!(
+                "device {device_id}: boot announcement: {}",
+                chain(&e)
+            ));
             Vec::new()
         }
     }
@@ -113,9 +117,14 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
     let report = match protocol::decode::<AttestationReport>("attestation", payload) {
         Ok(r) => r,
         Err(e @ protocol::ProtocolError::TooLarge { .. }) => {
-            return refuse(srv, device_id, &format!("message_too_large: {e}"), now_ms)
+            return refuse(
+                srv,
+                device_id,
+                &format!("message_too_large: {}", chain(&e)),
+                now_ms,
+            )
         }
-        Err(e) => return refuse(srv, device_id, &format!("malformed: {e}"), now_ms),
+        Err(e) => return refuse(srv, device_id, &format!("malformed: {}", chain(&e)), now_ms),
     };
     let looked_up = srv.with_registry(|reg| {
         let device = reg.device(device_id)?;
@@ -138,7 +147,7 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
             )
         }
         Err(e) => {
-            srv.log(&format!("device {device_id}: registry: {e}"));
+            srv.log(&format!("device {device_id}: registry: {}", chain(&e)));
             return Vec::new();
         }
     };
@@ -151,8 +160,15 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
     };
     let selection = match (TpmPublic::parse(ak_bytes), parse_selection(&issued.pcrs)) {
         (Ok((ak, _)), Ok(sel)) => (ak, sel),
-        (Err(e), _) => return refuse(srv, device_id, &format!("registry: stored AK: {e}"), now_ms),
-        (_, Err(e)) => return refuse(srv, device_id, &format!("registry: {e}"), now_ms),
+        (Err(e), _) => {
+            return refuse(
+                srv,
+                device_id,
+                &format!("registry: stored AK: {}", chain(&e)),
+                now_ms,
+            )
+        }
+        (_, Err(e)) => return refuse(srv, device_id, &format!("registry: {}", chain(&e)), now_ms),
     };
     let (ak, selection) = selection;
     let appraisal = srv.with_policies(|store| {
@@ -190,7 +206,10 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
         )
     });
     if let Err(e) = stored {
-        srv.log(&format!("device {device_id}: cannot store verdict: {e}"));
+        srv.log(&format!(
+            "device {device_id}: cannot store verdict: {}",
+            chain(&e)
+        ));
     }
     let summary = if trusted {
         "trusted".to_string()
@@ -220,7 +239,10 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
                     reasons,
                 }),
             }),
-            Err(e) => srv.log(&format!("device {device_id}: revocation failed: {e}")),
+            Err(e) => srv.log(&format!(
+                "device {device_id}: revocation failed: {}",
+                chain(&e)
+            )),
         }
     }
     out

@@ -25,6 +25,7 @@ use crate::registry::{AuditKind, DeviceStatus, NewDevice, RegistryError};
 use std::collections::HashMap;
 use vouch_attest::credential::CredentialError;
 use vouch_attest::credential::{make_credential, verify_certification, CertificationError};
+use vouch_attest::errors::chain;
 use vouch_attest::protocol::{self, EnrollMessage, EnrollProof, EnrollRequest, EnrollResponse};
 use vouch_attest::tpm::{ObjectAttributes, PublicError, PublicKey, TpmPublic};
 use x509_parser::prelude::FromDer;
@@ -40,13 +41,13 @@ pub const DEVICE_CERT_DAYS: u16 = 365;
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
     /// The message is not a valid enrollment message (or is too large).
-    #[error("{0}")]
-    Malformed(#[source] protocol::ProtocolError),
+    #[error(transparent)]
+    Malformed(protocol::ProtocolError),
     /// The request id in the message differs from the topic's.
     #[error("request id {found:?} does not match the topic's {topic:?}")]
     RequestId { topic: String, found: String },
     /// The EK public area does not parse.
-    #[error("EK public area: {0}")]
+    #[error("EK public area does not parse")]
     EkPublic(#[source] PublicError),
     /// The EK's SPKI cannot be formed.
     #[error("EK public key: {0}")]
@@ -58,13 +59,13 @@ pub enum EnrollError {
     #[error("no EK certificate has the SubjectPublicKeyInfo of ek_public")]
     NoEkCertificate,
     /// The trust directory could not be read.
-    #[error("{0}")]
-    TrustStore(#[source] TrustError),
+    #[error(transparent)]
+    TrustStore(TrustError),
     /// The EK certificate does not chain to the trust roots.
-    #[error("{0}")]
-    EkChain(#[source] ChainError),
+    #[error(transparent)]
+    EkChain(ChainError),
     /// The AK public area does not parse.
-    #[error("AK public area: {0}")]
+    #[error("AK public area does not parse")]
     AkPublic(#[source] PublicError),
     /// The AK lacks required attributes.
     #[error("AK attributes 0x{attributes:08x} lack {missing:?}")]
@@ -73,14 +74,14 @@ pub enum EnrollError {
         missing: Vec<&'static str>,
     },
     /// The TLS public area does not parse.
-    #[error("TLS key public area: {0}")]
+    #[error("TLS key public area does not parse")]
     TlsPublic(#[source] PublicError),
     /// The device's certificate was revoked; it must be deleted before it can enroll again.
     #[error("device {0} is revoked; delete it before enrolling it again")]
     DeviceRevoked(String),
     /// MakeCredential failed.
-    #[error("{0}")]
-    Credential(#[source] CredentialError),
+    #[error(transparent)]
+    Credential(CredentialError),
     /// Too many enrollments are waiting for their proof.
     #[error("too many enrollments in progress ({MAX_PENDING})")]
     Busy,
@@ -94,8 +95,8 @@ pub enum EnrollError {
     #[error("the activated secret does not match: the EK and AK are not on one TPM")]
     SecretMismatch,
     /// The TPM2_Certify of the TLS key does not verify.
-    #[error("{0}")]
-    Certification(#[source] CertificationError),
+    #[error(transparent)]
+    Certification(CertificationError),
     /// The CSR does not parse.
     #[error("the CSR is not a DER PKCS#10 request")]
     Csr,
@@ -103,11 +104,11 @@ pub enum EnrollError {
     #[error("the CSR's public key is not the certified TLS key")]
     CsrKeyMismatch,
     /// Issuing the certificate failed.
-    #[error("{0}")]
-    Issue(#[source] DeviceError),
+    #[error(transparent)]
+    Issue(DeviceError),
     /// The registry failed.
-    #[error("{0}")]
-    Registry(#[source] RegistryError),
+    #[error(transparent)]
+    Registry(RegistryError),
 }
 
 impl EnrollError {
@@ -205,7 +206,7 @@ fn spki_of(public: &TpmPublic) -> Result<(PublicKey, Vec<u8>), EnrollError> {
     let key = public.key().map_err(EnrollError::EkPublic)?;
     let der = key
         .to_spki_der()
-        .map_err(|e| EnrollError::EkKey(e.to_string()))?;
+        .map_err(|e| EnrollError::EkKey(chain(&e)))?;
     Ok((key, der))
 }
 
@@ -234,7 +235,7 @@ pub fn handle(srv: &Server, rid: &str, payload: &[u8], now_ms: i64) -> Vec<Outgo
     let response = match result {
         Ok(r) => r,
         Err(e) => {
-            let reason = format!("{}: {e}", e.check());
+            let reason = format!("{}: {}", e.check(), chain(&e));
             srv.log(&format!("enrollment {rid} refused: {reason}"));
             srv.audit(
                 AuditKind::EnrollRefused,

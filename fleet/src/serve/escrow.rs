@@ -9,6 +9,7 @@
 use super::{Outgoing, Server};
 use crate::registry::{AuditKind, EscrowRelease, RegistryError};
 use std::path::PathBuf;
+use vouch_attest::errors::chain;
 use vouch_attest::escrow::{self, EscrowError, EscrowRecord};
 use vouch_attest::escrow_delivery::{self, DeliveryError};
 use vouch_attest::escrow_release::{still_for_boot, Rebooted};
@@ -19,7 +20,7 @@ use vouch_attest::tpm::{PublicError, TpmPublic};
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// The registry failed.
-    #[error("registry: {0}")]
+    #[error("registry failed")]
     Registry(#[from] RegistryError),
     /// The device or its keys are gone.
     #[error("device {0} is not enrolled (or was deleted)")]
@@ -31,24 +32,24 @@ pub enum SendError {
     #[error("no escrow record of volume {0}")]
     NoRecord(String),
     /// The stored record or the escrow key is unusable, or the record does not open.
-    #[error("escrow: {0}")]
+    #[error("unusable escrow record or key")]
     Escrow(#[from] EscrowError),
     /// The escrow key file cannot be read.
-    #[error("reading the escrow key {path}: {source}")]
+    #[error("cannot read the escrow key {path}")]
     Key {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// The stored EK or AK does not parse.
-    #[error("stored {what} of the device does not parse: {source}")]
+    #[error("stored {what} of the device does not parse")]
     Public {
         what: &'static str,
         #[source]
         source: PublicError,
     },
     /// Encrypting for the device's TPM failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Delivery(#[from] DeliveryError),
     /// The boot the release was queued for is not a boot id (a registry written before boot
     /// ids were checked).
@@ -64,10 +65,10 @@ pub fn key_path(srv: &Server) -> PathBuf {
 /// `devices/<id>/escrow`: stores the record when it is this device's and well formed.
 pub fn handle_deposit(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64) {
     let checked = protocol::decode::<EscrowDeposit>("escrow deposit", payload)
-        .map_err(|e| e.to_string())
+        .map_err(|e| chain(&e))
         .and_then(|d| {
-            let record = EscrowRecord::parse(d.record.as_bytes()).map_err(|e| e.to_string())?;
-            record.blob_bytes().map_err(|e| e.to_string())?;
+            let record = EscrowRecord::parse(d.record.as_bytes()).map_err(|e| chain(&e))?;
+            record.blob_bytes().map_err(|e| chain(&e))?;
             if record.device_id != device_id {
                 return Err(format!("the record names device {}", record.device_id));
             }
@@ -110,7 +111,8 @@ pub fn handle_deposit(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64
             "device {device_id}: escrow deposit from an unknown device ignored"
         )),
         Err(e) => srv.log(&format!(
-            "device {device_id}: cannot store escrow record: {e}"
+            "device {device_id}: cannot store escrow record: {}",
+            chain(&e)
         )),
     }
 }
@@ -124,7 +126,7 @@ pub fn handle_result(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
                 Some(device_id),
                 "recovery_result_malformed",
                 &format!("devices/{device_id}/recovery"),
-                &e.to_string(),
+                &chain(&e),
                 now_ms,
             );
             return;
@@ -146,7 +148,8 @@ pub fn handle_result(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
             r.volume_uuid
         )),
         Err(e) => srv.log(&format!(
-            "device {device_id}: cannot record recovery result: {e}"
+            "device {device_id}: cannot record recovery result: {}",
+            chain(&e)
         )),
     }
 }
@@ -158,7 +161,7 @@ pub fn send_pending(srv: &Server, now_ms: i64) -> Vec<Outgoing> {
     let pending = match srv.with_registry(|reg| reg.unsent_escrow_releases()) {
         Ok(p) => p,
         Err(e) => {
-            srv.log(&format!("escrow releases: {e}"));
+            srv.log(&format!("escrow releases: {}", chain(&e)));
             return Vec::new();
         }
     };
@@ -171,14 +174,14 @@ pub fn send_pending(srv: &Server, now_ms: i64) -> Vec<Outgoing> {
                 reg.record_escrow_result(
                     &r.device_id,
                     &r.volume_uuid,
-                    &format!("not sent: {e}"),
+                    &format!("not sent: {}", chain(&e)),
                     now_ms,
                 )?;
             }
             Ok(())
         });
         if let Err(e) = marked {
-            srv.log(&format!("escrow release #{}: {e}", r.id));
+            srv.log(&format!("escrow release #{}: {}", r.id, chain(&e)));
             continue;
         }
         match sent {
@@ -199,14 +202,17 @@ pub fn send_pending(srv: &Server, now_ms: i64) -> Vec<Outgoing> {
                     AuditKind::EscrowDelivery,
                     Some(&r.device_id),
                     &format!(
-                        "release #{} of volume {} not sent: {e}",
-                        r.id, r.volume_uuid
+                        "release #{} of volume {} not sent: {}",
+                        r.id,
+                        r.volume_uuid,
+                        chain(&e)
                     ),
                     now_ms,
                 );
                 srv.log(&format!(
-                    "device {}: escrow release not sent: {e}",
-                    r.device_id
+                    "device {}: escrow release not sent: {}",
+                    r.device_id,
+                    chain(&e)
                 ));
             }
         }

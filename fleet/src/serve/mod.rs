@@ -39,24 +39,25 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 use verifier::Verifier;
+use vouch_attest::errors::chain;
 
 /// The server could not start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The registry could not be opened.
-    #[error("{0}")]
-    Registry(#[source] RegistryError),
+    #[error(transparent)]
+    Registry(RegistryError),
     /// The CA could not be loaded.
-    #[error("cannot load the fleet CA: {0}")]
+    #[error("cannot load the fleet CA")]
     Ca(#[source] CaError),
     /// The CA certificate path has no parent directory.
     #[error("the CA certificate path {0} has no directory")]
     CaDir(std::path::PathBuf),
     /// The TLS identity could not be loaded.
-    #[error("{0}")]
-    Tls(#[source] mqtt::TlsError),
+    #[error(transparent)]
+    Tls(mqtt::TlsError),
     /// The async runtime could not be started.
-    #[error("cannot start the async runtime: {0}")]
+    #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
 }
 
@@ -234,7 +235,7 @@ impl Server {
     /// Appends to the audit log; a failure is logged (the action itself already happened).
     pub fn audit(&self, kind: AuditKind, device_id: Option<&str>, detail: &str, now_ms: i64) {
         if let Err(e) = self.with_registry(|r| r.audit(kind, device_id, detail, now_ms)) {
-            self.log(&format!("cannot write the audit log: {e}"));
+            self.log(&format!("cannot write the audit log: {}", chain(&e)));
         }
     }
 
@@ -320,7 +321,7 @@ impl Server {
             Ok(Some(d)) if d.status.is_active() => Ok(()),
             Ok(Some(d)) => Err(format!("device {id} is {}", d.status.as_str())),
             Ok(None) => Err(format!("device {id} is not enrolled")),
-            Err(e) => Err(format!("device {id}: registry: {e}")),
+            Err(e) => Err(format!("device {id}: registry: {}", chain(&e))),
         }
     }
 
@@ -345,7 +346,10 @@ impl Server {
                     ));
                 }
             }
-            Err(e) => self.log(&format!("unreadable broker control response: {e}")),
+            Err(e) => self.log(&format!(
+                "unreadable broker control response: {}",
+                chain(&e)
+            )),
         }
     }
 
@@ -373,7 +377,7 @@ impl Server {
         let (active, requested, disconnect) = match listed {
             Ok(v) => v,
             Err(e) => {
-                self.log(&format!("scheduler: {e}"));
+                self.log(&format!("scheduler: {}", chain(&e)));
                 return Vec::new();
             }
         };
@@ -403,7 +407,7 @@ impl Server {
             match attest::challenge(self, &id, now) {
                 Ok(Some(o)) => out.push(o),
                 Ok(None) => self.log(&format!("device {id}: not active, not challenged")),
-                Err(e) => self.log(&format!("device {id}: cannot challenge: {e}")),
+                Err(e) => self.log(&format!("device {id}: cannot challenge: {}", chain(&e))),
             }
         }
         out
@@ -454,13 +458,13 @@ impl Server {
     pub(crate) fn revoke_replaced_certificate(&self, device_id: &str, serial: &str, now_ms: i64) {
         let result = serial
             .parse::<crate::pki::Serial>()
-            .map_err(|e| e.to_string())
+            .map_err(|e| chain(&e))
             .and_then(|s| {
                 self.with_ca(|ca| crate::pki::revoke(ca, &s))
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| chain(&e))
             })
             .and_then(|_| match &self.cfg.broker_reload_pid_file {
-                Some(p) => crate::pki::broker::reload_broker(p).map_err(|e| e.to_string()),
+                Some(p) => crate::pki::broker::reload_broker(p).map_err(|e| chain(&e)),
                 None => Ok(()),
             });
         match result {

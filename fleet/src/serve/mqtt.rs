@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use vouch_attest::errors::chain;
 
 /// Topics the fleet subscribes to (the last: the broker's answers to disconnect requests).
 pub const SUBSCRIPTIONS: [&str; 6] = [
@@ -61,21 +62,21 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A PEM file could not be read or parsed.
-    #[error("{path}: {source}")]
+    #[error("cannot read or parse {path}")]
     Pem {
         path: PathBuf,
         #[source]
         source: rustls::pki_types::pem::Error,
     },
     /// The CA certificate is not usable as a root.
-    #[error("{path}: unusable CA certificate: {source}")]
+    #[error("{path}: unusable CA certificate")]
     Root {
         path: PathBuf,
         #[source]
         source: rustls::Error,
     },
     /// rustls refused the certificate and key.
-    #[error("fleet certificate {cert} / key {key}: {source}")]
+    #[error("unusable fleet certificate {cert} / key {key}")]
     Identity {
         cert: PathBuf,
         key: PathBuf,
@@ -83,7 +84,7 @@ pub enum TlsError {
         source: rustls::Error,
     },
     /// rustls refused the protocol versions.
-    #[error("TLS configuration: {0}")]
+    #[error("cannot build the TLS configuration")]
     Config(#[source] rustls::Error),
 }
 
@@ -145,7 +146,7 @@ async fn publish_all(client: &AsyncClient, srv: &Server, out: Vec<Outgoing>) {
             .publish(o.topic.clone(), QoS::AtLeastOnce, false, o.payload)
             .await
         {
-            srv.log(&format!("cannot publish to {}: {e}", o.topic));
+            srv.log(&format!("cannot publish to {}: {}", o.topic, chain(&e)));
         }
     }
 }
@@ -174,7 +175,10 @@ pub async fn serve(srv: Arc<Server>) -> Result<(), ServeError> {
                         // A handler that panicked: the message is dropped (it was already
                         // acknowledged), counted and logged; the worker goes on.
                         srv.count_refusal("handler_failed");
-                        srv.log(&format!("handler for {topic} failed: {e}; message dropped"));
+                        srv.log(&format!(
+                            "handler for {topic} failed: {}; message dropped",
+                            chain(&e)
+                        ));
                         Vec::new()
                     }
                 };
@@ -193,7 +197,7 @@ pub async fn serve(srv: Arc<Server>) -> Result<(), ServeError> {
                 let out = match tokio::task::spawn_blocking(move || s.tick()).await {
                     Ok(out) => out,
                     Err(e) => {
-                        srv.log(&format!("scheduler round failed: {e}"));
+                        srv.log(&format!("scheduler round failed: {}", chain(&e)));
                         Vec::new()
                     }
                 };
@@ -231,7 +235,7 @@ pub async fn serve(srv: Arc<Server>) -> Result<(), ServeError> {
                     .iter()
                     .map(|t| SubscribeFilter::new((*t).to_string(), QoS::AtLeastOnce));
                 if let Err(e) = client.try_subscribe_many(filters) {
-                    srv.log(&format!("cannot subscribe: {e}"));
+                    srv.log(&format!("cannot subscribe: {}", chain(&e)));
                 }
                 srv.log("connected to the broker");
             }
@@ -259,7 +263,8 @@ pub async fn serve(srv: Arc<Server>) -> Result<(), ServeError> {
             Ok(_) => {}
             Err(e) => {
                 srv.log(&format!(
-                    "broker connection: {e}; retrying in {} ms",
+                    "broker connection: {}; retrying in {} ms",
+                    chain(&e),
                     backoff.as_millis()
                 ));
                 tokio::time::sleep(backoff).await;

@@ -7,6 +7,7 @@
 use crate::config::valid_policy_name;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use vouch_attest::errors::chain;
 use vouch_attest::policy::Policy;
 
 /// Largest policy file read.
@@ -41,14 +42,14 @@ pub fn load_file(path: &Path) -> Result<Policy, String> {
     let mut text = String::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(POLICY_LIMIT + 1).read_to_string(&mut text))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| format!("{}: {}", path.display(), chain(&e)))?;
     if text.len() as u64 > POLICY_LIMIT {
         return Err(format!(
             "{}: larger than {POLICY_LIMIT} bytes",
             path.display()
         ));
     }
-    Policy::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+    Policy::from_toml(&text).map_err(|e| format!("{}: {}", path.display(), chain(&e)))
 }
 
 impl PolicyStore {

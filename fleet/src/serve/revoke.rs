@@ -18,7 +18,7 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum RevokeError {
     /// The registry failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Registry(#[from] RegistryError),
     /// No such device.
     #[error("no device with id {0:?}")]
@@ -27,10 +27,10 @@ pub enum RevokeError {
     #[error("device {id}: stored certificate serial {serial:?} is not valid")]
     Serial { id: String, serial: String },
     /// Updating the CRL failed.
-    #[error("cannot update the CRL: {0}")]
+    #[error("cannot update the CRL")]
     Crl(#[source] CrlError),
     /// The CRL was updated and the device recorded as revoked, but the broker was not reloaded.
-    #[error("the CRL is updated but the broker was not reloaded: {0}")]
+    #[error("the CRL is updated but the broker was not reloaded")]
     Reload(#[source] BrokerError),
 }
 

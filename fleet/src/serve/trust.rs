@@ -24,14 +24,14 @@ const MAX_DEPTH: usize = 6;
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
     /// The directory could not be listed.
-    #[error("cannot list the EK trust-roots directory {path}: {source}")]
+    #[error("cannot list the EK trust-roots directory {path}")]
     List {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// A file could not be read.
-    #[error("cannot read EK trust certificate {path}: {source}")]
+    #[error("cannot read EK trust certificate {path}")]
     Read {
         path: PathBuf,
         #[source]

@@ -8,6 +8,7 @@ use super::evidence::{self, Selection};
 use super::policies::Resolved;
 use serde::Serialize;
 use vouch_attest::appraisal::{self, LogEvidence, PolicyInput};
+use vouch_attest::errors::chain;
 use vouch_attest::eventlog::EventLog;
 use vouch_attest::protocol::AttestationReport;
 use vouch_attest::quote::AkVerifier;
@@ -109,7 +110,7 @@ impl Verifier {
         let eventlog = match report.eventlog_gz.as_deref().map(evidence::gunzip_eventlog) {
             None => LogEvidence::Missing,
             Some(Err(e)) => {
-                why = e.to_string();
+                why = chain(&e);
                 LogEvidence::Undecodable(&why)
             }
             Some(Ok(inflated)) => {

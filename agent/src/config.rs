@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("reading config {path}: {source}")]
+    #[error("reading config {path} failed")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// The file is not valid TOML for this schema (names the key and line).
-    #[error("config {path}: {source}")]
+    #[error("config {path} is not valid")]
     Parse {
         path: PathBuf,
         #[source]
@@ -166,7 +166,7 @@ mod tests {
              claim_key = \"k\"\nkeepalive = 3\n",
         )
         .unwrap();
-        let e = AgentConfig::load(&p).unwrap_err().to_string();
+        let e = crate::exit::chain(&AgentConfig::load(&p).unwrap_err());
         assert!(e.contains("keepalive"), "{e}");
     }
 }

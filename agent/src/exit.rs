@@ -32,22 +32,26 @@ pub const NO_DEVICE_MAPPER: u8 = 8;
 /// A bug: something that should not happen.
 pub const INTERNAL: u8 = 70;
 
-/// An error and its causes on one line, as `main` prints it, skipping a cause whose message
-/// repeats the one before it (tss-esapi's errors display their source again).
-pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut last = out.clone();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let msg = c.to_string();
-        if !last.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
+/// An error and its causes on one line, `message: cause: cause`, as `main` prints it. No error
+/// of the agent repeats its source in its message, and tss-esapi's errors (which do) are held as
+/// [`TssError`](crate::tpm::TssError), so every fact prints once without any de-duplication.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    Chain(e).to_string()
+}
+
+/// [`chain`] as a `Display` value, for log fields: `error = %Chain(&e)`.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
         }
-        last = msg;
-        cause = c.source();
+        Ok(())
     }
-    out
 }
 
 /// The exit code for an error of any command.
@@ -154,6 +158,38 @@ pub fn volume(e: &VolumeError) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 11: each fact of a nested error prints once. tss-esapi's error displays its response
+    /// code and returns it again as its source; the old messages also repeated their sources
+    /// (`reading PCRs failed: {0}`), which `main` hid by skipping a cause its predecessor contained.
+    #[test]
+    fn a_nested_tpm_error_prints_each_message_once() {
+        use tss_esapi::constants::response_code::Tss2ResponseCode;
+        // TPM_RC_SIGNATURE (format one) for parameter 1.
+        let rc = Tss2ResponseCode::from(tss_esapi::constants::tss::TPM2_RC_SIGNATURE | 0x140);
+        let raw = tss_esapi::Error::Tss2Error(rc);
+        let meaning = rc.to_string();
+        // The library's own chain repeats itself: this is what the wrapper is for.
+        assert_eq!(chain(&raw).matches(&meaning).count(), 2, "{}", chain(&raw));
+
+        let e = CmdError::Tpm(TpmError::PcrRead(crate::tpm::TssError(raw)));
+        let line = chain(&e);
+        assert!(line.starts_with("reading PCRs failed: "), "{line}");
+        assert_eq!(line.matches(&meaning).count(), 1, "{line}");
+        assert_eq!(line.matches("Response code value").count(), 1, "{line}");
+        let mut messages = vec![e.to_string()];
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            messages.push(c.to_string());
+            cause = c.source();
+        }
+        for (i, m) in messages.iter().enumerate() {
+            for later in &messages[i + 1..] {
+                assert!(!m.contains(later.as_str()), "{m:?} repeats {later:?}");
+            }
+        }
+        assert_eq!(line, messages.join(": "));
+    }
 
     fn signed_policy_refusals() -> Vec<TpmError> {
         vec![

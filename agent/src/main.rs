@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             let code = exit::code(&e);
-            eprintln!("vouch-agent: {}", exit::one_line(&e));
+            eprintln!("vouch-agent: {}", exit::chain(&e));
             ExitCode::from(code)
         }
     }

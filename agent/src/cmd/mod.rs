@@ -19,7 +19,7 @@ pub enum CmdError {
     #[error(transparent)]
     Tpm(#[from] TpmError),
     /// An output file or directory could not be written.
-    #[error("writing {path}: {source}")]
+    #[error("writing {path} failed")]
     Write {
         path: PathBuf,
         #[source]
@@ -38,7 +38,7 @@ pub enum CmdError {
     #[error(transparent)]
     Seal(#[from] crate::seal::SealError),
     /// Output could not be serialized.
-    #[error("encoding JSON output: {0}")]
+    #[error("encoding JSON output failed")]
     Json(#[from] serde_json::Error),
     /// A volume command failed.
     #[error(transparent)]

@@ -50,7 +50,7 @@ pub fn identity(tpm: &TpmClient) -> Result<Identity, CmdError> {
     let boot = crate::boot::current();
     Ok(Identity {
         boot_id: boot.as_ref().ok().copied(),
-        boot_id_error: boot.err().map(|e| crate::exit::one_line(&e)),
+        boot_id_error: boot.err().map(|e| crate::exit::chain(&e)),
         info,
         ek_algorithm: id.ek.alg.name(),
         ek_certified: id.ek_certified(),

@@ -23,7 +23,7 @@ pub const MAX_EVENTLOG: u64 = 4 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum AnswerError {
     /// The challenge's PCR selection is not valid.
-    #[error("challenge PCR selection: {0}")]
+    #[error("the challenge's PCR selection is refused")]
     Selection(#[from] crate::tpm::selection::SelectionError),
     /// The nonce is shorter than the fleet ever issues or longer than a TPM accepts.
     #[error("challenge nonce of {0} bytes refused: nonces are {MIN_NONCE} to {MAX_NONCE} bytes")]
@@ -32,7 +32,7 @@ pub enum AnswerError {
     #[error(transparent)]
     Tpm(#[from] TpmError),
     /// The event log could not be read.
-    #[error("reading event log {path}: {source}")]
+    #[error("reading event log {path} failed")]
     EventLog {
         path: std::path::PathBuf,
         #[source]

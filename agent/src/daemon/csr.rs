@@ -10,7 +10,7 @@ use super::tls::DigestSigner;
 #[derive(Debug, thiserror::Error)]
 pub enum CsrError {
     /// rcgen refused the key or failed to sign.
-    #[error("building the certificate request: {0}")]
+    #[error("building the certificate request failed")]
     Build(#[from] rcgen::Error),
 }
 

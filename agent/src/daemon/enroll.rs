@@ -40,10 +40,10 @@ pub enum EnrollError {
     #[error(transparent)]
     Csr(#[from] csr::CsrError),
     /// The MQTT client refused a request.
-    #[error("MQTT request failed: {0}")]
+    #[error("MQTT request failed")]
     Client(#[from] rumqttc::ClientError),
     /// The connection to the broker failed.
-    #[error("broker connection failed: {0}")]
+    #[error("broker connection failed")]
     Connection(#[from] Box<rumqttc::ConnectionError>),
     /// The fleet sent something that is not an enrollment response.
     #[error(transparent)]
@@ -58,7 +58,7 @@ pub enum EnrollError {
     #[error("no answer from the fleet within {0:?}")]
     Timeout(Duration),
     /// The certificate or id could not be stored.
-    #[error("storing {path}: {source}")]
+    #[error("storing {path} failed")]
     Store {
         path: PathBuf,
         #[source]

@@ -11,7 +11,7 @@ use super::mqtt::tpm_call;
 use crate::identity::{device_identity, IdentityError};
 use crate::seal::SealPolicy;
 use crate::tpm::worker::TpmClient;
-use crate::tpm::TpmError;
+use crate::tpm::{TpmError, TssError};
 use crate::volume::recovery::{self, RecoveryFileError, RECOVERY_PCRS};
 use std::path::Path;
 use vouch_attest::boot::BootId;
@@ -30,13 +30,13 @@ pub enum RecoverError {
     #[error("no volume {0} was created on this device (no escrow record in the state directory)")]
     UnknownVolume(String),
     /// The device identity could not be read.
-    #[error("reading the device identity: {0}")]
+    #[error("reading the device identity failed")]
     Identity(#[from] IdentityError),
     /// A TPM operation failed (activation or sealing).
-    #[error("TPM: {0}")]
+    #[error(transparent)]
     Tpm(#[from] TpmError),
     /// The delivery does not decrypt.
-    #[error("{0}")]
+    #[error(transparent)]
     Delivery(#[from] DeliveryError),
     /// The TPM refused to activate the credential: it was made for another TPM's EK or another
     /// AK, or was altered on the way.
@@ -58,7 +58,7 @@ pub fn deposits(state: &Path, device_id: &str) -> Vec<Vec<u8>> {
         let (name, data) = match entry {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read an escrow record");
+                tracing::warn!(error = %crate::exit::Chain(&e), "cannot read an escrow record");
                 continue;
             }
         };
@@ -72,7 +72,7 @@ pub fn deposits(state: &Path, device_id: &str) -> Vec<Vec<u8>> {
                 "escrow record is for another device or volume; not deposited"
             ),
             Err(e) => {
-                tracing::warn!(file = %name, error = %e, "malformed escrow record; not deposited")
+                tracing::warn!(file = %name, error = %crate::exit::Chain(&e), "malformed escrow record; not deposited")
             }
         }
     }
@@ -101,15 +101,17 @@ fn check_boot(release: &BootId, current: &BootId) -> Result<(), RecoverError> {
 pub fn refused_credential(e: &TpmError) -> Option<String> {
     use tss_esapi::constants::Tss2ResponseCodeKind as Kind;
     match e {
-        TpmError::ActivateCredential(tss_esapi::Error::Tss2Error(rc)) => match rc.kind() {
-            Some(Kind::Integrity | Kind::Value | Kind::EccPoint | Kind::Size) => {
-                Some(format!("{rc}"))
+        TpmError::ActivateCredential(TssError(tss_esapi::Error::Tss2Error(rc))) => {
+            match rc.kind() {
+                Some(Kind::Integrity | Kind::Value | Kind::EccPoint | Kind::Size) => {
+                    Some(format!("{rc}"))
+                }
+                _ => None,
             }
-            _ => None,
-        },
+        }
         TpmError::CredentialFormat { .. } => Some(e.to_string()),
         #[cfg(any(test, feature = "memory-tpm"))]
-        TpmError::MemoryCredential(_) => Some(e.to_string()),
+        TpmError::MemoryCredential(_) => Some(crate::exit::chain(e)),
         _ => None,
     }
 }
@@ -137,7 +139,7 @@ pub async fn recover(
             }
         }
         Err(e) => {
-            tracing::warn!(volume = %volume_uuid, error = %e, "cannot use a released recovery passphrase");
+            tracing::warn!(volume = %volume_uuid, error = %crate::exit::Chain(&e), "cannot use a released recovery passphrase");
             RecoveryResult {
                 volume_uuid,
                 ok: false,
@@ -196,9 +198,9 @@ mod tests {
     use super::*;
 
     fn activation(rc: u32) -> TpmError {
-        TpmError::ActivateCredential(tss_esapi::Error::Tss2Error(
+        TpmError::ActivateCredential(TssError(tss_esapi::Error::Tss2Error(
             tss_esapi::constants::response_code::Tss2ResponseCode::from(rc),
-        ))
+        )))
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub enum DaemonError {
     #[error("cannot tell which boot this is")]
     BootId(#[from] crate::boot::BootError),
     /// The async runtime could not start.
-    #[error("starting the async runtime: {0}")]
+    #[error("starting the async runtime failed")]
     Runtime(#[source] std::io::Error),
 }
 
@@ -110,7 +110,7 @@ pub fn run(config_path: &std::path::Path) -> Result<(), DaemonError> {
                             new.state_dir = cfg.state_dir.clone();
                             cfg = new;
                         }
-                        Err(e) => tracing::warn!(error = %e, "reload failed; keeping the old configuration"),
+                        Err(e) => tracing::warn!(error = %crate::exit::Chain(&e), "reload failed; keeping the old configuration"),
                     }
                     notifier.notify("READY=1");
                 }
@@ -131,7 +131,7 @@ async fn loop_enroll(cfg: &AgentConfig, tpm: &TpmClient) -> enroll::Enrolled {
                 return me;
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "enrollment failed");
+                tracing::warn!(error = %crate::exit::Chain(&e), retry_in = ?backoff, "enrollment failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(cfg.broker.max_backoff_secs));
             }

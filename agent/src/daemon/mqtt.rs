@@ -59,6 +59,7 @@ pub fn tpm_signer(tpm: &TpmClient) -> Arc<super::tls::DigestSigner> {
     let tpm = tpm.clone();
     Arc::new(move |digest: &[u8]| {
         let d = digest.to_vec();
-        tpm.call(move |t| t.sign_tls(&d)).map_err(|e| e.to_string())
+        tpm.call(move |t| t.sign_tls(&d))
+            .map_err(|e| crate::exit::chain(&e))
     })
 }

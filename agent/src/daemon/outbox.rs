@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     /// The outbox directory or an entry could not be read or written.
-    #[error("outbox {path}: {source}")]
+    #[error("outbox {path}")]
     Io {
         path: PathBuf,
         #[source]

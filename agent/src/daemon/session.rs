@@ -105,7 +105,7 @@ impl Shared {
             match s {
                 Skipped::Unreadable(e) => {
                     if let Some(n) = self.allow("outbox-read") {
-                        tracing::warn!(error = %e, suppressed = n, "skipping an outbox entry");
+                        tracing::warn!(error = %crate::exit::Chain(&e), suppressed = n, "skipping an outbox entry");
                     }
                 }
                 Skipped::Dropped { seq, reason } => {
@@ -140,10 +140,10 @@ impl Shared {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 if let Some(n) = self.allow("outbox-write") {
-                    tracing::warn!(error = %e, suppressed = n, "cannot queue a message");
+                    tracing::warn!(error = %crate::exit::Chain(&e), suppressed = n, "cannot queue a message");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "the outbox writer failed"),
+            Err(e) => tracing::warn!(error = %crate::exit::Chain(&e), "the outbox writer failed"),
         }
         self.fill(client);
     }
@@ -211,7 +211,7 @@ async fn announce(w: &Work, client: &AsyncClient, shared: &Arc<Shared>) {
             // The reading task failed (it panicked or the runtime is shutting down): say so
             // and try again, rather than losing the deposits without a trace.
             Err(e) => {
-                tracing::warn!(error = %e, attempt, "reading the escrow records to deposit failed");
+                tracing::warn!(error = %crate::exit::Chain(&e), attempt, "reading the escrow records to deposit failed");
                 tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
             }
         }
@@ -286,7 +286,7 @@ async fn quote_pending(w: &Work, tpm: &TpmClient, client: &AsyncClient, shared: 
             }
             Err(e) => {
                 if let Some(n) = shared.allow("answer") {
-                    tracing::warn!(error = %e, suppressed = n, "cannot answer a challenge");
+                    tracing::warn!(error = %crate::exit::Chain(&e), suppressed = n, "cannot answer a challenge");
                 }
             }
         }
@@ -336,7 +336,11 @@ impl Inbox {
             Some("attest") => {
                 let checked = protocol::decode::<AttestChallenge>("challenge", &p.payload)
                     .map_err(|e| e.to_string())
-                    .and_then(|c| answer::check(&c).map(|_| c).map_err(|e| e.to_string()));
+                    .and_then(|c| {
+                        answer::check(&c)
+                            .map(|_| c)
+                            .map_err(|e| crate::exit::chain(&e))
+                    });
                 match checked {
                     Ok(c) => {
                         tracing::debug!(pcrs = %c.pcrs, "challenge received");
@@ -473,7 +477,7 @@ pub async fn run(
                 let mut delivery = lock(&shared.delivery);
                 if let Err(e) = delivery.acked(ack.pkid) {
                     if let Some(n) = shared.allow("outbox-remove") {
-                        tracing::warn!(error = %e, suppressed = n, "cannot remove a delivered entry");
+                        tracing::warn!(error = %crate::exit::Chain(&e), suppressed = n, "cannot remove a delivered entry");
                     }
                 }
                 if draining && delivery.backlog() == 0 {
@@ -484,7 +488,7 @@ pub async fn run(
             Ok(_) => {}
             Err(e) => {
                 if let Some(n) = shared.allow("connection") {
-                    tracing::warn!(error = %e, suppressed = n, retry_in = ?backoff, "broker connection lost");
+                    tracing::warn!(error = %crate::exit::Chain(&e), suppressed = n, retry_in = ?backoff, "broker connection lost");
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(max_backoff);

@@ -20,28 +20,28 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A PEM file could not be read or holds nothing usable.
-    #[error("{path}: {source}")]
+    #[error("{path} is not valid PEM")]
     Pem {
         path: PathBuf,
         #[source]
         source: rustls::pki_types::pem::Error,
     },
     /// The CA file holds no certificate rustls accepts.
-    #[error("{path}: no usable CA certificate: {source}")]
+    #[error("{path}: no usable CA certificate")]
     Roots {
         path: PathBuf,
         #[source]
         source: rustls::Error,
     },
     /// The claim key is not a key rustls can use.
-    #[error("{path}: unusable private key: {source}")]
+    #[error("{path}: unusable private key")]
     Key {
         path: PathBuf,
         #[source]
         source: rustls::Error,
     },
     /// rustls refused the configuration.
-    #[error("TLS configuration: {0}")]
+    #[error("building the TLS configuration failed")]
     Config(#[source] rustls::Error),
 }
 

@@ -47,10 +47,10 @@ pub enum BlobError {
     #[error("unknown policy kind {kind} at offset {offset}")]
     Kind { kind: u8, offset: usize },
     /// Truncated, oversized field or trailing bytes.
-    #[error("{0}")]
+    #[error(transparent)]
     Wire(#[from] WireError),
     /// The PCR selection is malformed.
-    #[error("{0}")]
+    #[error(transparent)]
     Selection(#[from] SelectionError),
     /// The value count does not match the selection.
     #[error("{count} PCR values at offset {offset} for {selected} selected PCRs")]
@@ -68,7 +68,7 @@ pub enum BlobError {
         offset: usize,
     },
     /// The fleet key is not a valid public area.
-    #[error("fleet policy key: {0}")]
+    #[error("the fleet policy key is unusable")]
     FleetKey(#[from] PublicError),
 }
 

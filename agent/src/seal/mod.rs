@@ -86,14 +86,14 @@ pub struct SealedObject {
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
     /// A file could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path} failed")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// A file could not be written.
-    #[error("writing {path}: {source}")]
+    #[error("writing {path} failed")]
     Write {
         path: PathBuf,
         #[source]
@@ -106,14 +106,14 @@ pub enum SealError {
     #[error("the secret is {len} bytes; a TPM seals 1 to {MAX_SECRET} bytes")]
     SecretSize { len: usize },
     /// A sealed blob is malformed.
-    #[error("sealed blob {path}: {source}")]
+    #[error("sealed blob {path} is not valid")]
     Blob {
         path: PathBuf,
         #[source]
         source: blob::BlobError,
     },
     /// The PCR values file is malformed.
-    #[error("PCR values {path}: {source}")]
+    #[error("PCR values {path} are not valid")]
     PcrValues {
         path: PathBuf,
         #[source]
@@ -123,10 +123,10 @@ pub enum SealError {
     #[error("fleet policy key {path}: {detail}")]
     PolicyKey { path: PathBuf, detail: String },
     /// The policyRef is too long.
-    #[error("{0}")]
-    PolicyRef(#[source] PolicyDigestError),
+    #[error(transparent)]
+    PolicyRef(PolicyDigestError),
     /// A signed policy file is malformed, tampered with or not signed by its key.
-    #[error("signed policy {path}: {source}")]
+    #[error("signed policy {path} refused")]
     SignedPolicy {
         path: PathBuf,
         #[source]

@@ -13,6 +13,7 @@ pub mod memory;
 pub mod relay;
 pub mod selection;
 pub mod tcti;
+pub mod tss;
 pub mod tls;
 pub mod worker;
 
@@ -23,6 +24,7 @@ use zeroize::Zeroizing;
 pub use selection::PcrSelection;
 pub use tcti::Tcti;
 pub use tls::{Certification, TlsKey};
+pub use tss::TssError;
 
 /// What `tpm info` reports about the chip.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -147,37 +149,37 @@ pub trait Tpm: Send {
 #[derive(Debug, thiserror::Error)]
 pub enum TpmError {
     /// The TCTI could not be loaded or the TPM did not answer.
-    #[error("cannot reach a TPM through TCTI {tcti}: {source}")]
+    #[error("cannot reach a TPM through TCTI {tcti}")]
     Connect {
         tcti: String,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// TPM2_GetCapability failed.
-    #[error("reading TPM properties failed: {0}")]
-    Capability(#[source] tss_esapi::Error),
+    #[error("reading TPM properties failed")]
+    Capability(#[source] TssError),
     /// Creating or persisting the storage root key failed.
-    #[error("storage root key at 0x81000001: {0}")]
-    StorageRootKey(#[source] tss_esapi::Error),
+    #[error("the storage root key at 0x81000001 is unusable")]
+    StorageRootKey(#[source] TssError),
     /// Creating the endorsement key failed.
-    #[error("creating the {alg} endorsement key failed: {source}", alg = alg.name())]
+    #[error("creating the {alg} endorsement key failed", alg = alg.name())]
     EndorsementKey {
         alg: EkAlg,
         #[source]
-        source: tss_esapi::Error,
+        source: TssError,
     },
     /// Reading an EK certificate from NV failed.
-    #[error("reading EK certificate at NV index 0x{index:08x} failed: {source}")]
+    #[error("reading EK certificate at NV index 0x{index:08x} failed")]
     EkCertificate {
         index: u32,
         #[source]
-        source: tss_esapi::Error,
+        source: TssError,
     },
     /// Creating or loading the attestation key failed.
-    #[error("attestation key: {0}")]
-    AttestationKey(#[source] tss_esapi::Error),
+    #[error("the attestation key is unusable")]
+    AttestationKey(#[source] TssError),
     /// The key blobs under the state directory could not be read or written.
-    #[error("{key} state {path}: {source}")]
+    #[error("{key} state {path}")]
     KeyState {
         key: &'static str,
         path: PathBuf,
@@ -185,52 +187,52 @@ pub enum TpmError {
         source: std::io::Error,
     },
     /// Stored key blobs are not valid TPM structures.
-    #[error("{key} state {path} is corrupt: {source}")]
+    #[error("{key} state {path} is corrupt")]
     KeyStateCorrupt {
         key: &'static str,
         path: PathBuf,
         #[source]
-        source: tss_esapi::Error,
+        source: TssError,
     },
     /// TPM2_PCR_Read failed.
-    #[error("reading PCRs failed: {0}")]
-    PcrRead(#[source] tss_esapi::Error),
+    #[error("reading PCRs failed")]
+    PcrRead(#[source] TssError),
     /// TPM2_PCR_Extend failed or the arguments were invalid.
-    #[error("extending PCR {pcr} failed: {source}")]
+    #[error("extending PCR {pcr} failed")]
     PcrExtend {
         pcr: u32,
         #[source]
-        source: tss_esapi::Error,
+        source: TssError,
     },
     /// TPM2_Quote failed.
-    #[error("quote failed: {0}")]
-    Quote(#[source] tss_esapi::Error),
+    #[error("quote failed")]
+    Quote(#[source] TssError),
     /// Marshalling a TPM structure failed.
-    #[error("marshalling {what} failed: {source}")]
+    #[error("marshalling {what} failed")]
     Marshal {
         what: &'static str,
         #[source]
-        source: tss_esapi::Error,
+        source: TssError,
     },
     /// A credential blob or encrypted secret is not a size-prefixed TPM structure.
     #[error("{what} of {len} bytes is not a well-formed size-prefixed TPM structure")]
     CredentialFormat { what: &'static str, len: usize },
     /// TPM2_ActivateCredential (or the EK policy session it needs) failed.
-    #[error("activating the credential failed: {0}")]
-    ActivateCredential(#[source] tss_esapi::Error),
+    #[error("activating the credential failed")]
+    ActivateCredential(#[source] TssError),
     /// The in-memory TPM refused a credential (wrong AK name, tampered blob, bad format).
     #[cfg(any(test, feature = "memory-tpm"))]
-    #[error("in-memory TPM: activating the credential failed: {0}")]
+    #[error("in-memory TPM: activating the credential failed")]
     MemoryCredential(#[source] vouch_attest::credential::CredentialError),
     /// Creating or loading the TLS key failed.
-    #[error("TLS key: {0}")]
-    TlsKey(#[source] tss_esapi::Error),
+    #[error("the TLS key is unusable")]
+    TlsKey(#[source] TssError),
     /// TPM2_Certify of the TLS key failed.
-    #[error("certifying the TLS key failed: {0}")]
-    Certify(#[source] tss_esapi::Error),
+    #[error("certifying the TLS key failed")]
+    Certify(#[source] TssError),
     /// TPM2_Sign with the TLS key failed.
-    #[error("signing with the TLS key failed: {0}")]
-    Sign(#[source] tss_esapi::Error),
+    #[error("signing with the TLS key failed")]
+    Sign(#[source] TssError),
     /// The digest to sign is not a SHA-256 digest.
     #[error("the TLS key signs 32-byte SHA-256 digests, got {len} bytes")]
     SignDigest { len: usize },
@@ -238,24 +240,24 @@ pub enum TpmError {
     #[error("the TPM returned a TLS signature that is not a P-256 ECDSA signature")]
     SignatureFormat,
     /// Computing a seal policy digest failed (missing PCR value, bad key, long policyRef).
-    #[error("seal policy: {0}")]
+    #[error("computing the seal policy failed")]
     SealPolicy(#[source] vouch_attest::policy_digest::PolicyDigestError),
     /// The secret to seal is empty or longer than 128 bytes.
     #[error("the secret is {len} bytes; a TPM seals 1 to 128 bytes")]
     SecretSize { len: usize },
     /// Creating the sealed object (or its salted session) failed.
-    #[error("sealing the secret failed: {0}")]
-    Seal(#[source] tss_esapi::Error),
+    #[error("sealing the secret failed")]
+    Seal(#[source] TssError),
     /// The sealed object's blobs are not valid TPM structures.
-    #[error("sealed object {what} is corrupt: {source}")]
+    #[error("sealed object {what} is corrupt")]
     SealedCorrupt {
         what: &'static str,
         #[source]
-        source: tss_esapi::Error,
+        source: TssError,
     },
     /// Loading the sealed object, its policy session or TPM2_Unseal failed.
-    #[error("unsealing failed: {0}")]
-    Unseal(#[source] tss_esapi::Error),
+    #[error("unsealing failed")]
+    Unseal(#[source] TssError),
     /// A PCR the policy binds holds another value than the policy allows.
     #[error("the boot state changed since the secret was sealed or approved: the policy binds PCRs {bound} and {changed} now differ; unsealing refused")]
     BootStateChanged { bound: String, changed: String },
@@ -269,11 +271,11 @@ pub enum TpmError {
     #[error("the signed policy is for policyRef {signed:?}, the secret is sealed with policyRef {sealed:?}")]
     AuthorizationRef { sealed: String, signed: String },
     /// TPM2_VerifySignature refused the signed policy's approval signature.
-    #[error("the TPM refused the signed policy's approval signature: {0}")]
-    ApprovalRefused(#[source] tss_esapi::Error),
+    #[error("the TPM refused the signed policy's approval signature")]
+    ApprovalRefused(#[source] TssError),
     /// The in-memory TPM refused an approval signature.
     #[cfg(any(test, feature = "memory-tpm"))]
-    #[error("in-memory TPM: the approval signature does not verify with the fleet key: {0}")]
+    #[error("in-memory TPM: the approval signature does not verify with the fleet key")]
     MemoryApproval(#[source] vouch_attest::policy_digest::PolicyDigestError),
     /// The software TPM was asked for something it does not model.
     #[cfg(any(test, feature = "memory-tpm"))]

@@ -15,10 +15,10 @@ use std::thread;
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     /// No pair of adjacent loopback ports could be bound.
-    #[error("no free pair of loopback ports for the swtpm relay: {0}")]
+    #[error("no free pair of loopback ports for the swtpm relay")]
     Bind(#[source] io::Error),
     /// The swtpm unix socket is not there.
-    #[error("swtpm socket {path} is not reachable: {source}")]
+    #[error("swtpm socket {path} is not reachable")]
     Unreachable {
         path: PathBuf,
         #[source]
@@ -64,7 +64,7 @@ fn spawn_forwarder(listener: TcpListener, target: PathBuf) {
                 continue;
             };
             if let Err(e) = pipe(tcp, unix) {
-                tracing::warn!(error = %e, "swtpm relay connection failed");
+                tracing::warn!(error = %crate::exit::Chain(&e), "swtpm relay connection failed");
             }
         }
     });

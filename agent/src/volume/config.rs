@@ -18,7 +18,7 @@ const MAX_CONFIG: u64 = 256 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum VolumesConfigError {
     /// The file could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path} failed")]
     Read {
         path: PathBuf,
         #[source]
@@ -28,7 +28,7 @@ pub enum VolumesConfigError {
     #[error("{path} is larger than {MAX_CONFIG} bytes")]
     TooLarge { path: PathBuf },
     /// The TOML is invalid or has unknown keys.
-    #[error("{path}: {source}")]
+    #[error("{path} is not valid")]
     Parse {
         path: PathBuf,
         #[source]
@@ -120,7 +120,8 @@ mod tests {
         let p = Path::new("v.toml");
         let e = VolumesConfig::parse("[[volume]]\nname='a'\ndevice='/d'\nsigned_poilcy='x'\n", p)
             .unwrap_err();
-        assert!(e.to_string().contains("signed_poilcy"), "{e}");
+        let text = crate::exit::chain(&e);
+        assert!(text.contains("signed_poilcy"), "{text}");
         let e = VolumesConfig::parse(
             "[[volume]]\nname='a'\ndevice='/d'\n[[volume]]\nname='a'\ndevice='/e'\n",
             p,

@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// The device size could not be determined.
-    #[error("cannot determine device size: {0}")]
+    #[error("cannot determine the device size")]
     Size(#[source] std::io::Error),
     /// A read or write would go past the end of the device (a truncated device).
     #[error(
@@ -24,7 +24,7 @@ pub enum DeviceError {
         size: u64,
     },
     /// Reading failed.
-    #[error("read of {len} bytes at offset {offset} failed: {source}")]
+    #[error("read of {len} bytes at offset {offset} failed")]
     Read {
         /// Offset of the read.
         offset: u64,
@@ -34,7 +34,7 @@ pub enum DeviceError {
         source: std::io::Error,
     },
     /// Writing failed.
-    #[error("write of {len} bytes at offset {offset} failed: {source}")]
+    #[error("write of {len} bytes at offset {offset} failed")]
     Write {
         /// Offset of the write.
         offset: u64,
@@ -44,7 +44,7 @@ pub enum DeviceError {
         source: std::io::Error,
     },
     /// Flushing to stable storage failed.
-    #[error("sync to stable storage failed: {0}")]
+    #[error("sync to stable storage failed")]
     Sync(#[source] std::io::Error),
 }
 

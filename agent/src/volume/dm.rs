@@ -53,7 +53,7 @@ pub enum DmError {
     #[error("no device-mapper on this machine ({CONTROL} is missing or has no driver; is the dm_mod kernel module loaded?): cannot activate the volume")]
     NoDeviceMapper,
     /// Opening the control device failed.
-    #[error("opening {CONTROL}: {0}")]
+    #[error("opening {CONTROL} failed")]
     Control(#[source] std::io::Error),
     /// A name is empty, too long or contains '/' or NUL.
     #[error("device-mapper name {0:?} must be 1 to 127 bytes without '/' or NUL")]
@@ -71,14 +71,14 @@ pub enum DmError {
     #[error("{path} is not a block device: attach an image file with `losetup` first")]
     NotBlock { path: PathBuf },
     /// Reading the data device's metadata failed.
-    #[error("{path}: {source}")]
+    #[error("reading the metadata of {path} failed")]
     Stat {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// An ioctl failed.
-    #[error("device-mapper {op} of {name:?} failed: {source}")]
+    #[error("device-mapper {op} of {name:?} failed")]
     Ioctl {
         op: &'static str,
         name: String,

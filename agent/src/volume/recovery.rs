@@ -25,7 +25,7 @@ pub enum RecoveryFileError {
     #[error("{0:?} is not a volume UUID (8-4-4-4-12 hex digits)")]
     Uuid(String),
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("accessing {path} failed")]
     Io {
         path: PathBuf,
         #[source]

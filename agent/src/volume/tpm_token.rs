@@ -54,30 +54,30 @@ pub enum TokenError {
     )]
     Base64 { id: u32 },
     /// The sealed blob is malformed.
-    #[error("{TPM_TOKEN} token {id}: sealed blob: {source}")]
+    #[error("{TPM_TOKEN} token {id}: the sealed blob is not valid")]
     Blob {
         id: u32,
         #[source]
         source: BlobError,
     },
     /// The escrow token does not hold a valid escrow record.
-    #[error("{ESCROW_TOKEN} token {id}: {source}")]
+    #[error("{ESCROW_TOKEN} token {id} is not valid")]
     Escrow {
         id: u32,
         #[source]
         source: EscrowError,
     },
     /// Writing a token or header failed.
-    #[error("updating the LUKS2 header: {0}")]
+    #[error("updating the LUKS2 header failed")]
     Update(#[source] Luks2Error),
     /// Keyslot 0 is missing or has no KDF.
     #[error("keyslot {SECRET_KEYSLOT} is missing or has no KDF")]
     SecretKeyslot,
     /// Rewriting keyslot 0 failed.
-    #[error("rewriting keyslot {SECRET_KEYSLOT}: {0}")]
+    #[error("rewriting keyslot {SECRET_KEYSLOT} failed")]
     Keyslot(#[source] KeyslotError),
     /// The KDF of keyslot 0 is unreadable.
-    #[error("keyslot {SECRET_KEYSLOT} KDF: {0}")]
+    #[error("the KDF of keyslot {SECRET_KEYSLOT} is unusable")]
     Kdf(#[source] super::luks2::kdf::KdfError),
 }
 

@@ -32,7 +32,7 @@ use vouch_attest::escrow::EscrowError;
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
     /// Opening or creating the device failed.
-    #[error("opening {path}: {source}")]
+    #[error("opening {path} failed")]
     Open {
         path: PathBuf,
         #[source]
@@ -42,49 +42,49 @@ pub enum VolumeError {
     #[error("{0} does not exist: give --size to create an image file")]
     SizeRequired(PathBuf),
     /// Device access failed.
-    #[error("{path}: {source}")]
+    #[error("accessing {path} failed")]
     Device {
         path: PathBuf,
         #[source]
         source: DeviceError,
     },
     /// The LUKS2 header could not be read.
-    #[error("{path}: {source}")]
+    #[error("reading the LUKS2 header of {path} failed")]
     Header {
         path: PathBuf,
         #[source]
         source: Box<Luks2Error>,
     },
     /// Formatting failed.
-    #[error("formatting {path}: {source}")]
+    #[error("formatting {path} failed")]
     Format {
         path: PathBuf,
         #[source]
         source: Box<FormatError>,
     },
     /// In-place encryption failed.
-    #[error("encrypting {path} in place: {source}")]
+    #[error("encrypting {path} in place failed")]
     Inplace {
         path: PathBuf,
         #[source]
         source: Box<InplaceError>,
     },
     /// A Vouch token is missing or malformed, or could not be written.
-    #[error("{path}: {source}")]
+    #[error("the Vouch tokens of {path}")]
     Token {
         path: PathBuf,
         #[source]
         source: Box<TokenError>,
     },
     /// Adding a token failed.
-    #[error("{path}: adding token: {source}")]
+    #[error("adding a token to {path} failed")]
     AddToken {
         path: PathBuf,
         #[source]
         source: Box<Luks2Error>,
     },
     /// The escrow key or record is unusable.
-    #[error("escrow {path}: {source}")]
+    #[error("escrow {path}")]
     Escrow {
         path: PathBuf,
         #[source]
@@ -100,21 +100,21 @@ pub enum VolumeError {
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
     /// The unsealed secret does not open keyslot 0.
-    #[error("{path}: the unsealed secret does not open keyslot 0: {source}")]
+    #[error("{path}: the unsealed secret does not open keyslot 0")]
     SecretRejected {
         path: PathBuf,
         #[source]
         source: Box<Luks2Error>,
     },
     /// The recovery passphrase does not open keyslot 1.
-    #[error("{path}: the recovery passphrase does not open keyslot 1: {source}")]
+    #[error("{path}: the recovery passphrase does not open keyslot 1")]
     RecoveryRejected {
         path: PathBuf,
         #[source]
         source: Box<Luks2Error>,
     },
     /// Device-mapper failed (or is missing).
-    #[error("{name}: {source}")]
+    #[error("mapping volume {name} failed")]
     Dm {
         name: String,
         #[source]
@@ -124,18 +124,19 @@ pub enum VolumeError {
     #[error(transparent)]
     Config(#[from] crate::volume::config::VolumesConfigError),
     /// Some volumes of `unlock --all` failed.
-    #[error("{failed} of {total} volumes failed to unlock ({names}); first: {first}")]
+    #[error("{failed} of {total} volumes failed to unlock ({names}); the first")]
     Several {
         failed: usize,
         total: usize,
         names: String,
+        #[source]
         first: Box<VolumeError>,
     },
     /// The random source failed.
-    #[error("random source failed: {0}")]
+    #[error("the random source failed")]
     Random(#[source] rand_core::Error),
     /// Writing an output file failed.
-    #[error("writing {path}: {source}")]
+    #[error("writing {path} failed")]
     Write {
         path: PathBuf,
         #[source]
@@ -145,7 +146,7 @@ pub enum VolumeError {
     #[error("fleet policy key {path}: {detail}")]
     PolicyKey { path: PathBuf, detail: String },
     /// Output could not be serialized.
-    #[error("encoding JSON output: {0}")]
+    #[error("encoding JSON output failed")]
     Json(#[from] serde_json::Error),
     /// A recovery file (escrow record copy, fleet-released passphrase) failed.
     #[error(transparent)]
@@ -154,7 +155,7 @@ pub enum VolumeError {
     #[error("no --recovery-file given and the fleet has released no passphrase for volume {uuid} ({path} is missing): ask the fleet operator for `vouch-fleet escrow release DEVICE {uuid}` while `vouch-agent run` is connected")]
     NoReleasedPassphrase { uuid: String, path: PathBuf },
     /// The fleet-released passphrase is no longer for this boot.
-    #[error("the passphrase the fleet released for volume {uuid} was sealed to another boot state ({path}): {source}")]
+    #[error("the passphrase the fleet released for volume {uuid} was sealed to another boot state ({path})")]
     ReleasedForOtherBoot {
         uuid: String,
         path: PathBuf,

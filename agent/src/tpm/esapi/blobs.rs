@@ -5,6 +5,7 @@
 
 use super::flush::Flush;
 use super::EsapiTpm;
+use crate::tpm::tss::{tss, TssError};
 use crate::tpm::TpmError;
 use std::path::{Path, PathBuf};
 use tss_esapi::handles::KeyHandle;
@@ -21,7 +22,7 @@ pub(super) struct ChildKey {
     /// Its template.
     pub template: fn() -> tss_esapi::Result<Public>,
     /// The error for a failed TPM operation on it.
-    pub tpm_error: fn(tss_esapi::Error) -> TpmError,
+    pub tpm_error: fn(TssError) -> TpmError,
 }
 
 fn state_error(key: &ChildKey, path: &Path, source: std::io::Error) -> TpmError {
@@ -61,7 +62,7 @@ pub(super) fn blobs(tpm: &mut EsapiTpm, key: &ChildKey) -> Result<(Public, Priva
             move |source| TpmError::KeyStateCorrupt {
                 key: key.name,
                 path,
-                source,
+                source: TssError(source),
             }
         };
         let public = Public::unmarshall(&read(&pub_path)?).map_err(corrupt(&pub_path))?;
@@ -69,19 +70,19 @@ pub(super) fn blobs(tpm: &mut EsapiTpm, key: &ChildKey) -> Result<(Public, Priva
         return Ok((public, private));
     }
     let srk = tpm.srk()?;
-    let template = (key.template)().map_err(key.tpm_error)?;
+    let template = (key.template)().map_err(tss(key.tpm_error))?;
     let created = tpm
         .ctx
         .execute_with_session(Some(AuthSession::Password), |c| {
             c.create(srk, template, None, None, None, None)
         })
-        .map_err(key.tpm_error)?;
+        .map_err(tss(key.tpm_error))?;
     let pub_bytes = created
         .out_public
         .marshall()
         .map_err(|source| TpmError::Marshal {
             what: key.name,
-            source,
+            source: TssError(source),
         })?;
     write(tpm, key, &pub_path, &pub_bytes, vouch_durable::MODE_PUBLIC)?;
     let private = created.out_private.value();
@@ -101,6 +102,6 @@ pub(super) fn load<'a>(
         .execute_with_session(Some(AuthSession::Password), |c| {
             c.load(srk, private, public.clone())
         })
-        .map_err(key.tpm_error)?;
+        .map_err(tss(key.tpm_error))?;
     Ok((Flush::new(tpm, handle), public))
 }

@@ -8,6 +8,7 @@
 
 use super::flush::Flush;
 use super::EsapiTpm;
+use crate::tpm::tss::{tss, TssError};
 use crate::tpm::{EkAlg, TpmError};
 use tss_esapi::abstraction::ek;
 use tss_esapi::constants::SessionType;
@@ -37,9 +38,9 @@ pub fn activate(
     encrypted_secret: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
     let id_object = IdObject::try_from(body("TPM2B_ID_OBJECT", credential_blob)?)
-        .map_err(TpmError::ActivateCredential)?;
+        .map_err(tss(TpmError::ActivateCredential))?;
     let secret = EncryptedSecret::try_from(body("TPM2B_ENCRYPTED_SECRET", encrypted_secret)?)
-        .map_err(TpmError::ActivateCredential)?;
+        .map_err(tss(TpmError::ActivateCredential))?;
     let (mut ak, _) = tpm.load_ak()?;
     let handle = ak.handle();
     with_ek(&mut ak, alg, handle, id_object, secret)
@@ -56,8 +57,12 @@ fn with_ek(
         EkAlg::EccP256 => AsymmetricAlgorithm::Ecc,
         EkAlg::Rsa2048 => AsymmetricAlgorithm::Rsa,
     };
-    let ek = ek::create_ek_object(&mut tpm.ctx, asym, None)
-        .map_err(|source| TpmError::EndorsementKey { alg, source })?;
+    let ek = ek::create_ek_object(&mut tpm.ctx, asym, None).map_err(|source| {
+        TpmError::EndorsementKey {
+            alg,
+            source: TssError(source),
+        }
+    })?;
     let mut ek = Flush::new(tpm, ek);
     let handle = ek.handle();
     with_policy(&mut ek, ak, handle, id_object, secret)
@@ -80,10 +85,10 @@ fn with_policy(
             SymmetricDefinition::Null,
             HashingAlgorithm::Sha256,
         )
-        .map_err(TpmError::ActivateCredential)?
-        .ok_or(TpmError::ActivateCredential(Error::WrapperError(
+        .map_err(tss(TpmError::ActivateCredential))?
+        .ok_or(TpmError::ActivateCredential(TssError(Error::WrapperError(
             WrapperErrorKind::WrongValueFromTpm,
-        )))?;
+        ))))?;
     let mut guard = Flush::new(tpm, session);
     let ctx = &mut guard.ctx;
     let result = PolicySession::try_from(session)
@@ -105,6 +110,6 @@ fn with_policy(
             })
         });
     drop(guard);
-    let digest = result.map_err(TpmError::ActivateCredential)?;
+    let digest = result.map_err(tss(TpmError::ActivateCredential))?;
     Ok(Zeroizing::new(digest.value().to_vec()))
 }

@@ -18,6 +18,7 @@ use super::{
     relay, AttestationKey, EkAlg, EkCertificate, EndorsementKey, PcrSelection, Quote, Tcti, Tpm,
     TpmError, TpmInfo,
 };
+use crate::tpm::tss::{tss, TssError};
 use blobs::ChildKey;
 use flush::Flush;
 use keys::{ak_template, srk_template, SRK_HANDLE};
@@ -101,7 +102,7 @@ impl EsapiTpm {
     /// Loads the SRK from its persistent handle, creating and persisting it when absent.
     pub(super) fn srk(&mut self) -> Result<KeyHandle, TpmError> {
         let handle = TpmHandle::Persistent(
-            PersistentTpmHandle::new(SRK_HANDLE).map_err(TpmError::StorageRootKey)?,
+            PersistentTpmHandle::new(SRK_HANDLE).map_err(tss(TpmError::StorageRootKey))?,
         );
         if let Ok(obj) = self
             .ctx
@@ -109,15 +110,16 @@ impl EsapiTpm {
         {
             return Ok(obj.into());
         }
-        let template = srk_template().map_err(TpmError::StorageRootKey)?;
+        let template = srk_template().map_err(tss(TpmError::StorageRootKey))?;
         let created = self
             .ctx
             .execute_with_nullauth_session(|c| {
                 c.create_primary(Hierarchy::Owner, template, None, None, None, None)
             })
-            .map_err(TpmError::StorageRootKey)?;
+            .map_err(tss(TpmError::StorageRootKey))?;
         let mut primary = Flush::new(self, created.key_handle);
-        let persistent = PersistentTpmHandle::new(SRK_HANDLE).map_err(TpmError::StorageRootKey)?;
+        let persistent =
+            PersistentTpmHandle::new(SRK_HANDLE).map_err(tss(TpmError::StorageRootKey))?;
         let result = primary.ctx.execute_with_nullauth_session(|c| {
             c.evict_control(
                 Provision::Owner,
@@ -126,7 +128,7 @@ impl EsapiTpm {
             )
         });
         drop(primary);
-        Ok(result.map_err(TpmError::StorageRootKey)?.into())
+        Ok(result.map_err(tss(TpmError::StorageRootKey))?.into())
     }
 
     /// Loads the AK under the SRK; flushed when the returned guard drops.
@@ -206,7 +208,7 @@ pub(super) fn tpm2b(bytes: Vec<u8>) -> Vec<u8> {
 fn property(ctx: &mut Context, tag: PropertyTag) -> Result<u32, TpmError> {
     Ok(ctx
         .get_tpm_property(tag)
-        .map_err(TpmError::Capability)?
+        .map_err(tss(TpmError::Capability))?
         .unwrap_or(0))
 }
 
@@ -216,11 +218,11 @@ impl Tpm for EsapiTpm {
         let fw1 = property(&mut self.ctx, PropertyTag::FirmwareVersion1)?;
         let fw2 = property(&mut self.ctx, PropertyTag::FirmwareVersion2)?;
         let vendor =
-            tss_esapi::utils::get_tpm_vendor(&mut self.ctx).map_err(TpmError::Capability)?;
+            tss_esapi::utils::get_tpm_vendor(&mut self.ctx).map_err(tss(TpmError::Capability))?;
         let (caps, _) = self
             .ctx
             .get_capability(CapabilityType::AssignedPcr, 0, 8)
-            .map_err(TpmError::Capability)?;
+            .map_err(tss(TpmError::Capability))?;
         let mut pcr_banks = Vec::new();
         if let CapabilityData::AssignedPcr(list) = caps {
             for s in list.get_selections() {
@@ -239,7 +241,10 @@ impl Tpm for EsapiTpm {
     }
 
     fn endorsement_key(&mut self, alg: EkAlg) -> Result<EndorsementKey, TpmError> {
-        let err = |source| TpmError::EndorsementKey { alg, source };
+        let err = |source| TpmError::EndorsementKey {
+            alg,
+            source: TssError(source),
+        };
         let asym = match alg {
             EkAlg::EccP256 => AsymmetricAlgorithm::Ecc,
             EkAlg::Rsa2048 => AsymmetricAlgorithm::Rsa,
@@ -256,8 +261,10 @@ impl Tpm for EsapiTpm {
     }
 
     fn ek_certificates(&mut self) -> Result<Vec<EkCertificate>, TpmError> {
-        let listed = nv::list(&mut self.ctx)
-            .map_err(|source| TpmError::EkCertificate { index: 0, source })?;
+        let listed = nv::list(&mut self.ctx).map_err(|source| TpmError::EkCertificate {
+            index: 0,
+            source: TssError(source),
+        })?;
         let mut certs = Vec::new();
         for (public, _) in listed {
             let index = u32::from(public.nv_index());
@@ -267,7 +274,10 @@ impl Tpm for EsapiTpm {
             if !wanted {
                 continue;
             }
-            let err = |source| TpmError::EkCertificate { index, source };
+            let err = |source| TpmError::EkCertificate {
+                index,
+                source: TssError(source),
+            };
             let obj = self
                 .ctx
                 .execute_without_session(|c| {
@@ -292,7 +302,7 @@ impl Tpm for EsapiTpm {
         let (public, _) = blobs::blobs(self, &AK)?;
         let bytes = public.marshall().map_err(|source| TpmError::Marshal {
             what: "AK public",
-            source,
+            source: TssError(source),
         })?;
         Ok(AttestationKey {
             public: tpm2b(bytes),
@@ -300,8 +310,8 @@ impl Tpm for EsapiTpm {
     }
 
     fn pcr_read(&mut self, selection: &PcrSelection) -> Result<PcrBanks, TpmError> {
-        let list = selection_list(selection).map_err(TpmError::PcrRead)?;
-        let data = pcr::read_all(&mut self.ctx, list).map_err(TpmError::PcrRead)?;
+        let list = selection_list(selection).map_err(tss(TpmError::PcrRead))?;
+        let data = pcr::read_all(&mut self.ctx, list).map_err(tss(TpmError::PcrRead))?;
         let mut out = PcrBanks::new();
         for (alg, pcrs) in selection.banks() {
             let Some(bank) = data.pcr_bank(tpm_alg(*alg)) else {
@@ -317,7 +327,10 @@ impl Tpm for EsapiTpm {
     }
 
     fn pcr_extend(&mut self, pcr: u32, digests: &[(HashAlg, Vec<u8>)]) -> Result<(), TpmError> {
-        let err = |source| TpmError::PcrExtend { pcr, source };
+        let err = |source| TpmError::PcrExtend {
+            pcr,
+            source: TssError(source),
+        };
         let mut values = DigestValues::new();
         for (alg, d) in digests {
             values.set(tpm_alg(*alg), Digest::try_from(d.clone()).map_err(err)?);
@@ -331,8 +344,8 @@ impl Tpm for EsapiTpm {
     }
 
     fn quote(&mut self, nonce: &[u8], selection: &PcrSelection) -> Result<Quote, TpmError> {
-        let list = selection_list(selection).map_err(TpmError::Quote)?;
-        let data = Data::try_from(nonce.to_vec()).map_err(TpmError::Quote)?;
+        let list = selection_list(selection).map_err(tss(TpmError::Quote))?;
+        let data = Data::try_from(nonce.to_vec()).map_err(tss(TpmError::Quote))?;
         let (mut ak, _) = self.load_ak()?;
         let handle = ak.handle();
         let result = ak
@@ -343,8 +356,13 @@ impl Tpm for EsapiTpm {
                 c.quote(handle, data, SignatureScheme::Null, list)
             });
         drop(ak);
-        let (attest, signature) = result.map_err(TpmError::Quote)?;
-        let marshal = |what| move |source| TpmError::Marshal { what, source };
+        let (attest, signature) = result.map_err(tss(TpmError::Quote))?;
+        let marshal = |what| {
+            move |source| TpmError::Marshal {
+                what,
+                source: TssError(source),
+            }
+        };
         Ok(Quote {
             attest: attest.marshall().map_err(marshal("TPMS_ATTEST"))?,
             signature: signature.marshall().map_err(marshal("TPMT_SIGNATURE"))?,

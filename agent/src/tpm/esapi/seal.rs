@@ -19,6 +19,7 @@ use crate::seal::{
     agent_selection, auth_policy, check_authorization, compare_boot_state, resolve, Binding,
     SealPolicy, SealedObject, MAX_SECRET,
 };
+use crate::tpm::tss::{tss, TssError};
 use crate::tpm::TpmError;
 use tss_esapi::attributes::{ObjectAttributesBuilder, SessionAttributesBuilder};
 use tss_esapi::constants::{SessionType, Tss2ResponseCodeKind};
@@ -96,22 +97,23 @@ pub fn seal(
     }
     let binding = resolve(policy, |sel| crate::tpm::Tpm::pcr_read(tpm, sel))?;
     let digest = auth_policy(&binding)?;
-    let template = sealed_template(&digest).map_err(TpmError::Seal)?;
-    let data = SensitiveData::try_from(secret.to_vec()).map_err(TpmError::Seal)?;
+    let template = sealed_template(&digest).map_err(tss(TpmError::Seal))?;
+    let data = SensitiveData::try_from(secret.to_vec()).map_err(tss(TpmError::Seal))?;
     let srk = tpm.srk()?;
-    let mut session = salted_session(tpm, srk, SessionType::Hmac, true).map_err(TpmError::Seal)?;
+    let mut session =
+        salted_session(tpm, srk, SessionType::Hmac, true).map_err(tss(TpmError::Seal))?;
     let handle = session.handle();
     let created = session.ctx.execute_with_session(Some(handle), |c| {
         c.create(srk, template, None, Some(data), None, None)
     });
     drop(session);
-    let created = created.map_err(TpmError::Seal)?;
+    let created = created.map_err(tss(TpmError::Seal))?;
     let public = created
         .out_public
         .marshall()
         .map_err(|source| TpmError::Marshal {
             what: "sealed object public",
-            source,
+            source: TssError(source),
         })?;
     Ok(SealedObject {
         binding,
@@ -127,7 +129,12 @@ pub fn unseal(
     sealed: &SealedObject,
     authorization: Option<&SignedPolicy>,
 ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
-    let corrupt = |what| move |source| TpmError::SealedCorrupt { what, source };
+    let corrupt = |what| {
+        move |source| TpmError::SealedCorrupt {
+            what,
+            source: TssError(source),
+        }
+    };
     let bad_frame = || Error::WrapperError(WrapperErrorKind::InvalidParam);
     let public = strip_size_prefix(&sealed.public)
         .ok_or_else(bad_frame)
@@ -153,7 +160,7 @@ pub fn unseal(
         .execute_with_session(Some(AuthSession::Password), |c| {
             c.load(srk, private, public)
         })
-        .map_err(TpmError::Unseal)?;
+        .map_err(tss(TpmError::Unseal))?;
     let mut object = Flush::new(tpm, object);
     let handle = object.handle();
     let result = with_object(&mut object, srk, handle, &selection, approval);
@@ -171,7 +178,7 @@ pub fn unseal(
 }
 
 fn is_policy_fail(e: &TpmError) -> bool {
-    matches!(e, TpmError::Unseal(Error::Tss2Error(rc))
+    matches!(e, TpmError::Unseal(TssError(Error::Tss2Error(rc)))
         if rc.kind() == Some(Tss2ResponseCodeKind::PolicyFail))
 }
 
@@ -182,9 +189,9 @@ fn with_object(
     selection: &vouch_attest::tpm::PcrSelection,
     approval: Option<&SignedPolicy>,
 ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
-    let list = selection_list(&agent_selection(selection)?).map_err(TpmError::Unseal)?;
+    let list = selection_list(&agent_selection(selection)?).map_err(tss(TpmError::Unseal))?;
     let mut session =
-        salted_session(tpm, srk, SessionType::Policy, false).map_err(TpmError::Unseal)?;
+        salted_session(tpm, srk, SessionType::Policy, false).map_err(tss(TpmError::Unseal))?;
     let handle = session.handle();
     let result = PolicySession::try_from(handle)
         .and_then(|policy| {
@@ -193,7 +200,7 @@ fn with_object(
                 .policy_pcr(policy, Digest::default(), list)
                 .map(|_| policy)
         })
-        .map_err(TpmError::Unseal)
+        .map_err(tss(TpmError::Unseal))
         .and_then(|policy| match approval {
             Some(auth) => authorize(&mut session, policy, auth),
             None => Ok(()),
@@ -202,7 +209,7 @@ fn with_object(
             session
                 .ctx
                 .execute_with_session(Some(handle), |c| c.unseal(object.into()))
-                .map_err(TpmError::Unseal)
+                .map_err(tss(TpmError::Unseal))
         });
     drop(session);
     Ok(Zeroizing::new(result?.value().to_vec()))
@@ -215,7 +222,7 @@ fn authorize(
     auth: &SignedPolicy,
 ) -> Result<(), TpmError> {
     let d = &auth.draft;
-    let key_public = Public::unmarshall(&d.key.marshal()).map_err(TpmError::Unseal)?;
+    let key_public = Public::unmarshall(&d.key.marshal()).map_err(tss(TpmError::Unseal))?;
     let name = d
         .key
         .name()
@@ -224,24 +231,24 @@ fn authorize(
                 e.to_string(),
             ))
         })
-        .and_then(|n| Name::try_from(n).map_err(TpmError::Unseal))?;
+        .and_then(|n| Name::try_from(n).map_err(tss(TpmError::Unseal)))?;
     let a_hash = approval_digest(POLICY_ALG, &d.approved_policy, &d.policy_ref)
         .map_err(TpmError::SealPolicy)?;
     let signature =
-        Signature::unmarshall(&auth.approval_signature.marshal()).map_err(TpmError::Unseal)?;
+        Signature::unmarshall(&auth.approval_signature.marshal()).map_err(tss(TpmError::Unseal))?;
     let key = tpm
         .ctx
         .load_external_public(key_public, Hierarchy::Owner)
-        .map_err(TpmError::Unseal)?;
+        .map_err(tss(TpmError::Unseal))?;
     let mut key = Flush::new(tpm, key);
     let handle = key.handle();
     let ticket = Digest::try_from(a_hash)
         .and_then(|digest| key.ctx.verify_signature(handle, digest, signature))
-        .map_err(TpmError::ApprovalRefused);
+        .map_err(tss(TpmError::ApprovalRefused));
     drop(key);
-    let approved = Digest::try_from(d.approved_policy.clone()).map_err(TpmError::Unseal)?;
-    let policy_ref = Nonce::try_from(d.policy_ref.clone()).map_err(TpmError::Unseal)?;
+    let approved = Digest::try_from(d.approved_policy.clone()).map_err(tss(TpmError::Unseal))?;
+    let policy_ref = Nonce::try_from(d.policy_ref.clone()).map_err(tss(TpmError::Unseal))?;
     tpm.ctx
         .policy_authorize(policy, approved, policy_ref, &name, ticket?)
-        .map_err(TpmError::Unseal)
+        .map_err(tss(TpmError::Unseal))
 }

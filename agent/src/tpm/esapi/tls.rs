@@ -7,6 +7,7 @@ use super::blobs::{self, ChildKey};
 use super::flush::Flush;
 use super::keys::tls_template;
 use super::{tpm2b, EsapiTpm};
+use crate::tpm::tss::{tss, TssError};
 use crate::tpm::{Certification, TlsKey, TpmError};
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
 use tss_esapi::handles::{KeyHandle, ObjectHandle};
@@ -37,7 +38,7 @@ pub fn tls_key(tpm: &mut EsapiTpm) -> Result<TlsKey, TpmError> {
     let (public, _) = blobs(tpm)?;
     let bytes = public.marshall().map_err(|source| TpmError::Marshal {
         what: "TLS key public",
-        source,
+        source: TssError(source),
     })?;
     Ok(TlsKey {
         public: tpm2b(bytes),
@@ -46,7 +47,7 @@ pub fn tls_key(tpm: &mut EsapiTpm) -> Result<TlsKey, TpmError> {
 
 /// See [`crate::tpm::Tpm::certify_tls_key`].
 pub fn certify(tpm: &mut EsapiTpm, qualifying_data: &[u8]) -> Result<Certification, TpmError> {
-    let data = Data::try_from(qualifying_data.to_vec()).map_err(TpmError::Certify)?;
+    let data = Data::try_from(qualifying_data.to_vec()).map_err(tss(TpmError::Certify))?;
     let mut tls = load(tpm)?;
     let tls_handle = tls.handle();
     // Loaded through the TLS key's guard: flushed first, then the TLS key.
@@ -65,8 +66,13 @@ pub fn certify(tpm: &mut EsapiTpm, qualifying_data: &[u8]) -> Result<Certificati
         });
     drop(ak);
     drop(tls);
-    let (attest, signature) = result.map_err(TpmError::Certify)?;
-    let marshal = |what| move |source| TpmError::Marshal { what, source };
+    let (attest, signature) = result.map_err(tss(TpmError::Certify))?;
+    let marshal = |what| {
+        move |source| TpmError::Marshal {
+            what,
+            source: TssError(source),
+        }
+    };
     Ok(Certification {
         attest: attest.marshall().map_err(marshal("TPMS_ATTEST"))?,
         signature: signature.marshall().map_err(marshal("TPMT_SIGNATURE"))?,
@@ -78,13 +84,13 @@ pub fn sign(tpm: &mut EsapiTpm, digest: &[u8]) -> Result<Vec<u8>, TpmError> {
     if digest.len() != 32 {
         return Err(TpmError::SignDigest { len: digest.len() });
     }
-    let digest = Digest::try_from(digest.to_vec()).map_err(TpmError::Sign)?;
+    let digest = Digest::try_from(digest.to_vec()).map_err(tss(TpmError::Sign))?;
     let ticket = HashcheckTicket::try_from(TPMT_TK_HASHCHECK {
         tag: TPM2_ST_HASHCHECK,
         hierarchy: TPM2_RH_NULL,
         digest: Default::default(),
     })
-    .map_err(TpmError::Sign)?;
+    .map_err(tss(TpmError::Sign))?;
     let mut key = load(tpm)?;
     let handle = key.handle();
     let result = key
@@ -93,10 +99,10 @@ pub fn sign(tpm: &mut EsapiTpm, digest: &[u8]) -> Result<Vec<u8>, TpmError> {
             c.sign(handle, digest, SignatureScheme::Null, ticket)
         });
     drop(key);
-    let signature = result.map_err(TpmError::Sign)?;
+    let signature = result.map_err(tss(TpmError::Sign))?;
     let bytes = signature.marshall().map_err(|source| TpmError::Marshal {
         what: "TPMT_SIGNATURE",
-        source,
+        source: TssError(source),
     })?;
     crate::tpm::tls::ecdsa_der(&bytes).ok_or(TpmError::SignatureFormat)
 }

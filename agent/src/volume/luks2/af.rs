@@ -34,7 +34,7 @@ pub enum AfError {
         key_len: usize,
     },
     /// The random source failed.
-    #[error("random source failed: {0}")]
+    #[error("the random source failed")]
     Random(#[source] rand_core::Error),
 }
 

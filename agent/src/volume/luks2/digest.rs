@@ -21,7 +21,7 @@ pub enum DigestError {
     #[error("unsupported digest type {0:?}")]
     Unsupported(String),
     /// The digest hash is not supported.
-    #[error("digest hash: {0}")]
+    #[error("the digest hash is unusable")]
     Hash(#[source] HashError),
     /// Salt or digest is not valid base64 of a sane length.
     #[error("digest {field} is not valid base64 of at most {max} bytes")]
@@ -35,7 +35,7 @@ pub enum DigestError {
     #[error("digest iteration count must be at least 1")]
     ZeroIterations,
     /// The random source failed.
-    #[error("random source failed: {0}")]
+    #[error("the random source failed")]
     Random(#[source] rand_core::Error),
 }
 

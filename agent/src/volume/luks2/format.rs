@@ -73,10 +73,10 @@ pub enum FormatError {
         data_offset: u64,
     },
     /// Device access failed.
-    #[error("device: {0}")]
+    #[error("device access failed")]
     Device(#[source] DeviceError),
     /// Creating a keyslot failed.
-    #[error("creating keyslot {keyslot}: {source}")]
+    #[error("creating keyslot {keyslot} failed")]
     Keyslot {
         /// Keyslot id.
         keyslot: u32,
@@ -84,16 +84,16 @@ pub enum FormatError {
         source: KeyslotError,
     },
     /// Creating the digest failed.
-    #[error("creating digest: {0}")]
+    #[error("creating the digest failed")]
     Digest(#[source] DigestError),
     /// The metadata is inconsistent (a bug, caught before writing).
-    #[error("metadata: {0}")]
+    #[error("the metadata is not valid")]
     Metadata(#[source] MetadataError),
     /// Writing the headers failed.
-    #[error("writing headers: {0}")]
+    #[error("writing the headers failed")]
     Headers(#[source] Box<Luks2Error>),
     /// The random source failed.
-    #[error("random source failed: {0}")]
+    #[error("the random source failed")]
     Random(#[source] rand_core::Error),
 }
 

@@ -110,22 +110,22 @@ pub enum InplaceError {
     #[error("journal written by an older vouch-agent (record format 1): finish the job with that version")]
     OldJournal,
     /// Writing the journal's header failed.
-    #[error("creating journal header: {0}")]
+    #[error("creating the journal header failed")]
     Format(#[source] FormatError),
     /// Reading or opening the journal's header failed (wrong secret on resume, ...).
-    #[error("journal header: {0}")]
+    #[error("the journal header is unusable")]
     Journal(#[source] Luks2Error),
     /// Device access failed.
-    #[error("data device: {0}")]
+    #[error("data device access failed")]
     Device(#[source] DeviceError),
     /// Journal access failed.
-    #[error("journal device: {0}")]
+    #[error("journal device access failed")]
     JournalDevice(#[source] DeviceError),
     /// Encrypting a chunk failed.
-    #[error("encrypting: {0}")]
+    #[error("encrypting failed")]
     Segment(#[source] SegmentError),
     /// Reading the finished volume failed.
-    #[error("finished volume: {0}")]
+    #[error("the finished volume is unusable")]
     Finished(#[source] Luks2Error),
 }
 

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
     /// The JSON text does not parse into LUKS2 metadata.
-    #[error("LUKS2 JSON metadata does not parse: {0}")]
+    #[error("LUKS2 JSON metadata does not parse")]
     Parse(#[source] serde_json::Error),
     /// `config.json_size` disagrees with the binary header.
     #[error("config.json_size {json_size} does not match header size {hdr_size} - 4096")]
@@ -74,7 +74,7 @@ pub enum MetadataError {
         keyslot: u32,
     },
     /// Serialising the metadata failed.
-    #[error("cannot serialise LUKS2 metadata: {0}")]
+    #[error("cannot serialise LUKS2 metadata")]
     Serialize(#[source] serde_json::Error),
 }
 

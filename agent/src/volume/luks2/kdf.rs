@@ -33,7 +33,7 @@ pub enum KdfError {
         param: &'static str,
     },
     /// The PBKDF2 hash is not supported.
-    #[error("PBKDF2 hash: {0}")]
+    #[error("the PBKDF2 hash is unusable")]
     Hash(#[source] HashError),
     /// The salt is not valid base64 or too long.
     #[error("KDF salt is not valid base64 of at most {MAX_SALT} bytes")]

@@ -35,10 +35,10 @@ pub enum KeyslotError {
     #[error("unsupported keyslot area type {0:?} or missing encryption")]
     AreaKind(String),
     /// The AF hash is not supported.
-    #[error("AF hash: {0}")]
+    #[error("the AF hash is unusable")]
     AfHash(#[source] HashError),
     /// The area cipher is not supported.
-    #[error("keyslot area cipher: {0}")]
+    #[error("the keyslot area cipher is unusable")]
     Cipher(#[source] CipherError),
     /// The split key does not fit in the area.
     #[error("keyslot area of {area} bytes cannot hold {needed} bytes of key material")]
@@ -49,22 +49,22 @@ pub enum KeyslotError {
         needed: u64,
     },
     /// Key derivation failed.
-    #[error("key derivation: {0}")]
+    #[error("key derivation failed")]
     Kdf(#[source] KdfError),
     /// The derived key does not suit the area cipher.
-    #[error("keyslot area key: {0}")]
+    #[error("the keyslot area key is unusable")]
     AreaKey(#[source] XtsError),
     /// The AF splitter failed.
-    #[error("anti-forensic splitter: {0}")]
+    #[error("the anti-forensic splitter failed")]
     Af(#[source] AfError),
     /// Reading the area failed.
-    #[error("reading keyslot area: {0}")]
+    #[error("reading the keyslot area failed")]
     Read(#[source] DeviceError),
     /// Writing the area failed.
-    #[error("writing keyslot area: {0}")]
+    #[error("writing the keyslot area failed")]
     Write(#[source] DeviceError),
     /// The random source failed.
-    #[error("random source failed: {0}")]
+    #[error("the random source failed")]
     Random(#[source] rand_core::Error),
 }
 

@@ -59,7 +59,7 @@ pub enum Luks2Error {
     #[error("the secret opens none of the keyslots {0:?}")]
     NoKeyslotOpened(Vec<u32>),
     /// Unlocking a keyslot failed for a reason other than a wrong secret.
-    #[error("keyslot {keyslot}: {source}")]
+    #[error("keyslot {keyslot} does not open")]
     Unlock {
         /// Keyslot id.
         keyslot: u32,
@@ -67,7 +67,7 @@ pub enum Luks2Error {
         source: KeyslotError,
     },
     /// Checking a digest failed.
-    #[error("digest {digest}: {source}")]
+    #[error("digest {digest} is unusable")]
     Digest {
         /// Digest id.
         digest: u32,
@@ -78,19 +78,19 @@ pub enum Luks2Error {
     #[error("the volume has no crypt segment")]
     NoSegment,
     /// Opening the data segment failed.
-    #[error("data segment: {0}")]
+    #[error("the data segment is unusable")]
     Segment(#[source] SegmentError),
     /// A token operation was refused.
-    #[error("token: {0}")]
+    #[error("the token is refused")]
     Token(#[source] TokenError),
     /// The metadata failed validation or serialisation before writing.
-    #[error("metadata: {0}")]
+    #[error("the metadata is not valid")]
     Metadata(#[source] MetadataError),
     /// A header copy could not be serialised.
-    #[error("serialising header: {0}")]
+    #[error("serialising the header failed")]
     SerializeHeader(#[source] HeaderError),
     /// Writing a header copy failed.
-    #[error("writing {copy:?} header: {source}")]
+    #[error("writing the {copy:?} header failed")]
     WriteHeader {
         /// Which copy.
         copy: HeaderCopy,
@@ -98,7 +98,7 @@ pub enum Luks2Error {
         source: DeviceError,
     },
     /// The random source failed.
-    #[error("random source failed: {0}")]
+    #[error("the random source failed")]
     Random(#[source] rand_core::Error),
 }
 

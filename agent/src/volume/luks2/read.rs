@@ -11,13 +11,13 @@ use super::json::{Metadata, MetadataError};
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// The header bytes could not be read (device too small or I/O error).
-    #[error("cannot read header: {0}")]
+    #[error("cannot read the header")]
     Device(#[source] DeviceError),
     /// The binary header is invalid.
-    #[error("{0}")]
-    Header(#[source] HeaderError),
+    #[error(transparent)]
+    Header(HeaderError),
     /// The JSON metadata is invalid.
-    #[error("JSON metadata: {0}")]
+    #[error("the JSON metadata is not valid")]
     Metadata(#[source] MetadataError),
     /// No secondary header was found at any allowed offset.
     #[error("no secondary header at any of the allowed offsets")]

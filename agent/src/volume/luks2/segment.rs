@@ -20,13 +20,13 @@ pub enum SegmentError {
     #[error("segment has no encryption field")]
     NoCipher,
     /// The cipher is not supported.
-    #[error("segment cipher: {0}")]
+    #[error("the segment cipher is unusable")]
     Cipher(#[source] CipherError),
     /// The sector size is not a power of two from 512 to 4096.
     #[error("segment sector size {0} is not 512, 1024, 2048 or 4096")]
     SectorSize(u32),
     /// The volume key does not suit the cipher.
-    #[error("volume key: {0}")]
+    #[error("the volume key is unusable")]
     Key(#[source] XtsError),
     /// The buffer is not a whole number of sectors.
     #[error("buffer of {len} bytes is not a whole number of {sector_size}-byte sectors")]
@@ -50,10 +50,10 @@ pub enum SegmentError {
     #[error("IV of sector {0} overflows")]
     IvOverflow(u64),
     /// Device access failed.
-    #[error("data device: {0}")]
+    #[error("data device access failed")]
     Device(#[source] DeviceError),
     /// Encryption failed.
-    #[error("XTS: {0}")]
+    #[error("XTS encryption failed")]
     Xts(#[source] XtsError),
 }
 

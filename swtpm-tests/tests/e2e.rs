@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use swtpm_tests::stack::FleetStack;
+use swtpm_tests::stack::{wait_until, FleetStack};
 use swtpm_tests::{run, testdata, Swtpm};
 
 const LOG: &str = "eventlogs/t2t_event-arch-linux.bin";
@@ -111,7 +111,26 @@ fn a_broker_restart_loses_no_report() {
             )
         }
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // Proof that the request was queued while the broker was down: the server took it from the
+    // registry (it then publishes the challenge with QoS 1 into its persistent session, which the
+    // broker delivers once it is back). Only then does the broker come back.
+    let state = vouch_fleet::config::FleetConfig::load(&fleet.config())
+        .unwrap()
+        .state_dir;
+    let registry = vouch_fleet::registry::Registry::open(&state).unwrap();
+    let taken = wait_until(
+        "the server to take the request",
+        Duration::from_secs(30),
+        || {
+            let requests = registry.attest_requests_of(&id).unwrap();
+            requests.iter().any(|(_, taken)| taken.is_some())
+        },
+    );
+    assert!(
+        taken.is_ok(),
+        "the server did not take the attestation request while the broker was down\n{}",
+        fleet.server_log()
+    );
     fleet.start_broker().unwrap();
     let out = attest.join().unwrap();
     assert_eq!(

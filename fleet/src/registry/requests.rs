@@ -103,6 +103,35 @@ impl Registry {
         self.take_requests(Queue::Attest, now_ms)
     }
 
+    /// The attestation requests for `device_id`, oldest first, each with when the server took
+    /// it (ms since the epoch; `None` while it waits).
+    pub fn attest_requests_of(
+        &self,
+        device_id: &str,
+    ) -> Result<Vec<(AttestRequest, Option<i64>)>, RegistryError> {
+        let what = "list attestation requests";
+        let mut stmt = self
+            .conn()
+            .prepare(
+                "SELECT id, device_id, requested_ms, taken_ms FROM attest_requests \
+                 WHERE device_id = ?1 ORDER BY id",
+            )
+            .map_err(q(what))?;
+        let rows = stmt
+            .query_map([device_id], |r| {
+                let request = Request {
+                    id: r.get(0)?,
+                    device_id: r.get(1)?,
+                    requested_ms: r.get(2)?,
+                };
+                Ok((request, r.get(3)?))
+            })
+            .map_err(q(what))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(q(what))?;
+        Ok(rows)
+    }
+
     /// Queues a request to close `device_id`'s live broker connection; returns its row id.
     pub fn request_disconnect(&self, device_id: &str, now_ms: i64) -> Result<i64, RegistryError> {
         self.push_request(Queue::Disconnect, device_id, now_ms)

@@ -7,6 +7,7 @@ use rand_core::{OsRng, RngCore};
 use std::process::Command;
 use swtpm_tests::Swtpm;
 use tss_esapi::constants::Tss2ResponseCodeKind;
+use vouch_agent::tpm::TssError;
 use vouch_agent::tpm::{EkAlg, PcrSelection, Tpm, TpmError};
 use vouch_attest::credential::{
     make_credential, parse_tools_file, to_tools_file, verify_certification, CertificationError,
@@ -17,7 +18,7 @@ use vouch_attest::HashAlg;
 /// The TPM response code kind of a failed activation (None for local errors).
 fn tpm_rc(e: &TpmError) -> Option<Tss2ResponseCodeKind> {
     match e {
-        TpmError::ActivateCredential(tss_esapi::Error::Tss2Error(rc)) => rc.kind(),
+        TpmError::ActivateCredential(TssError(tss_esapi::Error::Tss2Error(rc))) => rc.kind(),
         _ => None,
     }
 }

@@ -13,6 +13,7 @@ use tss_esapi::constants::Tss2ResponseCodeKind;
 use vouch_agent::seal::store::PolicyStore;
 use vouch_agent::seal::{blob, SealError, SealPolicy, SealedObject, DEFAULT_POLICY_REF};
 use vouch_agent::tpm::esapi::EsapiTpm;
+use vouch_agent::tpm::TssError;
 use vouch_agent::tpm::{PcrSelection as AgentSelection, Tpm, TpmError};
 use vouch_attest::policy_digest::signed::PolicyDraft;
 use vouch_attest::policy_digest::{
@@ -201,7 +202,7 @@ fn fleet_approvals_unlock_across_an_update_without_resealing() {
         let mut forged = new.clone();
         forged.approval_signature = ecdsa(&other_sk, &new.draft.approval_message());
         match agent.unseal(&sealed, Some(&forged)) {
-            Err(TpmError::ApprovalRefused(tss_esapi::Error::Tss2Error(rc))) => {
+            Err(TpmError::ApprovalRefused(TssError(tss_esapi::Error::Tss2Error(rc)))) => {
                 assert_eq!(rc.kind(), Some(Tss2ResponseCodeKind::Signature));
             }
             Err(e) => panic!("expected the TPM to refuse the signature, got: {e}"),

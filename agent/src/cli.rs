@@ -129,10 +129,6 @@ fn parse_nonce(s: &str) -> Result<Nonce, String> {
     Ok(Nonce(bytes))
 }
 
-fn selection(text: &str) -> Result<vouch_attest::tpm::PcrSelection, String> {
-    vouch_attest::policy_digest::parse_selection(text).map_err(|e| e.to_string())
-}
-
 /// Arguments of `vouch-agent seal`.
 #[derive(Args, Debug)]
 pub struct SealArgs {
@@ -143,7 +139,7 @@ pub struct SealArgs {
     #[arg(long, value_name = "BLOB")]
     pub out: PathBuf,
     /// PCRs to bind with PolicyPCR, e.g. sha256:7 or sha256:0,7+sha1:7.
-    #[arg(long, value_parser = selection, default_value = "sha256:7", conflicts_with = "authorized")]
+    #[arg(long, default_value = "sha256:7", conflicts_with = "authorized")]
     pub pcrs: vouch_attest::tpm::PcrSelection,
     /// Bind these PCR values instead of the current ones (JSON {"sha256": {"7": "<hex>"}} or a
     /// tpm2-tools PCR file).
@@ -197,7 +193,7 @@ pub enum VolumeCmd {
 #[derive(Args, Debug, Clone)]
 pub struct SealTarget {
     /// PCRs to bind with PolicyPCR (current values), e.g. sha256:7.
-    #[arg(long, value_parser = selection, default_value = "sha256:7", conflicts_with = "authorized")]
+    #[arg(long, default_value = "sha256:7", conflicts_with = "authorized")]
     pub pcrs: vouch_attest::tpm::PcrSelection,
     /// Seal to PCR policies the fleet approves (PolicyAuthorize) instead.
     #[arg(long, requires = "policy_key")]

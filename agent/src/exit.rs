@@ -34,9 +34,10 @@ pub const INTERNAL: u8 = 70;
 
 /// An error and its causes on one line, `message: cause: cause`, as `main` prints it. No error
 /// of the agent repeats its source in its message, and tss-esapi's errors (which do) are held as
-/// [`TssError`](crate::tpm::TssError), so every fact prints once without any de-duplication.
+/// [`TssError`](crate::tpm::TssError), so every fact prints once; this is vouch-attest's
+/// [`chain`](vouch_attest::errors::chain), shared with the fleet.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    Chain(e).to_string()
+    vouch_attest::errors::chain(e)
 }
 
 /// [`chain`] as a `Display` value, for log fields: `error = %Chain(&e)`.
@@ -44,13 +45,7 @@ pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cause = self.0.source();
-        while let Some(c) = cause {
-            write!(f, ": {c}")?;
-            cause = c.source();
-        }
-        Ok(())
+        f.write_str(&chain(self.0))
     }
 }
 
@@ -170,7 +165,13 @@ mod tests {
         let raw = tss_esapi::Error::Tss2Error(rc);
         let meaning = rc.to_string();
         // The library's own chain repeats itself: this is what the wrapper is for.
-        assert_eq!(chain(&raw).matches(&meaning).count(), 2, "{}", chain(&raw));
+        let mut plain = raw.to_string();
+        let mut cause = std::error::Error::source(&raw);
+        while let Some(c) = cause {
+            plain.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        assert_eq!(plain.matches(&meaning).count(), 2, "{plain}");
 
         let e = CmdError::Tpm(TpmError::PcrRead(crate::tpm::TssError(raw)));
         let line = chain(&e);

@@ -56,8 +56,15 @@ mod tests {
             source: Middle(std::io::Error::other("short read")),
         };
         let s = chain(&e);
-        assert_eq!(s, "reading the key /k.pem: malformed TPMT_PUBLIC: short read");
-        for part in ["reading the key /k.pem", "malformed TPMT_PUBLIC", "short read"] {
+        assert_eq!(
+            s,
+            "reading the key /k.pem: malformed TPMT_PUBLIC: short read"
+        );
+        for part in [
+            "reading the key /k.pem",
+            "malformed TPMT_PUBLIC",
+            "short read",
+        ] {
             assert_eq!(s.matches(part).count(), 1, "{s}");
         }
     }

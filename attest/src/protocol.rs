@@ -189,8 +189,10 @@ pub struct AttestChallenge {
     /// Single-use nonce; also identifies the challenge.
     #[serde(with = "b64")]
     pub nonce: Vec<u8>,
-    /// PCR selection in `sha256:0,1,7` form.
-    pub pcrs: String,
+    /// The PCRs to quote: a typed selection, checked when the message is decoded
+    /// ([`crate::tpm::selection::wire`]).
+    #[serde(with = "crate::tpm::selection::wire")]
+    pub pcrs: crate::tpm::PcrSelection,
 }
 
 /// The agent's answer to a challenge.
@@ -320,7 +322,40 @@ mod tests {
             decode::<AttestChallenge>("challenge", &big),
             Err(ProtocolError::TooLarge { .. })
         ));
-        let bad64 = br#"{"nonce":"!!","pcrs":"sha256:0"}"#;
+        let bad64 = br#"{"nonce":"!!","pcrs":[{"bank":"sha256","pcrs":[0]}]}"#;
         assert!(decode::<AttestChallenge>("challenge", bad64).is_err());
+    }
+
+    /// Issue 11, defect 2: the selection travels typed; what one side can send, the other
+    /// decodes, and a malformed one is refused when the message is decoded.
+    #[test]
+    fn challenge_selections_are_typed_on_the_wire() {
+        let c = AttestChallenge {
+            nonce: vec![7; 32],
+            pcrs: "sha256:0-9+sha1:7".parse().unwrap(),
+        };
+        let bytes = encode(&c);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.contains(r#""pcrs":[{"bank":"sha256","pcrs":[0,1,2,3,4,5,6,7,8,9]},{"bank":"sha1","pcrs":[7]}]"#),
+            "{text}"
+        );
+        assert_eq!(decode::<AttestChallenge>("challenge", &bytes).unwrap(), c);
+        for pcrs in [
+            r#""sha256:0, 7""#,
+            r#""sha256:0-9""#,
+            r#"[]"#,
+            r#"[{"bank":"sha256","pcrs":[24]}]"#,
+            r#"[{"bank":"sha256","pcrs":[]}]"#,
+            r#"[{"bank":"md5","pcrs":[0]}]"#,
+            r#"[{"bank":"sha256","pcrs":[0]},{"bank":"sha256","pcrs":[1]}]"#,
+            r#"[{"bank":"sha256","pcrs":[0],"x":1}]"#,
+        ] {
+            let msg = format!(r#"{{"nonce":"AAAA","pcrs":{pcrs}}}"#);
+            assert!(
+                decode::<AttestChallenge>("challenge", msg.as_bytes()).is_err(),
+                "{pcrs}"
+            );
+        }
     }
 }

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use vouch_attest::policy_digest::parse_selection;
+use vouch_attest::tpm::PcrSelection;
 
 /// Largest configuration file accepted.
 const CONFIG_LIMIT: u64 = 1024 * 1024;
@@ -245,7 +245,7 @@ pub struct FleetConfig {
     /// Policy for devices without an assigned one.
     pub default_policy: Option<String>,
     /// PCR selection every challenge asks for (`sha256:0-9`).
-    pub challenge_pcrs: String,
+    pub challenge_pcrs: PcrSelection,
 }
 
 impl FleetConfig {
@@ -329,15 +329,14 @@ impl FleetConfig {
             }
         }
         let c = &file.challenge;
-        // The selection goes to the agents as written: it must be in the form every side parses
-        // (no spaces), the one of vouch-attest.
-        if parse_selection(&c.pcrs).is_err() {
+        // Parsed here, once, by vouch-attest's one parser; the agents receive it typed.
+        let Ok(challenge_pcrs) = c.pcrs.parse::<PcrSelection>() else {
             return Err(ConfigError::Invalid {
                 path: p(),
                 key: "challenge.pcrs",
                 problem: "not a PCR selection like sha256:0-9 (no spaces)",
             });
-        }
+        };
         if let Some(name) = &file.verdict.default_policy {
             if !valid_policy_name(name) {
                 return Err(ConfigError::Invalid {
@@ -375,7 +374,7 @@ impl FleetConfig {
             nonce_lifetime: Duration::from_secs(c.nonce_lifetime_secs),
             revoke_on_untrusted: file.verdict.revoke_on_untrusted,
             default_policy: file.verdict.default_policy.clone(),
-            challenge_pcrs: c.pcrs.clone(),
+            challenge_pcrs,
         })
     }
 }

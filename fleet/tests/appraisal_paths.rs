@@ -171,7 +171,7 @@ fn server(q: &Quote, gz: &[u8], name: &str, policy: &Policy) -> Decision {
     let a = Verifier::new().appraise(&AppraisalInput {
         ak: &q.ak,
         nonce: &NONCE,
-        selection: &q.selection,
+        selection: &PcrSelection::from_bank_pcrs(q.selection.clone()).unwrap(),
         report: &report,
         previous: None,
         policy: Resolved::Policy(name, policy),

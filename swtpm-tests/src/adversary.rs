@@ -574,7 +574,7 @@ pub fn answer(
 ) -> Result<AttestationReport, String> {
     let ch: AttestChallenge =
         protocol::decode("challenge", challenge).map_err(|e| e.to_string())?;
-    let sel: PcrSelection = ch.pcrs.parse().map_err(|e| format!("{e}"))?;
+    let sel: PcrSelection = ch.pcrs.clone();
     let q = tpm
         .lock()
         .map_err(|_| "poisoned".to_string())?

@@ -1562,7 +1562,10 @@ fn pub_v5_qos2_retained(id: &Identity, port: u16, topic: &str) -> String {
     let out = std::process::Command::new("mosquitto_pub")
         .args(["-V", "mqttv5", "-q", "2", "-r", "-d", "-h", "localhost"])
         .args(["-p", &port.to_string(), "-i", &conn_id(), "-t", topic])
-        .args(["-m", r#"{"nonce":"AAAA","pcrs":"sha256:0"}"#])
+        .args([
+            "-m",
+            r#"{"nonce":"AAAA","pcrs":[{"bank":"sha256","pcrs":[0]}]}"#,
+        ])
         .arg("--cafile")
         .arg(&id.ca)
         .arg("--cert")

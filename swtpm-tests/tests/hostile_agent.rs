@@ -173,7 +173,7 @@ fn publish(fleet: &FleetStack, topic: &str, args: &[&str], stdin: &[u8]) {
 fn challenge(nonce: Vec<u8>) -> Vec<u8> {
     protocol::encode(&AttestChallenge {
         nonce,
-        pcrs: "sha256:0,1,2,3,4,5,6,7".into(),
+        pcrs: "sha256:0,1,2,3,4,5,6,7".parse().unwrap(),
     })
 }
 
@@ -382,7 +382,7 @@ fn a_3_mib_command_retained_or_not_is_dropped_and_the_agent_keeps_serving() {
     // A 3 MiB challenge-shaped message.
     let mut payload = br#"{"nonce":""#.to_vec();
     payload.extend(std::iter::repeat_n(b'A', 3 << 20));
-    payload.extend(br#"","pcrs":"sha256:0"}"#);
+    payload.extend(br#"","pcrs":[{"bank":"sha256","pcrs":[0]}]}"#);
     std::fs::write(&big, &payload).unwrap();
     let size = format!("size={}", payload.len());
     let dropped = |log: &str| {

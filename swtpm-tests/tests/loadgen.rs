@@ -11,7 +11,6 @@ use vouch_attest::protocol::AttestationReport;
 use vouch_attest::tpm::TpmPublic;
 use vouch_fleet::pki::setup::{init_fleet, InitOptions};
 use vouch_fleet::registry::{DeviceStatus, Registry};
-use vouch_fleet::serve::evidence::parse_selection;
 use vouch_fleet::serve::policies::Resolved;
 use vouch_fleet::serve::verifier::{AppraisalInput, Verifier};
 
@@ -47,7 +46,7 @@ fn simulated_devices_are_trusted_certified_and_registered() {
     assert_ne!(devices[0].id, devices[1].id);
 
     let verifier = Verifier::new();
-    let selection = parse_selection(CHALLENGE_PCRS).unwrap();
+    let selection: vouch_attest::tpm::PcrSelection = CHALLENGE_PCRS.parse().unwrap();
     for d in &devices {
         let mut tpm = d.tpm.lock().unwrap();
         let (ak, _) = TpmPublic::parse(&tpm.attestation_key().unwrap().public).unwrap();

@@ -17,14 +17,14 @@ use vouch_agent::tpm::TssError;
 use vouch_agent::tpm::{PcrSelection as AgentSelection, Tpm, TpmError};
 use vouch_attest::policy_digest::signed::PolicyDraft;
 use vouch_attest::policy_digest::{
-    fleet_key_public, initial, parse_selection, policy_pcr, SignedPolicy, POLICY_ALG,
+    fleet_key_public, initial, policy_pcr, SignedPolicy, POLICY_ALG,
 };
 use vouch_attest::tpm::keys::PublicKey;
 use vouch_attest::tpm::{EccCurve, PcrSelection, Signature, TpmPublic};
 use vouch_attest::{HashAlg, PcrBanks};
 
 fn pcr7() -> PcrSelection {
-    parse_selection("sha256:7").unwrap()
+    "sha256:7".parse().unwrap()
 }
 
 fn read7(agent: &mut EsapiTpm) -> PcrBanks {
@@ -252,7 +252,9 @@ fn tpm2_tools_agree_on_policy_digests_and_unseal_a_vouch_blob() {
     );
     assert_eq!(std::fs::read(&live).unwrap(), ours);
     // ...and from a PCR value file (two PCRs, values we choose, none of them in the TPM).
-    let two = parse_selection("sha256:0,7").unwrap();
+    let two = "sha256:0,7"
+        .parse::<vouch_attest::tpm::PcrSelection>()
+        .unwrap();
     let mut chosen = PcrBanks::new();
     chosen.insert(HashAlg::Sha256, 0, vec![0xa5; 32]);
     chosen.insert(HashAlg::Sha256, 7, vec![0x5a; 32]);

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use vouch_agent::seal::SealPolicy;
 use vouch_agent::tpm::esapi::EsapiTpm;
 use vouch_agent::tpm::{Tcti, Tpm};
-use vouch_attest::policy_digest::parse_selection;
 use vouch_attest::HashAlg;
 
 /// Kills swtpm when the test ends, also on panic.
@@ -94,7 +93,7 @@ fn the_secret_is_encrypted_on_the_bus_both_ways() {
             .pcr_extend(16, &[(HashAlg::Sha256, control.clone())])
             .unwrap();
         let policy = SealPolicy::Pcr {
-            selection: parse_selection("sha256:7").unwrap(),
+            selection: "sha256:7".parse().unwrap(),
             values: None,
         };
         let sealed = agent.seal(&secret, &policy).unwrap();

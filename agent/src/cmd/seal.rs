@@ -98,10 +98,7 @@ pub fn seal(tpm: &TpmClient, args: &SealArgs) -> Result<(), CmdError> {
     let policy = policy(args)?;
     let sealed = tpm.call(move |t| t.seal(&secret, &policy))?;
     let what = match &sealed.binding {
-        Binding::Pcr { selection, .. } => format!(
-            "PCRs {}",
-            vouch_attest::policy_digest::selection_string(selection)
-        ),
+        Binding::Pcr { selection, .. } => format!("PCRs {selection}"),
         Binding::Authorized { .. } => "fleet-approved PCR policies".to_string(),
     };
     super::write_file(&args.out, &blob::encode(&sealed))?;

@@ -17,7 +17,6 @@ use std::path::Path;
 use vouch_attest::boot::BootId;
 use vouch_attest::escrow::EscrowRecord;
 use vouch_attest::escrow_delivery::{self, DeliveryError};
-use vouch_attest::policy_digest::parse_selection;
 use vouch_attest::protocol::{self, EscrowDeposit, EscrowRelease, RecoveryResult};
 
 /// Why a released passphrase could not be kept for re-sealing.
@@ -162,8 +161,9 @@ async fn keep(
         return Err(RecoverError::UnknownVolume(release.volume_uuid));
     }
     let out = recovery::sealed_path(state, &release.volume_uuid)?;
-    let selection =
-        parse_selection(RECOVERY_PCRS).map_err(|e| RecoverError::Selection(e.to_string()))?;
+    let selection = RECOVERY_PCRS
+        .parse::<vouch_attest::tpm::PcrSelection>()
+        .map_err(|e| RecoverError::Selection(e.to_string()))?;
     let device_id = device_id.to_owned();
     let sealed = tpm_call(tpm, move |t| {
         let alg = match device_identity(t) {

@@ -19,8 +19,8 @@ pub mod store;
 use crate::tpm::{PcrSelection as AgentSelection, TpmError};
 use std::path::PathBuf;
 use vouch_attest::policy_digest::{
-    initial, policy_authorize, policy_pcr, selection_string, PolicyDigestError, SignedPolicy,
-    SignedPolicyError, POLICY_ALG,
+    initial, policy_authorize, policy_pcr, PolicyDigestError, SignedPolicy, SignedPolicyError,
+    POLICY_ALG,
 };
 use vouch_attest::tpm::{PcrSelection, TpmPublic};
 use vouch_attest::PcrBanks;
@@ -155,7 +155,7 @@ pub fn resolve(
         SealPolicy::Pcr { selection, values } => {
             let source = match values {
                 Some(v) => v.clone(),
-                None => read(&agent_selection(selection)?)?,
+                None => read(selection)?,
             };
             let mut selected = PcrBanks::new();
             for (bank, pcr) in selection.iter() {
@@ -189,17 +189,6 @@ pub fn auth_policy(binding: &Binding) -> Result<Vec<u8>, TpmError> {
         }
     }
     .map_err(TpmError::SealPolicy)
-}
-
-/// The agent's selection type for a TPM selection (both share the `sha256:7` text form).
-pub fn agent_selection(selection: &PcrSelection) -> Result<AgentSelection, TpmError> {
-    let text = selection_string(selection);
-    text.parse().map_err(|_| {
-        TpmError::SealPolicy(PolicyDigestError::Selection {
-            text,
-            reason: "not a selection this agent reads (non-empty, PCRs 0-23, each bank once)",
-        })
-    })
 }
 
 /// Checks that `authorization` approves policies for `key` and `policy_ref`.
@@ -241,7 +230,7 @@ pub fn compare_boot_state(
         return Ok(());
     }
     Err(TpmError::BootStateChanged {
-        bound: selection_string(selection),
+        bound: selection.to_string(),
         changed: changed.join(","),
     })
 }

@@ -7,14 +7,14 @@ use crate::tpm::memory::MemoryTpm;
 use crate::tpm::Tpm;
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature as P256Signature, SigningKey};
+use vouch_attest::policy_digest::fleet_key_public;
 use vouch_attest::policy_digest::signed::PolicyDraft;
-use vouch_attest::policy_digest::{fleet_key_public, parse_selection};
 use vouch_attest::tpm::keys::PublicKey;
 use vouch_attest::tpm::{EccCurve, Signature};
 use vouch_attest::HashAlg;
 
 fn pcr7() -> PcrSelection {
-    parse_selection("sha256:7").unwrap()
+    "sha256:7".parse().unwrap()
 }
 
 fn fleet(seed: u8) -> (SigningKey, TpmPublic) {
@@ -54,7 +54,7 @@ fn approve(sk: &SigningKey, key: &TpmPublic, serial: u64, values: &PcrBanks) -> 
 }
 
 fn current(tpm: &mut MemoryTpm) -> PcrBanks {
-    tpm.pcr_read(&agent_selection(&pcr7()).unwrap()).unwrap()
+    tpm.pcr_read(&pcr7()).unwrap()
 }
 
 fn update(tpm: &mut MemoryTpm) {
@@ -172,7 +172,7 @@ fn blob_decoding_names_problems_and_never_panics() {
     let (_, key) = fleet(1);
     for policy in [
         SealPolicy::Pcr {
-            selection: parse_selection("sha256:0,7+sha1:7").unwrap(),
+            selection: "sha256:0,7+sha1:7".parse().unwrap(),
             values: None,
         },
         SealPolicy::Authorized {

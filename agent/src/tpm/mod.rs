@@ -11,20 +11,20 @@ pub mod esapi;
 #[cfg(any(test, feature = "memory-tpm"))]
 pub mod memory;
 pub mod relay;
-pub mod selection;
 pub mod tcti;
-pub mod tss;
 pub mod tls;
+pub mod tss;
 pub mod worker;
 
 use std::path::PathBuf;
 use vouch_attest::{HashAlg, PcrBanks};
 use zeroize::Zeroizing;
 
-pub use selection::PcrSelection;
 pub use tcti::Tcti;
 pub use tls::{Certification, TlsKey};
 pub use tss::TssError;
+pub use vouch_attest::tpm::selection::MAX_PCR;
+pub use vouch_attest::tpm::PcrSelection;
 
 /// What `tpm info` reports about the chip.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

@@ -26,7 +26,6 @@ use super::luks2::{Luks2Error, Luks2Volume};
 use crate::seal::blob::{self, BlobError};
 use crate::seal::{Binding, SealedObject};
 use vouch_attest::escrow::{EscrowError, EscrowRecord};
-use vouch_attest::policy_digest::selection_string;
 
 /// Token type of the sealed secret.
 pub const TPM_TOKEN: &str = "vouch-tpm2";
@@ -89,10 +88,7 @@ pub fn tpm_token(sealed: &SealedObject) -> Token {
     match &sealed.binding {
         Binding::Pcr { selection, .. } => {
             fields.insert("vouch_policy".into(), Value::String("pcr".into()));
-            fields.insert(
-                "vouch_pcrs".into(),
-                Value::String(selection_string(selection)),
-            );
+            fields.insert("vouch_pcrs".into(), Value::String(selection.to_string()));
         }
         Binding::Authorized { .. } => {
             fields.insert("vouch_policy".into(), Value::String("authorized".into()));

@@ -22,7 +22,7 @@ pub use authorize::{
     approval_digest, approval_message, fleet_key_public, policy_authorize, verify_approval,
     FLEET_KEY_ATTRIBUTES,
 };
-pub use pcr::{parse_selection, pcr_values_digest, policy_pcr, selection_string};
+pub use pcr::{pcr_values_digest, policy_pcr};
 pub use signed::{SignedPolicy, SignedPolicyError};
 
 use crate::alg::HashAlg;
@@ -76,14 +76,9 @@ pub enum PolicyDigestError {
     /// The selection selects no PCR at all.
     #[error("the PCR selection is empty")]
     EmptySelection,
-    /// A PCR selection string is malformed.
-    #[error("PCR selection {text:?}: {reason}")]
-    Selection {
-        /// The offending part.
-        text: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
+    /// A PCR selection is malformed.
+    #[error("invalid PCR selection")]
+    Selection(#[from] crate::tpm::selection::SelectionError),
     /// The policyRef is longer than a TPM accepts.
     #[error("policyRef is {0} bytes, at most {MAX_POLICY_REF} allowed")]
     PolicyRefLength(usize),

@@ -1,16 +1,11 @@
 //! TPM2_PolicyPCR: the digest of PCR values a policy binds, and the policy digest update.
-//!
-//! Also the textual selection form `sha256:7+sha1:0,1` used on command lines and in files, so
-//! the fleet and the agent name selections the same way.
+//! (The text form of a selection, `sha256:7+sha1:0,1`, is [`PcrSelection`]'s `FromStr`.)
 
 use super::{hash, PolicyDigestError, TPM_CC_POLICY_PCR};
 use crate::alg::HashAlg;
 use crate::pcrs::PcrBanks;
-use crate::tpm::selection::{PcrSelect, PcrSelection};
+use crate::tpm::selection::PcrSelection;
 use crate::tpm::wire::Writer;
-
-/// Highest PCR index accepted in a selection string (PC Client TPMs have 24 PCRs).
-const MAX_PCR: u32 = 23;
 
 /// `H(value_1 || ... || value_n)` of the selected PCRs in selection order: the `pcrDigest` of
 /// TPM2_PolicyPCR, hashed with the policy session's algorithm `alg`.
@@ -76,56 +71,6 @@ pub fn policy_pcr(
     )
 }
 
-/// Parses `sha256:7` or `sha256:0,2-4+sha1:7` into a selection (banks in the order given, PCRs
-/// ascending, each bank once, 0..=23).
-pub fn parse_selection(text: &str) -> Result<PcrSelection, PolicyDigestError> {
-    let bad = |part: &str, reason| PolicyDigestError::Selection {
-        text: part.to_string(),
-        reason,
-    };
-    let mut banks: Vec<PcrSelect> = Vec::new();
-    for part in text.split('+') {
-        let (bank, list) = part
-            .split_once(':')
-            .ok_or_else(|| bad(part, "expected BANK:PCRS, e.g. sha256:7"))?;
-        let alg = HashAlg::from_name(bank)
-            .filter(|a| a.digest_len().is_some())
-            .ok_or_else(|| bad(part, "unknown bank (sha1, sha256, sha384, sha512, sm3_256)"))?;
-        if banks.iter().any(|b| b.hash == alg) {
-            return Err(bad(part, "bank listed twice"));
-        }
-        let mut pcrs = Vec::new();
-        for item in list.split(',') {
-            let num = |s: &str| s.parse::<u32>().ok().filter(|p| *p <= MAX_PCR);
-            let (lo, hi) = match item.split_once('-') {
-                Some((a, b)) => (num(a), num(b)),
-                None => (num(item), num(item)),
-            };
-            match (lo, hi) {
-                (Some(lo), Some(hi)) if lo <= hi => pcrs.extend(lo..=hi),
-                _ => return Err(bad(part, "PCRs are 0-23, lists as 0,7 and ranges as 0-7")),
-            }
-        }
-        let select = PcrSelect::new(alg, &pcrs)
-            .map_err(|_| bad(part, "PCRs are 0-23, lists as 0,7 and ranges as 0-7"))?;
-        banks.push(select);
-    }
-    Ok(PcrSelection { banks })
-}
-
-/// The textual form of a selection, as [`parse_selection`] reads it.
-pub fn selection_string(selection: &PcrSelection) -> String {
-    selection
-        .banks
-        .iter()
-        .map(|b| {
-            let pcrs: Vec<String> = b.pcrs().map(|p| p.to_string()).collect();
-            format!("{}:{}", b.hash.name(), pcrs.join(","))
-        })
-        .collect::<Vec<_>>()
-        .join("+")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,7 +83,7 @@ mod tests {
     fn policy_pcr_over_pcr7_matches_a_hand_computation() {
         // Independent of the code above: the marshalled TPML_PCR_SELECTION for sha256:7 written
         // out byte by byte, PCR 7 all zero (a fresh TPM).
-        let sel = parse_selection("sha256:7").unwrap();
+        let sel = "sha256:7".parse::<PcrSelection>().unwrap();
         let mut values = PcrBanks::new();
         values.insert(HashAlg::Sha256, 7, vec![0; 32]);
         let got = policy_pcr(HashAlg::Sha256, &[0; 32], &sel, &values).unwrap();
@@ -156,7 +101,7 @@ mod tests {
 
     #[test]
     fn values_are_taken_in_selection_order_and_checked() {
-        let sel = parse_selection("sha256:0,7+sha1:1").unwrap();
+        let sel = "sha256:0,7+sha1:1".parse::<PcrSelection>().unwrap();
         let mut values = PcrBanks::new();
         values.insert(HashAlg::Sha256, 0, vec![1; 32]);
         values.insert(HashAlg::Sha256, 7, vec![2; 32]);
@@ -192,8 +137,8 @@ mod tests {
 
     #[test]
     fn selection_strings_round_trip_and_errors_name_the_part() {
-        let sel = parse_selection("sha256:7,0-2+sha1:4").unwrap();
-        assert_eq!(selection_string(&sel), "sha256:0,1,2,7+sha1:4");
+        let sel: PcrSelection = "sha256:7,0-2+sha1:4".parse().unwrap();
+        assert_eq!(sel.to_string(), "sha256:0,1,2,7+sha1:4");
         for bad in [
             "7",
             "md5:1",
@@ -201,11 +146,15 @@ mod tests {
             "sha256:",
             "sha256:3-1",
             "sha1:1+sha1:2",
+            // Issue 11, defect 2: one space made every agent refuse what the fleet accepted.
+            "sha256:0, 7",
+            " sha256:0",
+            "sha256:+7",
         ] {
             assert!(
                 matches!(
-                    parse_selection(bad),
-                    Err(PolicyDigestError::Selection { .. })
+                    bad.parse::<PcrSelection>(),
+                    Err(crate::tpm::selection::SelectionError::Text { .. })
                 ),
                 "{bad}"
             );

@@ -21,7 +21,7 @@
 //! signed by its `key` (whether that key is the right one is the caller's decision).
 
 use super::authorize::verify_ecdsa;
-use super::pcr::{parse_selection, policy_pcr, selection_string};
+use super::pcr::policy_pcr;
 use super::{approval_message, initial, PolicyDigestError, MAX_POLICY_REF, POLICY_ALG};
 use crate::pcrfile::{read_json, PcrFileError};
 use crate::pcrs::PcrBanks;
@@ -55,7 +55,9 @@ pub enum SignedPolicyError {
     #[error("signed policy: malformed field pcrs")]
     Pcrs(#[source] PcrFileError),
     /// The selection, values or policyRef do not give a policy digest.
-    #[error("signed policy: cannot compute the policy digest of its selection, values and policyRef")]
+    #[error(
+        "signed policy: cannot compute the policy digest of its selection, values and policyRef"
+    )]
     Policy(#[source] PolicyDigestError),
     /// A PCR value is listed that the selection does not select.
     #[error("signed policy: value for PCR {bank}:{pcr}, which the selection does not select")]
@@ -224,7 +226,10 @@ impl SignedPolicy {
         if j.format != FORMAT {
             return Err(SignedPolicyError::Format(j.format));
         }
-        let selection = parse_selection(&j.selection).map_err(SignedPolicyError::Policy)?;
+        let selection: crate::tpm::PcrSelection = j
+            .selection
+            .parse()
+            .map_err(|e| SignedPolicyError::Policy(PolicyDigestError::Selection(e)))?;
         let pcr_text = serde_json::to_vec(&j.pcrs).map_err(SignedPolicyError::Json)?;
         let values = read_json(&pcr_text).map_err(SignedPolicyError::Pcrs)?;
         for (bank, pcrs) in values.banks() {
@@ -260,7 +265,7 @@ impl SignedPolicy {
         let j = Json {
             format: FORMAT.to_string(),
             serial: d.serial,
-            selection: selection_string(&d.selection),
+            selection: d.selection.to_string(),
             pcrs: d.values.to_json(),
             approved_policy: hex::encode(&d.approved_policy),
             policy_ref: hex::encode(&d.policy_ref),
@@ -319,7 +324,7 @@ mod tests {
         let mut values = PcrBanks::new();
         values.insert(HashAlg::Sha256, 7, vec![0xab; 32]);
         values.insert(HashAlg::Sha256, 8, vec![0xcd; 32]);
-        let sel = parse_selection("sha256:7").unwrap();
+        let sel: crate::tpm::PcrSelection = "sha256:7".parse().unwrap();
         PolicyDraft::new(serial, sel, &values, b"vouch".to_vec(), key).unwrap()
     }
 

@@ -17,9 +17,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vouch_attest::policy_digest::signed::PolicyDraft;
-use vouch_attest::policy_digest::{
-    fleet_key_public, parse_selection, selection_string, PolicyDigestError, SignedPolicyError,
-};
+use vouch_attest::policy_digest::{fleet_key_public, PolicyDigestError, SignedPolicyError};
 use vouch_attest::tpm::keys::{KeyError, PublicKey};
 use vouch_attest::tpm::{EccCurve, PcrSelection, Signature, TpmPublic};
 use vouch_attest::{HashAlg, PcrBanks};
@@ -29,10 +27,6 @@ use vouch_attest::{HashAlg, PcrBanks};
 pub struct SealPolicyArgs {
     #[command(subcommand)]
     command: SealPolicyCommand,
-}
-
-fn selection(text: &str) -> Result<PcrSelection, String> {
-    parse_selection(text).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand, Debug)]
@@ -58,7 +52,7 @@ pub struct SignArgs {
     #[arg(long, value_name = "PEM")]
     key: PathBuf,
     /// PCRs the approved policy binds, e.g. sha256:7.
-    #[arg(long, value_parser = selection, default_value = "sha256:7")]
+    #[arg(long, default_value = "sha256:7")]
     pcrs: PcrSelection,
     /// PCR values: JSON {"sha256": {"7": "<hex>"}} or a tpm2-tools PCR file.
     #[arg(long, value_name = "FILE")]
@@ -316,7 +310,7 @@ fn sign(args: &SignArgs) -> Result<String, PolicySignError> {
     write(&args.out, json.as_bytes(), false)?;
     Ok(format!(
         "signed policy serial {serial} for {} (approved policy {}): {}",
-        selection_string(&args.pcrs),
+        args.pcrs,
         hex::encode(&signed.draft.approved_policy),
         args.out.display()
     ))

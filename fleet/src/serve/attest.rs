@@ -7,12 +7,12 @@
 //! decision of `vouch_attest::appraisal`), the verdict stored with its reasons, and an untrusted
 //! device is marked, alerted on `fleet/alerts` and, when configured, revoked.
 
-use super::evidence::parse_selection;
 use super::verifier::AppraisalInput;
 use super::{Outgoing, Server};
-use vouch_attest::errors::chain;
 use crate::registry::{AuditKind, DeviceStatus, RegistryError, VerdictRecord};
+use vouch_attest::errors::chain;
 use vouch_attest::protocol::{self, Alert, AttestChallenge, AttestationReport, BootAnnouncement};
+use vouch_attest::tpm::PcrSelection;
 use vouch_attest::tpm::TpmPublic;
 
 /// PCRs every challenge asks for: the firmware PCRs the UEFI event log describes.
@@ -39,7 +39,7 @@ pub fn challenge(
         reg.issue_nonce(
             &nonce,
             device_id,
-            &srv.cfg.challenge_pcrs,
+            &srv.cfg.challenge_pcrs.to_string(),
             now_ms,
             now_ms.saturating_add(lifetime),
         )?;
@@ -158,7 +158,10 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
     let Some(ak_bytes) = device.ak_public.as_deref() else {
         return refuse(srv, device_id, "device_inactive: no AK stored", now_ms);
     };
-    let selection = match (TpmPublic::parse(ak_bytes), parse_selection(&issued.pcrs)) {
+    let selection = match (
+        TpmPublic::parse(ak_bytes),
+        issued.pcrs.parse::<PcrSelection>(),
+    ) {
         (Ok((ak, _)), Ok(sel)) => (ak, sel),
         (Err(e), _) => {
             return refuse(

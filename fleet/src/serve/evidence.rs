@@ -1,6 +1,6 @@
-//! Decoding the parts of an attestation report that are not TPM structures: the PCR selection
-//! string of a challenge, the PCR values as JSON, and the gzip-compressed event log (inflated
-//! with a hard bound, so a small "zip bomb" cannot exhaust memory).
+//! Decoding the parts of an attestation report that are not TPM structures: the PCR values as
+//! JSON and the gzip-compressed event log (inflated with a hard bound, so a small "zip bomb"
+//! cannot exhaust memory). PCR selections are vouch-attest's `PcrSelection`.
 
 use std::io::Read;
 use vouch_attest::{HashAlg, PcrBanks};
@@ -13,9 +13,6 @@ const MAX_PCR: u32 = 23;
 /// A report part could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EvidenceError {
-    /// A PCR selection is not `bank:pcr,pcr,...` with a known bank and PCRs 0-23.
-    #[error("PCR selection {0:?} is not bank:pcr,pcr (known bank, PCRs 0-23)")]
-    Selection(String),
     /// The PCR values are not `{"bank": {"index": "hex"}}`.
     #[error("PCR values: {0}")]
     PcrJson(&'static str),
@@ -28,41 +25,6 @@ pub enum EvidenceError {
     /// The event log inflates beyond the bound.
     #[error("event log inflates beyond {MAX_EVENTLOG_BYTES} bytes")]
     TooLarge,
-}
-
-/// A parsed PCR selection: banks in order, each with ascending PCRs.
-pub type Selection = Vec<(HashAlg, Vec<u32>)>;
-
-/// Parses `sha256:0,1,7` (banks separated by `+`; ranges like `0-7` allowed).
-pub fn parse_selection(s: &str) -> Result<Selection, EvidenceError> {
-    let bad = || EvidenceError::Selection(s.to_string());
-    let mut out: Selection = Vec::new();
-    for part in s.split('+') {
-        let (bank, list) = part.split_once(':').ok_or_else(bad)?;
-        let alg = HashAlg::from_name(bank)
-            .filter(|a| a.digest_len().is_some())
-            .ok_or_else(bad)?;
-        let mut pcrs = Vec::new();
-        for item in list.split(',') {
-            let (lo, hi) = match item.split_once('-') {
-                Some((a, b)) => (a, b),
-                None => (item, item),
-            };
-            let lo: u32 = lo.trim().parse().map_err(|_| bad())?;
-            let hi: u32 = hi.trim().parse().map_err(|_| bad())?;
-            if lo > hi || hi > MAX_PCR {
-                return Err(bad());
-            }
-            pcrs.extend(lo..=hi);
-        }
-        pcrs.sort_unstable();
-        pcrs.dedup();
-        if pcrs.is_empty() || out.iter().any(|(a, _)| *a == alg) {
-            return Err(bad());
-        }
-        out.push((alg, pcrs));
-    }
-    Ok(out)
 }
 
 /// Parses `{"sha256": {"0": "<hex>", ...}, ...}` into banks.
@@ -118,28 +80,6 @@ pub fn gunzip_eventlog(gz: &[u8]) -> Result<Vec<u8>, EvidenceError> {
 mod tests {
     use super::*;
     use std::io::Write;
-
-    #[test]
-    fn selections() {
-        let s = parse_selection("sha256:0-3,7+sha1:0").unwrap();
-        assert_eq!(
-            s,
-            vec![
-                (HashAlg::Sha256, vec![0, 1, 2, 3, 7]),
-                (HashAlg::Sha1, vec![0])
-            ]
-        );
-        for bad in [
-            "",
-            "sha256",
-            "md5:0",
-            "sha256:24",
-            "sha256:3-1",
-            "sha256:0+sha256:1",
-        ] {
-            assert!(parse_selection(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn pcr_values_round_trip_and_refuse_bad_sizes() {

@@ -4,7 +4,7 @@
 //! decodes the report's parts (signature, PCR values as JSON, the gzip-compressed log) and turns
 //! every failed check into a [`Reason`]. The verdict is trusted exactly when there is no reason.
 
-use super::evidence::{self, Selection};
+use super::evidence;
 use super::policies::Resolved;
 use serde::Serialize;
 use vouch_attest::appraisal::{self, LogEvidence, PolicyInput};
@@ -12,7 +12,7 @@ use vouch_attest::errors::chain;
 use vouch_attest::eventlog::EventLog;
 use vouch_attest::protocol::AttestationReport;
 use vouch_attest::quote::AkVerifier;
-use vouch_attest::tpm::{PcrSelect, PcrSelection, SelectionError, Signature, TpmPublic};
+use vouch_attest::tpm::{PcrSelection, Signature, TpmPublic};
 
 /// One reason a device is not trusted: the check (`quote.pcr_digest`, `eventlog.pcr7`, ...)
 /// and what it found.
@@ -48,7 +48,7 @@ pub struct AppraisalInput<'a> {
     /// The nonce of the challenge answered.
     pub nonce: &'a [u8],
     /// The PCRs the challenge asked for.
-    pub selection: &'a Selection,
+    pub selection: &'a PcrSelection,
     /// The report.
     pub report: &'a AttestationReport,
     /// The device's previous accepted quote (TPMS_ATTEST), for the counter checks.
@@ -96,10 +96,8 @@ impl Verifier {
             .map_err(|e| reasons.push(Reason::new("report.pcrs", e)));
         let ak =
             AkVerifier::from_tpm_public(input.ak).map_err(|e| reasons.push(Reason::new("ak", e)));
-        let selection = pcr_selection(input.selection)
-            .map_err(|e| reasons.push(Reason::new("challenge.selection", e)));
-        let (Ok(signature), Ok(pcrs), Ok(ak), Ok(selection)) = (signature, pcrs, ak, selection)
-        else {
+        let selection = input.selection;
+        let (Ok(signature), Ok(pcrs), Ok(ak)) = (signature, pcrs, ak) else {
             return Appraisal {
                 reasons,
                 verified_attest: None,
@@ -133,7 +131,7 @@ impl Verifier {
             signature: &signature,
             nonce: input.nonce,
             pcrs: &pcrs,
-            challenged: Some(&selection),
+            challenged: Some(selection),
             eventlog,
             policy,
             previous: input.previous,
@@ -145,13 +143,4 @@ impl Verifier {
             revoke,
         }
     }
-}
-
-/// The challenge's selection as the TPM structure.
-fn pcr_selection(selection: &Selection) -> Result<PcrSelection, SelectionError> {
-    let banks = selection
-        .iter()
-        .map(|(bank, pcrs)| PcrSelect::new(*bank, pcrs))
-        .collect::<Result<_, _>>()?;
-    Ok(PcrSelection { banks })
 }

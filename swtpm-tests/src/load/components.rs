@@ -10,14 +10,13 @@ use std::time::Instant;
 use vouch_agent::daemon::answer::{read_eventlog, AnswerError};
 use vouch_agent::daemon::outbox::{Limits, Outbox, OutboxError};
 use vouch_agent::tpm::esapi::EsapiTpm;
-use vouch_agent::tpm::selection::SelectionError;
 use vouch_agent::tpm::tcti::TctiParseError;
 use vouch_agent::tpm::{PcrSelection, Tcti, Tpm, TpmError};
 use vouch_attest::protocol::AttestationReport;
+use vouch_attest::tpm::SelectionError;
 use vouch_attest::tpm::{PublicError, TpmPublic};
 /// The PCRs the fleet's challenges ask for by default (`challenge.pcrs`).
 const CHALLENGE_PCRS: &str = "sha256:0-9";
-use vouch_fleet::serve::evidence::{parse_selection, EvidenceError};
 use vouch_fleet::serve::verifier::{AppraisalInput, Verifier};
 
 /// A step could not be timed.
@@ -33,9 +32,6 @@ pub enum ComponentError {
     /// The challenge's PCR selection did not parse (agent side).
     #[error("PCR selection {CHALLENGE_PCRS}: {0}")]
     Selection(#[source] SelectionError),
-    /// The challenge's PCR selection did not parse (fleet side).
-    #[error("PCR selection {CHALLENGE_PCRS} (fleet): {0}")]
-    FleetSelection(#[source] EvidenceError),
     /// Opening the swtpm, reading the AK or quoting failed.
     #[error("swtpm: {0}")]
     Tpm(#[source] TpmError),
@@ -93,8 +89,6 @@ pub fn measure(tpm: &Swtpm, eventlog: &Path, rounds: u32) -> Result<Components, 
     let ak_bytes = esapi.attestation_key().map_err(ComponentError::Tpm)?.public;
     let (ak, _) = TpmPublic::parse(&ak_bytes).map_err(ComponentError::AkPublic)?;
     let selection: PcrSelection = CHALLENGE_PCRS.parse().map_err(ComponentError::Selection)?;
-    let fleet_selection =
-        parse_selection(CHALLENGE_PCRS).map_err(ComponentError::FleetSelection)?;
     let (mut outbox, _) = Outbox::open(&tpm.dir().join("bench-outbox"), Limits::DEFAULT)
         .map_err(ComponentError::Outbox)?;
     let verifier = Verifier::new();
@@ -136,7 +130,7 @@ pub fn measure(tpm: &Swtpm, eventlog: &Path, rounds: u32) -> Result<Components, 
         let a = verifier.appraise(&AppraisalInput {
             ak: &ak,
             nonce: &nonce,
-            selection: &fleet_selection,
+            selection: &selection,
             report: &report,
             previous: previous.as_deref(),
             policy: vouch_fleet::serve::policies::Resolved::None,

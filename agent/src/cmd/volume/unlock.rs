@@ -200,10 +200,9 @@ pub fn status(
     let sealed_to = tpm_token::read_sealed(&volume)
         .ok()
         .map(|(_, s)| match &s.binding {
-            crate::seal::Binding::Pcr { selection, .. } => format!(
-                "PCRs {}",
-                vouch_attest::policy_digest::selection_string(selection)
-            ),
+            crate::seal::Binding::Pcr { selection, .. } => {
+                format!("PCRs {selection}")
+            }
             crate::seal::Binding::Authorized { .. } => "fleet-approved PCR policies".to_string(),
         });
     let escrowed = tpm_token::read_escrow(&volume).is_ok();

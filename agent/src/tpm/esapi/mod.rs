@@ -188,12 +188,12 @@ pub(super) fn selection_list(
     sel: &PcrSelection,
 ) -> tss_esapi::Result<tss_esapi::structures::PcrSelectionList> {
     let mut b = PcrSelectionListBuilder::new();
-    for (alg, pcrs) in sel.banks() {
+    for (alg, pcrs) in sel.bank_pcrs() {
         let slots = pcrs
             .iter()
             .map(|p| slot(*p))
             .collect::<tss_esapi::Result<Vec<_>>>()?;
-        b = b.with_selection(tpm_alg(*alg), &slots);
+        b = b.with_selection(tpm_alg(alg), &slots);
     }
     b.build()
 }
@@ -313,13 +313,13 @@ impl Tpm for EsapiTpm {
         let list = selection_list(selection).map_err(tss(TpmError::PcrRead))?;
         let data = pcr::read_all(&mut self.ctx, list).map_err(tss(TpmError::PcrRead))?;
         let mut out = PcrBanks::new();
-        for (alg, pcrs) in selection.banks() {
-            let Some(bank) = data.pcr_bank(tpm_alg(*alg)) else {
+        for (alg, pcrs) in selection.bank_pcrs() {
+            let Some(bank) = data.pcr_bank(tpm_alg(alg)) else {
                 continue;
             };
             for p in pcrs {
-                if let Some(d) = slot(*p).ok().and_then(|s| bank.get_digest(s)) {
-                    out.insert(*alg, *p, d.value().to_vec());
+                if let Some(d) = slot(p).ok().and_then(|s| bank.get_digest(s)) {
+                    out.insert(alg, p, d.value().to_vec());
                 }
             }
         }

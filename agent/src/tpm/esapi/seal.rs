@@ -16,8 +16,8 @@
 use super::flush::Flush;
 use super::{selection_list, tpm2b, EsapiTpm};
 use crate::seal::{
-    agent_selection, auth_policy, check_authorization, compare_boot_state, resolve, Binding,
-    SealPolicy, SealedObject, MAX_SECRET,
+    auth_policy, check_authorization, compare_boot_state, resolve, Binding, SealPolicy,
+    SealedObject, MAX_SECRET,
 };
 use crate::tpm::tss::{tss, TssError};
 use crate::tpm::TpmError;
@@ -149,7 +149,7 @@ pub fn unseal(
         Binding::Pcr { selection, .. } => (selection.clone(), None),
         Binding::Authorized { key, policy_ref } => {
             let auth = check_authorization(key, policy_ref, authorization)?;
-            let current = crate::tpm::Tpm::pcr_read(tpm, &agent_selection(&auth.draft.selection)?)?;
+            let current = crate::tpm::Tpm::pcr_read(tpm, &auth.draft.selection)?;
             compare_boot_state(&auth.draft.selection, &auth.draft.values, &current)?;
             (auth.draft.selection.clone(), Some(auth))
         }
@@ -169,7 +169,7 @@ pub fn unseal(
         (Err(e), Binding::Pcr { selection, values }) if is_policy_fail(&e) => {
             // Name the bound PCRs that changed. If none did (they changed back in between, or
             // the blob's recorded values do not match its policy), report the TPM's refusal.
-            let current = crate::tpm::Tpm::pcr_read(tpm, &agent_selection(selection)?)?;
+            let current = crate::tpm::Tpm::pcr_read(tpm, selection)?;
             compare_boot_state(selection, values, &current)?;
             Err(e)
         }
@@ -189,7 +189,7 @@ fn with_object(
     selection: &vouch_attest::tpm::PcrSelection,
     approval: Option<&SignedPolicy>,
 ) -> Result<Zeroizing<Vec<u8>>, TpmError> {
-    let list = selection_list(&agent_selection(selection)?).map_err(tss(TpmError::Unseal))?;
+    let list = selection_list(selection).map_err(tss(TpmError::Unseal))?;
     let mut session =
         salted_session(tpm, srk, SessionType::Policy, false).map_err(tss(TpmError::Unseal))?;
     let handle = session.handle();

@@ -46,7 +46,7 @@ impl MemoryTpm {
     pub fn new() -> MemoryTpm {
         let mut pcrs = BTreeMap::new();
         for alg in [HashAlg::Sha1, HashAlg::Sha256] {
-            for pcr in 0..=super::selection::MAX_PCR {
+            for pcr in 0..=crate::tpm::MAX_PCR {
                 pcrs.insert((alg, pcr), vec![0; alg.digest_len().unwrap_or(32)]);
             }
         }
@@ -141,10 +141,10 @@ impl Tpm for MemoryTpm {
 
     fn pcr_read(&mut self, selection: &PcrSelection) -> Result<PcrBanks, TpmError> {
         let mut out = PcrBanks::new();
-        for (alg, pcrs) in selection.banks() {
-            for p in pcrs {
-                if let Some(v) = self.pcrs.get(&(*alg, *p)) {
-                    out.insert(*alg, *p, v.clone());
+        for (alg, p) in selection.iter() {
+            {
+                if let Some(v) = self.pcrs.get(&(alg, p)) {
+                    out.insert(alg, p, v.clone());
                 }
             }
         }
@@ -174,12 +174,12 @@ impl Tpm for MemoryTpm {
         let pcrs = self.pcr_read(selection)?;
         let mut select = Vec::new();
         let mut concat = Vec::new();
-        for (alg, list) in selection.banks() {
+        for (alg, list) in selection.bank_pcrs() {
             select.push(
-                PcrSelect::new(*alg, list).map_err(|_| TpmError::Memory("bad PCR selection"))?,
+                PcrSelect::new(alg, &list).map_err(|_| TpmError::Memory("bad PCR selection"))?,
             );
             for p in list {
-                concat.extend_from_slice(pcrs.get(*alg, *p).unwrap_or_default());
+                concat.extend_from_slice(pcrs.get(alg, p).unwrap_or_default());
             }
         }
         self.clock += 1;

@@ -6,8 +6,8 @@
 
 use super::MemoryTpm;
 use crate::seal::{
-    agent_selection, auth_policy, check_authorization, compare_boot_state, resolve, Binding,
-    SealPolicy, SealedObject, MAX_SECRET,
+    auth_policy, check_authorization, compare_boot_state, resolve, Binding, SealPolicy,
+    SealedObject, MAX_SECRET,
 };
 use crate::tpm::{Tpm, TpmError};
 use rand_core::{OsRng, RngCore};
@@ -111,7 +111,7 @@ pub fn unseal(
     let start = initial(POLICY_ALG).map_err(TpmError::SealPolicy)?;
     let session = match &sealed.binding {
         Binding::Pcr { selection, values } => {
-            let current = tpm.pcr_read(&agent_selection(selection)?)?;
+            let current = tpm.pcr_read(selection)?;
             let digest = policy_pcr(POLICY_ALG, &start, selection, &current)
                 .map_err(TpmError::SealPolicy)?;
             if digest != object_policy {
@@ -122,7 +122,7 @@ pub fn unseal(
         Binding::Authorized { key, policy_ref } => {
             let auth = check_authorization(key, policy_ref, authorization)?;
             let d = &auth.draft;
-            let current = tpm.pcr_read(&agent_selection(&d.selection)?)?;
+            let current = tpm.pcr_read(&d.selection)?;
             compare_boot_state(&d.selection, &d.values, &current)?;
             verify_approval(
                 &d.key,

@@ -7,7 +7,7 @@ use crate::cmd::volume::VolumeError;
 use crate::cmd::CmdError;
 use crate::daemon::DaemonError;
 use crate::identity::IdentityError;
-use crate::seal::SealError;
+use crate::seal::{PolicyError, SealError};
 use crate::tpm::TpmError;
 use crate::volume::dm::DmError;
 
@@ -67,18 +67,26 @@ fn tpm(e: &TpmError) -> u8 {
     use TpmError as T;
     match e {
         T::Connect { .. } => NO_TPM,
-        T::BootStateChanged { .. } => BOOT_STATE,
-        // A signed policy the TPM or the agent refused: the check said no.
-        T::AuthorizationMissing
-        | T::AuthorizationKey { .. }
-        | T::AuthorizationRef { .. }
-        | T::ApprovalRefused(_) => FAILED,
+        T::Policy(p) => policy(p),
+        // A signed policy the TPM refused: the check said no.
+        T::ApprovalRefused(_) => FAILED,
         #[cfg(any(test, feature = "memory-tpm"))]
         T::MemoryApproval(_) => FAILED,
-        T::SecretSize { .. } | T::SealPolicy(_) => USAGE,
+        T::SecretSize { .. } => USAGE,
         T::KeyState { .. } => IO,
         T::WorkerGone => INTERNAL,
         _ => TPM,
+    }
+}
+
+fn policy(e: &PolicyError) -> u8 {
+    match e {
+        PolicyError::BootStateChanged { .. } => BOOT_STATE,
+        // A signed policy that does not fit the secret: the check said no.
+        PolicyError::AuthorizationMissing
+        | PolicyError::AuthorizationKey { .. }
+        | PolicyError::AuthorizationRef { .. } => FAILED,
+        PolicyError::Digest(_) => USAGE,
     }
 }
 
@@ -103,12 +111,8 @@ fn seal(e: &SealError) -> u8 {
         | S::OlderPolicy { .. }
         | S::SerialReused { .. }
         | S::NoSignedPolicy { .. } => FAILED,
-        // The TPM's answer and what the agent expected disagree: a refusal unless it names a
-        // changed boot or bad input.
-        S::Mismatch(t) => match tpm(t) {
-            c @ (BOOT_STATE | USAGE) => c,
-            _ => FAILED,
-        },
+        // A signed policy that does not name the blob's key or policyRef.
+        S::Mismatch(p) => policy(p),
     }
 }
 
@@ -194,15 +198,15 @@ mod tests {
 
     fn signed_policy_refusals() -> Vec<TpmError> {
         vec![
-            TpmError::AuthorizationMissing,
-            TpmError::AuthorizationKey {
+            TpmError::Policy(PolicyError::AuthorizationMissing),
+            TpmError::Policy(PolicyError::AuthorizationKey {
                 sealed: "a".into(),
                 signed: "b".into(),
-            },
-            TpmError::AuthorizationRef {
+            }),
+            TpmError::Policy(PolicyError::AuthorizationRef {
                 sealed: "a".into(),
                 signed: "b".into(),
-            },
+            }),
         ]
     }
 
@@ -236,13 +240,19 @@ mod tests {
 
     #[test]
     fn boot_state_no_tpm_and_no_device_mapper_are_distinct() {
-        let changed = || TpmError::BootStateChanged {
+        let changed = || {
+            TpmError::Policy(PolicyError::BootStateChanged {
+                bound: "sha256:7".into(),
+                changed: "sha256:7".into(),
+            })
+        };
+        assert_eq!(code(&CmdError::Tpm(changed())), BOOT_STATE);
+        let changed_policy = PolicyError::BootStateChanged {
             bound: "sha256:7".into(),
             changed: "sha256:7".into(),
         };
-        assert_eq!(code(&CmdError::Tpm(changed())), BOOT_STATE);
         assert_eq!(
-            code(&CmdError::Seal(SealError::Mismatch(changed()))),
+            code(&CmdError::Seal(SealError::Mismatch(changed_policy))),
             BOOT_STATE
         );
         assert_eq!(

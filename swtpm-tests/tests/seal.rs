@@ -42,7 +42,10 @@ fn measure(agent: &mut EsapiTpm, byte: u8) {
 
 fn boot_state_error<T>(r: Result<T, TpmError>) -> (String, String) {
     match r {
-        Err(TpmError::BootStateChanged { bound, changed }) => (bound, changed),
+        Err(TpmError::Policy(vouch_agent::seal::PolicyError::BootStateChanged {
+            bound,
+            changed,
+        })) => (bound, changed),
         Err(e) => panic!("expected a boot-state error, got: {e}"),
         Ok(_) => panic!("expected a boot-state error, the secret was unsealed"),
     }
@@ -196,7 +199,9 @@ fn fleet_approvals_unlock_across_an_update_without_resealing() {
         let foreign = approve(&other_sk, &other_key, 3, &read7(&mut agent));
         assert!(matches!(
             agent.unseal(&sealed, Some(&foreign)),
-            Err(TpmError::AuthorizationKey { .. })
+            Err(TpmError::Policy(
+                vouch_agent::seal::PolicyError::AuthorizationKey { .. }
+            ))
         ));
         // ...and a forgery that claims the fleet key is refused by TPM2_VerifySignature.
         let mut forged = new.clone();

@@ -13,7 +13,6 @@ use super::CmdError;
 use crate::seal::store::{read_bounded, read_signed_policy, PolicyStore};
 use crate::seal::{blob, check_authorization, Binding, SealError, SealPolicy, MAX_SECRET};
 use crate::tpm::worker::TpmClient;
-use crate::tpm::TpmError;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use vouch_attest::policy_digest::{fleet_key_public, PolicyDigestError};
@@ -132,9 +131,9 @@ pub fn unseal(tpm: &TpmClient, state_dir: &Path, args: &UnsealArgs) -> Result<()
                 }
                 None => {
                     let name = key.name().map_err(|e| {
-                        SealError::Mismatch(TpmError::SealPolicy(PolicyDigestError::Key(
-                            e.to_string(),
-                        )))
+                        SealError::Mismatch(crate::seal::PolicyError::Digest(
+                            PolicyDigestError::Key(e.to_string()),
+                        ))
                     })?;
                     store
                         .newest(&name, policy_ref)?

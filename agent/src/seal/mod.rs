@@ -16,7 +16,6 @@
 pub mod blob;
 pub mod store;
 
-use crate::tpm::{PcrSelection as AgentSelection, TpmError};
 use std::path::PathBuf;
 use vouch_attest::policy_digest::{
     initial, policy_authorize, policy_pcr, PolicyDigestError, SignedPolicy, SignedPolicyError,
@@ -143,14 +142,35 @@ pub enum SealError {
     NoSignedPolicy { dir: PathBuf },
     /// A signed policy does not name the blob's key or policyRef.
     #[error(transparent)]
-    Mismatch(TpmError),
+    Mismatch(PolicyError),
+}
+
+/// What the seal policy itself refuses, whichever TPM backend asks: the checks of this module,
+/// free of TPM operations (the TPM backends wrap it as `TpmError::Policy`).
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// Computing a seal policy digest failed (missing PCR value, bad key, long policyRef).
+    #[error("computing the seal policy failed")]
+    Digest(#[from] PolicyDigestError),
+    /// A PCR the policy binds holds another value than the policy allows.
+    #[error("the boot state changed since the secret was sealed or approved: the policy binds PCRs {bound} and {changed} now differ; unsealing refused")]
+    BootStateChanged { bound: String, changed: String },
+    /// A fleet-authorized object was unsealed without a signed policy.
+    #[error("the secret is sealed to fleet-approved PCR policies: a signed policy is needed")]
+    AuthorizationMissing,
+    /// The signed policy is signed by another key than the one the object is sealed to.
+    #[error("the signed policy is signed by key {signed}, but the secret is sealed to fleet key {sealed}")]
+    AuthorizationKey { sealed: String, signed: String },
+    /// The signed policy names another policyRef.
+    #[error("the signed policy is for policyRef {signed:?}, the secret is sealed with policyRef {sealed:?}")]
+    AuthorizationRef { sealed: String, signed: String },
 }
 
 /// The binding a policy resolves to, reading current PCR values with `read` when needed.
-pub fn resolve(
+pub fn resolve<E: From<PolicyError>>(
     policy: &SealPolicy,
-    read: impl FnOnce(&AgentSelection) -> Result<PcrBanks, TpmError>,
-) -> Result<Binding, TpmError> {
+    read: impl FnOnce(&PcrSelection) -> Result<PcrBanks, E>,
+) -> Result<Binding, E> {
     match policy {
         SealPolicy::Pcr { selection, values } => {
             let source = match values {
@@ -159,7 +179,7 @@ pub fn resolve(
             };
             let mut selected = PcrBanks::new();
             for (bank, pcr) in selection.iter() {
-                let v = source.get(bank, pcr).ok_or(TpmError::SealPolicy(
+                let v = source.get(bank, pcr).ok_or(PolicyError::Digest(
                     PolicyDigestError::MissingPcr { bank, pcr },
                 ))?;
                 selected.insert(bank, pcr, v.to_vec());
@@ -177,18 +197,18 @@ pub fn resolve(
 }
 
 /// The authPolicy of a binding (SHA-256 policy session).
-pub fn auth_policy(binding: &Binding) -> Result<Vec<u8>, TpmError> {
-    let start = initial(POLICY_ALG).map_err(TpmError::SealPolicy)?;
+pub fn auth_policy(binding: &Binding) -> Result<Vec<u8>, PolicyError> {
+    let start = initial(POLICY_ALG)?;
     match binding {
         Binding::Pcr { selection, values } => policy_pcr(POLICY_ALG, &start, selection, values),
         Binding::Authorized { key, policy_ref } => {
             let name = key
                 .name()
-                .map_err(|e| TpmError::SealPolicy(PolicyDigestError::Key(e.to_string())))?;
+                .map_err(|e| PolicyDigestError::Key(e.to_string()))?;
             policy_authorize(POLICY_ALG, &name, policy_ref)
         }
     }
-    .map_err(TpmError::SealPolicy)
+    .map_err(PolicyError::Digest)
 }
 
 /// Checks that `authorization` approves policies for `key` and `policy_ref`.
@@ -196,17 +216,17 @@ pub fn check_authorization<'a>(
     key: &TpmPublic,
     policy_ref: &[u8],
     authorization: Option<&'a SignedPolicy>,
-) -> Result<&'a SignedPolicy, TpmError> {
-    let auth = authorization.ok_or(TpmError::AuthorizationMissing)?;
+) -> Result<&'a SignedPolicy, PolicyError> {
+    let auth = authorization.ok_or(PolicyError::AuthorizationMissing)?;
     let name = |k: &TpmPublic| k.name().map(hex::encode).unwrap_or_default();
     if auth.draft.key != *key {
-        return Err(TpmError::AuthorizationKey {
+        return Err(PolicyError::AuthorizationKey {
             sealed: name(key),
             signed: name(&auth.draft.key),
         });
     }
     if auth.draft.policy_ref != policy_ref {
-        return Err(TpmError::AuthorizationRef {
+        return Err(PolicyError::AuthorizationRef {
             sealed: String::from_utf8_lossy(policy_ref).into_owned(),
             signed: String::from_utf8_lossy(&auth.draft.policy_ref).into_owned(),
         });
@@ -220,7 +240,7 @@ pub fn compare_boot_state(
     selection: &PcrSelection,
     expected: &PcrBanks,
     current: &PcrBanks,
-) -> Result<(), TpmError> {
+) -> Result<(), PolicyError> {
     let changed: Vec<String> = selection
         .iter()
         .filter(|(bank, pcr)| expected.get(*bank, *pcr) != current.get(*bank, *pcr))
@@ -229,7 +249,7 @@ pub fn compare_boot_state(
     if changed.is_empty() {
         return Ok(());
     }
-    Err(TpmError::BootStateChanged {
+    Err(PolicyError::BootStateChanged {
         bound: selection.to_string(),
         changed: changed.join(","),
     })

@@ -5,6 +5,7 @@ use super::store::{Offer, PolicyStore};
 use super::*;
 use crate::tpm::memory::MemoryTpm;
 use crate::tpm::Tpm;
+use crate::tpm::TpmError;
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature as P256Signature, SigningKey};
 use vouch_attest::policy_digest::fleet_key_public;
@@ -76,7 +77,7 @@ fn pcr_seal_unseals_until_pcr7_changes_and_names_it() {
     assert_eq!(*tpm.unseal(&sealed, None).unwrap(), b"volume key");
     update(&mut tpm);
     match tpm.unseal(&sealed, None) {
-        Err(TpmError::BootStateChanged { bound, changed }) => {
+        Err(TpmError::Policy(PolicyError::BootStateChanged { bound, changed })) => {
             assert_eq!((bound.as_str(), changed.as_str()), ("sha256:7", "sha256:7"));
         }
         other => panic!("expected a boot-state error, got {:?}", other.map(|_| ())),
@@ -113,7 +114,7 @@ fn sealing_to_given_values_unlocks_only_once_the_pcrs_reach_them() {
         .unwrap();
     assert!(matches!(
         tpm.unseal(&sealed, None),
-        Err(TpmError::BootStateChanged { .. })
+        Err(TpmError::Policy(PolicyError::BootStateChanged { .. }))
     ));
     update(&mut tpm);
     assert_eq!(*tpm.unseal(&sealed, None).unwrap(), b"k");
@@ -136,7 +137,7 @@ fn authorized_seal_follows_fleet_approvals_without_resealing() {
     let sealed = decode(&encode(&sealed)).unwrap();
     assert!(matches!(
         tpm.unseal(&sealed, None),
-        Err(TpmError::AuthorizationMissing)
+        Err(TpmError::Policy(PolicyError::AuthorizationMissing))
     ));
     let old = approve(&sk, &key, 1, &current(&mut tpm));
     assert_eq!(*tpm.unseal(&sealed, Some(&old)).unwrap(), b"secret");
@@ -148,7 +149,7 @@ fn authorized_seal_follows_fleet_approvals_without_resealing() {
     update(&mut tpm);
     assert!(matches!(
         tpm.unseal(&sealed, Some(&old)),
-        Err(TpmError::BootStateChanged { .. })
+        Err(TpmError::Policy(PolicyError::BootStateChanged { .. }))
     ));
     assert_eq!(*tpm.unseal(&sealed, Some(&new)).unwrap(), b"secret");
 
@@ -156,7 +157,7 @@ fn authorized_seal_follows_fleet_approvals_without_resealing() {
     let foreign = approve(&other_sk, &other_key, 3, &current(&mut tpm));
     assert!(matches!(
         tpm.unseal(&sealed, Some(&foreign)),
-        Err(TpmError::AuthorizationKey { .. })
+        Err(TpmError::Policy(PolicyError::AuthorizationKey { .. }))
     ));
     let mut forged = new.clone();
     forged.approval_signature = ecdsa(&other_sk, &new.draft.approval_message());

@@ -137,7 +137,7 @@ pub trait Tpm: Send {
     ) -> Result<crate::seal::SealedObject, TpmError>;
     /// Unseals a sealed object: satisfies its policy with the current PCR values (and, for
     /// fleet-authorized objects, the signed policy `authorization`). A changed bound PCR gives
-    /// [`TpmError::BootStateChanged`].
+    /// [`crate::seal::PolicyError::BootStateChanged`] (as [`TpmError::Policy`]).
     fn unseal(
         &mut self,
         sealed: &crate::seal::SealedObject,
@@ -239,9 +239,10 @@ pub enum TpmError {
     /// The TPM returned a signature that is not ECDSA over P-256.
     #[error("the TPM returned a TLS signature that is not a P-256 ECDSA signature")]
     SignatureFormat,
-    /// Computing a seal policy digest failed (missing PCR value, bad key, long policyRef).
-    #[error("computing the seal policy failed")]
-    SealPolicy(#[source] vouch_attest::policy_digest::PolicyDigestError),
+    /// The seal policy refused the operation (digest, signed policy, boot state): see
+    /// [`crate::seal::PolicyError`].
+    #[error(transparent)]
+    Policy(#[from] crate::seal::PolicyError),
     /// The secret to seal is empty or longer than 128 bytes.
     #[error("the secret is {len} bytes; a TPM seals 1 to 128 bytes")]
     SecretSize { len: usize },
@@ -258,18 +259,6 @@ pub enum TpmError {
     /// Loading the sealed object, its policy session or TPM2_Unseal failed.
     #[error("unsealing failed")]
     Unseal(#[source] TssError),
-    /// A PCR the policy binds holds another value than the policy allows.
-    #[error("the boot state changed since the secret was sealed or approved: the policy binds PCRs {bound} and {changed} now differ; unsealing refused")]
-    BootStateChanged { bound: String, changed: String },
-    /// A fleet-authorized object was unsealed without a signed policy.
-    #[error("the secret is sealed to fleet-approved PCR policies: a signed policy is needed")]
-    AuthorizationMissing,
-    /// The signed policy is signed by another key than the one the object is sealed to.
-    #[error("the signed policy is signed by key {signed}, but the secret is sealed to fleet key {sealed}")]
-    AuthorizationKey { sealed: String, signed: String },
-    /// The signed policy names another policyRef.
-    #[error("the signed policy is for policyRef {signed:?}, the secret is sealed with policyRef {sealed:?}")]
-    AuthorizationRef { sealed: String, signed: String },
     /// TPM2_VerifySignature refused the signed policy's approval signature.
     #[error("the TPM refused the signed policy's approval signature")]
     ApprovalRefused(#[source] TssError),

@@ -5,7 +5,6 @@ use super::{SealTarget, VolumeError};
 use crate::seal::store::{read_bounded, read_signed_policy, PolicyStore};
 use crate::seal::{check_authorization, Binding, SealError, SealPolicy, SealedObject};
 use crate::tpm::worker::TpmClient;
-use crate::tpm::TpmError;
 use crate::volume::luks2::format::SECRET_KEYSLOT;
 use crate::volume::luks2::{Luks2Volume, Unlocked};
 use crate::volume::tpm_token;
@@ -83,7 +82,7 @@ fn authorization(
         None => {
             let name = key
                 .name()
-                .map_err(|_| SealError::Mismatch(TpmError::AuthorizationMissing))?;
+                .map_err(|_| SealError::Mismatch(crate::seal::PolicyError::AuthorizationMissing))?;
             store
                 .newest(&name, policy_ref)?
                 .ok_or_else(|| SealError::NoSignedPolicy {

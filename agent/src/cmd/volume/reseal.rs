@@ -139,11 +139,13 @@ fn released_passphrase(
     })?;
     match tpm.call(move |t| t.unseal(&sealed, None)) {
         Ok(pass) => Ok((pass, path)),
-        Err(source @ TpmError::BootStateChanged { .. }) => Err(VolumeError::ReleasedForOtherBoot {
-            uuid: uuid.to_owned(),
-            path,
-            source: Box::new(source),
-        }),
+        Err(source @ TpmError::Policy(crate::seal::PolicyError::BootStateChanged { .. })) => {
+            Err(VolumeError::ReleasedForOtherBoot {
+                uuid: uuid.to_owned(),
+                path,
+                source: Box::new(source),
+            })
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -80,9 +80,9 @@ fn unlock_one(
     let mut dev = open_device(device, false)?;
     let mut volume = read_header(device, &mut dev)?;
     let opened = match unseal_and_open(tpm, state_dir, device, &mut dev, &volume, signed_policy) {
-        Err(VolumeError::Tpm(TpmError::BootStateChanged { .. }))
-            if released_waiting(state_dir, volume.uuid()) =>
-        {
+        Err(VolumeError::Tpm(TpmError::Policy(crate::seal::PolicyError::BootStateChanged {
+            ..
+        }))) if released_waiting(state_dir, volume.uuid()) => {
             // The boot changed and the fleet released the recovery passphrase for this boot:
             // re-seal keyslot 0 the way it was sealed before, then unlock as usual.
             eprintln!(

@@ -16,8 +16,8 @@
 use super::flush::Flush;
 use super::{selection_list, tpm2b, EsapiTpm};
 use crate::seal::{
-    auth_policy, check_authorization, compare_boot_state, resolve, Binding, SealPolicy,
-    SealedObject, MAX_SECRET,
+    auth_policy, check_authorization, compare_boot_state, resolve, Binding, PolicyError,
+    SealPolicy, SealedObject, MAX_SECRET,
 };
 use crate::tpm::tss::{tss, TssError};
 use crate::tpm::TpmError;
@@ -227,13 +227,13 @@ fn authorize(
         .key
         .name()
         .map_err(|e| {
-            TpmError::SealPolicy(vouch_attest::policy_digest::PolicyDigestError::Key(
-                e.to_string(),
+            TpmError::Policy(PolicyError::Digest(
+                vouch_attest::policy_digest::PolicyDigestError::Key(e.to_string()),
             ))
         })
         .and_then(|n| Name::try_from(n).map_err(tss(TpmError::Unseal)))?;
     let a_hash = approval_digest(POLICY_ALG, &d.approved_policy, &d.policy_ref)
-        .map_err(TpmError::SealPolicy)?;
+        .map_err(|e| TpmError::Policy(PolicyError::Digest(e)))?;
     let signature =
         Signature::unmarshall(&auth.approval_signature.marshal()).map_err(tss(TpmError::Unseal))?;
     let key = tpm

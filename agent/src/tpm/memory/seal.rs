@@ -6,8 +6,8 @@
 
 use super::MemoryTpm;
 use crate::seal::{
-    auth_policy, check_authorization, compare_boot_state, resolve, Binding, SealPolicy,
-    SealedObject, MAX_SECRET,
+    auth_policy, check_authorization, compare_boot_state, resolve, Binding, PolicyError,
+    SealPolicy, SealedObject, MAX_SECRET,
 };
 use crate::tpm::{Tpm, TpmError};
 use rand_core::{OsRng, RngCore};
@@ -108,12 +108,12 @@ pub fn unseal(
             "sealed object public part does not match its private part",
         ));
     }
-    let start = initial(POLICY_ALG).map_err(TpmError::SealPolicy)?;
+    let start = initial(POLICY_ALG).map_err(|e| TpmError::Policy(PolicyError::Digest(e)))?;
     let session = match &sealed.binding {
         Binding::Pcr { selection, values } => {
             let current = tpm.pcr_read(selection)?;
             let digest = policy_pcr(POLICY_ALG, &start, selection, &current)
-                .map_err(TpmError::SealPolicy)?;
+                .map_err(|e| TpmError::Policy(PolicyError::Digest(e)))?;
             if digest != object_policy {
                 compare_boot_state(selection, values, &current)?;
             }
@@ -135,7 +135,8 @@ pub fn unseal(
                 .key
                 .name()
                 .map_err(|_| TpmError::Memory("fleet key name"))?;
-            policy_authorize(POLICY_ALG, &name, &d.policy_ref).map_err(TpmError::SealPolicy)?
+            policy_authorize(POLICY_ALG, &name, &d.policy_ref)
+                .map_err(|e| TpmError::Policy(PolicyError::Digest(e)))?
         }
     };
     if session != object_policy {

@@ -37,7 +37,7 @@ pub struct Global {
         value_enum,
         default_value = "auto"
     )]
-    pub log_format: crate::logging::LogFormat,
+    pub log_format: vouch_host::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]

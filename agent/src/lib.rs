@@ -10,7 +10,6 @@ pub mod config;
 pub mod daemon;
 pub mod exit;
 pub mod identity;
-pub mod logging;
 pub mod seal;
 pub mod tpm;
 pub mod volume;

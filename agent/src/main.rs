@@ -12,7 +12,9 @@ fn main() -> ExitCode {
         std::env::set_var("TSS2_LOG", "all+none");
     }
     let cli = Cli::parse();
-    vouch_agent::logging::init(cli.global.log_format, cli.command.default_log_level());
+    // The agent reports TPM errors itself, with context: tss-esapi's own error logging is off.
+    let default = format!("{},tss_esapi=off", cli.command.default_log_level());
+    vouch_host::init_logging(cli.global.log_format, &default, "vouch-agent");
     match cmd::run(cli) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {

@@ -8,7 +8,6 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
-pub mod logging;
 pub mod pki;
 pub mod registry;
 pub mod serve;

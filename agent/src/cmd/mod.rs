@@ -60,7 +60,7 @@ fn open_tpm(cli: &Cli) -> Result<TpmClient, CmdError> {
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<(), CmdError> {
     if let Command::Run { config, allow_root } = &cli.command {
-        if crate::daemon::running_as_root() && !allow_root {
+        if vouch_host::running_as_root() && !allow_root {
             return Err(crate::daemon::DaemonError::Root.into());
         }
         return Ok(crate::daemon::run(config)?);

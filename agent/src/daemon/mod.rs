@@ -46,18 +46,6 @@ pub enum DaemonError {
     Runtime(#[source] std::io::Error),
 }
 
-/// True when the effective user is root (read from /proc, no libc call needed).
-pub fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Runs the agent until a fatal error: enroll if needed (retrying with backoff), then serve.
 /// SIGHUP re-reads the configuration file and restarts the broker session with it.
 pub fn run(config_path: &std::path::Path) -> Result<(), DaemonError> {

@@ -16,17 +16,7 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
-/// True when the effective user is root (from /proc, no libc call needed).
-pub fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
+pub use vouch_host::running_as_root;
 
 /// Loading the configuration or the registry failed.
 #[derive(Debug, thiserror::Error)]

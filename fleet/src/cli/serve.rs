@@ -17,12 +17,12 @@ pub struct ServeArgs {
     allow_root: bool,
     /// Log output: auto (journald under systemd, else text), text, json or journald.
     #[arg(long, env = "VOUCH_LOG_FORMAT", value_enum, default_value = "auto")]
-    log_format: vouch_fleet::logging::LogFormat,
+    log_format: vouch_host::LogFormat,
 }
 
 /// Runs the server until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs) -> ExitCode {
-    vouch_fleet::logging::init(args.log_format);
+    vouch_host::init_logging(args.log_format, "info", "vouch-fleet");
     if running_as_root() && !args.allow_root {
         eprintln!(
             "vouch-fleet serve: refusing to run as root (the unit runs as user vouch-fleet); \

@@ -196,27 +196,35 @@ impl Work {
 /// Attempts at reading the escrow records to deposit before giving up until the next start.
 const DEPOSIT_ATTEMPTS: u32 = 3;
 
+/// Reads the escrow records to deposit with `read` (a blocking task), up to [`DEPOSIT_ATTEMPTS`]
+/// times, waiting `pause` times the attempt number in between: a failed task (it panicked or
+/// the runtime is shutting down) is logged and retried, never taken for "no records".
+async fn read_deposits<F>(read: F, pause: Duration) -> Option<Vec<Vec<u8>>>
+where
+    F: Fn() -> tokio::task::JoinHandle<Vec<Vec<u8>>>,
+{
+    for attempt in 1..=DEPOSIT_ATTEMPTS {
+        match read().await {
+            Ok(d) => return Some(d),
+            Err(e) => {
+                tracing::warn!(error = %crate::exit::Chain(&e), attempt, "reading the escrow records to deposit failed");
+                tokio::time::sleep(pause * attempt).await;
+            }
+        }
+    }
+    None
+}
+
 /// Publishes the boot announcement and the escrow deposits (through the outbox).
 async fn announce(w: &Work, client: &AsyncClient, shared: &Arc<Shared>) {
     let boot = protocol::encode(&BootAnnouncement { boot_id: w.boot });
     shared.send(client, w.topic("boot"), boot).await;
-    let mut deposits = None;
-    for attempt in 1..=DEPOSIT_ATTEMPTS {
-        let (state, id) = (w.state_dir.clone(), w.device_id.clone());
-        match tokio::task::spawn_blocking(move || escrow::deposits(&state, &id)).await {
-            Ok(d) => {
-                deposits = Some(d);
-                break;
-            }
-            // The reading task failed (it panicked or the runtime is shutting down): say so
-            // and try again, rather than losing the deposits without a trace.
-            Err(e) => {
-                tracing::warn!(error = %crate::exit::Chain(&e), attempt, "reading the escrow records to deposit failed");
-                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
-            }
-        }
-    }
-    let Some(deposits) = deposits else {
+    let (state, id) = (w.state_dir.clone(), w.device_id.clone());
+    let read = move || {
+        let (state, id) = (state.clone(), id.clone());
+        tokio::task::spawn_blocking(move || escrow::deposits(&state, &id))
+    };
+    let Some(deposits) = read_deposits(read, Duration::from_secs(1)).await else {
         tracing::error!(
             attempts = DEPOSIT_ATTEMPTS,
             "escrow records were not deposited; they will be at the agent's next start"
@@ -508,5 +516,41 @@ pub async fn run(
             }
         }
         shared.fill(&client);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Issue 11, defect 5: a reading task that failed was taken for "no records"
+    /// (`.await.unwrap_or_default()`) and every deposit was dropped without a trace.
+    #[tokio::test]
+    async fn a_failed_read_of_the_deposits_is_retried_not_taken_for_none() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let c = Arc::clone(&calls);
+        let read = move || {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            tokio::task::spawn_blocking(move || {
+                if n == 0 {
+                    panic!("the first read fails");
+                }
+                vec![b"record".to_vec()]
+            })
+        };
+        let got = read_deposits(read, Duration::from_millis(1)).await;
+        assert_eq!(got, Some(vec![b"record".to_vec()]));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        // Failing every time: None (logged as not deposited), after every attempt.
+        let calls = Arc::new(AtomicU32::new(0));
+        let c = Arc::clone(&calls);
+        let always = move || {
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::task::spawn_blocking(|| -> Vec<Vec<u8>> { panic!("always fails") })
+        };
+        assert_eq!(read_deposits(always, Duration::from_millis(1)).await, None);
+        assert_eq!(calls.load(Ordering::SeqCst), DEPOSIT_ATTEMPTS);
     }
 }

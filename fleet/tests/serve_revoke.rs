@@ -7,7 +7,7 @@
 mod serve_support;
 
 use serve_support::agent::TestAgent;
-use serve_support::{Fleet, Settings};
+use serve_support::{mqtt, Fleet, Settings};
 use std::time::Duration;
 use swtpm_tests::Swtpm;
 use vouch_attest::protocol::{self, BootAnnouncement, EnrollResponse};
@@ -15,23 +15,29 @@ use vouch_fleet::registry::{now_ms, DeviceStatus};
 
 const SECS: Duration = Duration::from_secs(10);
 
+/// Enrolls the swtpm's device and connects it with its new certificate.
+async fn enrolled_and_connected(swtpm: &Swtpm, fleet: &Fleet) -> (String, mqtt::Client) {
+    let ca = swtpm.ca_dir();
+    let agent = TestAgent::new(swtpm, &ca.join("issuercert.pem"), &ca.join("signkey.pem"));
+    let EnrollResponse::Accepted {
+        device_id,
+        certificate_pem,
+    } = agent.enroll(fleet).await
+    else {
+        panic!("enrollment refused:\n{}", fleet.server_log());
+    };
+    let dev = agent
+        .connect_device(fleet, &device_id, &certificate_pem)
+        .await
+        .unwrap();
+    (device_id, dev)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_devices_are_refused_and_the_cli_revocation_cuts_the_session() {
     let swtpm = Swtpm::start().unwrap();
     let fleet = Fleet::start(Settings::default(), &TestAgent::swtpm_trust(&swtpm));
-    let ca = swtpm.ca_dir();
-    let agent = TestAgent::new(&swtpm, &ca.join("issuercert.pem"), &ca.join("signkey.pem"));
-    let EnrollResponse::Accepted {
-        device_id,
-        certificate_pem,
-    } = agent.enroll(&fleet).await
-    else {
-        panic!("enrollment refused:\n{}", fleet.server_log());
-    };
-    let mut dev = agent
-        .connect_device(&fleet, &device_id, &certificate_pem)
-        .await
-        .unwrap();
+    let (device_id, mut dev) = enrolled_and_connected(&swtpm, &fleet).await;
     let boot_topic = format!("devices/{device_id}/boot");
     let boot = |id: &str| {
         protocol::encode(&BootAnnouncement {
@@ -95,19 +101,7 @@ async fn an_oversized_message_is_refused_once_and_the_fleet_goes_on() {
         },
         &TestAgent::swtpm_trust(&swtpm),
     );
-    let ca = swtpm.ca_dir();
-    let agent = TestAgent::new(&swtpm, &ca.join("issuercert.pem"), &ca.join("signkey.pem"));
-    let EnrollResponse::Accepted {
-        device_id,
-        certificate_pem,
-    } = agent.enroll(&fleet).await
-    else {
-        panic!("enrollment refused:\n{}", fleet.server_log());
-    };
-    let mut dev = agent
-        .connect_device(&fleet, &device_id, &certificate_pem)
-        .await
-        .unwrap();
+    let (device_id, mut dev) = enrolled_and_connected(&swtpm, &fleet).await;
     // 3 MiB of a well-formed-looking report.
     let mut poison = b"{\"nonce\":\"".to_vec();
     poison.resize(3 << 20, b'A');

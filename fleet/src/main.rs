@@ -1,27 +1,17 @@
 //! `vouch-fleet`: the fleet side of Vouch.
 //!
-//! This file only parses the command line, dispatches to the command modules under `cli/` and maps
-//! their errors to exit codes. Every decision about evidence lives in `vouch-attest`: the
+//! This file only parses the command line, dispatches to the command modules under `cli/`, prints
+//! a failed command's error once (`vouch-fleet <command>: <chain>`) and exits with the code the
+//! one table in `exit.rs` gives its outcome or error. Every decision about evidence lives in `vouch-attest`: the
 //! appraisal of a quote, event log and policy (`quote verify` and the server's verdicts both call
 //! `vouch_attest::appraisal`), the escrow release rule (`vouch_attest::escrow_release`), the device
 //! id (`vouch_attest::identity`).
 
 mod cli;
+mod exit;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-
-/// Exit codes of `vouch-fleet`, documented in the README.
-pub mod exit {
-    /// Everything checked out.
-    pub const OK: u8 = 0;
-    /// The evidence was checked and found wanting (untrusted verdict, failed quote check).
-    pub const REJECTED: u8 = 1;
-    /// Bad usage or unreadable / malformed input.
-    pub const INPUT: u8 = 2;
-    /// Internal error.
-    pub const INTERNAL: u8 = 70;
-}
 
 #[derive(Parser)]
 #[command(
@@ -65,11 +55,33 @@ enum Command {
     Escrow(cli::escrow::EscrowArgs),
 }
 
+impl Command {
+    /// The command's name in messages: `vouch-fleet <name>: <error>`.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Eventlog(a) => a.name(),
+            Command::Quote(a) => a.name(),
+            Command::Init(_) => "init",
+            Command::Serve(_) => "serve",
+            Command::Devices(_) => "devices",
+            Command::Device(a) => a.name(),
+            Command::Attest(_) => "attest",
+            Command::Revoke(_) => "revoke",
+            Command::Delete(_) => "delete",
+            Command::Audit(_) => "audit",
+            Command::Policy(a) => a.name(),
+            Command::SealPolicy(a) => a.name(),
+            Command::Escrow(a) => a.name(),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let name = cli.command.name();
+    let result = match cli.command {
         Command::Eventlog(args) => cli::eventlog::run(args),
-        Command::Quote(args) => ExitCode::from(cli::quote::run(args)),
+        Command::Quote(args) => cli::quote::run(args),
         Command::Init(args) => cli::init::run(args),
         Command::Serve(args) => cli::serve::run(args),
         Command::Devices(args) => cli::devices::run_devices(args),
@@ -81,5 +93,12 @@ fn main() -> ExitCode {
         Command::Policy(args) => cli::policy::run(args),
         Command::SealPolicy(args) => cli::policy_sign::run(args),
         Command::Escrow(args) => cli::escrow::run(args),
-    }
+    };
+    ExitCode::from(match result {
+        Ok(outcome) => exit::outcome(outcome),
+        Err(e) => {
+            eprintln!("vouch-fleet {name}: {}", vouch_attest::errors::chain(&e));
+            exit::code(&e)
+        }
+    })
 }

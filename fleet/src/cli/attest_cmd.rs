@@ -2,12 +2,11 @@
 //! the verdict. The request goes through the registry (`attest_requests`), which the server
 //! polls every second; the verdict is read back from the registry.
 
-use super::common::{fail, open, ConfigArg};
-use crate::exit;
+use super::common::{open, ConfigArg};
+use super::{CliError, Outcome};
 use clap::Args;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use vouch_fleet::registry::now_ms;
+use vouch_fleet::registry::{now_ms, DeviceStatus, Registry, RegistryError};
 
 /// Arguments of `vouch-fleet attest`.
 #[derive(Args, Debug)]
@@ -24,57 +23,79 @@ pub struct AttestArgs {
     json: bool,
 }
 
-/// Queues the request and waits; exit 0 trusted, 1 untrusted, 70 no verdict in time.
-pub fn run(args: AttestArgs) -> ExitCode {
-    let (_, reg) = match open(&args.config) {
-        Ok(v) => v,
-        Err(e) => return fail("attest", &e, e.code()),
-    };
-    match reg.device(&args.id) {
-        Ok(Some(d)) if d.status.is_active() => {}
-        Ok(Some(d)) => {
-            eprintln!("vouch-fleet attest: device {} is {}", args.id, d.status);
-            return ExitCode::from(exit::INPUT);
+/// Why `attest` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttestCmdError {
+    /// No device has the id.
+    #[error("no device with id {0:?}")]
+    NoDevice(String),
+    /// The device is revoked or deleted.
+    #[error("device {id} is {status}")]
+    Inactive {
+        /// The device id.
+        id: String,
+        /// Its status.
+        status: DeviceStatus,
+    },
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// `--wait` ran out before the server stored a verdict.
+    #[error(
+        "no verdict for {id} within {secs} s (is `vouch-fleet serve` running and the device \
+         connected?)"
+    )]
+    NoVerdict {
+        /// The device id.
+        id: String,
+        /// The wait, in seconds.
+        secs: u64,
+    },
+}
+
+/// Queues the request and waits: [`Outcome::Done`] trusted (or only queued, `--wait 0`),
+/// [`Outcome::Rejected`] untrusted, [`AttestCmdError::NoVerdict`] no verdict in time.
+pub fn run(args: AttestArgs) -> Result<Outcome, CliError> {
+    let (_, reg) = open(&args.config)?;
+    Ok(attest(&args, &reg)?)
+}
+
+fn attest(args: &AttestArgs, reg: &Registry) -> Result<Outcome, AttestCmdError> {
+    match reg.device(&args.id)? {
+        Some(d) if d.status.is_active() => {}
+        Some(d) => {
+            return Err(AttestCmdError::Inactive {
+                id: args.id.clone(),
+                status: d.status,
+            })
         }
-        Ok(None) => {
-            eprintln!("vouch-fleet attest: no device with id {:?}", args.id);
-            return ExitCode::from(exit::INPUT);
-        }
-        Err(e) => return fail("attest", &e, exit::INTERNAL),
+        None => return Err(AttestCmdError::NoDevice(args.id.clone())),
     }
     let requested = now_ms();
-    if let Err(e) = reg.request_attestation(&args.id, requested) {
-        return fail("attest", &e, exit::INTERNAL);
-    }
+    reg.request_attestation(&args.id, requested)?;
     if args.wait == 0 {
         println!("attestation of {} requested", args.id);
-        return ExitCode::from(exit::OK);
+        return Ok(Outcome::Done);
     }
     let deadline = Instant::now() + Duration::from_secs(args.wait);
     while Instant::now() < deadline {
-        match reg.verdicts(&args.id, 1) {
-            Ok(v) => {
-                if let Some(v) = v.into_iter().find(|v| v.challenged_ms >= requested) {
-                    if args.json {
-                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                    } else {
-                        let what = if v.trusted { "trusted" } else { "untrusted" };
-                        println!("device {}: {what}", args.id);
-                        for r in &v.reasons {
-                            println!("  - {r}");
-                        }
-                    }
-                    return ExitCode::from(if v.trusted { exit::OK } else { exit::REJECTED });
+        let verdicts = reg.verdicts(&args.id, 1)?;
+        if let Some(v) = verdicts.into_iter().find(|v| v.challenged_ms >= requested) {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                let what = if v.trusted { "trusted" } else { "untrusted" };
+                println!("device {}: {what}", args.id);
+                for r in &v.reasons {
+                    println!("  - {r}");
                 }
             }
-            Err(e) => return fail("attest", &e, exit::INTERNAL),
+            return Ok(Outcome::of(v.trusted));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    eprintln!(
-        "vouch-fleet attest: no verdict for {} within {} s (is `vouch-fleet serve` running and \
-         the device connected?)",
-        args.id, args.wait
-    );
-    ExitCode::from(exit::INTERNAL)
+    Err(AttestCmdError::NoVerdict {
+        id: args.id.clone(),
+        secs: args.wait,
+    })
 }

@@ -1,10 +1,8 @@
 //! What the subcommands share: the `--config` argument, loading it and opening the registry,
-//! printing an error with its causes, and the root check.
+//! the root check, and times for people.
 
-use crate::exit;
 use clap::Args;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use vouch_fleet::config::{ConfigError, FleetConfig};
 use vouch_fleet::registry::{Registry, RegistryError};
 
@@ -29,31 +27,11 @@ pub enum SetupError {
     Registry(#[from] RegistryError),
 }
 
-impl SetupError {
-    /// Exit code: configuration problems are input errors.
-    pub fn code(&self) -> u8 {
-        match self {
-            SetupError::Config(_) => exit::INPUT,
-            SetupError::Registry(_) => exit::INTERNAL,
-        }
-    }
-}
-
 /// Loads the configuration and opens its registry.
 pub fn open(arg: &ConfigArg) -> Result<(FleetConfig, Registry), SetupError> {
     let cfg = FleetConfig::load(&arg.config)?;
     let reg = Registry::open(&cfg.state_dir)?;
     Ok((cfg, reg))
-}
-
-/// The error and its causes, joined with ": ", each message once (no message repeats its
-/// source, so nothing is de-duplicated).
-pub use vouch_attest::errors::chain;
-
-/// Prints `vouch-fleet <cmd>: <error chain>` and returns `code`.
-pub fn fail(cmd: &str, e: &dyn std::error::Error, code: u8) -> ExitCode {
-    eprintln!("vouch-fleet {cmd}: {}", chain(e));
-    ExitCode::from(code)
 }
 
 /// A time in milliseconds since the epoch as RFC 3339 UTC with milliseconds

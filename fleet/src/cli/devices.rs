@@ -1,10 +1,27 @@
 //! `vouch-fleet devices`, `device show ID` and `audit`: reading the registry.
 
-use super::common::{fail, open, rfc3339_ms, ConfigArg};
-use crate::exit;
+use super::common::{open, rfc3339_ms, ConfigArg};
+use super::{CliError, Outcome};
 use clap::{Args, Subcommand};
-use std::process::ExitCode;
-use vouch_fleet::registry::{Device, StoredVerdict};
+use vouch_fleet::registry::{Device, RegistryError, StoredVerdict};
+
+/// Why `devices`, `device show|set-policy` or `audit` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DevicesError {
+    /// No device has the id (`device show`).
+    #[error("no device with id {0:?}")]
+    NoDevice(String),
+    /// `device set-policy`: not a policy name.
+    #[error("{0:?} is not a policy name")]
+    PolicyName(String),
+    /// `device set-policy`: the policy file is missing or invalid (the loader's message: file
+    /// and causes).
+    #[error("{0}")]
+    Policy(String),
+    /// The registry failed (or, for `device set-policy`, has no such device).
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
 
 /// Arguments of `vouch-fleet devices`.
 #[derive(Args, Debug)]
@@ -21,6 +38,16 @@ pub struct DevicesArgs {
 pub struct DeviceArgs {
     #[command(subcommand)]
     command: DeviceCommand,
+}
+
+impl DeviceArgs {
+    /// The command's name for messages: `device show` or `device set-policy`.
+    pub fn name(&self) -> &'static str {
+        match self.command {
+            DeviceCommand::Show(_) => "device show",
+            DeviceCommand::SetPolicy(_) => "device set-policy",
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -43,33 +70,17 @@ struct SetPolicyArgs {
 }
 
 /// `device set-policy`: the policy must exist and be valid.
-fn run_set_policy(args: SetPolicyArgs) -> ExitCode {
-    let (cfg, reg) = match open(&args.config) {
-        Ok(v) => v,
-        Err(e) => return fail("device set-policy", &e, e.code()),
-    };
+fn run_set_policy(args: SetPolicyArgs) -> Result<Outcome, CliError> {
+    let (cfg, reg) = open(&args.config)?;
     if !vouch_fleet::config::valid_policy_name(&args.policy) {
-        eprintln!(
-            "vouch-fleet device set-policy: {:?} is not a policy name",
-            args.policy
-        );
-        return ExitCode::from(exit::INPUT);
+        return Err(DevicesError::PolicyName(args.policy).into());
     }
     let path = vouch_fleet::serve::policies::path_of(&cfg.policies_dir, &args.policy);
-    if let Err(e) = vouch_fleet::serve::policies::load_file(&path) {
-        eprintln!("vouch-fleet device set-policy: {e}");
-        return ExitCode::from(exit::INPUT);
-    }
-    match reg.set_policy(&args.id, &args.policy) {
-        Ok(()) => {
-            println!("device {} now uses policy {}", args.id, args.policy);
-            ExitCode::from(exit::OK)
-        }
-        Err(e @ vouch_fleet::registry::RegistryError::UnknownDevice(_)) => {
-            fail("device set-policy", &e, exit::INPUT)
-        }
-        Err(e) => fail("device set-policy", &e, exit::INTERNAL),
-    }
+    vouch_fleet::serve::policies::load_file(&path).map_err(DevicesError::Policy)?;
+    reg.set_policy(&args.id, &args.policy)
+        .map_err(DevicesError::from)?;
+    println!("device {} now uses policy {}", args.id, args.policy);
+    Ok(Outcome::Done)
 }
 
 #[derive(Args, Debug)]
@@ -106,21 +117,15 @@ fn last_verdict(v: &[StoredVerdict]) -> String {
 }
 
 /// Lists the devices.
-pub fn run_devices(args: DevicesArgs) -> ExitCode {
-    let (_, reg) = match open(&args.config) {
-        Ok(v) => v,
-        Err(e) => return fail("devices", &e, e.code()),
-    };
-    let devices = match reg.devices() {
-        Ok(d) => d,
-        Err(e) => return fail("devices", &e, exit::INTERNAL),
-    };
+pub fn run_devices(args: DevicesArgs) -> Result<Outcome, CliError> {
+    let (_, reg) = open(&args.config)?;
+    let devices = reg.devices().map_err(DevicesError::from)?;
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&devices).unwrap_or_default()
         );
-        return ExitCode::from(exit::OK);
+        return Ok(Outcome::Done);
     }
     println!(
         "{:<64}  {:<9}  {:<9}  serial",
@@ -136,7 +141,7 @@ pub fn run_devices(args: DevicesArgs) -> ExitCode {
             d.cert_serial.as_deref().unwrap_or("-")
         );
     }
-    ExitCode::from(exit::OK)
+    Ok(Outcome::Done)
 }
 
 fn print_device(d: &Device, verdicts: &[StoredVerdict]) {
@@ -165,27 +170,19 @@ fn print_device(d: &Device, verdicts: &[StoredVerdict]) {
 }
 
 /// `device show`.
-pub fn run_device(args: DeviceArgs) -> ExitCode {
+pub fn run_device(args: DeviceArgs) -> Result<Outcome, CliError> {
     let args = match args.command {
         DeviceCommand::Show(a) => a,
         DeviceCommand::SetPolicy(a) => return run_set_policy(a),
     };
-    let (_, reg) = match open(&args.config) {
-        Ok(v) => v,
-        Err(e) => return fail("device show", &e, e.code()),
-    };
-    let device = match reg.device(&args.id) {
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            eprintln!("vouch-fleet device show: no device with id {:?}", args.id);
-            return ExitCode::from(exit::INPUT);
-        }
-        Err(e) => return fail("device show", &e, exit::INTERNAL),
-    };
-    let verdicts = match reg.verdicts(&args.id, args.verdicts) {
-        Ok(v) => v,
-        Err(e) => return fail("device show", &e, exit::INTERNAL),
-    };
+    let (_, reg) = open(&args.config)?;
+    let device = reg
+        .device(&args.id)
+        .map_err(DevicesError::from)?
+        .ok_or_else(|| DevicesError::NoDevice(args.id.clone()))?;
+    let verdicts = reg
+        .verdicts(&args.id, args.verdicts)
+        .map_err(DevicesError::from)?;
     let policy = reg.policy_of(&args.id).ok().flatten();
     if args.json {
         let v = serde_json::json!({ "device": device, "policy": policy, "verdicts": verdicts });
@@ -197,22 +194,16 @@ pub fn run_device(args: DeviceArgs) -> ExitCode {
             policy.as_deref().unwrap_or("(fleet default)")
         );
     }
-    ExitCode::from(exit::OK)
+    Ok(Outcome::Done)
 }
 
 /// `audit`: prints the log and verifies the hash chain (exit 1 when broken).
-pub fn run_audit(args: AuditArgs) -> ExitCode {
-    let (_, reg) = match open(&args.config) {
-        Ok(v) => v,
-        Err(e) => return fail("audit", &e, e.code()),
-    };
-    let (rows, check) = match reg
+pub fn run_audit(args: AuditArgs) -> Result<Outcome, CliError> {
+    let (_, reg) = open(&args.config)?;
+    let rows = reg
         .audit_entries(args.device.as_deref())
-        .and_then(|rows| Ok((rows, reg.verify_audit()?)))
-    {
-        Ok(v) => v,
-        Err(e) => return fail("audit", &e, exit::INTERNAL),
-    };
+        .map_err(DevicesError::from)?;
+    let check = reg.verify_audit().map_err(DevicesError::from)?;
     if args.json {
         let v = serde_json::json!({ "entries": rows, "chain": check });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -231,11 +222,11 @@ pub fn run_audit(args: AuditArgs) -> ExitCode {
     match &check.problem {
         None => {
             eprintln!("audit chain: {} rows, intact", check.rows);
-            ExitCode::from(exit::OK)
+            Ok(Outcome::Done)
         }
         Some(p) => {
             eprintln!("audit chain BROKEN: {p}");
-            ExitCode::from(exit::REJECTED)
+            Ok(Outcome::Rejected)
         }
     }
 }

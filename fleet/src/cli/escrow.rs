@@ -14,12 +14,11 @@
 //! Every release is written to the audit log (kind `escrow_release`, with the verdict id or the
 //! override reason); refusals name why.
 
-use super::common::{fail, open, ConfigArg};
-use crate::exit;
+use super::common::{open, ConfigArg};
+use super::{CliError, Outcome};
 use clap::{Args, Subcommand};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use vouch_attest::escrow::{self, EscrowError, EscrowRecord};
 use vouch_attest::escrow_release::{
     decide, Destination, LastVerdict, ReleaseBasis, ReleaseRefusal, ReleaseRequest,
@@ -141,14 +140,12 @@ pub enum EscrowCmdError {
     Registry(#[from] RegistryError),
 }
 
-impl EscrowCmdError {
-    fn code(&self) -> u8 {
-        match self {
-            EscrowCmdError::Refused { .. } | EscrowCmdError::DeviceFailed { .. } => exit::REJECTED,
-            EscrowCmdError::Registry(_)
-            | EscrowCmdError::Write { .. }
-            | EscrowCmdError::NoAnswer { .. } => exit::INTERNAL,
-            _ => exit::INPUT,
+impl EscrowArgs {
+    /// The command's name for messages: `escrow keygen` or `escrow release`.
+    pub fn name(&self) -> &'static str {
+        match self.command {
+            EscrowCommand::Keygen { .. } => "escrow keygen",
+            EscrowCommand::Release(_) => "escrow release",
         }
     }
 }
@@ -184,21 +181,19 @@ fn write_new(path: &Path, data: &[u8], private: bool) -> Result<(), EscrowCmdErr
 }
 
 /// Runs `vouch-fleet escrow`.
-pub fn run(args: EscrowArgs) -> ExitCode {
+pub fn run(args: EscrowArgs) -> Result<Outcome, CliError> {
     match args.command {
-        EscrowCommand::Keygen { key, public } => match keygen(&key, &public) {
-            Ok(()) => {
-                eprintln!(
-                    "escrow key {}, public key {}",
-                    key.display(),
-                    public.display()
-                );
-                ExitCode::from(exit::OK)
-            }
-            Err(e) => fail("escrow keygen", &e, e.code()),
-        },
-        EscrowCommand::Release(a) => release(a),
+        EscrowCommand::Keygen { key, public } => {
+            keygen(&key, &public)?;
+            eprintln!(
+                "escrow key {}, public key {}",
+                key.display(),
+                public.display()
+            );
+        }
+        EscrowCommand::Release(a) => release(a)?,
     }
+    Ok(Outcome::Done)
 }
 
 fn keygen(key: &Path, public: &Path) -> Result<(), EscrowCmdError> {
@@ -211,19 +206,13 @@ fn keygen(key: &Path, public: &Path) -> Result<(), EscrowCmdError> {
     write_new(public, public_pem.as_bytes(), false)
 }
 
-fn release(a: ReleaseArgs) -> ExitCode {
-    let (cfg, mut reg) = match open(&a.config) {
-        Ok(v) => v,
-        Err(e) => return fail("escrow release", &e, e.code()),
-    };
+fn release(a: ReleaseArgs) -> Result<(), CliError> {
+    let (cfg, mut reg) = open(&a.config)?;
     let key_path = a
         .key
         .clone()
         .unwrap_or_else(|| cfg.state_dir.join("escrow.key.pem"));
-    match release_with(&a, &key_path, &mut reg) {
-        Ok(()) => ExitCode::from(exit::OK),
-        Err(e) => fail("escrow release", &e, e.code()),
-    }
+    Ok(release_with(&a, &key_path, &mut reg)?)
 }
 
 fn release_with(

@@ -2,12 +2,11 @@
 //! boot state they record. All interpretation is done by `vouch_attest::eventlog`; this module
 //! reads the file and prints.
 
-use crate::exit;
+use super::{CliError, Outcome};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use vouch_attest::eventlog::{BootState, DigestCheck, EventData, EventLog, ParseError};
 use vouch_attest::PcrBanks;
 
@@ -65,32 +64,23 @@ pub enum EventlogCliError {
     Json(#[source] serde_json::Error),
 }
 
-impl EventlogCliError {
-    fn exit_code(&self) -> u8 {
-        match self {
-            EventlogCliError::Read { .. } | EventlogCliError::Parse { .. } => exit::INPUT,
-            EventlogCliError::Write(_) | EventlogCliError::Json(_) => exit::INTERNAL,
+impl EventlogArgs {
+    /// The command's name for messages: `eventlog replay` or `eventlog show`.
+    pub fn name(&self) -> &'static str {
+        match self.command {
+            EventlogCommand::Replay { .. } => "eventlog replay",
+            EventlogCommand::Show { .. } => "eventlog show",
         }
     }
 }
 
-/// Runs `vouch-fleet eventlog ...`; errors are printed as one line on stderr.
-pub fn run(args: EventlogArgs) -> ExitCode {
-    let result = match args.command {
-        EventlogCommand::Replay { file, json } => with_log(&file, |log| replay(log, json)),
-        EventlogCommand::Show { file, json } => with_log(&file, |log| show(log, json)),
-    };
-    match result {
-        Ok(()) => ExitCode::from(exit::OK),
-        Err(e) => {
-            eprintln!("vouch-fleet: {}", one_line(&super::common::chain(&e)));
-            ExitCode::from(e.exit_code())
-        }
+/// Runs `vouch-fleet eventlog ...`.
+pub fn run(args: EventlogArgs) -> Result<Outcome, CliError> {
+    match args.command {
+        EventlogCommand::Replay { file, json } => with_log(&file, |log| replay(log, json))?,
+        EventlogCommand::Show { file, json } => with_log(&file, |log| show(log, json))?,
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    Ok(Outcome::Done)
 }
 
 fn with_log(

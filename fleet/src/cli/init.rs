@@ -2,12 +2,10 @@
 //! mosquitto configuration and ACL, fleet.toml). The work is done by
 //! [`vouch_fleet::pki::setup`]; this module parses arguments and reports.
 
-use super::common::chain;
-use crate::exit;
+use super::{CliError, Outcome};
 use clap::Args;
 use std::path::PathBuf;
-use std::process::ExitCode;
-use vouch_fleet::pki::setup::{init_fleet, InitError, InitOptions};
+use vouch_fleet::pki::setup::{init_fleet, InitOptions};
 
 /// Arguments of `vouch-fleet init`.
 #[derive(Args, Debug)]
@@ -33,8 +31,8 @@ pub struct InitArgs {
     pub force: bool,
 }
 
-/// Runs `init` and maps the outcome to an exit code.
-pub fn run(args: InitArgs) -> ExitCode {
+/// Runs `init` and reports what it created.
+pub fn run(args: InitArgs) -> Result<Outcome, CliError> {
     let opts = InitOptions {
         dir: args.dir,
         broker_port: args.broker_port,
@@ -43,31 +41,13 @@ pub fn run(args: InitArgs) -> ExitCode {
         server_names: args.server_names,
         force: args.force,
     };
-    match init_fleet(&opts) {
-        Ok(out) => {
-            let dir = out.paths.dir().display();
-            println!("fleet directory: {dir}");
-            println!("broker certificate serial: {}", out.server.serial);
-            println!("fleet certificate serial: {}", out.fleet.serial);
-            println!("claim certificate serial: {}", out.claim.serial);
-            println!("CRL valid until: {}", out.crl.next_update);
-            println!("start the broker: mosquitto -c {dir}/mosquitto.conf");
-            ExitCode::from(exit::OK)
-        }
-        Err(e) => {
-            eprintln!("vouch-fleet init: {}", chain(&e));
-            let code = match e {
-                InitError::NotEmpty { .. }
-                | InitError::NotADirectory { .. }
-                | InitError::Inspect { .. }
-                | InitError::ZeroPort
-                | InitError::SamePort(_)
-                | InitError::NoDynsecPlugin
-                | InitError::DynsecPlugin(_)
-                | InitError::ServerName(_) => exit::INPUT,
-                _ => exit::INTERNAL,
-            };
-            ExitCode::from(code)
-        }
-    }
+    let out = init_fleet(&opts)?;
+    let dir = out.paths.dir().display();
+    println!("fleet directory: {dir}");
+    println!("broker certificate serial: {}", out.server.serial);
+    println!("fleet certificate serial: {}", out.fleet.serial);
+    println!("claim certificate serial: {}", out.claim.serial);
+    println!("CRL valid until: {}", out.crl.next_update);
+    println!("start the broker: mosquitto -c {dir}/mosquitto.conf");
+    Ok(Outcome::Done)
 }

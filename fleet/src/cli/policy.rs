@@ -2,11 +2,10 @@
 //! a known-good device's log (`record`). Loading, evaluating and recording are done by
 //! `vouch_attest::policy`; this module reads files and prints.
 
-use crate::exit;
+use super::{CliError, Outcome};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use vouch_attest::eventlog::{EventLog, ParseError};
 use vouch_attest::policy::{evaluate, preferred_bank, Evidence, Policy, PolicyError, Verdict};
 use vouch_attest::HashAlg;
@@ -135,27 +134,25 @@ pub enum PolicyCliError {
     Json(#[source] serde_json::Error),
 }
 
-impl PolicyCliError {
-    fn exit_code(&self) -> u8 {
-        match self {
-            PolicyCliError::Read { .. }
-            | PolicyCliError::Policy { .. }
-            | PolicyCliError::Eventlog { .. } => exit::INPUT,
-            PolicyCliError::Encode(_) | PolicyCliError::Write { .. } | PolicyCliError::Json(_) => {
-                exit::INTERNAL
-            }
+impl PolicyArgs {
+    /// The command's name for messages: `policy check`, `policy record` or `policy sign`.
+    pub fn name(&self) -> &'static str {
+        match self.command {
+            PolicyCommand::Check { .. } => "policy check",
+            PolicyCommand::Record { .. } => "policy record",
+            PolicyCommand::Sign(_) => "policy sign",
         }
     }
 }
 
-/// Runs `vouch-fleet policy ...`; errors are printed as one line on stderr.
-pub fn run(args: PolicyArgs) -> ExitCode {
-    let result = match args.command {
+/// Runs `vouch-fleet policy ...`: `check` is [`Outcome::Rejected`] when the log is untrusted.
+pub fn run(args: PolicyArgs) -> Result<Outcome, CliError> {
+    let outcome = match args.command {
         PolicyCommand::Check {
             policy,
             eventlog,
             json,
-        } => check(&policy, &eventlog, json),
+        } => check(&policy, &eventlog, json)?,
         PolicyCommand::Record {
             eventlog,
             out,
@@ -170,16 +167,10 @@ pub fn run(args: PolicyArgs) -> ExitCode {
             revoke_on_untrusted,
             &banks,
             pcrs.as_ref().map(|p| p.0.as_slice()),
-        ),
+        )?,
         PolicyCommand::Sign(a) => return super::policy_sign::run_sign(&a),
     };
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("error: {}", super::common::chain(&e));
-            ExitCode::from(e.exit_code())
-        }
-    }
+    Ok(outcome)
 }
 
 fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, PolicyCliError> {
@@ -215,7 +206,7 @@ struct CheckReport<'a> {
     verdict: &'a Verdict,
 }
 
-fn check(policy_path: &Path, log_path: &Path, json: bool) -> Result<u8, PolicyCliError> {
+fn check(policy_path: &Path, log_path: &Path, json: bool) -> Result<Outcome, PolicyCliError> {
     let policy = load_policy(policy_path)?;
     let bytes = read("eventlog", log_path)?;
     let log = parse_log(log_path, &bytes)?;
@@ -241,11 +232,7 @@ fn check(policy_path: &Path, log_path: &Path, json: bool) -> Result<u8, PolicyCl
     } else {
         print_verdict(&verdict);
     }
-    Ok(if verdict.trusted {
-        exit::OK
-    } else {
-        exit::REJECTED
-    })
+    Ok(Outcome::of(verdict.trusted))
 }
 
 /// Prints a verdict as text: one `FAIL` line per failed rule, then `trusted` / `untrusted`.
@@ -275,7 +262,7 @@ fn record(
     revoke_on_untrusted: bool,
     banks: &[vouch_attest::HashAlg],
     pcrs: Option<&[u32]>,
-) -> Result<u8, PolicyCliError> {
+) -> Result<Outcome, PolicyCliError> {
     let bytes = read("eventlog", log_path)?;
     let log = parse_log(log_path, &bytes)?;
     let replay = if banks.is_empty() {
@@ -312,5 +299,5 @@ fn record(
             source,
         })?,
     }
-    Ok(exit::OK)
+    Ok(Outcome::Done)
 }

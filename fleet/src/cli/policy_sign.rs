@@ -8,14 +8,12 @@
 //!   a signed policy file (`vouch_attest::policy_digest::signed`). `--serial` defaults to the
 //!   current Unix time in milliseconds; devices refuse a file older than the newest they hold.
 
-use super::common::chain;
-use crate::exit;
+use super::{CliError, Outcome};
 use clap::{Args, Subcommand};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use vouch_attest::policy_digest::signed::PolicyDraft;
 use vouch_attest::policy_digest::{fleet_key_public, PolicyDigestError, SignedPolicyError};
 use vouch_attest::tpm::keys::{KeyError, PublicKey};
@@ -126,48 +124,30 @@ pub enum PolicySignError {
     Sign,
 }
 
-impl PolicySignError {
-    fn exit_code(&self) -> u8 {
-        match self {
-            PolicySignError::Read { .. }
-            | PolicySignError::Key { .. }
-            | PolicySignError::PcrValues { .. }
-            | PolicySignError::EventLog { .. }
-            | PolicySignError::MissingPcr { .. }
-            | PolicySignError::FleetKey(_)
-            | PolicySignError::Policy(_) => exit::INPUT,
-            PolicySignError::Write { .. }
-            | PolicySignError::Generate(_)
-            | PolicySignError::Sign => exit::INTERNAL,
+impl SealPolicyArgs {
+    /// The command's name for messages: `seal-policy keygen` or `seal-policy sign`.
+    pub fn name(&self) -> &'static str {
+        match self.command {
+            SealPolicyCommand::Keygen { .. } => "seal-policy keygen",
+            SealPolicyCommand::Sign(_) => "seal-policy sign",
         }
     }
 }
 
-/// Runs `vouch-fleet seal-policy ...`; errors are printed as one line on stderr.
-pub fn run(args: SealPolicyArgs) -> ExitCode {
-    let result = match args.command {
-        SealPolicyCommand::Keygen { key, public } => keygen(&key, &public),
-        SealPolicyCommand::Sign(a) => sign(&a),
+/// Runs `vouch-fleet seal-policy ...` and prints what it wrote.
+pub fn run(args: SealPolicyArgs) -> Result<Outcome, CliError> {
+    let message = match args.command {
+        SealPolicyCommand::Keygen { key, public } => keygen(&key, &public)?,
+        SealPolicyCommand::Sign(a) => sign(&a)?,
     };
-    report(result)
+    println!("{message}");
+    Ok(Outcome::Done)
 }
 
 /// Runs `vouch-fleet policy sign` (the same as `seal-policy sign`).
-pub fn run_sign(args: &SignArgs) -> ExitCode {
-    report(sign(args))
-}
-
-fn report(result: Result<String, PolicySignError>) -> ExitCode {
-    match result {
-        Ok(message) => {
-            println!("{message}");
-            ExitCode::from(exit::OK)
-        }
-        Err(e) => {
-            eprintln!("vouch-fleet seal-policy: {}", chain(&e));
-            ExitCode::from(e.exit_code())
-        }
-    }
+pub fn run_sign(args: &SignArgs) -> Result<Outcome, CliError> {
+    println!("{}", sign(args)?);
+    Ok(Outcome::Done)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, PolicySignError> {

@@ -7,7 +7,7 @@
 //! verdicts; the quote's own selection stands for the challenge (there is none here).
 
 use super::policy::{load_policy, PolicyCliError};
-use crate::exit;
+use super::{CliError, Outcome as Verified};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -66,9 +66,10 @@ struct VerifyArgs {
     json: bool,
 }
 
-/// Malformed or unreadable input: exit::INPUT with one line naming the file and problem.
+/// Why `quote verify` could not check the quote: malformed or unreadable input (one line
+/// naming the option, file and problem), or a report that could not be encoded.
 #[derive(Debug, Error)]
-enum InputError {
+pub enum QuoteError {
     #[error("--{flag} {path}: cannot read")]
     Read {
         flag: &'static str,
@@ -111,23 +112,29 @@ enum InputError {
     },
     #[error(transparent)]
     Policy(PolicyCliError),
+    #[error("cannot encode the report")]
+    Json(#[source] serde_json::Error),
 }
 
-/// Runs a `quote` subcommand and returns the process exit code.
-pub fn run(args: QuoteArgs) -> u8 {
-    match args.command {
-        QuoteCommand::Verify(v) => match verify(&v) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("error: {}", super::common::chain(&e));
-                exit::INPUT
-            }
-        },
+impl QuoteArgs {
+    /// The command's name for messages: `quote verify`.
+    pub fn name(&self) -> &'static str {
+        match self.command {
+            QuoteCommand::Verify(_) => "quote verify",
+        }
     }
 }
 
-fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, InputError> {
-    std::fs::read(path).map_err(|source| InputError::Read {
+/// Runs a `quote` subcommand: [`Verified::Done`] when every check passed, else
+/// [`Verified::Rejected`].
+pub fn run(args: QuoteArgs) -> Result<Verified, CliError> {
+    match args.command {
+        QuoteCommand::Verify(v) => Ok(verify(&v)?),
+    }
+}
+
+fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, QuoteError> {
+    std::fs::read(path).map_err(|source| QuoteError::Read {
         flag,
         path: path.to_path_buf(),
         source,
@@ -195,7 +202,7 @@ fn print_log_check(c: &LogCheck) {
     }
 }
 
-fn verify(args: &VerifyArgs) -> Result<u8, InputError> {
+fn verify(args: &VerifyArgs) -> Result<Verified, QuoteError> {
     let log_bytes = match &args.eventlog {
         Some(path) => Some(read("eventlog", path)?),
         None => None,
@@ -203,7 +210,7 @@ fn verify(args: &VerifyArgs) -> Result<u8, InputError> {
     let log = match (&args.eventlog, &log_bytes) {
         (Some(path), Some(bytes)) => {
             Some(
-                EventLog::parse(bytes).map_err(|source| InputError::Eventlog {
+                EventLog::parse(bytes).map_err(|source| QuoteError::Eventlog {
                     path: path.clone(),
                     source,
                 })?,
@@ -212,34 +219,34 @@ fn verify(args: &VerifyArgs) -> Result<u8, InputError> {
         _ => None,
     };
     let policy = match &args.policy {
-        Some(path) => Some(load_policy(path).map_err(InputError::Policy)?),
+        Some(path) => Some(load_policy(path).map_err(QuoteError::Policy)?),
         None => None,
     };
     let ak_bytes = read("ak", &args.ak)?;
-    let ak = AkPublic::parse(&ak_bytes).map_err(|source| InputError::Ak {
+    let ak = AkPublic::parse(&ak_bytes).map_err(|source| QuoteError::Ak {
         path: args.ak.clone(),
         source,
     })?;
-    let verifier = AkVerifier::new(&ak).map_err(|source| InputError::Ak {
+    let verifier = AkVerifier::new(&ak).map_err(|source| QuoteError::Ak {
         path: args.ak.clone(),
         source,
     })?;
     let attest = read("quote", &args.quote)?;
-    Attest::parse(&attest).map_err(|source| InputError::Attest {
+    Attest::parse(&attest).map_err(|source| QuoteError::Attest {
         flag: "quote",
         path: args.quote.clone(),
         source,
     })?;
     let sig_bytes = read("sig", &args.sig)?;
-    let signature = Signature::parse(&sig_bytes).map_err(|source| InputError::Signature {
+    let signature = Signature::parse(&sig_bytes).map_err(|source| QuoteError::Signature {
         path: args.sig.clone(),
         source,
     })?;
     let nonce_text = args.nonce.trim();
     let nonce_text = nonce_text.strip_prefix("0x").unwrap_or(nonce_text);
-    let nonce = hex::decode(nonce_text).map_err(InputError::Nonce)?;
+    let nonce = hex::decode(nonce_text).map_err(QuoteError::Nonce)?;
     let pcr_bytes = read("pcrs", &args.pcrs)?;
-    let (pcrs, _) = read_pcr_file(&pcr_bytes).map_err(|source| InputError::Pcrs {
+    let (pcrs, _) = read_pcr_file(&pcr_bytes).map_err(|source| QuoteError::Pcrs {
         path: args.pcrs.clone(),
         source,
     })?;
@@ -247,7 +254,7 @@ fn verify(args: &VerifyArgs) -> Result<u8, InputError> {
         None => None,
         Some(path) => {
             let bytes = read("previous", path)?;
-            Attest::parse(&bytes).map_err(|source| InputError::Attest {
+            Attest::parse(&bytes).map_err(|source| QuoteError::Attest {
                 flag: "previous",
                 path: path.clone(),
                 source,
@@ -285,17 +292,12 @@ fn verify(args: &VerifyArgs) -> Result<u8, InputError> {
             eventlog: result.eventlog.as_ref(),
             policy: result.policy.as_ref(),
         };
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("error: cannot encode the report: {e}");
-                return Ok(exit::INTERNAL);
-            }
-        }
+        let text = serde_json::to_string_pretty(&report).map_err(QuoteError::Json)?;
+        println!("{text}");
     } else {
         print_text(&result, args.policy.is_some(), &failed);
     }
-    Ok(if verified { exit::OK } else { exit::REJECTED })
+    Ok(Verified::of(verified))
 }
 
 fn print_text(a: &Appraisal, with_policy: bool, failed: &[&str]) {

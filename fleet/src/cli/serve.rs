@@ -1,9 +1,8 @@
 //! `vouch-fleet serve`: runs the fleet server until SIGINT/SIGTERM.
 
-use super::common::{fail, running_as_root, ConfigArg};
-use crate::exit;
+use super::common::{running_as_root, ConfigArg, SetupError};
+use super::{CliError, Outcome};
 use clap::Args;
-use std::process::ExitCode;
 use vouch_fleet::config::FleetConfig;
 use vouch_fleet::serve::{self, ServeError};
 
@@ -20,28 +19,27 @@ pub struct ServeArgs {
     log_format: vouch_host::LogFormat,
 }
 
+/// Why `serve` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeCmdError {
+    /// Run as root without `--allow-root`.
+    #[error(
+        "refusing to run as root (the unit runs as user vouch-fleet); pass --allow-root to \
+         override"
+    )]
+    Root,
+    /// The server failed to start or stopped with an error.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
 /// Runs the server until SIGINT/SIGTERM.
-pub fn run(args: ServeArgs) -> ExitCode {
+pub fn run(args: ServeArgs) -> Result<Outcome, CliError> {
     vouch_host::init_logging(args.log_format, "info", "vouch-fleet");
     if running_as_root() && !args.allow_root {
-        eprintln!(
-            "vouch-fleet serve: refusing to run as root (the unit runs as user vouch-fleet); \
-             pass --allow-root to override"
-        );
-        return ExitCode::from(exit::INPUT);
+        return Err(ServeCmdError::Root.into());
     }
-    let cfg = match FleetConfig::load(&args.config.config) {
-        Ok(c) => c,
-        Err(e) => return fail("serve", &e, exit::INPUT),
-    };
-    match serve::run(cfg) {
-        Ok(()) => ExitCode::from(exit::OK),
-        Err(e) => {
-            let code = match e {
-                ServeError::Tls(_) | ServeError::Ca(_) | ServeError::CaDir(_) => exit::INPUT,
-                _ => exit::INTERNAL,
-            };
-            fail("serve", &e, code)
-        }
-    }
+    let cfg = FleetConfig::load(&args.config.config).map_err(SetupError::from)?;
+    serve::run(cfg).map_err(ServeCmdError::from)?;
+    Ok(Outcome::Done)
 }

@@ -102,6 +102,16 @@ async fn enroll_attest_refusals_then_untrusted_and_revoked() {
         .find_map(|l| l.strip_prefix("enrolled:    "))
         .unwrap_or_default();
     assert!(is_rfc3339_utc(enrolled), "{text}");
+    // Keys for people: algorithm and SPKI fingerprint, not a wall of hex; the device EK's
+    // fingerprint is the device id.
+    assert!(
+        text.contains(&format!("EK:          ECC P-256, SPKI SHA-256 {device_id}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("AK:          ECC P-256, SPKI SHA-256 "),
+        "{text}"
+    );
 
     // The same answer again: refused, nothing appraised.
     dev.publish(&att, protocol::encode(&report)).await;

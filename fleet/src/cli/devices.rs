@@ -144,16 +144,45 @@ pub fn run_devices(args: DevicesArgs) -> Result<Outcome, CliError> {
     Ok(Outcome::Done)
 }
 
+/// A TPM public area for people: its algorithm and the SHA-256 fingerprint of its
+/// SubjectPublicKeyInfo (what `openssl pkey -pubin -outform DER | sha256sum` prints); `--json`
+/// keeps the full public area.
+fn key_summary(public: Option<&[u8]>) -> String {
+    use vouch_attest::tpm::{EccCurve, PublicKey, TpmPublic};
+    let Some(bytes) = public else {
+        return "-".into();
+    };
+    let key = TpmPublic::parse(bytes).and_then(|(p, _)| p.key());
+    let Ok(key) = key else {
+        return format!("unreadable public area ({} bytes)", bytes.len());
+    };
+    let alg = match &key {
+        PublicKey::Rsa { modulus, .. } => format!("RSA-{}", modulus.len() * 8),
+        PublicKey::Ec { curve, .. } => match curve {
+            EccCurve::NistP256 => "ECC P-256".to_string(),
+            EccCurve::NistP384 => "ECC P-384".to_string(),
+            EccCurve::NistP521 => "ECC P-521".to_string(),
+            EccCurve::Other(id) => format!("ECC curve 0x{id:04x}"),
+        },
+    };
+    match key.to_spki_der() {
+        Ok(der) => {
+            let digest = ring::digest::digest(&ring::digest::SHA256, &der);
+            format!("{alg}, SPKI SHA-256 {}", hex::encode(digest.as_ref()))
+        }
+        Err(_) => alg,
+    }
+}
+
 fn print_device(d: &Device, verdicts: &[StoredVerdict]) {
-    let hex_or = |b: &Option<Vec<u8>>| b.as_ref().map(hex::encode).unwrap_or_else(|| "-".into());
     println!("device:      {}", d.id);
     println!("status:      {}", d.status);
     println!("serial:      {}", d.cert_serial.as_deref().unwrap_or("-"));
     println!("enrolled:    {}", rfc3339_ms(d.enrolled_ms));
     println!("boot id:     {}", d.last_boot_id.as_deref().unwrap_or("-"));
-    println!("EK:          {}", hex_or(&d.ek_public));
-    println!("AK:          {}", hex_or(&d.ak_public));
-    println!("TLS key:     {}", hex_or(&d.tls_public));
+    println!("EK:          {}", key_summary(d.ek_public.as_deref()));
+    println!("AK:          {}", key_summary(d.ak_public.as_deref()));
+    println!("TLS key:     {}", key_summary(d.tls_public.as_deref()));
     println!("verdicts (newest first):");
     for v in verdicts {
         let what = if v.trusted { "trusted" } else { "untrusted" };

@@ -9,6 +9,7 @@
 
 pub mod alg;
 pub mod appraisal;
+pub mod backup;
 pub mod boot;
 pub mod credential;
 pub mod errors;

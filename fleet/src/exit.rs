@@ -12,6 +12,7 @@
 //! with [`outcome`] or [`code`].
 
 use crate::cli::attest_cmd::AttestCmdError;
+use crate::cli::backup::BackupCmdError;
 use crate::cli::common::SetupError;
 use crate::cli::devices::DevicesError;
 use crate::cli::escrow::EscrowCmdError;
@@ -22,6 +23,7 @@ use crate::cli::quote::QuoteError;
 use crate::cli::revoke::RevokeCmdError;
 use crate::cli::serve::ServeCmdError;
 use crate::cli::{CliError, Outcome};
+use vouch_fleet::backup::BackupRunError;
 use vouch_fleet::pki::setup::InitError;
 use vouch_fleet::registry::RegistryError;
 use vouch_fleet::serve::revoke::RevokeError;
@@ -62,6 +64,7 @@ pub fn code(e: &CliError) -> u8 {
         CliError::Policy(e) => policy(e),
         CliError::PolicySign(e) => policy_sign(e),
         CliError::Escrow(e) => escrow(e),
+        CliError::Backup(e) => backup(e),
     }
 }
 
@@ -179,6 +182,26 @@ fn policy_sign(e: &PolicySignError) -> u8 {
         | S::FleetKey(_)
         | S::Policy(_) => INPUT,
         S::Write { .. } | S::Generate(_) | S::Sign => INTERNAL,
+    }
+}
+
+/// A refused backup, key or share, a non-empty target or an unusable configuration is input;
+/// failing to snapshot, read the fleet's own files or write is internal.
+fn backup(e: &BackupCmdError) -> u8 {
+    use BackupCmdError as B;
+    use BackupRunError as R;
+    match e {
+        B::Read { .. } | B::Key { .. } | B::Backup { .. } | B::Exists(_) => INPUT,
+        B::Registry(r) => registry(r),
+        B::File(_) => INTERNAL,
+        B::Run(r) => match r {
+            R::Config(_) | R::Format(_) | R::NotEmpty { .. } | R::Missing(_) | R::NotUtf8(_) => {
+                INPUT
+            }
+            R::File(_) | R::List { .. } | R::Snapshot { .. } | R::Prepare { .. } | R::Toml(_) => {
+                INTERNAL
+            }
+        },
     }
 }
 
@@ -630,6 +653,70 @@ mod tests {
                 INTERNAL,
             ),
         ]);
+        // backup, backup keygen|verify, restore
+        {
+            use vouch_attest::backup::BackupError;
+            use vouch_fleet::backup::BackupRunError as R;
+            let b = C::Backup;
+            t.extend([
+                (
+                    b(BackupCmdError::Read {
+                        path: path(),
+                        source: io(),
+                    }),
+                    INPUT,
+                ),
+                (
+                    b(BackupCmdError::Key {
+                        path: path(),
+                        source: BackupError::MixedShares,
+                    }),
+                    INPUT,
+                ),
+                (
+                    b(BackupCmdError::Backup {
+                        path: path(),
+                        source: BackupError::Truncated {
+                            len: 1,
+                            expected: 2,
+                        },
+                    }),
+                    INPUT,
+                ),
+                (b(BackupCmdError::Exists(path())), INPUT),
+                (b(BackupCmdError::File(file_error())), INTERNAL),
+                (b(BackupCmdError::Registry(query())), INTERNAL),
+                (b(BackupCmdError::Run(R::NotEmpty { dir: path() })), INPUT),
+                (
+                    b(BackupCmdError::Run(R::Missing("registry snapshot"))),
+                    INPUT,
+                ),
+                (b(BackupCmdError::Run(R::Format(BackupError::Open))), INPUT),
+                (b(BackupCmdError::Run(R::NotUtf8(path()))), INPUT),
+                (
+                    b(BackupCmdError::Run(R::List {
+                        path: path(),
+                        source: io(),
+                    })),
+                    INTERNAL,
+                ),
+                (
+                    b(BackupCmdError::Run(R::Prepare {
+                        dir: path(),
+                        source: io(),
+                    })),
+                    INTERNAL,
+                ),
+                (
+                    b(BackupCmdError::Run(R::Snapshot {
+                        path: path(),
+                        source: rusqlite::Error::InvalidQuery,
+                    })),
+                    INTERNAL,
+                ),
+                (b(BackupCmdError::Run(R::File(file_error()))), INTERNAL),
+            ]);
+        }
         t
     }
 

@@ -2,11 +2,13 @@
 //!
 //! - [`pki`]: the fleet's certificate authority, device certificate issuance, revocation (CRL) and
 //!   the generated mosquitto broker set-up (`vouch-fleet init`).
+//! - [`backup`]: encrypted backups of a fleet directory and its registry, and restores.
 //! - [`config`]: the fleet's typed configuration file (`fleet.toml`).
 //! - [`registry`]: the SQLite registry (devices, verdicts, nonces, audit log).
 //! - [`serve`]: `vouch-fleet serve` (enrollment, challenges, verdicts, revocation over MQTT).
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod config;
 pub mod pki;
 pub mod registry;

@@ -53,6 +53,10 @@ enum Command {
     SealPolicy(cli::policy_sign::SealPolicyArgs),
     /// Volume recovery escrow: the fleet escrow key, releasing recovery passphrases.
     Escrow(cli::escrow::EscrowArgs),
+    /// Encrypted fleet backups: make one, the backup key (or its shares), verify one.
+    Backup(cli::backup::BackupArgs),
+    /// Rebuild a fleet directory from a backup.
+    Restore(cli::backup::RestoreArgs),
 }
 
 impl Command {
@@ -72,6 +76,8 @@ impl Command {
             Command::Policy(a) => a.name(),
             Command::SealPolicy(a) => a.name(),
             Command::Escrow(a) => a.name(),
+            Command::Backup(a) => a.name(),
+            Command::Restore(_) => "restore",
         }
     }
 }
@@ -93,6 +99,8 @@ fn main() -> ExitCode {
         Command::Policy(args) => cli::policy::run(args),
         Command::SealPolicy(args) => cli::policy_sign::run(args),
         Command::Escrow(args) => cli::escrow::run(args),
+        Command::Backup(args) => cli::backup::run(args),
+        Command::Restore(args) => cli::backup::run_restore(args),
     };
     ExitCode::from(match result {
         Ok(outcome) => exit::outcome(outcome),

@@ -5,6 +5,7 @@
 //! once and asks [`crate::exit`] for the exit code of either.
 
 pub mod attest_cmd;
+pub mod backup;
 pub mod common;
 pub mod devices;
 pub mod escrow;
@@ -76,4 +77,7 @@ pub enum CliError {
     /// `escrow keygen|release`.
     #[error(transparent)]
     Escrow(#[from] escrow::EscrowCmdError),
+    /// `backup`, `backup keygen|verify`, `restore`.
+    #[error(transparent)]
+    Backup(#[from] backup::BackupCmdError),
 }

@@ -42,6 +42,10 @@ pub enum AuditKind {
     MessageRefused,
     /// The broker was asked to close a revoked device's connection.
     Disconnected,
+    /// A backup of the fleet was taken (`vouch-fleet backup`).
+    Backup,
+    /// The registry was restored from a backup (`vouch-fleet restore`).
+    Restored,
 }
 
 impl AuditKind {
@@ -59,6 +63,8 @@ impl AuditKind {
             AuditKind::EscrowDelivery => "escrow_delivery",
             AuditKind::MessageRefused => "message_refused",
             AuditKind::Disconnected => "disconnected",
+            AuditKind::Backup => "backup",
+            AuditKind::Restored => "restored",
         }
     }
 }

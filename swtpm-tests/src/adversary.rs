@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vouch_agent::tpm::memory::MemoryTpm;
 use vouch_agent::tpm::{EkAlg, EkCertificate, PcrSelection, Tpm};
+use vouch_attest::errors::chain;
 use vouch_attest::protocol::{
     self, AttestChallenge, AttestationReport, EnrollMessage, EnrollProof, EnrollRequest,
     EnrollResponse,
@@ -80,23 +81,23 @@ impl Identity {
     /// The rustls configuration (ring) presenting this identity.
     pub fn tls(&self) -> Result<Arc<rustls::ClientConfig>, String> {
         let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_file_iter(&self.ca).map_err(|e| e.to_string())? {
+        for c in CertificateDer::pem_file_iter(&self.ca).map_err(|e| chain(&e))? {
             roots
-                .add(c.map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
+                .add(c.map_err(|e| chain(&e))?)
+                .map_err(|e| chain(&e))?;
         }
-        let chain = CertificateDer::pem_file_iter(&self.cert)
-            .map_err(|e| e.to_string())?
+        let certs = CertificateDer::pem_file_iter(&self.cert)
+            .map_err(|e| chain(&e))?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| e.to_string())?;
+            .map_err(|e| chain(&e))?;
+        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| chain(&e))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let cfg = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .map_err(|e| chain(&e))?
             .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| e.to_string())?;
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| chain(&e))?;
         Ok(Arc::new(cfg))
     }
 }
@@ -123,7 +124,7 @@ fn new_key(key: &Path) -> Result<Vec<u8>, String> {
             .arg("-out")
             .arg(&der),
     )?;
-    std::fs::read(&der).map_err(|e| e.to_string())
+    std::fs::read(&der).map_err(|e| chain(&e))
 }
 
 /// A client certificate with CN `cn` issued by the fleet CA of `fleet_dir` (recorded in its
@@ -136,15 +137,15 @@ pub fn mint(
     cn: &str,
     validity: Validity,
 ) -> Result<Identity, String> {
-    std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(out).map_err(|e| chain(&e))?;
     let stem = out.join(name);
     let key = stem.with_extension("key");
     let spki = new_key(&key)?;
-    let ca = load_ca(fleet_dir).map_err(|e| e.to_string())?;
+    let ca = load_ca(fleet_dir).map_err(|e| chain(&e))?;
     let issued = issue_device_certificate(&ca, cn, DevicePublicKey::Spki(&spki), validity)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| chain(&e))?;
     let cert = stem.with_extension("crt");
-    std::fs::write(&cert, issued.pem.as_bytes()).map_err(|e| e.to_string())?;
+    std::fs::write(&cert, issued.pem.as_bytes()).map_err(|e| chain(&e))?;
     Ok(Identity {
         name: name.to_string(),
         cert,
@@ -156,7 +157,7 @@ pub fn mint(
 
 /// A client certificate with CN `cn` from a CA the fleet never heard of.
 pub fn foreign(fleet_dir: &Path, out: &Path, cn: &str) -> Result<Identity, String> {
-    std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(out).map_err(|e| chain(&e))?;
     let (ca_key, ca_crt) = (out.join("foreign-ca.key"), out.join("foreign-ca.crt"));
     new_key(&ca_key)?;
     run_ok(
@@ -308,7 +309,7 @@ impl Conn {
                         }
                         Ok(_) => continue,
                         Err(e) => {
-                            let _ = tx.send(Seen::Closed(e.to_string()));
+                            let _ = tx.send(Seen::Closed(chain(&e)));
                             return;
                         }
                     };
@@ -572,14 +573,13 @@ pub fn answer(
     challenge: &[u8],
     eventlog_gz: &[u8],
 ) -> Result<AttestationReport, String> {
-    let ch: AttestChallenge =
-        protocol::decode("challenge", challenge).map_err(|e| e.to_string())?;
+    let ch: AttestChallenge = protocol::decode("challenge", challenge).map_err(|e| chain(&e))?;
     let sel: PcrSelection = ch.pcrs.clone();
     let q = tpm
         .lock()
         .map_err(|_| "poisoned".to_string())?
         .quote(&ch.nonce, &sel)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| chain(&e))?;
     Ok(AttestationReport {
         nonce: ch.nonce,
         quote: q.attest,
@@ -612,23 +612,21 @@ impl Claimant {
     /// A fresh software TPM with an EK certificate from the fleet CA of `fleet_dir`.
     pub fn new(fleet_dir: &Path, label: &str) -> Result<Claimant, String> {
         let mut tpm = MemoryTpm::new();
-        let ek = tpm
-            .endorsement_key(EkAlg::EccP256)
-            .map_err(|e| e.to_string())?;
-        let (public, _) = TpmPublic::parse(&ek.public).map_err(|e| e.to_string())?;
+        let ek = tpm.endorsement_key(EkAlg::EccP256).map_err(|e| chain(&e))?;
+        let (public, _) = TpmPublic::parse(&ek.public).map_err(|e| chain(&e))?;
         let spki = public
             .key()
-            .map_err(|e| e.to_string())?
+            .map_err(|e| chain(&e))?
             .to_spki_der()
-            .map_err(|e| e.to_string())?;
-        let ca = load_ca(fleet_dir).map_err(|e| e.to_string())?;
+            .map_err(|e| chain(&e))?;
+        let ca = load_ca(fleet_dir).map_err(|e| chain(&e))?;
         let cert = issue_device_certificate(
             &ca,
             &format!("test-ek-{label}"),
             DevicePublicKey::Spki(&spki),
             Validity::days_from_now(2),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| chain(&e))?;
         let tpm = tpm.with_ek_certificate(EkCertificate {
             nv_index: 0x01c0_000a,
             der: cert.der.clone(),
@@ -646,7 +644,7 @@ impl Claimant {
         f: impl FnOnce(&mut MemoryTpm) -> Result<T, vouch_agent::tpm::TpmError>,
     ) -> Result<T, String> {
         let mut t = self.tpm.lock().map_err(|_| "poisoned".to_string())?;
-        f(&mut t).map_err(|e| e.to_string())
+        f(&mut t).map_err(|e| chain(&e))
     }
 
     /// Step 1 for request id `rid`.
@@ -668,7 +666,7 @@ impl Claimant {
         let EnrollResponse::Challenge {
             credential_blob,
             encrypted_secret,
-        } = protocol::decode::<EnrollResponse>("response", response).map_err(|e| e.to_string())?
+        } = protocol::decode::<EnrollResponse>("response", response).map_err(|e| chain(&e))?
         else {
             return Err(format!(
                 "not a challenge: {}",
@@ -681,7 +679,7 @@ impl Claimant {
         let qualifying = ring_sha256(&secret);
         let cert = self.with(|t| t.certify_tls_key(&qualifying))?;
         let tls = self.with(|t| t.tls_key())?.public;
-        let (public, _) = TpmPublic::parse(&tls).map_err(|e| e.to_string())?;
+        let (public, _) = TpmPublic::parse(&tls).map_err(|e| chain(&e))?;
         let PublicParams::Ecc(ecc) = &public.params else {
             return Err("TLS key is not ECC".into());
         };
@@ -690,10 +688,10 @@ impl Claimant {
             tpm.lock()
                 .map_err(|_| "poisoned".to_string())?
                 .sign_tls(d)
-                .map_err(|e| e.to_string())
+                .map_err(|e| chain(&e))
         });
         let csr = vouch_agent::daemon::csr::build(&self.device_id, &ecc.x, &ecc.y, signer)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| chain(&e))?;
         if wrong_secret {
             secret[0] ^= 0xff;
         }
@@ -718,6 +716,6 @@ pub fn response_kind(payload: &[u8]) -> String {
         Ok(EnrollResponse::Challenge { .. }) => "challenge".into(),
         Ok(EnrollResponse::Accepted { device_id, .. }) => format!("accepted {device_id}"),
         Ok(EnrollResponse::Refused { reason }) => format!("refused: {reason}"),
-        Err(e) => format!("undecodable: {e}"),
+        Err(e) => format!("undecodable: {}", chain(&e)),
     }
 }

@@ -4,6 +4,7 @@
 use crate::swtpm::{HarnessError, Swtpm};
 use vouch_agent::tpm::esapi::EsapiTpm;
 use vouch_agent::tpm::Tpm;
+use vouch_attest::errors::chain;
 use vouch_attest::eventlog::EventLog;
 use vouch_attest::HashAlg;
 
@@ -12,8 +13,8 @@ impl Swtpm {
     /// sha1 and sha256 banks, with the log's own digests. Logs that start PCR0 at locality 3 or 4
     /// (StartupLocality / H-CRTM) cannot be reproduced by extends and are refused.
     pub fn boot_from_log(&self, log: &[u8]) -> Result<usize, HarnessError> {
-        let parsed =
-            EventLog::parse(log).map_err(|e| HarnessError::Setup(format!("event log: {e}")))?;
+        let parsed = EventLog::parse(log)
+            .map_err(|e| HarnessError::Setup(format!("event log: {}", chain(&e))))?;
         if parsed.startup_locality.is_some() || parsed.hcrtm {
             return Err(HarnessError::Setup(
                 "this log starts PCR0 at a locality an extend cannot reproduce".into(),
@@ -22,10 +23,10 @@ impl Swtpm {
         let tcti = self
             .tcti()
             .parse()
-            .map_err(|e| HarnessError::Setup(format!("tcti: {e}")))?;
+            .map_err(|e| HarnessError::Setup(format!("tcti: {}", chain(&e))))?;
         let state = self.dir().join("boot-state");
         let mut tpm = EsapiTpm::open(&tcti, &state)
-            .map_err(|e| HarnessError::Setup(format!("open swtpm: {e}")))?;
+            .map_err(|e| HarnessError::Setup(format!("open swtpm: {}", chain(&e))))?;
         let mut count = 0;
         for ev in parsed
             .events
@@ -41,8 +42,9 @@ impl Swtpm {
             if digests.is_empty() {
                 continue;
             }
-            tpm.pcr_extend(ev.pcr, &digests)
-                .map_err(|e| HarnessError::Setup(format!("extend event {}: {e}", ev.index)))?;
+            tpm.pcr_extend(ev.pcr, &digests).map_err(|e| {
+                HarnessError::Setup(format!("extend event {}: {}", ev.index, chain(&e)))
+            })?;
             count += 1;
         }
         Ok(count)
@@ -55,8 +57,9 @@ impl Swtpm {
         let tcti = self
             .tcti()
             .parse()
-            .map_err(|e| HarnessError::Setup(format!("tcti: {e}")))?;
-        EsapiTpm::open(&tcti, state).map_err(|e| HarnessError::Setup(format!("open swtpm: {e}")))
+            .map_err(|e| HarnessError::Setup(format!("tcti: {}", chain(&e))))?;
+        EsapiTpm::open(&tcti, state)
+            .map_err(|e| HarnessError::Setup(format!("open swtpm: {}", chain(&e))))
     }
 
     /// Runs a tpm2-tools command against this swtpm and panics with its stderr if it fails.

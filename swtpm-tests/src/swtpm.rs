@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
     /// A program could not be started (not installed?).
-    #[error("cannot run {0}: {1} (is it installed? `make test` installs it)")]
+    #[error("cannot run {0} (is it installed? `make test` installs it)")]
     Spawn(String, #[source] std::io::Error),
     /// A file operation failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -262,4 +262,24 @@ fn free_port_pair() -> Result<u16, HarnessError> {
         }
     }
     Err(HarnessError::Setup("no free loopback port pair".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HarnessError;
+    use std::path::Path;
+    use vouch_attest::errors::chain;
+
+    #[test]
+    fn messages_do_not_repeat_their_source() {
+        let gone = || std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        assert_eq!(
+            chain(&HarnessError::io(Path::new("/x"), gone())),
+            "/x: gone"
+        );
+        assert_eq!(
+            chain(&HarnessError::Spawn("swtpm".into(), gone())),
+            "cannot run swtpm (is it installed? `make test` installs it): gone"
+        );
+    }
 }

@@ -5,6 +5,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 use swtpm_tests::stack::FleetStack;
 use swtpm_tests::{bin_path, testdata, Swtpm};
+use vouch_attest::errors::chain;
 
 /// The firmware log the demo's swtpm "boots": a real RHEL 9 machine with Secure Boot.
 const BOOT_LOG: &str = "eventlogs/keylime_mb_binary_bios_measurements-secureboot.bin";
@@ -47,11 +48,11 @@ fn main() -> ExitCode {
 fn demo() -> Result<(), String> {
     let mut d = Demo { step: 0 };
     println!("==> starting a private swtpm (EK certificates from a local CA)");
-    let tpm = Swtpm::start().map_err(|e| e.to_string())?;
+    let tpm = Swtpm::start().map_err(|e| chain(&e))?;
     let log = testdata().join(BOOT_LOG);
     let events = std::fs::read(&log)
         .map_err(|e| format!("{}: {e}", log.display()))
-        .and_then(|b| tpm.boot_from_log(&b).map_err(|e| e.to_string()))?;
+        .and_then(|b| tpm.boot_from_log(&b).map_err(|e| chain(&e)))?;
     println!("==> booted it: extended {events} events of a real firmware log ({BOOT_LOG})");
     let tcti = tpm.tcti();
     let state = tpm.dir().join("agent-state");
@@ -121,11 +122,11 @@ fn demo() -> Result<(), String> {
             "revoke_on_untrusted = false\ndefault_policy = \"known-good\"",
         )
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| chain(&e))?;
     let policy = fleet
         .record_policy("known-good", &log)
-        .map_err(|e| e.to_string())?;
-    fleet.reload_server().map_err(|e| e.to_string())?;
+        .map_err(|e| chain(&e))?;
+    fleet.reload_server().map_err(|e| chain(&e))?;
     println!(
         "    reference policy recorded from a known-good boot: {} (vouch-fleet policy record)",
         policy.display()
@@ -138,9 +139,9 @@ fn demo() -> Result<(), String> {
     let id = device_id(&agent, &tcti, &state)?;
     let config = fleet
         .agent_config(&tpm, &state, &log)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| chain(&e))?;
     println!("\n==> device: vouch-agent run (enrolls with its EK certificate, then attests over mTLS MQTT)");
-    let agent_proc = fleet.start_agent(&config).map_err(|e| e.to_string())?;
+    let agent_proc = fleet.start_agent(&config).map_err(|e| chain(&e))?;
     let shown = fleet.wait_device(&id, Duration::from_secs(60), |v| {
         v["verdicts"][0]["trusted"].is_boolean()
     });
@@ -151,7 +152,7 @@ fn demo() -> Result<(), String> {
             line.split("INFO").nth(1).unwrap_or(line).trim()
         );
     }
-    shown.map_err(|e| e.to_string())?;
+    shown.map_err(|e| chain(&e))?;
     agent_proc.stop();
     provision_volume(&mut d, &agent, &tcti, &state, &fleet)?;
     let out = fleet.cli(&["device", "show", &id]);
@@ -246,7 +247,7 @@ fn device_id(
         .arg(state)
         .args(["tpm", "info", "--json"])
         .output()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| chain(&e))?;
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| format!("tpm info --json: {e}"))?;
     v["device_id"]

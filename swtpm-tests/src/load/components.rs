@@ -23,29 +23,29 @@ use vouch_fleet::serve::verifier::{AppraisalInput, Verifier};
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentError {
     /// The swtpm's TCTI string did not parse.
-    #[error("swtpm TCTI {tcti:?}: {source}")]
+    #[error("swtpm TCTI {tcti:?}")]
     Tcti {
         tcti: String,
         #[source]
         source: TctiParseError,
     },
     /// The challenge's PCR selection did not parse (agent side).
-    #[error("PCR selection {CHALLENGE_PCRS}: {0}")]
+    #[error("PCR selection {CHALLENGE_PCRS}")]
     Selection(#[source] SelectionError),
     /// Opening the swtpm, reading the AK or quoting failed.
-    #[error("swtpm: {0}")]
+    #[error("swtpm")]
     Tpm(#[source] TpmError),
     /// The AK public area did not parse.
-    #[error("AK public area: {0}")]
+    #[error("AK public area")]
     AkPublic(#[source] PublicError),
     /// The event log could not be read.
-    #[error("event log: {0}")]
+    #[error("reading the event log")]
     EventLog(#[source] AnswerError),
     /// The event log file does not exist.
     #[error("event log {0} does not exist")]
     NoEventLog(std::path::PathBuf),
     /// The outbox could not be written.
-    #[error("outbox: {0}")]
+    #[error("writing the outbox")]
     Outbox(#[source] OutboxError),
     /// The report made here was not trusted, so the appraisal timing would not be the normal path.
     #[error("the fleet's verifier did not trust the report: {0}")]

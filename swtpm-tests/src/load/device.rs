@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vouch_agent::daemon::tls::{device_config, DigestSigner, TlsError};
 use vouch_agent::tpm::{PcrSelection, Tpm};
+use vouch_attest::errors::chain;
 use vouch_attest::protocol::{self, AttestChallenge, AttestationReport};
 
 /// Largest MQTT packet a simulated device sends or accepts.
@@ -75,7 +76,7 @@ pub struct Broker {
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// The device's TLS configuration could not be built.
-    #[error("TLS configuration of device {id}: {source}")]
+    #[error("TLS configuration of device {id}")]
     Tls {
         id: String,
         #[source]
@@ -89,19 +90,19 @@ fn signer(dev: &SimDevice) -> Arc<DigestSigner> {
         tpm.lock()
             .map_err(|_| "software TPM lock poisoned".to_string())?
             .sign_tls(digest)
-            .map_err(|e| e.to_string())
+            .map_err(|e| chain(&e))
     })
 }
 
 fn answer(dev: &SimDevice, gz: &[u8], payload: &[u8]) -> Result<Vec<u8>, String> {
-    let ch: AttestChallenge = protocol::decode("challenge", payload).map_err(|e| e.to_string())?;
+    let ch: AttestChallenge = protocol::decode("challenge", payload).map_err(|e| chain(&e))?;
     let sel: PcrSelection = ch.pcrs.clone();
     let q = dev
         .tpm
         .lock()
         .map_err(|_| "software TPM lock poisoned".to_string())?
         .quote(&ch.nonce, &sel)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| chain(&e))?;
     Ok(protocol::encode(&AttestationReport {
         nonce: ch.nonce,
         quote: q.attest,
@@ -154,7 +155,7 @@ pub async fn run(
                 counters.connected.fetch_add(1, Ordering::Relaxed);
                 backoff = Duration::from_millis(500);
                 if let Err(e) = client.try_subscribe(&cmd, QoS::AtLeastOnce) {
-                    counters.note("subscribe", &dev.id, e);
+                    counters.note("subscribe", &dev.id, chain(&e));
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
@@ -171,7 +172,7 @@ pub async fn run(
                 let sent = answer(&dev, &eventlog_gz, &p.payload).and_then(|report| {
                     client
                         .try_publish(&report_topic, QoS::AtLeastOnce, false, report)
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| chain(&e))
                 });
                 match sent {
                     Ok(()) => {
@@ -189,7 +190,7 @@ pub async fn run(
             Ok(_) => {}
             Err(e) => {
                 counters.connection_errors.fetch_add(1, Ordering::Relaxed);
-                counters.note("connection", &dev.id, &e);
+                counters.note("connection", &dev.id, chain(&e));
                 drop(ready.take());
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));

@@ -26,10 +26,10 @@ pub struct Seen {
 #[derive(Debug, thiserror::Error)]
 pub enum ObserverError {
     /// The fleet's TLS identity could not be loaded.
-    #[error("observer TLS identity: {0}")]
+    #[error("observer TLS identity")]
     Tls(#[source] TlsError),
     /// Its runtime could not be started.
-    #[error("observer runtime: {0}")]
+    #[error("starting the observer runtime")]
     Runtime(#[source] std::io::Error),
 }
 

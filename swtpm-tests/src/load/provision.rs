@@ -27,7 +27,7 @@ const CERT_DAYS: u16 = 7;
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     /// The boot event log did not parse.
-    #[error("boot event log: {0}")]
+    #[error("parsing the boot event log")]
     EventLog(#[source] ParseError),
     /// The boot log starts PCR0 at locality 3 or 4, which extends cannot reproduce.
     #[error("the boot event log starts PCR0 at locality {0}; a software TPM cannot reproduce it")]
@@ -36,17 +36,17 @@ pub enum ProvisionError {
     #[error("the boot event log extends no sha1 or sha256 digest")]
     NothingExtended,
     /// Compressing the event log failed.
-    #[error("compressing the event log: {0}")]
+    #[error("compressing the event log")]
     Gzip(#[source] std::io::Error),
     /// A `MemoryTpm` operation failed.
-    #[error("software TPM of device {index}: {source}")]
+    #[error("software TPM of device {index}")]
     Tpm {
         index: usize,
         #[source]
         source: TpmError,
     },
     /// A key's public area did not parse.
-    #[error("device {index}: {what} public area: {source}")]
+    #[error("device {index}: {what} public area")]
     Public {
         index: usize,
         what: &'static str,
@@ -54,7 +54,7 @@ pub enum ProvisionError {
         source: PublicError,
     },
     /// A key could not be encoded as a SubjectPublicKeyInfo.
-    #[error("device {index}: {what} as SubjectPublicKeyInfo: {source}")]
+    #[error("device {index}: {what} as SubjectPublicKeyInfo")]
     Spki {
         index: usize,
         what: &'static str,
@@ -62,17 +62,17 @@ pub enum ProvisionError {
         source: KeyError,
     },
     /// The fleet CA could not be loaded.
-    #[error("loading the fleet CA: {0}")]
+    #[error("loading the fleet CA")]
     Ca(#[source] CaError),
     /// The fleet CA refused to issue a device certificate.
-    #[error("issuing the certificate of device {id}: {source}")]
+    #[error("issuing the certificate of device {id}")]
     Certificate {
         id: String,
         #[source]
         source: DeviceError,
     },
     /// The registry could not be opened or written.
-    #[error("fleet registry: {0}")]
+    #[error("fleet registry")]
     Registry(#[source] RegistryError),
 }
 

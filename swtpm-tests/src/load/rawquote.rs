@@ -20,20 +20,20 @@ use tss_esapi::Context;
 #[derive(Debug, thiserror::Error)]
 pub enum RawQuoteError {
     /// The swtpm could not be reached.
-    #[error("connecting to the swtpm on port {port}: {source}")]
+    #[error("connecting to the swtpm on port {port}")]
     Connect {
         port: u16,
         #[source]
         source: tss_esapi::Error,
     },
     /// The key template or PCR selection was refused by tss-esapi.
-    #[error("building the AK template or PCR selection: {0}")]
+    #[error("building the AK template or PCR selection")]
     Template(#[source] tss_esapi::Error),
     /// TPM2_CreatePrimary of the AK failed.
-    #[error("creating the primary AK: {0}")]
+    #[error("creating the primary AK")]
     CreatePrimary(#[source] tss_esapi::Error),
     /// A timed command failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Command {
         what: &'static str,
         #[source]

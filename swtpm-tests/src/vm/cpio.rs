@@ -19,7 +19,7 @@ pub enum CpioError {
         value: u64,
     },
     /// Writing to the output failed.
-    #[error("writing cpio entry {name}: {source}")]
+    #[error("writing cpio entry {name}")]
     Write {
         name: String,
         #[source]

@@ -12,14 +12,14 @@ use std::process::Command;
 #[derive(Debug, thiserror::Error)]
 pub enum EspError {
     /// Creating the image file failed.
-    #[error("creating {path}: {source}")]
+    #[error("creating {path}")]
     Create {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// An mtools command could not be run (mtools not installed?).
-    #[error("cannot run {program}: {source}")]
+    #[error("cannot run {program}")]
     Spawn {
         program: &'static str,
         #[source]

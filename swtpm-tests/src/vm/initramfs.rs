@@ -45,7 +45,7 @@ const INIT: &str = include_str!("init.sh");
 #[derive(Debug, thiserror::Error)]
 pub enum InitramfsError {
     /// A program (ldd, strip, busybox) could not be run.
-    #[error("cannot run {program}: {source}")]
+    #[error("cannot run {program}")]
     Spawn {
         program: String,
         #[source]
@@ -61,14 +61,14 @@ pub enum InitramfsError {
     #[error("{0} not found in /usr/lib/x86_64-linux-gnu or /lib/x86_64-linux-gnu (install libtss2-tcti-device0)")]
     NoLibrary(&'static str),
     /// A file to include could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// Creating the output file failed.
-    #[error("creating {path}: {source}")]
+    #[error("creating {path}")]
     Create {
         path: PathBuf,
         #[source]

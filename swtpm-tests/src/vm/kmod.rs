@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
     /// Walking the modules tree failed.
-    #[error("reading modules directory {path}: {source}")]
+    #[error("reading modules directory {path}")]
     Walk {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// Reading a module file failed.
-    #[error("reading module {path}: {source}")]
+    #[error("reading module {path}")]
     Read {
         path: PathBuf,
         #[source]

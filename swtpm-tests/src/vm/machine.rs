@@ -19,17 +19,17 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
     /// Preparing the machine's files failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// The harness's prepared swtpm state is unavailable.
-    #[error("swtpm template: {0}")]
+    #[error("preparing the swtpm state template")]
     Template(#[from] crate::HarnessError),
     /// swtpm or qemu could not be started.
-    #[error("cannot run {program}: {source}")]
+    #[error("cannot run {program}")]
     Spawn {
         program: &'static str,
         #[source]

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use vouch_attest::errors::chain;
 
 /// OVMF firmware code (4 MiB, no Secure Boot keys enrolled), from Debian's `ovmf`.
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
@@ -18,7 +19,7 @@ pub const OVMF_VARS_MS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 #[derive(Debug, thiserror::Error)]
 pub enum PrepError {
     /// The script could not be started.
-    #[error("cannot run {script}: {source}")]
+    #[error("cannot run {script}")]
     Spawn {
         script: PathBuf,
         #[source]
@@ -123,7 +124,7 @@ fn run() -> Result<Kernel, PrepError> {
 /// Runs the prep script once per process and returns the kernel it prepared.
 pub fn prepare() -> Result<Kernel, PrepError> {
     static ONCE: OnceLock<Result<Kernel, String>> = OnceLock::new();
-    ONCE.get_or_init(|| run().map_err(|e| e.to_string()))
+    ONCE.get_or_init(|| run().map_err(|e| chain(&e)))
         .clone()
         .map_err(PrepError::Earlier)
 }

@@ -99,7 +99,8 @@ fn a_real_measured_boot_attests_and_a_changed_command_line_is_untrusted() {
     if skip("vm_attest") {
         return;
     }
-    let kernel = prepare().unwrap_or_else(|e| panic!("VM prerequisites: {e}"));
+    let kernel = prepare()
+        .unwrap_or_else(|e| panic!("VM prerequisites: {}", vouch_attest::errors::chain(&e)));
     let mut machine = Machine::new().unwrap();
     let fleet = FleetStack::start_with_names(&machine.ek_trust(), &[BROKER], quick).unwrap();
     let initrd = machine.dir().join("initrd.cpio");

@@ -18,7 +18,8 @@ fn a_secure_boot_through_signed_shim_and_grub_attests() {
     if skip("vm_secureboot") {
         return;
     }
-    let kernel = prepare().unwrap_or_else(|e| panic!("VM prerequisites: {e}"));
+    let kernel = prepare()
+        .unwrap_or_else(|e| panic!("VM prerequisites: {}", vouch_attest::errors::chain(&e)));
     let mut machine = Machine::new_secure_boot().unwrap();
     let fleet = FleetStack::start_with_names(&machine.ek_trust(), &[BROKER], |t| {
         t.replace("jitter_secs = 30", "jitter_secs = 0")

@@ -99,7 +99,8 @@ fn a_volume_sealed_to_the_boot_opens_on_the_same_boot_and_stays_locked_after_a_c
     if skip("vm_volume") {
         return;
     }
-    let kernel = prepare().unwrap_or_else(|e| panic!("VM prerequisites: {e}"));
+    let kernel = prepare()
+        .unwrap_or_else(|e| panic!("VM prerequisites: {}", vouch_attest::errors::chain(&e)));
     let mut machine = Machine::new().unwrap();
     let initrd = machine.dir().join("initrd.cpio");
     let agent = swtpm_tests::bin_path("vouch-agent");
@@ -222,7 +223,8 @@ fn vouch_volume_commands_unlock_with_dm_crypt_in_a_real_kernel() {
     if skip("vm_volume_vouch") {
         return;
     }
-    let kernel = prepare().unwrap_or_else(|e| panic!("VM prerequisites: {e}"));
+    let kernel = prepare()
+        .unwrap_or_else(|e| panic!("VM prerequisites: {}", vouch_attest::errors::chain(&e)));
     let mut machine = Machine::new().unwrap();
     let initrd = machine.dir().join("initrd.cpio");
     let agent = swtpm_tests::bin_path("vouch-agent");

@@ -131,6 +131,49 @@ impl FleetStack {
             std::fs::copy(t, &to).map_err(|e| HarnessError::io(t, e))?;
         }
         stack.start_broker()?;
+        stack.start_server()?;
+        Ok(stack)
+    }
+
+    /// A stack on a fleet directory that `prepare(dir, port, enroll_port)` makes (e.g.
+    /// `vouch-fleet restore --dir DIR --broker-port PORT --enroll-port ENROLL_PORT`) instead of
+    /// `init`, on two fresh ports; then mosquitto and `vouch-fleet serve` are started.
+    pub fn start_prepared(
+        prepare: impl FnOnce(&Path, u16, u16) -> Result<(), HarnessError>,
+    ) -> Result<FleetStack, HarnessError> {
+        let tmp = tempfile::Builder::new()
+            .prefix("vouch-fleet-")
+            .tempdir()
+            .map_err(|e| HarnessError::io(&std::env::temp_dir(), e))?;
+        let free = || {
+            TcpListener::bind("127.0.0.1:0")
+                .map_err(|e| HarnessError::io(Path::new("127.0.0.1"), e))
+        };
+        let (a, b) = (free()?, free()?);
+        let port_of = |l: &TcpListener| {
+            l.local_addr()
+                .map(|a| a.port())
+                .map_err(|e| HarnessError::io(Path::new("127.0.0.1"), e))
+        };
+        let (port, enroll_port) = (port_of(&a)?, port_of(&b)?);
+        drop((a, b));
+        let mut stack = FleetStack {
+            tmp,
+            port,
+            enroll_port,
+            broker: None,
+            server: None,
+        };
+        prepare(&stack.dir(), port, enroll_port)?;
+        stack.start_broker()?;
+        stack.start_server()?;
+        Ok(stack)
+    }
+
+    /// Starts `vouch-fleet serve` and waits until it connected to the broker.
+    fn start_server(&mut self) -> Result<(), HarnessError> {
+        let config = self.config();
+        let stack = self;
         let server = spawn(
             Command::new(bin_path("vouch-fleet"))
                 .args(["serve", "--allow-root", "--config"])
@@ -147,8 +190,7 @@ impl FleetStack {
                     .unwrap_or_default()
                     .contains("connected to the broker")
             },
-        )?;
-        Ok(stack)
+        )
     }
 
     /// (Re)starts mosquitto on the fleet directory's configuration.

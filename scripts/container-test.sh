@@ -14,7 +14,8 @@
 #     the VM tests' cache; cargo builds the workspace binaries and the suite's test binaries.
 #  3. A test container with no network but its own loopback (ports do not clash with the
 #     host's): `cargo test -p swtpm-tests --no-fail-fast ARGS`. Every failure is reported and
-#     this script exits with cargo's status.
+#     this script exits with cargo's status. It runs --privileged: the boot_id tests
+#     `unshare -m` and mount a procfs, which a default container may not.
 #
 # Rust: Debian 12's rustc is too old and rustup cannot download here, so the host's rustup home
 # (read-only) and cargo home are mounted at their own paths, and so are the repository, its
@@ -71,7 +72,7 @@ pm "${args[@]}" --network=host "$image" bash -ec '
 
 echo "container-test: cargo test -p swtpm-tests --no-fail-fast $* (in $image, no network)" >&2
 status=0
-pm "${args[@]}" --network=none -e CARGO_NET_OFFLINE=true "$image" \
+pm "${args[@]}" --network=none --privileged -e CARGO_NET_OFFLINE=true "$image" \
   cargo test -p swtpm-tests --no-fail-fast "$@" || status=$?
 echo "container-test: exit status $status" >&2
 exit "$status"

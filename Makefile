@@ -56,6 +56,24 @@ deb: deps
 cross: deps
 	./scripts/cross-build.sh
 
+# The swtpm suite inside the test container, against the image's swtpm, tpm2-tools, tpm2-abrmd,
+# mosquitto and qemu (podman only, no compose; see README "Developing in containers"). Images are
+# built when missing and cached in /var/tmp/vouch-containers. ARGS selects tests, e.g.
+# `make container-test ARGS='--test agent_tpm'`. container-selftest shows a failing test fails it.
+.PHONY: container-test container-selftest container-dev container-dev-down
+container-test:
+	./scripts/container-test.sh $(ARGS)
+
+container-selftest:
+	./scripts/container-test-selftest.sh
+
+# A long-lived swtpm (with EK certificates), broker and fleet in containers, for a host-built agent.
+container-dev:
+	./scripts/container-dev.sh up
+
+container-dev-down:
+	./scripts/container-dev.sh down
+
 clean:
 	$(CARGO) clean
 	rm -rf .demo

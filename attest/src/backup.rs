@@ -183,6 +183,10 @@ pub struct Manifest {
     /// absolute path they had (their files are under `ext/<key>/`).
     #[serde(default)]
     pub external: std::collections::BTreeMap<String, String>,
+    /// Files of the fleet directory left out because the backup could not read them
+    /// (permission denied), e.g. a root-only key handed to the service as a credential.
+    #[serde(default)]
+    pub skipped: Vec<String>,
     /// The files, in payload order.
     pub entries: Vec<Entry>,
 }
@@ -664,6 +668,7 @@ mod tests {
             made_by: "test".into(),
             config: "fleet.toml".into(),
             external: Default::default(),
+            skipped: Vec::new(),
             entries: ["ca.key", "state/registry.db"]
                 .iter()
                 .map(|n| Entry {
@@ -745,6 +750,7 @@ mod tests {
             made_by: String::new(),
             config: String::new(),
             external: Default::default(),
+            skipped: Vec::new(),
             entries: vec![Entry {
                 name: "a".into(),
                 size: 0,

@@ -207,9 +207,13 @@ pub struct Collected {
     pub data: Vec<Zeroizing<Vec<u8>>>,
 }
 
-/// Reads everything a backup of the fleet configured by `config` holds into memory.
-pub fn collect(config: &Path) -> Result<Collected, BackupRunError> {
-    let cfg = FleetConfig::load(config)?;
+/// Reads everything a backup of the fleet configured by `config` holds into memory. `ca_key`
+/// overrides where the CA key is read from (a systemd credential of the backup service).
+pub fn collect(config: &Path, ca_key: Option<&Path>) -> Result<Collected, BackupRunError> {
+    let mut cfg = FleetConfig::load(config)?;
+    if let Some(k) = ca_key {
+        cfg.ca_key = k.to_path_buf();
+    }
     let dir = cfg
         .source
         .parent()
@@ -282,8 +286,20 @@ pub fn collect(config: &Path) -> Result<Collected, BackupRunError> {
         mode: 0o600,
     });
     data.push(snapshot_registry(&db)?);
+    let mut skipped = Vec::new();
     for (name, path) in names {
-        let bytes = Zeroizing::new(files::read_bounded(&path, MAX_FILE)?);
+        let bytes = match files::read_bounded(&path, MAX_FILE) {
+            Ok(b) => Zeroizing::new(b),
+            // Only files of the fleet directory may be left out, and only when unreadable.
+            Err(FileError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::PermissionDenied
+                    && name.starts_with(DIR_PREFIX) =>
+            {
+                skipped.push(utf8(&path)?.to_string());
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         entries.push(Entry {
             name,
             size: 0,
@@ -305,6 +321,7 @@ pub fn collect(config: &Path) -> Result<Collected, BackupRunError> {
             made_by: format!("vouch-fleet {}", env!("CARGO_PKG_VERSION")),
             config: config_name,
             external,
+            skipped,
             entries,
         },
         data,
@@ -501,4 +518,187 @@ pub fn restore(contents: &Contents, opts: &RestoreOptions) -> Result<Restored, B
         files: written + 1,
         ports,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{AuditKind, Registry};
+    use vouch_attest::backup::{build_payload, open, parse_payload, seal};
+
+    /// A fleet directory with its CA key and state directory elsewhere (as a packaged layout
+    /// has them), the broker configuration of `init`, and a registry with audit rows.
+    fn fleet(root: &Path) -> PathBuf {
+        let dir = root.join("fleet");
+        let ext = root.join("elsewhere");
+        std::fs::create_dir_all(dir.join("policies")).unwrap();
+        std::fs::create_dir_all(ext.join("state")).unwrap();
+        let mut file = ConfigFile::for_new_fleet(18883);
+        file.pki.ca_key = ext.join("fleet-ca.key");
+        file.storage.state_dir = ext.join("state");
+        file.pki.crl = dir.join("crl.pem");
+        std::fs::write(dir.join("fleet.toml"), file.to_toml().unwrap()).unwrap();
+        std::fs::write(ext.join("fleet-ca.key"), b"CA KEY").unwrap();
+        std::fs::write(ext.join("state/escrow.key.pem"), b"ESCROW KEY").unwrap();
+        std::fs::write(dir.join("policies/a.toml"), b"policy").unwrap();
+        std::fs::write(dir.join("crl.pem"), b"crl").unwrap();
+        std::fs::write(dir.join("mosquitto.pid"), b"1").unwrap();
+        std::fs::create_dir_all(dir.join("broker")).unwrap();
+        std::fs::write(dir.join("broker/mosquitto.db"), b"queued").unwrap();
+        let conf = render_mosquitto_conf(
+            &FleetPaths::new(&dir),
+            &BrokerSettings {
+                port: 18883,
+                enroll_port: 18884,
+                dynsec_plugin: "/usr/lib/plugin.so".into(),
+                run_as_root: true,
+            },
+        );
+        std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
+        let mut reg = Registry::open(&ext.join("state")).unwrap();
+        for i in 0..5 {
+            reg.audit(AuditKind::Backup, None, &format!("row {i}"), i)
+                .unwrap();
+        }
+        dir.join("fleet.toml")
+    }
+
+    #[test]
+    fn collect_and_restore_move_every_path_into_the_new_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = fleet(tmp.path());
+        let mut c = collect(&config, None).unwrap();
+        let names: Vec<&str> = c.manifest.entries.iter().map(|e| e.name.as_str()).collect();
+        for want in [
+            "registry.db",
+            "fleet/fleet.toml",
+            "fleet/policies/a.toml",
+            "fleet/crl.pem",
+            "ext/ca_key/fleet-ca.key",
+            "ext/state_dir/escrow.key.pem",
+        ] {
+            assert!(names.contains(&want), "{want} not in {names:?}");
+        }
+        for never in ["fleet/mosquitto.pid", "fleet/broker/mosquitto.db"] {
+            assert!(!names.contains(&never), "{never} in {names:?}");
+        }
+        assert!(
+            !names.iter().any(|n| n.contains("registry.db-")),
+            "{names:?}"
+        );
+        assert_eq!(c.manifest.external.len(), 2, "{:?}", c.manifest.external);
+        let payload = build_payload(&mut c.manifest, &c.data).unwrap();
+        let (_, _, key) = vouch_attest::backup::keygen(&mut rand::rngs::OsRng).unwrap();
+        let sealed = seal(&key.public_key(), &payload, &mut rand::rngs::OsRng).unwrap();
+        let contents = open(&sealed, &key).unwrap();
+
+        let target = tmp.path().join("restored");
+        let opts = RestoreOptions {
+            dir: target.clone(),
+            broker_port: Some(28883),
+            enroll_port: Some(28884),
+            force: false,
+        };
+        let r = restore(&contents, &opts).unwrap();
+        assert_eq!(r.ports, Some((28883, 28884)));
+        let cfg = FleetConfig::load(&r.config).unwrap();
+        let target = std::fs::canonicalize(&target).unwrap();
+        assert_eq!(cfg.ca_key, target.join("ca.key"));
+        assert_eq!(cfg.state_dir, target.join("state"));
+        assert_eq!(cfg.crl, target.join("crl.pem"));
+        assert_eq!(cfg.broker_port, 28883);
+        assert_eq!(std::fs::read(&cfg.ca_key).unwrap(), b"CA KEY");
+        assert_eq!(
+            std::fs::read(cfg.state_dir.join("escrow.key.pem")).unwrap(),
+            b"ESCROW KEY"
+        );
+        let conf = std::fs::read_to_string(target.join("mosquitto.conf")).unwrap();
+        assert!(conf.contains("listener 28883 127.0.0.1"), "{conf}");
+        assert!(conf.contains("listener 28884 127.0.0.1"), "{conf}");
+        assert!(conf.contains("plugin /usr/lib/plugin.so") && conf.contains("user root"));
+        assert!(!conf.contains(&tmp.path().join("fleet").display().to_string()));
+        let reg = Registry::open(&cfg.state_dir).unwrap();
+        let check = reg.verify_audit().unwrap();
+        assert_eq!((check.rows, check.problem), (5, None));
+        // A second restore into the same directory needs --force.
+        assert!(matches!(
+            restore(&contents, &opts),
+            Err(BackupRunError::NotEmpty { .. })
+        ));
+        let forced = RestoreOptions {
+            force: true,
+            ..opts
+        };
+        restore(&contents, &forced).unwrap();
+    }
+
+    #[test]
+    fn the_snapshot_is_consistent_while_another_connection_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let mut reg = Registry::open(&state).unwrap();
+        reg.audit(AuditKind::Backup, None, "first", 0).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            let state = state.clone();
+            std::thread::spawn(move || {
+                let mut reg = Registry::open(&state).unwrap();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    reg.audit(AuditKind::Backup, None, &"x".repeat(3000), n)
+                        .unwrap();
+                    n += 1;
+                }
+                n
+            })
+        };
+        let mut rows = Vec::new();
+        for _ in 0..5 {
+            let snap = snapshot_registry(&state.join(DB_FILE)).unwrap();
+            let dir = tmp.path().join(format!("snap{}", rows.len()));
+            files::create_private_dir(&dir).unwrap();
+            std::fs::write(dir.join(DB_FILE), &*snap).unwrap();
+            let check = Registry::open(&dir).unwrap().verify_audit().unwrap();
+            assert_eq!(check.problem, None);
+            rows.push(check.rows);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(writer.join().unwrap() > 0);
+        assert!(rows.windows(2).all(|w| w[0] <= w[1]), "{rows:?}");
+    }
+
+    #[test]
+    fn a_payload_without_registry_or_configuration_is_refused() {
+        let mut m = Manifest {
+            format: FORMAT.into(),
+            created_ms: 0,
+            source_dir: "/old".into(),
+            made_by: String::new(),
+            config: "fleet.toml".into(),
+            external: Default::default(),
+            skipped: Vec::new(),
+            entries: vec![Entry {
+                name: "fleet/fleet.toml".into(),
+                size: 0,
+                sha256: String::new(),
+                mode: 0o600,
+            }],
+        };
+        let text = ConfigFile::for_new_fleet(1).to_toml().unwrap();
+        let p = build_payload(&mut m, &[Zeroizing::new(text.into_bytes())]).unwrap();
+        let c = parse_payload(p).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = RestoreOptions {
+            dir: tmp.path().join("d"),
+            broker_port: None,
+            enroll_port: None,
+            force: false,
+        };
+        assert!(matches!(
+            restore(&c, &opts),
+            Err(BackupRunError::Missing("registry snapshot"))
+        ));
+        assert!(!tmp.path().join("d").exists(), "nothing written");
+    }
 }

@@ -53,6 +53,10 @@ struct MakeArgs {
     /// The backup public key (default: backup.pub.pem beside the configuration).
     #[arg(long, value_name = "PEM")]
     public: Option<PathBuf>,
+    /// Read the CA key from here instead of the configured path (e.g. the backup service's
+    /// systemd credential `${CREDENTIALS_DIRECTORY}/ca.key`).
+    #[arg(long, value_name = "PEM")]
+    ca_key: Option<PathBuf>,
 }
 
 /// The backup private key: a PEM file or k share files.
@@ -316,7 +320,10 @@ fn make(a: MakeArgs) -> Result<Outcome, BackupCmdError> {
         now_ms(),
     )?;
     drop(reg);
-    let mut c = collect(&config)?;
+    let mut c = collect(&config, a.ca_key.as_deref())?;
+    for f in &c.manifest.skipped {
+        eprintln!("warning: {f} is not readable here and is not in the backup");
+    }
     let payload = backup::build_payload(&mut c.manifest, &c.data).map_err(BackupRunError::from)?;
     drop(c.data);
     let sealed =
@@ -343,6 +350,9 @@ fn print_manifest(c: &backup::Contents, size: usize) {
         m.made_by,
         m.entries.len()
     );
+    for f in &m.skipped {
+        println!("  left out (not readable when the backup was made): {f}");
+    }
     for (k, v) in &m.external {
         println!("  {k} was outside the fleet directory: {v}");
     }

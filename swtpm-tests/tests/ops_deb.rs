@@ -224,6 +224,8 @@ fn fleet_package_contents_and_conffiles() {
         "./usr/lib/systemd/system/vouch-fleet.service",
         "./usr/lib/systemd/system/vouch-fleet-crl.path",
         "./usr/lib/systemd/system/vouch-fleet-crl.service",
+        "./usr/lib/systemd/system/vouch-fleet-backup.service",
+        "./usr/lib/systemd/system/vouch-fleet-backup.timer",
     ] {
         assert!(files.iter().any(|x| x == f), "{f} missing from {files:?}");
     }
@@ -365,6 +367,7 @@ fn fleet_postinst_creates_its_user_and_leaves_the_crl_watch_disabled() {
         "{calls}"
     );
     assert!(!calls.contains("enable vouch-fleet-crl"), "{calls}");
+    assert!(!calls.contains("enable vouch-fleet-backup"), "{calls}");
     assert!(!calls.contains(" start"), "{calls}");
 }
 
@@ -429,6 +432,8 @@ fn packaged_fleet_units_verify_and_score() {
             "vouch-fleet.service",
             "vouch-fleet-crl.path",
             "vouch-fleet-crl.service",
+            "vouch-fleet-backup.service",
+            "vouch-fleet-backup.timer",
         ],
         &[("vouch-fleet.service", 1.5)],
     );

@@ -88,12 +88,14 @@ fn values<'a>(kv: &'a [(String, String)], key: &str) -> Vec<&'a str> {
         .collect()
 }
 
-const UNITS: [&str; 5] = [
+const UNITS: [&str; 7] = [
     "vouch-agent.service",
     "vouch-volumes.service",
     "vouch-fleet.service",
     "vouch-fleet-crl.path",
     "vouch-fleet-crl.service",
+    "vouch-fleet-backup.service",
+    "vouch-fleet-backup.timer",
 ];
 
 #[test]
@@ -137,6 +139,12 @@ fn exposure_is_within_bounds() {
     eprintln!("exposure: agent {agent}, fleet {fleet}, volumes {volumes}");
     assert!(agent <= 1.5, "vouch-agent.service exposure {agent} > 1.5");
     assert!(fleet <= 1.5, "vouch-fleet.service exposure {fleet} > 1.5");
+    // The backup job needs no network at all.
+    let backup = exposure(&dir.path().join("vouch-fleet-backup.service"));
+    assert!(
+        backup <= 1.0,
+        "vouch-fleet-backup.service exposure {backup} > 1.0"
+    );
     // Root with CAP_SYS_ADMIN for device-mapper: bounded, not minimal.
     assert!(
         volumes <= 3.0,

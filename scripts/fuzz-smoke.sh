@@ -59,6 +59,10 @@ seed_attest() {
     printf '%s' '{"volume_uuid":"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0","boot_id":"0b6c1f9e","credential_blob":"AAEC","encrypted_secret":"AwQ=","nonce":"AAAAAAAAAAAAAAAA","ciphertext":"AAECAwQFBgcICQoLDA0ODw=="}' >"$p/seed_release.json"
     printf '%s' '{"volume_uuid":"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0","ok":true,"detail":"sealed"}' >"$p/seed_result.json"
     printf '%s' '{"step":"request","request_id":"r1","ek_public":"AAE=","ek_certificates":["MA=="],"ak_public":"AAE=","tls_public":"AAE="}' >"$p/seed_enroll.json"
+    # The backup target also parses share files: one well-formed share.
+    local b=$fz/corpus/backup
+    mkdir -p "$b"
+    printf 'vouch-backup-share-v1\nkey %064d\nthreshold 2\nshare 01%064d\n' 0 0 >"$b/seed_share.txt"
 }
 
 # run FUZZ_DIR: builds and runs every target listed by `cargo fuzz list`.

@@ -7,7 +7,7 @@ export TSS2_LOG ?= all+none
 # for a clone made elsewhere: see scripts/testdata-dir.sh and testsupport/testdata.rs.
 export VOUCH_TESTDATA ?= $(shell ./scripts/testdata-dir.sh)
 
-.PHONY: deps build demo test lint fmt fuzz-smoke audit bench bench-10k deb cross clean
+.PHONY: deps build demo test lint fmt fuzz-smoke audit supply-chain bench bench-10k deb cross clean
 
 deps:
 	./scripts/install-deps.sh
@@ -29,12 +29,15 @@ lint: deps
 fuzz-smoke: deps
 	./scripts/fuzz-smoke.sh
 
-# RustSec audit against the offline advisory database; ignored advisories, each with the reason
-# it does not apply, are in .cargo/audit.toml.
-ADVISORY_DB ?= ../shared/advisory-db
-audit:
-	cargo audit --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-audit
-	$(CARGO) audit --db $(ADVISORY_DB) --no-fetch
+# RustSec audit against the offline advisory database (../shared/advisory-db; VOUCH_ADVISORY_DB
+# overrides); ignored advisories, each with the reason it does not apply, are in .cargo/audit.toml.
+audit: deps
+	./scripts/supply-check.sh advisories
+
+# The supply-chain gate CI runs: advisories (cargo-audit), licences, duplicate versions and
+# sources (cargo-deny, deny.toml). Pinned tools are cached in /var/tmp/vouch-tools.
+supply-chain: deps
+	./scripts/supply-check.sh
 
 # Throughput benchmarks (verification, XTS), then attestation latency and a 1,000-device load run
 # (release builds; see swtpm-tests/BENCH.md and attest/BENCH.md).

@@ -60,7 +60,19 @@ if [ "$profile" != release ]; then
   args+=(--no-strip --no-dbgsym --fast)
 fi
 
+# Each package ships a CycloneDX SBOM (scripts/supply-sbom.sh) as
+# /usr/share/doc/<package>/sbom.cdx.json: its crates first, then, once cargo-deb has worked out
+# Depends (dpkg-shlibdeps), the Debian packages too, and the package is written again with it.
+case "$profile" in release) profile_dir=release ;; dev) profile_dir=debug ;; *) profile_dir=$profile ;; esac
+triple="${target:-$(rustc -vV | sed -n 's/^host: //p')}"
+sbom_dir="$target_dir/${target:+$target/}$profile_dir/sbom"
+again=("${args[@]}")
+if ((no_build == 0)); then again+=(--no-build); fi
+
 for p in "${packages[@]}"; do
+  ./scripts/supply-sbom.sh crates "$p" "$triple" "$sbom_dir/$p.cdx.json" >&2
+  first=$(cargo deb -p "$p" "${args[@]}")
+  ./scripts/supply-sbom.sh debian "$sbom_dir/$p.cdx.json" "$first" >&2
   # cargo-deb prints the path of the package it wrote.
-  cargo deb -p "$p" "${args[@]}"
+  cargo deb -p "$p" "${again[@]}"
 done

@@ -1,7 +1,8 @@
 //! The Debian packages: contents, conffiles, Depends (against what the packaged binary really
 //! links, resolved with `dpkg -S`), maintainer scripts (run against logging stand-ins for
 //! adduser and deb-systemd-helper), and the packaged units (`systemd-analyze verify` and the
-//! offline security exposure) after `dpkg-deb -x` into a scratch root.
+//! offline security exposure) after `dpkg-deb -x` into a scratch root, and the CycloneDX SBOM each
+//! package ships (its crates against `cargo tree`, its Debian components against Depends).
 //!
 //! Packages come from `$VOUCH_DEB_DIR` when set (e.g. release builds of `scripts/deb-build.sh`);
 //! otherwise `scripts/deb-build.sh --no-build` packages the binaries this test run was built
@@ -275,6 +276,87 @@ fn depends_cover_what_the_binaries_link() {
         assert!(
             agent.contains(pkg),
             "vouch-agent Depends lacks {pkg}: {agent:?}"
+        );
+    }
+}
+
+/// Crates `cargo tree` reports for `package` built alone for `triple` (its default features,
+/// normal dependencies, proc-macros included, build-only dependencies not): what
+/// `cargo deb -p package` compiles into the binary. As (name, version), the package itself too.
+fn crates_of(package: &str, triple: &str) -> BTreeSet<(String, String)> {
+    let tree = stdout(
+        Command::new(env!("CARGO"))
+            .args([
+                "tree", "-q", "-e", "normal", "--prefix", "none", "-f", "{p}",
+            ])
+            .args(["-p", package, "--target", triple])
+            .current_dir(repo()),
+    );
+    tree.lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let name = words.next()?;
+            let version = words.next()?.strip_prefix('v')?;
+            Some((name.to_string(), version.to_string()))
+        })
+        .collect()
+}
+
+/// Each package ships a CycloneDX SBOM under /usr/share/doc/<package>/ (scripts/supply-sbom.sh)
+/// whose crates are exactly those `cargo tree` reports for the packaged binary and whose Debian
+/// components are exactly the package's Depends.
+#[test]
+fn packages_ship_an_sbom_of_their_crates_and_debian_depends() {
+    for package in ["vouch-agent", "vouch-fleet"] {
+        let deb = deb(package);
+        let triple = match field(&deb, "Architecture").as_str() {
+            "amd64" => "x86_64-unknown-linux-gnu",
+            "arm64" => "aarch64-unknown-linux-gnu",
+            "armhf" => "armv7-unknown-linux-gnueabihf",
+            other => panic!("{package}: architecture {other}"),
+        };
+        let root = extract(&deb);
+        let path = root
+            .path()
+            .join(format!("usr/share/doc/{package}/sbom.cdx.json"));
+        let text = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let sbom: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(sbom["bomFormat"], "CycloneDX", "{package}");
+        let top = &sbom["metadata"]["component"];
+        assert_eq!(top["name"], package);
+        let text_of = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let mut crates = BTreeSet::from([(text_of(&top["name"]), text_of(&top["version"]))]);
+        let mut debian = BTreeSet::new();
+        for c in sbom["components"].as_array().expect("components") {
+            let purl = text_of(&c["purl"]);
+            if purl.starts_with("pkg:cargo/") {
+                crates.insert((text_of(&c["name"]), text_of(&c["version"])));
+            } else if purl.starts_with("pkg:deb/debian/") {
+                debian.insert(text_of(&c["name"]));
+            } else {
+                panic!("{package}: SBOM component with purl {purl:?}: {c}");
+            }
+        }
+        let expected = crates_of(package, triple);
+        let missing: Vec<_> = expected.difference(&crates).collect();
+        let extra: Vec<_> = crates.difference(&expected).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{package} SBOM vs cargo tree ({} crates): missing {missing:?}, extra {extra:?}",
+            expected.len()
+        );
+        assert_eq!(
+            debian,
+            depends(&deb),
+            "{package}: SBOM Debian components vs Depends"
+        );
+        // No build machine paths in what ships.
+        let text = String::from_utf8_lossy(&text);
+        let here = repo().canonicalize().unwrap();
+        assert!(
+            !text.contains(here.to_str().unwrap()),
+            "{package}: the SBOM names the build directory {}",
+            here.display()
         );
     }
 }

@@ -448,14 +448,14 @@ pub fn restore(contents: &Contents, opts: &RestoreOptions) -> Result<Restored, B
             written += 1;
         }
     }
-    for &(key, new_name, _) in PATH_KEYS {
+    for &(key, new_name, is_dir) in PATH_KEYS {
         let target = file_path_mut(&mut file, key);
         if m.external.contains_key(key) {
             let prefix = format!("{EXT_PREFIX}{key}/");
             for (i, e) in m.entries.iter().enumerate() {
                 if let Some(rest) = e.name.strip_prefix(&prefix) {
                     // A file key holds one file: it takes the standard name.
-                    let rel = if PATH_KEYS.iter().any(|k| k.0 == key && k.2) {
+                    let rel = if is_dir {
                         dir.join(new_name).join(rest)
                     } else {
                         dir.join(new_name)

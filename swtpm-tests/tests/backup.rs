@@ -36,6 +36,23 @@ fn agent_log(config: &Path) -> String {
     std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
 }
 
+/// The serial numbers a CRL lists (`openssl crl -text`).
+fn crl_serials(crl: &Path) -> Vec<String> {
+    let o = std::process::Command::new("openssl")
+        .args(["crl", "-noout", "-text", "-in"])
+        .arg(crl)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Serial Number: "))
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
 fn last_verdict_id(v: &serde_json::Value) -> i64 {
     v["verdicts"][0]["id"].as_i64().unwrap_or(0)
 }
@@ -254,6 +271,8 @@ fn a_restored_fleet_keeps_devices_revocations_escrow_and_audit_chain() {
 
     // The fleet machine is lost: processes gone, directory gone.
     agent.stop();
+    let revoked_serials = crl_serials(&fleet.dir().join("crl.pem"));
+    assert_eq!(revoked_serials.len(), 1, "{revoked_serials:?}");
     let old_dir = fleet.dir();
     drop(fleet);
     assert!(!old_dir.exists());
@@ -307,6 +326,11 @@ fn a_restored_fleet_keeps_devices_revocations_escrow_and_audit_chain() {
         "{conf}"
     );
     assert_eq!(status(&restored.device(&revoked).unwrap()), "revoked");
+    // The broker of the restored fleet refuses the revoked certificate: its CRL still lists it.
+    assert_eq!(
+        crl_serials(&restored.dir().join("crl.pem")),
+        revoked_serials
+    );
 
     // The agent, same state (same certificate), pointed at the restored fleet.
     let before = last_verdict_id(&restored.device(&id).unwrap());

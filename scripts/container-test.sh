@@ -23,6 +23,8 @@
 # and rebuilds nothing that build already made. CARGO_TARGET_DIR selects another target
 # directory (e.g. $VOUCH_CONTAINER_CACHE/target for a build of the container's own).
 # Test data: scripts/testdata-dir.sh, as for `make test` (VOUCH_TESTDATA overrides).
+# The host's CA certificates (/etc/ssl/certs) are mounted, so downloads at test time (cargo
+# install of a tool) trust what the host trusts.
 # Every VOUCH_* variable of the caller is passed into both containers (e.g. VOUCH_SKIP_VM=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +47,7 @@ mkdir -p "$target" "$vm_cache"
 args=(run --rm --init "${LIMITS[@]}" -w "$root"
   -v "$root:$root" -v "$target:$target"
   -v "$cargo_home:$cargo_home" -v "$rustup_home:$rustup_home:ro"
-  -v "$vm_cache:$vm_cache"
+  -v "$vm_cache:$vm_cache" -v /etc/ssl/certs:/etc/ssl/certs:ro
   -e "HOME=$HOME" -e "CARGO_HOME=$cargo_home" -e "RUSTUP_HOME=$rustup_home"
   -e "PATH=$cargo_home/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
   -e "CARGO_TARGET_DIR=$target" -e "VOUCH_VM_CACHE=$vm_cache"

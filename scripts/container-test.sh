@@ -42,12 +42,14 @@ fi
 target=${CARGO_TARGET_DIR:-$root/target}
 testdata=${VOUCH_TESTDATA:-$(scripts/testdata-dir.sh)}
 vm_cache=${VOUCH_VM_CACHE:-/var/tmp/vouch-vm}
-mkdir -p "$target" "$vm_cache"
+tools_cache=${VOUCH_TOOLS_CACHE:-/var/tmp/vouch-tools}   # pinned cargo tools (scripts/supply-tool.sh)
+mkdir -p "$target" "$vm_cache" "$tools_cache"
 
 args=(run --rm --init "${LIMITS[@]}" -w "$root"
   -v "$root:$root" -v "$target:$target"
   -v "$cargo_home:$cargo_home" -v "$rustup_home:$rustup_home:ro"
-  -v "$vm_cache:$vm_cache" -v /etc/ssl/certs:/etc/ssl/certs:ro
+  -v "$vm_cache:$vm_cache" -v "$tools_cache:$tools_cache" -v /etc/ssl/certs:/etc/ssl/certs:ro
+  -e "VOUCH_TOOLS_CACHE=$tools_cache"
   -e "HOME=$HOME" -e "CARGO_HOME=$cargo_home" -e "RUSTUP_HOME=$rustup_home"
   -e "PATH=$cargo_home/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
   -e "CARGO_TARGET_DIR=$target" -e "VOUCH_VM_CACHE=$vm_cache"
@@ -59,7 +61,7 @@ else
   echo "container-test: no shared/testdata found (see scripts/testdata-dir.sh); tests that read it will fail" >&2
 fi
 while IFS='=' read -r name _; do
-  case $name in VOUCH_TESTDATA | VOUCH_VM_CACHE | VOUCH_CONTAINER_CACHE) ;; VOUCH_*) args+=(-e "$name") ;; esac
+  case $name in VOUCH_TESTDATA | VOUCH_VM_CACHE | VOUCH_TOOLS_CACHE | VOUCH_CONTAINER_CACHE) ;; VOUCH_*) args+=(-e "$name") ;; esac
 done < <(env)
 
 echo "container-test: building in $image" >&2

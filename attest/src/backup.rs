@@ -32,7 +32,6 @@
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use hkdf::Hkdf;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::{PublicKey, SecretKey};
 use rand_core::{CryptoRng, RngCore};
@@ -128,12 +127,9 @@ pub enum BackupError {
     /// An entry's content does not match its SHA-256.
     #[error("backup entry {0:?}: content does not match its SHA-256 in the manifest")]
     EntryHash(String),
-    /// A public key PEM is not a P-256 SubjectPublicKeyInfo.
-    #[error("not a P-256 public key PEM: {0}")]
-    PublicPem(String),
-    /// A private key PEM is not a P-256 PKCS#8 key.
-    #[error("not a P-256 PKCS#8 private key PEM: {0}")]
-    PrivatePem(String),
+    /// A key file is not a P-256 key of the expected kind.
+    #[error(transparent)]
+    Key(#[from] crate::ecies::KeyError),
     /// Bad threshold or share count.
     #[error("shares: threshold {threshold} of {shares} is not possible (2 <= threshold <= shares <= 255)")]
     Split { threshold: u8, shares: u8 },
@@ -335,16 +331,6 @@ pub fn parse_payload(payload: Zeroizing<Vec<u8>>) -> Result<Contents, BackupErro
     })
 }
 
-fn derive_key(shared: &[u8], ephemeral: &[u8], recipient: &PublicKey) -> Zeroizing<[u8; 32]> {
-    let mut salt = ephemeral.to_vec();
-    salt.extend_from_slice(recipient.to_encoded_point(false).as_bytes());
-    let hk = Hkdf::<Sha256>::new(Some(&salt), shared);
-    let mut key = Zeroizing::new([0u8; 32]);
-    // 32 bytes is far below HKDF-SHA256's 8160-byte limit: this cannot fail.
-    let _ = hk.expand(INFO, key.as_mut());
-    key
-}
-
 /// Encrypts `payload` to the backup public key; returns the backup file's bytes.
 pub fn seal<R: RngCore + CryptoRng>(
     recipient: &PublicKey,
@@ -355,21 +341,14 @@ pub fn seal<R: RngCore + CryptoRng>(
     if ct_len > MAX_BACKUP {
         return Err(BackupError::Length(ct_len));
     }
-    let eph = p256::ecdh::EphemeralSecret::random(rng);
-    let eph_point = eph.public_key().to_encoded_point(false);
-    let shared = eph.diffie_hellman(recipient);
-    let key = derive_key(
-        &shared.raw_secret_bytes()[..],
-        eph_point.as_bytes(),
-        recipient,
-    );
+    let (eph_point, key) = crate::ecies::sender_key(recipient, INFO, rng);
     let mut nonce = [0u8; NONCE_LEN];
     rng.try_fill_bytes(&mut nonce)
         .map_err(|_| BackupError::Random)?;
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TAG_LEN + SUM_LEN);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&fingerprint_bytes(recipient));
-    out.extend_from_slice(eph_point.as_bytes());
+    out.extend_from_slice(&eph_point);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&ct_len.to_be_bytes());
     let cipher = Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| BackupError::Encrypt)?;
@@ -467,9 +446,8 @@ impl<'a> Sealed<'a> {
                 given: fingerprint(&public),
             });
         }
-        let eph = PublicKey::from_sec1_bytes(self.ephemeral).map_err(|_| BackupError::Ephemeral)?;
-        let shared = p256::ecdh::diffie_hellman(key.to_nonzero_scalar(), eph.as_affine());
-        let k = derive_key(&shared.raw_secret_bytes()[..], self.ephemeral, &public);
+        let k = crate::ecies::recipient_key(key, self.ephemeral, INFO)
+            .map_err(|_| BackupError::Ephemeral)?;
         let cipher = Aes256Gcm::new_from_slice(k.as_ref()).map_err(|_| BackupError::Open)?;
         let pt = cipher
             .decrypt(
@@ -500,27 +478,17 @@ pub fn keygen<R: RngCore + CryptoRng>(
 
 /// The PEMs of a key: (PKCS#8 private, SubjectPublicKeyInfo public).
 pub fn key_pems(key: &SecretKey) -> Result<(Zeroizing<String>, String), BackupError> {
-    use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-    let private = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| BackupError::PrivatePem(e.to_string()))?;
-    let public = key
-        .public_key()
-        .to_public_key_pem(LineEnding::LF)
-        .map_err(|e| BackupError::PublicPem(e.to_string()))?;
-    Ok((Zeroizing::new(private.to_string()), public))
+    Ok(crate::ecies::key_pems(key)?)
 }
 
 /// Parses a backup public key (SubjectPublicKeyInfo PEM).
 pub fn public_from_pem(pem: &str) -> Result<PublicKey, BackupError> {
-    use p256::pkcs8::DecodePublicKey;
-    PublicKey::from_public_key_pem(pem).map_err(|e| BackupError::PublicPem(e.to_string()))
+    Ok(crate::ecies::public_from_pem(pem)?)
 }
 
 /// Parses a backup private key (PKCS#8 PEM).
 pub fn secret_from_pem(pem: &str) -> Result<SecretKey, BackupError> {
-    use p256::pkcs8::DecodePrivateKey;
-    SecretKey::from_pkcs8_pem(pem).map_err(|e| BackupError::PrivatePem(e.to_string()))
+    Ok(crate::ecies::secret_from_pem(pem)?)
 }
 
 /// One share of a split backup private key.

@@ -2,7 +2,8 @@
 //! the fleet can release it (and only after checking the device's verdicts).
 //!
 //! ECIES over P-256: an ephemeral key pair per message, ECDH with the fleet's public key,
-//! HKDF-SHA256 (salt = ephemeral SEC1 point || recipient SEC1 point, info = [`INFO`]) to a
+//! HKDF-SHA256 (salt = ephemeral SEC1 point || recipient SEC1 point, info = [`INFO`]; the
+//! construction shared with backups, [`crate::ecies`]) to a
 //! 256-bit AES-GCM key, a random 96-bit nonce. The additional authenticated data binds the
 //! ciphertext to the volume UUID and device id ([`aad`]), so a blob moved to another volume or
 //! device does not open.
@@ -20,15 +21,9 @@
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
-use hkdf::Hkdf;
-use p256::elliptic_curve::sec1::ToEncodedPoint;
-use p256::pkcs8::{
-    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
-};
 use p256::{PublicKey, SecretKey};
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 /// First bytes of a sealed escrow blob.
@@ -70,12 +65,9 @@ pub enum EscrowError {
         "escrow blob does not open: wrong escrow key, tampered data, or another volume/device"
     )]
     Open,
-    /// A public key PEM is not a P-256 SubjectPublicKeyInfo.
-    #[error("not a P-256 public key PEM: {0}")]
-    PublicPem(String),
-    /// A private key PEM is not a P-256 PKCS#8 key.
-    #[error("not a P-256 PKCS#8 private key PEM: {0}")]
-    PrivatePem(String),
+    /// A key file is not a P-256 key of the expected kind.
+    #[error(transparent)]
+    Key(#[from] crate::ecies::KeyError),
     /// The escrow record JSON is malformed.
     #[error("escrow record: {0}")]
     Record(String),
@@ -107,16 +99,6 @@ pub(crate) fn length_prefixed(parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-fn derive_key(shared: &[u8], ephemeral: &[u8], recipient: &PublicKey) -> Zeroizing<[u8; 32]> {
-    let mut salt = ephemeral.to_vec();
-    salt.extend_from_slice(recipient.to_encoded_point(false).as_bytes());
-    let hk = Hkdf::<Sha256>::new(Some(&salt), shared);
-    let mut key = Zeroizing::new([0u8; 32]);
-    // 32 bytes is far below HKDF-SHA256's 8160-byte limit: this cannot fail.
-    let _ = hk.expand(INFO, key.as_mut());
-    key
-}
-
 /// Encrypts `plaintext` to `recipient` with `aad` bound; returns the sealed blob.
 pub fn seal_to<R: RngCore + CryptoRng>(
     recipient: &PublicKey,
@@ -127,14 +109,7 @@ pub fn seal_to<R: RngCore + CryptoRng>(
     if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
         return Err(EscrowError::PlaintextSize(plaintext.len()));
     }
-    let eph = p256::ecdh::EphemeralSecret::random(rng);
-    let eph_point = eph.public_key().to_encoded_point(false);
-    let shared = eph.diffie_hellman(recipient);
-    let key = derive_key(
-        &shared.raw_secret_bytes()[..],
-        eph_point.as_bytes(),
-        recipient,
-    );
+    let (eph_point, key) = crate::ecies::sender_key(recipient, INFO, rng);
     let mut nonce = [0u8; NONCE_LEN];
     rng.try_fill_bytes(&mut nonce)
         .map_err(|_| EscrowError::Random)?;
@@ -150,7 +125,7 @@ pub fn seal_to<R: RngCore + CryptoRng>(
         .map_err(|_| EscrowError::Encrypt)?;
     let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(eph_point.as_bytes());
+    out.extend_from_slice(&eph_point);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&ct);
     Ok(out)
@@ -176,9 +151,8 @@ pub fn open_with(
     let (point, rest) = rest.split_at(POINT_LEN);
     let (nonce, ct) = rest.split_at(NONCE_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| EscrowError::Open)?;
-    let eph = PublicKey::from_sec1_bytes(point).map_err(|_| EscrowError::Ephemeral)?;
-    let shared = p256::ecdh::diffie_hellman(key.to_nonzero_scalar(), eph.as_affine());
-    let key_bytes = derive_key(&shared.raw_secret_bytes()[..], point, &key.public_key());
+    let key_bytes =
+        crate::ecies::recipient_key(key, point, INFO).map_err(|_| EscrowError::Ephemeral)?;
     let cipher = Aes256Gcm::new_from_slice(key_bytes.as_ref()).map_err(|_| EscrowError::Open)?;
     let pt = cipher
         .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad })
@@ -190,25 +164,17 @@ pub fn open_with(
 pub fn keygen<R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<(Zeroizing<String>, String), EscrowError> {
-    let key = SecretKey::random(rng);
-    let private = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| EscrowError::PrivatePem(e.to_string()))?;
-    let public = key
-        .public_key()
-        .to_public_key_pem(LineEnding::LF)
-        .map_err(|e| EscrowError::PublicPem(e.to_string()))?;
-    Ok((Zeroizing::new(private.to_string()), public))
+    Ok(crate::ecies::key_pems(&SecretKey::random(rng))?)
 }
 
 /// Parses the fleet's escrow public key (SubjectPublicKeyInfo PEM).
 pub fn public_from_pem(pem: &str) -> Result<PublicKey, EscrowError> {
-    PublicKey::from_public_key_pem(pem).map_err(|e| EscrowError::PublicPem(e.to_string()))
+    Ok(crate::ecies::public_from_pem(pem)?)
 }
 
 /// Parses the fleet's escrow private key (PKCS#8 PEM).
 pub fn secret_from_pem(pem: &str) -> Result<SecretKey, EscrowError> {
-    SecretKey::from_pkcs8_pem(pem).map_err(|e| EscrowError::PrivatePem(e.to_string()))
+    Ok(crate::ecies::secret_from_pem(pem)?)
 }
 
 /// The escrow file the agent writes (and the `vouch-escrow` token holds): ciphertext only.

@@ -12,6 +12,7 @@ pub mod appraisal;
 pub mod backup;
 pub mod boot;
 pub mod credential;
+pub mod ecies;
 pub mod errors;
 pub mod escrow;
 pub mod escrow_delivery;

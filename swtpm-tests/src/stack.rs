@@ -83,56 +83,32 @@ impl FleetStack {
         server_names: &[&str],
         edit: impl Fn(String) -> String,
     ) -> Result<FleetStack, HarnessError> {
-        let tmp = tempfile::Builder::new()
-            .prefix("vouch-fleet-")
-            .tempdir()
-            .map_err(|e| HarnessError::io(&std::env::temp_dir(), e))?;
-        // Two free ports, held together so they differ: devices, then enrollment.
-        let free = || {
-            TcpListener::bind("127.0.0.1:0")
-                .map_err(|e| HarnessError::io(Path::new("127.0.0.1"), e))
-        };
-        let (a, b) = (free()?, free()?);
-        let port_of = |l: &TcpListener| {
-            l.local_addr()
-                .map(|a| a.port())
-                .map_err(|e| HarnessError::io(Path::new("127.0.0.1"), e))
-        };
-        let (port, enroll_port) = (port_of(&a)?, port_of(&b)?);
-        drop((a, b));
-        let mut stack = FleetStack {
-            tmp,
-            port,
-            enroll_port,
-            broker: None,
-            server: None,
-        };
-        let dir = stack.dir();
-        let out = Command::new(bin_path("vouch-fleet"))
-            .args(["init", "--dir"])
-            .arg(&dir)
-            .args(["--broker-port", &port.to_string()])
-            .args(["--enroll-port", &enroll_port.to_string()])
-            .args(server_names.iter().flat_map(|n| ["--server-name", n]))
-            .output()
-            .map_err(|e| HarnessError::Spawn("vouch-fleet init".into(), e))?;
-        if !out.status.success() {
-            return Err(HarnessError::Setup(format!(
-                "vouch-fleet init: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
-        let config = stack.config();
-        let text = std::fs::read_to_string(&config).map_err(|e| HarnessError::io(&config, e))?;
-        std::fs::write(&config, edit(text)).map_err(|e| HarnessError::io(&config, e))?;
-        let roots = dir.join("trust-roots");
-        for (i, t) in trust.iter().enumerate() {
-            let to = roots.join(format!("{i}.pem"));
-            std::fs::copy(t, &to).map_err(|e| HarnessError::io(t, e))?;
-        }
-        stack.start_broker()?;
-        stack.start_server()?;
-        Ok(stack)
+        FleetStack::start_prepared(|dir, port, enroll_port| {
+            let out = Command::new(bin_path("vouch-fleet"))
+                .args(["init", "--dir"])
+                .arg(dir)
+                .args(["--broker-port", &port.to_string()])
+                .args(["--enroll-port", &enroll_port.to_string()])
+                .args(server_names.iter().flat_map(|n| ["--server-name", n]))
+                .output()
+                .map_err(|e| HarnessError::Spawn("vouch-fleet init".into(), e))?;
+            if !out.status.success() {
+                return Err(HarnessError::Setup(format!(
+                    "vouch-fleet init: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )));
+            }
+            let config = dir.join("fleet.toml");
+            let text =
+                std::fs::read_to_string(&config).map_err(|e| HarnessError::io(&config, e))?;
+            std::fs::write(&config, edit(text)).map_err(|e| HarnessError::io(&config, e))?;
+            let roots = dir.join("trust-roots");
+            for (i, t) in trust.iter().enumerate() {
+                let to = roots.join(format!("{i}.pem"));
+                std::fs::copy(t, &to).map_err(|e| HarnessError::io(t, e))?;
+            }
+            Ok(())
+        })
     }
 
     /// A stack on a fleet directory that `prepare(dir, port, enroll_port)` makes (e.g.
@@ -145,6 +121,7 @@ impl FleetStack {
             .prefix("vouch-fleet-")
             .tempdir()
             .map_err(|e| HarnessError::io(&std::env::temp_dir(), e))?;
+        // Two free ports, held together so they differ: devices, then enrollment.
         let free = || {
             TcpListener::bind("127.0.0.1:0")
                 .map_err(|e| HarnessError::io(Path::new("127.0.0.1"), e))

@@ -7,7 +7,7 @@ use super::kdf;
 use crate::alg::HashAlg;
 use crate::tpm::wire::{Reader, WireError, Writer};
 use crate::tpm::SymDef;
-use aes::cipher::{AsyncStreamCipher, KeyIvInit};
+use aes::cipher::KeyIvInit;
 use thiserror::Error;
 use zeroize::Zeroizing;
 

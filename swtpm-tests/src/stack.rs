@@ -337,6 +337,44 @@ impl FleetStack {
         Ok(path)
     }
 
+    /// The escrow deposit path both escrow tests start from: records policy `policy` from
+    /// `log` (the boot the swtpm runs), starts the agent of device `id` on it, waits until the
+    /// device is trusted, assigns it the policy and waits until the fleet audited the deposit of
+    /// volume `uuid`'s escrow record. Returns the agent; an error carries the agent's or the
+    /// server's log.
+    pub fn start_agent_with_deposit(
+        &self,
+        tpm: &Swtpm,
+        state: &Path,
+        log: &Path,
+        policy: &str,
+        id: &str,
+        uuid: &str,
+    ) -> Result<Proc, String> {
+        let text = |e: HarnessError| vouch_attest::errors::chain(&e);
+        self.record_policy(policy, log).map_err(text)?;
+        self.reload_server().map_err(text)?;
+        let config = self.agent_config(tpm, state, log).map_err(text)?;
+        let agent = self.start_agent(&config).map_err(text)?;
+        let agent_log =
+            || std::fs::read_to_string(config.with_extension("log")).unwrap_or_default();
+        self.wait_device(id, Duration::from_secs(40), |v| {
+            v["device"]["status"].as_str() == Some("trusted")
+        })
+        .map_err(|e| format!("{}\nagent log:\n{}", text(e), agent_log()))?;
+        let set = self.cli(&["device", "set-policy", id, policy]);
+        if set.code != 0 {
+            return Err(format!("device set-policy: {}{}", set.stdout, set.stderr));
+        }
+        wait_until("the escrow deposit", Duration::from_secs(20), || {
+            self.cli(&["audit"])
+                .stdout
+                .contains(&format!("escrow record of volume {uuid} deposited"))
+        })
+        .map_err(|e| format!("{}\nserver log:\n{}", text(e), self.server_log()))?;
+        Ok(agent)
+    }
+
     /// Starts `vouch-agent run` with `config`; its log goes to `<config>.log`.
     pub fn start_agent(&self, config: &Path) -> Result<Proc, HarnessError> {
         spawn(

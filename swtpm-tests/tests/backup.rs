@@ -130,21 +130,9 @@ fn a_restored_fleet_keeps_devices_revocations_escrow_and_audit_chain() {
         .as_str()
         .unwrap()
         .to_owned();
-    fleet.record_policy("boot-a", &log_a).unwrap();
-    fleet.reload_server().unwrap();
-    let config = fleet.agent_config(&tpm, &state, &log_a).unwrap();
-    let agent = fleet.start_agent(&config).unwrap();
-    fleet
-        .wait_device(&id, Duration::from_secs(40), |v| status(v) == "trusted")
-        .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log(&config)));
-    ok(&fleet.cli(&["device", "set-policy", &id, "boot-a"]));
-    swtpm_tests::stack::wait_until("the escrow deposit", Duration::from_secs(20), || {
-        fleet
-            .cli(&["audit"])
-            .stdout
-            .contains(&format!("escrow record of volume {uuid} deposited"))
-    })
-    .unwrap_or_else(|e| panic!("{e}\nserver log:\n{}", fleet.server_log()));
+    let agent = fleet
+        .start_agent_with_deposit(&tpm, &state, &log_a, "boot-a", &id, &uuid)
+        .unwrap_or_else(|e| panic!("{e}"));
     let cert_before = std::fs::read(state.join("device.crt")).unwrap();
 
     // A second, simulated device: registered with a certificate of this CA, then revoked.

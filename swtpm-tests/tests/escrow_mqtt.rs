@@ -106,21 +106,9 @@ fn a_released_passphrase_reaches_the_device_only_after_a_trusted_verdict() {
         .to_owned();
 
     // Boot A: enrolls, attests trusted under a policy recorded from boot A, deposits the record.
-    fleet.record_policy("boot-a", &log_a).unwrap();
-    fleet.reload_server().unwrap();
-    let config = fleet.agent_config(&tpm, &state, &log_a).unwrap();
-    let agent = fleet.start_agent(&config).unwrap();
-    fleet
-        .wait_device(&id, Duration::from_secs(40), |v| status(v) == "trusted")
-        .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent_log(&config)));
-    ok(&fleet.cli(&["device", "set-policy", &id, "boot-a"]));
-    swtpm_tests::stack::wait_until("the escrow deposit", Duration::from_secs(20), || {
-        fleet
-            .cli(&["audit"])
-            .stdout
-            .contains(&format!("escrow record of volume {uuid} deposited"))
-    })
-    .unwrap_or_else(|e| panic!("{e}\nserver log:\n{}", fleet.server_log()));
+    let agent = fleet
+        .start_agent_with_deposit(&tpm, &state, &log_a, "boot-a", &id, &uuid)
+        .unwrap_or_else(|e| panic!("{e}"));
     // A volume the device never deposited is named as such.
     let o = fleet.cli(&[
         "escrow",

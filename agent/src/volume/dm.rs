@@ -46,6 +46,18 @@ const DEV_SUSPEND: u8 = 6;
 /// DM_TABLE_LOAD.
 const TABLE_LOAD: u8 = 9;
 
+/// The udev cookie (`event_nr`) sent with create, resume and remove, as libdevmapper sends it:
+/// udev flags in the high 16 bits, no notification semaphore in the low ones (`dmsetup
+/// udevcomplete` accepts such a flags-only cookie and has nothing to wait for). The kernel puts
+/// it in the uevent as `DM_COOKIE`. `DM_UDEV_PRIMARY_SOURCE_FLAG` (0x40) tells the dm udev rules
+/// (55-dm.rules) that the event comes from the tool that made the device: without it they mark
+/// the new device's `add` event "not ours" (disk and other rules disabled, kept in the udev
+/// database), blkid never scans the opened volume, systemd's rules leave a `CRYPT-*` device with
+/// no known file system `SYSTEMD_READY=0`, and an fstab mount of `/dev/mapper/NAME` waits for a
+/// device unit that never comes (seen booting Debian 12). `DM_UDEV_DISABLE_LIBRARY_FALLBACK`
+/// (0x20): udev, not us, makes the `/dev/mapper/NAME` link.
+const UDEV_COOKIE: u32 = (0x40 | 0x20) << 16;
+
 /// Errors of device-mapper operations.
 #[derive(Debug, thiserror::Error)]
 pub enum DmError {
@@ -138,6 +150,7 @@ impl DmIoctlBuffer {
         put(&mut b, 16, &(DM_IOCTL_SIZE as u32).to_ne_bytes());
         put(&mut b, 20, &target_count.to_ne_bytes());
         put(&mut b, 28, &flags.to_ne_bytes());
+        put(&mut b, 32, &UDEV_COOKIE.to_ne_bytes());
         put(&mut b, 48, name.as_bytes());
         put(&mut b, 48 + NAME_LEN, uuid.as_bytes());
         put(&mut b, DM_IOCTL_SIZE, payload);
@@ -378,6 +391,9 @@ mod tests {
         assert_eq!(u32_at(&b, 20), 1, "target_count");
         assert_eq!(u32_at(&b, 24), 0, "open_count");
         assert_eq!(u32_at(&b, 28), 1 << 15, "flags");
+        // event_nr: the udev cookie with DM_UDEV_PRIMARY_SOURCE_FLAG and
+        // DM_UDEV_DISABLE_LIBRARY_FALLBACK_FLAG (what `dmsetup udevflags 6291456` decodes).
+        assert_eq!(u32_at(&b, 32), 0x0060_0000, "event_nr (udev cookie)");
         assert_eq!(&b[48..52], b"vol\0");
         assert!(b[51..176].iter().all(|&x| x == 0));
         assert_eq!(&b[176..195], b"CRYPT-LUKS2-abc-vol");

@@ -32,8 +32,11 @@ impl LogFormat {
 }
 
 /// Installs the global log subscriber: `VOUCH_LOG` sets the filter, else `default_filter`;
-/// journald entries carry `identifier` as their syslog identifier. Text goes to stderr (with
-/// colours only on a terminal); journald falls back to text when the journal is unreachable.
+/// journald entries carry `identifier` as their syslog identifier and every event field by its
+/// own name in capitals, without tracing-journald's default `F_` prefix (`journalctl
+/// DEVICE=<id>`; no Vouch field name is one journald reserves), with `TARGET`, `CODE_FILE` and
+/// `CODE_LINE`. Text goes to stderr (with colours only on a terminal); journald falls back to
+/// text when the journal is unreachable.
 pub fn init_logging(format: LogFormat, default_filter: &str, identifier: &str) {
     let filter =
         EnvFilter::try_from_env("VOUCH_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
@@ -46,7 +49,11 @@ pub fn init_logging(format: LogFormat, default_filter: &str, identifier: &str) {
     match format.resolve(std::env::var_os("JOURNAL_STREAM").is_some()) {
         LogFormat::Journald => match tracing_journald::layer() {
             Ok(layer) => registry
-                .with(layer.with_syslog_identifier(identifier.to_string()))
+                .with(
+                    layer
+                        .with_syslog_identifier(identifier.to_string())
+                        .with_field_prefix(None),
+                )
                 .init(),
             Err(_) => registry.with(text()).init(),
         },

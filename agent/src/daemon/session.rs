@@ -193,6 +193,12 @@ impl Work {
     }
 }
 
+/// How a challenge is named in the agent's log: the first 8 bytes of its single-use nonce, in
+/// hex (enough to tell challenges apart; the nonce is public, not a secret).
+fn challenge_id(nonce: &[u8]) -> String {
+    hex::encode(&nonce[..nonce.len().min(8)])
+}
+
 /// Attempts at reading the escrow records to deposit before giving up until the next start.
 const DEPOSIT_ATTEMPTS: u32 = 3;
 
@@ -282,6 +288,8 @@ async fn quote_pending(w: &Work, tpm: &TpmClient, client: &AsyncClient, shared: 
             Ok(report) => {
                 let c = lock(&shared.gate).counts();
                 tracing::info!(
+                    device = %w.device_id,
+                    challenge = %challenge_id(&challenge.nonce),
                     pcrs = %challenge.pcrs,
                     quotes = c.answered,
                     challenges = c.received,

@@ -10,7 +10,9 @@
 # and runc (all three installed if missing), and a rustup toolchain in ~/.rustup + ~/.cargo.
 # Steps:
 #  1. containers/build-base.sh: the images, each only if missing (cached, see that script).
-#  2. A build container (host network: crates.io and Debian's mirror): scripts/vm-prep.sh fills
+#  2. On the host, scripts/vm-debian-image.sh makes sure the Debian server image of the VM tests
+#     is in the cache (mmdebstrap runs as root on the host, not in an unprivileged container).
+#     A build container (host network: crates.io and Debian's mirror): scripts/vm-prep.sh fills
 #     the VM tests' cache; cargo builds the workspace binaries and the suite's test binaries.
 #  3. A test container (host network, as `make test` has; the tests bind free loopback ports):
 #     `cargo test -p swtpm-tests --no-fail-fast ARGS`. Every failure is reported and
@@ -63,6 +65,11 @@ fi
 while IFS='=' read -r name _; do
   case $name in VOUCH_TESTDATA | VOUCH_VM_CACHE | VOUCH_TOOLS_CACHE | VOUCH_CONTAINER_CACHE) ;; VOUCH_*) args+=(-e "$name") ;; esac
 done < <(env)
+
+if [ -z "${VOUCH_SKIP_VM:-}" ]; then
+  VOUCH_VM_CACHE=$vm_cache scripts/vm-prep.sh >/dev/null
+  VOUCH_VM_CACHE=$vm_cache scripts/vm-debian-image.sh >/dev/null
+fi
 
 echo "container-test: building in $image" >&2
 pm "${args[@]}" --network=host "$image" bash -ec '

@@ -3,6 +3,7 @@
 #
 # Usage: scripts/deb-build.sh [--out DIR] [--profile release|dev] [--no-build]
 #                             [--target TRIPLE] [--package vouch-agent|vouch-fleet]...
+#                             [--deb-revision N]
 #   --out DIR      where the .deb files go (default: $CARGO_TARGET_DIR/debian or target/debian)
 #   --profile P    cargo profile to package (default release; `dev` packages the debug build,
 #                  which the packaging test uses because `make test` has built it already)
@@ -11,6 +12,8 @@
 #                  once first so the toolchain and the foreign libtss2-dev are there);
 #                  only vouch-agent is packaged then unless --package says otherwise
 #   --package P    package only P (repeatable)
+#   --deb-revision N  the Debian revision (default 1): the VM upgrade test packages the same
+#                  build as 0.1.0-1 and 0.1.0-2 to upgrade one with the other
 # Prints the paths of the packages it wrote, one a line, on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +24,7 @@ profile=release
 no_build=0
 target=""
 packages=()
+revision=""
 
 while (($#)); do
   case "$1" in
@@ -29,7 +33,8 @@ while (($#)); do
     --no-build) no_build=1; shift ;;
     --target) target="$2"; shift 2 ;;
     --package) packages+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --deb-revision) revision="$2"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "deb-build.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -55,6 +60,7 @@ mkdir -p "$out"
 args=(--output "$out" --profile "$profile" --quiet)
 if ((no_build)); then args+=(--no-build); fi
 if [ -n "$target" ]; then args+=(--target "$target"); fi
+if [ -n "$revision" ]; then args+=(--deb-revision "$revision"); fi
 if [ "$profile" != release ]; then
   # A debug build is only packaged to check the packaging: skip stripping and compress fast.
   args+=(--no-strip --no-dbgsym --fast)

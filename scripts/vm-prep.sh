@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prepares what the measured-boot VM tests need, idempotently:
 #  - Debian packages: qemu-system-x86, ovmf, swtpm (+ tools), busybox-static, and cryptsetup-bin
-#    and dmsetup (copied into the guest), mtools (the EFI system partition image);
+#    and dmsetup (copied into the guest), mtools (the EFI system partition image); for the
+#    Debian server image (scripts/vm-debian-image.sh) mmdebstrap, fdisk (sfdisk) and qemu-utils
+#    (qemu-img: each test machine boots a copy-on-write overlay of the cached image);
 #  - Debian's signed shim and grub (shim-signed, grub-efi-amd64-signed), downloaded and unpacked
 #    (not installed) under the cache directory, for Secure Boot with Microsoft's keys;
 #  - the exact current Debian 12 kernel package (the one linux-image-amd64 depends on), fetched
@@ -12,7 +14,8 @@
 set -euo pipefail
 
 CACHE="${VOUCH_VM_CACHE:-/var/tmp/vouch-vm}"
-PKGS=(qemu-system-x86 ovmf swtpm swtpm-tools busybox-static cryptsetup-bin dmsetup mtools)
+PKGS=(qemu-system-x86 ovmf swtpm swtpm-tools busybox-static cryptsetup-bin dmsetup mtools
+  mmdebstrap fdisk qemu-utils e2fsprogs)
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi

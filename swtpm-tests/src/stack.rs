@@ -266,6 +266,14 @@ impl FleetStack {
         Ok(out)
     }
 
+    /// The log files of `vouch-fleet serve` and mosquitto (kept by failing VM tests).
+    pub fn log_files(&self) -> Vec<PathBuf> {
+        vec![
+            self.tmp.path().join("serve.log"),
+            self.tmp.path().join("mosquitto.log"),
+        ]
+    }
+
     /// What mosquitto logged so far.
     pub fn broker_log(&self) -> String {
         std::fs::read_to_string(self.tmp.path().join("mosquitto.log")).unwrap_or_default()

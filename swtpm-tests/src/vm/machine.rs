@@ -1,7 +1,8 @@
 //! One test machine and its boots: a private swtpm state (a copy of the harness's prepared state
 //! with EK certificates), a private copy of OVMF's variable store, and a host directory shared
 //! with the guest over virtio-9p; all three persist across the machine's boots, as a real
-//! machine's TPM, NVRAM and disk do. Each boot starts swtpm (`socket --ctrl type=unixio`, the
+//! machine's TPM, NVRAM and disk do. A server machine ([`Machine::new_server`]) also has a
+//! copy-on-write overlay of the Debian image as its root disk and a qemu-guest-agent channel. Each boot starts swtpm (`socket --ctrl type=unixio`, the
 //! form qemu's `-tpmdev emulator` drives) and qemu (q35, TCG, OVMF, tpm-crb, `-kernel`), with
 //! guest networking only through user networking with `restrict=on` and one guestfwd to each of
 //! the host broker's two listeners (devices, enrollment). The guestfwd runs `busybox nc 127.0.0.1 PORT` per connection (`cmd:`):
@@ -11,6 +12,7 @@
 
 use super::initramfs::BROKER_ADDR;
 use super::prep::{Kernel, OVMF_CODE, OVMF_CODE_SECBOOT, OVMF_VARS, OVMF_VARS_MS};
+use super::qga::GuestAgent;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -74,8 +76,11 @@ pub struct BrokerPorts {
 pub struct Machine {
     dir: tempfile::TempDir,
     boots: u32,
-    disk: Option<PathBuf>,
+    disks: Vec<PathBuf>,
     secure_boot: bool,
+    /// A Debian server guest ([`Machine::new_server`]): more memory, two vCPUs and a
+    /// qemu-guest-agent channel.
+    server: bool,
 }
 
 impl Machine {
@@ -107,9 +112,37 @@ impl Machine {
         Ok(Machine {
             dir,
             boots: 0,
-            disk: None,
+            disks: Vec::new(),
             secure_boot,
+            server: false,
         })
+    }
+
+    /// A machine that boots the Debian server image `image` ([`super::debian`]) from its own
+    /// copy-on-write overlay (`root.qcow2`: the cached image stays untouched), through the
+    /// firmware's boot path (shim, GRUB, the kernel and initramfs on the root file system),
+    /// with a qemu-guest-agent channel ([`Vm::guest`]). Attach data disks after it.
+    pub fn new_server(image: &Path, secure_boot: bool) -> Result<Machine, MachineError> {
+        let mut machine = Machine::create(secure_boot)?;
+        machine.server = true;
+        let overlay = machine.dir.path().join("root.qcow2");
+        let out = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(image)
+            .arg(&overlay)
+            .output()
+            .map_err(|source| MachineError::Spawn {
+                program: "qemu-img",
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(MachineError::Io {
+                path: overlay,
+                source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()),
+            });
+        }
+        machine.disks.push(overlay);
+        Ok(machine)
     }
 
     /// The machine's private directory.
@@ -142,9 +175,10 @@ impl Machine {
         std::fs::write(&path, config).map_err(io(&path))
     }
 
-    /// Attaches a raw disk image as a virtio-blk disk (the guest's /dev/vda) from the next boot.
+    /// Attaches a disk image (raw, or qcow2 by its `.qcow2` name) as the next virtio-blk disk
+    /// from the next boot: the first is the guest's /dev/vda, the second /dev/vdb.
     pub fn attach_disk(&mut self, image: &Path) {
-        self.disk = Some(image.to_path_buf());
+        self.disks.push(image.to_path_buf());
     }
 
     /// Trust anchors for this TPM's EK certificates (root and issuing CA).
@@ -224,11 +258,40 @@ impl Machine {
         }
         let serial = dir.join(format!("boot-{n}.serial"));
         let mut qemu = Command::new("qemu-system-x86_64");
-        if let Some(disk) = &self.disk {
+        for (i, disk) in self.disks.iter().enumerate() {
+            // qcow2 keeps metadata in qemu's memory until a flush: honour the guest's flushes.
+            let (format, cache) = if disk.extension().is_some_and(|e| e == "qcow2") {
+                ("qcow2", "writeback")
+            } else {
+                ("raw", "unsafe")
+            };
             qemu.arg("-drive")
-                .arg(format!("file={},if=none,id=d0,format=raw", disk.display()))
-                .args(["-device", "virtio-blk-pci,drive=d0"]);
+                .arg(format!(
+                    "file={},if=none,id=d{i},format={format},cache={cache}",
+                    disk.display()
+                ))
+                .arg("-device")
+                .arg(format!("virtio-blk-pci,drive=d{i},bootindex={i}"));
         }
+        let qga = dir.join("qga.sock");
+        let _ = std::fs::remove_file(&qga);
+        if self.server {
+            qemu.arg("-chardev")
+                .arg(format!(
+                    "socket,id=qga0,path={},server=on,wait=off",
+                    qga.display()
+                ))
+                .args(["-device", "virtio-serial-pci"])
+                .args([
+                    "-device",
+                    "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
+                ]);
+        }
+        let (memory, cpus) = if self.server {
+            ("1536", "2")
+        } else {
+            ("512", "1")
+        };
         let qemu = qemu
             .args([
                 "-machine",
@@ -238,7 +301,7 @@ impl Machine {
                     "q35"
                 },
             ])
-            .args(["-accel", "tcg", "-m", "512", "-smp", "1"])
+            .args(["-accel", "tcg", "-m", memory, "-smp", cpus])
             .args(["-nographic", "-monitor", "none", "-no-reboot"])
             .arg("-serial")
             .arg(format!("file:{}", serial.display()))
@@ -300,6 +363,7 @@ impl Machine {
             serial,
             share: self.share(),
             started: Instant::now(),
+            guest: self.server.then(|| GuestAgent::new(&qga)),
         })
     }
 }
@@ -321,9 +385,57 @@ pub struct Vm {
     serial: PathBuf,
     share: PathBuf,
     started: Instant,
+    guest: Option<GuestAgent>,
+}
+
+impl Drop for Vm {
+    /// A failing test (this thread panicking) keeps a server guest's journal, while the guest
+    /// still runs, as `journal.txt` on the share (all boots the guest's journal holds).
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        if let Some(g) = &self.guest {
+            let _ = g.sh(
+                "journalctl --no-pager -o short-iso-precise > /mnt/share/journal.txt 2>&1; sync",
+                Duration::from_secs(60),
+            );
+        }
+    }
 }
 
 impl Vm {
+    /// The guest agent of a server machine's boot ([`Machine::new_server`]).
+    ///
+    /// # Panics
+    /// On a boot of a machine without one (an initramfs machine).
+    pub fn guest(&self) -> &GuestAgent {
+        self.guest
+            .as_ref()
+            .expect("only server machines (Machine::new_server) have a guest agent")
+    }
+
+    /// Whether qemu is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.qemu.0.try_wait(), Ok(None))
+    }
+
+    /// Shuts a server guest down through its guest agent (systemd's clean power-off) and waits
+    /// for qemu to exit; kills it after `timeout`. Returns true when it powered off by itself.
+    pub fn shutdown(mut self, timeout: Duration) -> bool {
+        if let Some(g) = &self.guest {
+            let _ = g.shutdown();
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if !self.running() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+
     /// The serial console so far.
     pub fn serial(&self) -> String {
         std::fs::read_to_string(&self.serial).unwrap_or_default()

@@ -7,11 +7,14 @@
 //! OVMF and the kernel's EFI stub, not from a replayed file.
 
 pub mod cpio;
+pub mod debian;
 pub mod esp;
 pub mod initramfs;
 pub mod kmod;
 pub mod machine;
 pub mod prep;
+pub mod qga;
 
 pub use machine::{BrokerPorts, Machine, MachineError, Vm};
 pub use prep::{prepare, skip, Kernel};
+pub use qga::{GuestAgent, GuestOutput};

@@ -127,6 +127,8 @@ fn serve(e: &ServeError) -> u8 {
     match e {
         ServeError::Tls(_) | ServeError::Ca(_) | ServeError::CaDir(_) => INPUT,
         ServeError::Registry(_) | ServeError::Runtime(_) => INTERNAL,
+        // A webhook key or the EAR key unreadable, the HTTP address taken.
+        ServeError::Http(_) => INPUT,
     }
 }
 

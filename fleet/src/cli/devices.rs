@@ -118,26 +118,37 @@ fn last_verdict(v: &[StoredVerdict]) -> String {
 
 /// Lists the devices.
 pub fn run_devices(args: DevicesArgs) -> Result<Outcome, CliError> {
-    let (_, reg) = open(&args.config)?;
-    let devices = reg.devices().map_err(DevicesError::from)?;
+    let (cfg, reg) = open(&args.config)?;
+    let liveness = vouch_fleet::serve::liveness::Liveness::of(&cfg);
+    let devices = liveness
+        .devices(&reg, vouch_fleet::registry::now_ms())
+        .map_err(DevicesError::from)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&devices).unwrap_or_default()
-        );
+        let v: Vec<serde_json::Value> = devices
+            .iter()
+            .map(|(d, stale)| {
+                let mut v = serde_json::to_value(d).unwrap_or_default();
+                if let serde_json::Value::Object(m) = &mut v {
+                    m.insert("stale".into(), (*stale).into());
+                }
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(Outcome::Done);
     }
     println!(
-        "{:<64}  {:<9}  {:<9}  serial",
-        "device", "status", "verdict"
+        "{:<64}  {:<9}  {:<9}  {:<5}  serial",
+        "device", "status", "verdict", "stale"
     );
-    for d in &devices {
+    for (d, stale) in &devices {
         let v = reg.verdicts(&d.id, 1).unwrap_or_default();
         println!(
-            "{:<64}  {:<9}  {:<9}  {}",
+            "{:<64}  {:<9}  {:<9}  {:<5}  {}",
             d.id,
             d.status.as_str(),
             last_verdict(&v),
+            if *stale { "STALE" } else { "-" },
             d.cert_serial.as_deref().unwrap_or("-")
         );
     }

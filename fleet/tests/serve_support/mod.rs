@@ -67,6 +67,15 @@ pub struct Settings {
 impl Fleet {
     /// `init` + settings + mosquitto; trust roots = `trust` files (copied); server started.
     pub fn start(settings: Settings, trust: &[PathBuf]) -> Fleet {
+        Fleet::start_with(settings, trust, |text, _| text)
+    }
+
+    /// [`Fleet::start`] with `edit(fleet.toml text, fleet dir)` applied after the settings.
+    pub fn start_with(
+        settings: Settings,
+        trust: &[PathBuf],
+        edit: impl FnOnce(String, &std::path::Path) -> String,
+    ) -> Fleet {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("fleet");
         let port = free_port();
@@ -98,7 +107,7 @@ impl Fleet {
             assert!(text.contains("revoke_on_untrusted = false"));
             text = text.replace("revoke_on_untrusted = false", "revoke_on_untrusted = true");
         }
-        std::fs::write(&config, text).unwrap();
+        std::fs::write(&config, edit(text, &dir)).unwrap();
         if settings.no_broker_size_limit {
             let conf = dir.join("mosquitto.conf");
             let text = std::fs::read_to_string(&conf).unwrap();

@@ -99,8 +99,12 @@ pub struct ConfigFile {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
-    /// Address and port to listen on (a loopback address: plain HTTP).
+    /// Address and port to listen on (a loopback address unless `tls`).
     pub listen: String,
+    /// Serve HTTPS with operator client certificates (`vouch-fleet operator add`); then the
+    /// address may be any.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// `[liveness]`: when a device counts as stale.
@@ -316,6 +320,8 @@ pub struct FleetConfig {
     pub challenge_pcrs: PcrSelection,
     /// `[http] listen`: where the HTTP API listens, if anywhere.
     pub http_listen: Option<std::net::SocketAddr>,
+    /// `[http] tls`: HTTPS with operator client certificates.
+    pub http_tls: bool,
     /// `[liveness] stale_after_intervals`.
     pub stale_after_intervals: u32,
     /// `[[webhooks]]`.
@@ -437,12 +443,12 @@ impl FleetConfig {
                         problem: "not an address and port like 127.0.0.1:8480",
                     });
                 };
-                if !addr.ip().is_loopback() {
+                if !addr.ip().is_loopback() && !h.tls {
                     return Err(ConfigError::Invalid {
                         path: p(),
                         key: "http.listen",
-                        problem: "must be a loopback address (127.0.0.1 or ::1): the API is \
-                                  plain HTTP",
+                        problem: "must be a loopback address (127.0.0.1 or ::1) unless \
+                                  `http.tls = true`",
                     });
                 }
                 Some(addr)
@@ -505,6 +511,7 @@ impl FleetConfig {
             default_policy: file.verdict.default_policy.clone(),
             challenge_pcrs,
             http_listen,
+            http_tls: file.http.as_ref().is_some_and(|h| h.tls),
             stale_after_intervals: file.liveness.stale_after_intervals,
             webhooks: file
                 .webhooks

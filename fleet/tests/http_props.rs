@@ -51,7 +51,7 @@ fn json_body() -> impl Strategy<Value = Vec<u8>> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| Value::from(n)),
+        any::<i64>().prop_map(Value::from),
         ".{0,40}".prop_map(Value::String),
     ];
     let value = leaf.prop_recursive(3, 16, 4, |inner| {
@@ -189,8 +189,9 @@ fn bad_input_gets_json_4xx_never_5xx() {
             "{method} {url} ({id}) -> {status}: {text}"
         );
         if (400..500).contains(&status) {
-            let v: Value = serde_json::from_str(&text)
-                .map_err(|e| TestCaseError::fail(format!("{method} {url}: not JSON ({e}): {text}")))?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| {
+                TestCaseError::fail(format!("{method} {url}: not JSON ({e}): {text}"))
+            })?;
             prop_assert!(
                 v["error"]["code"].is_string() && v["error"]["message"].is_string(),
                 "{method} {url}: {text}"

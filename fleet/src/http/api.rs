@@ -5,7 +5,7 @@
 use super::ear::{self, EarInput, EarSigner};
 use super::error::ApiError;
 use super::metrics::Snapshot;
-use super::AppState;
+use super::{AppState, Operator};
 use crate::pki::device::check_device_id;
 use crate::registry::{now_ms, rfc3339_ms, AuditKind, Registry, RegistryError, StoredVerdict};
 use crate::serve::liveness::Liveness;
@@ -16,7 +16,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -328,13 +328,14 @@ pub async fn attest_device(
 /// `POST /api/v1/devices/{id}/revoke`.
 pub async fn revoke_device(
     State(st): State<AppState>,
+    Extension(Operator(operator)): Extension<Operator>,
     p: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<Value>> {
     let id = device_id(p)?;
     let srv = st.srv.clone();
     with_registry(&st, move |reg| {
         let now = now_ms();
-        let why = format!("operator {LOCAL_OPERATOR}: revoke (HTTP API)");
+        let why = format!("operator {operator}: revoke (HTTP API)");
         let r = srv
             .with_ca(|ca| {
                 crate::serve::revoke::revoke_device(
@@ -447,6 +448,7 @@ fn release_err(e: ReleaseError) -> ApiError {
 /// the release rule and queued; with one, recorded for a second operator's approval.
 pub async fn release_escrow(
     State(st): State<AppState>,
+    Extension(Operator(operator)): Extension<Operator>,
     p: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<ReleaseBody>, JsonRejection>,
 ) -> ApiResult<Response> {
@@ -469,7 +471,6 @@ pub async fn release_escrow(
         }
     }
     let key = st.srv.cfg.state_dir.join("escrow.key.pem");
-    let operator = LOCAL_OPERATOR;
     with_registry(&st, move |reg| {
         if reg.device(&id).map_err(reg_err)?.is_none() {
             return Err(ApiError::not_found(
@@ -478,7 +479,7 @@ pub async fn release_escrow(
             ));
         }
         let Some(reason) = body.override_reason else {
-            let q = release::release_to_device(reg, &key, &id, &volume, None, Some(operator))
+            let q = release::release_to_device(reg, &key, &id, &volume, None, Some(&operator))
                 .map_err(release_err)?;
             let b = json!({ "release_id": q.id, "boot_id": q.boot_id, "basis": q.basis });
             return Ok((StatusCode::ACCEPTED, Json(b)).into_response());
@@ -490,7 +491,7 @@ pub async fn release_escrow(
         release::basis(reg, &id, true, Some(&reason)).map_err(release_err)?;
         let now = now_ms();
         let aid = reg
-            .request_escrow_approval(&id, &volume, &reason, operator, now)
+            .request_escrow_approval(&id, &volume, &reason, &operator, now)
             .map_err(reg_err)?;
         reg.audit(
             AuditKind::EscrowApproval,
@@ -522,11 +523,11 @@ pub async fn list_approvals(State(st): State<AppState>) -> ApiResult<Json<Value>
 /// who asked, approves; then the release goes through the release rule with the override.
 pub async fn approve_release(
     State(st): State<AppState>,
+    Extension(Operator(approver)): Extension<Operator>,
     p: Result<Path<i64>, PathRejection>,
 ) -> ApiResult<Response> {
     let Path(aid) = p?;
     let key = st.srv.cfg.state_dir.join("escrow.key.pem");
-    let approver = LOCAL_OPERATOR;
     with_registry(&st, move |reg| {
         let a = reg
             .escrow_approval(aid)
@@ -559,7 +560,7 @@ pub async fn approve_release(
         )
         .map_err(release_err)?;
         let now = now_ms();
-        reg.approve_escrow(aid, approver, q.id, now)
+        reg.approve_escrow(aid, &approver, q.id, now)
             .map_err(reg_err)?;
         reg.audit(
             AuditKind::EscrowApproval,

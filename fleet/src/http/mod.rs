@@ -13,9 +13,13 @@
 //! - [`webhooks`]: HMAC-signed event deliveries with retries.
 //! - [`page`]: the HTML page.
 //!
-//! The listener is plain HTTP on a loopback address (the configuration refuses others): whoever
-//! can connect to it is treated as the local operator `local`, as a local user who can run
-//! `vouch-fleet` on the fleet directory would be.
+//! - [`operators`], [`tls`]: operator client certificates and HTTPS (`[http] tls = true`).
+//!
+//! Without `tls` the listener is plain HTTP on a loopback address (the configuration refuses
+//! others): whoever can connect to it is treated as the local operator `local`, as a local user
+//! who can run `vouch-fleet` on the fleet directory would be. With `tls`, every operation but the
+//! public ones ([`openapi::PUBLIC`]) needs a valid, unrevoked operator certificate, whose CN is
+//! the operator's name in the audit log and for dual control.
 
 pub mod api;
 pub mod ear;
@@ -23,13 +27,20 @@ pub mod error;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
+pub mod operators;
 pub mod page;
+pub mod tls;
 pub mod webhooks;
 
 use crate::serve::Server;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put, MethodRouter};
-use axum::Router;
+use axum::{Extension, Router};
 use std::sync::Arc;
+use tls::{Peer, TlsState};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -43,6 +54,9 @@ pub enum HttpError {
     /// A webhook could not be set up.
     #[error(transparent)]
     Webhook(#[from] webhooks::WebhookError),
+    /// The HTTPS material could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The listening address could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -59,6 +73,60 @@ pub struct AppState {
     pub srv: Arc<Server>,
     /// The EAR signer.
     pub ear: Arc<ear::EarSigner>,
+    /// HTTPS state (operator CA, CRL), when `[http] tls`.
+    pub tls: Option<Arc<TlsState>>,
+}
+
+/// The operator a request acts for (`local` on the plain listener, else the certificate's CN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator(pub String);
+
+/// Lets public operations through; for the others, names the operator or refuses (401).
+async fn authorize(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let public = req
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|p| openapi::is_public(p.as_str()));
+    let peer = req
+        .extensions()
+        .get::<Peer>()
+        .cloned()
+        .unwrap_or(Peer::Anonymous);
+    let who = match peer {
+        Peer::Local => Ok(api::LOCAL_OPERATOR.to_string()),
+        Peer::Anonymous => Err((
+            "operator_certificate_required",
+            "this operation needs an operator client certificate (vouch-fleet operator add)"
+                .to_string(),
+        )),
+        Peer::Operator { name, serial } => {
+            let revoked = match &st.tls {
+                Some(t) => t
+                    .current()
+                    .map(|(_, r)| r.contains(&serial))
+                    .unwrap_or(true),
+                None => true,
+            };
+            if revoked {
+                Err((
+                    "operator_revoked",
+                    format!("the certificate of operator {name} is revoked"),
+                ))
+            } else {
+                Ok(name)
+            }
+        }
+    };
+    match who {
+        Ok(name) => {
+            req.extensions_mut().insert(Operator(name));
+        }
+        Err((code, message)) if !public => {
+            return error::ApiError::new(StatusCode::UNAUTHORIZED, code, message).into_response()
+        }
+        Err(_) => {}
+    }
+    next.run(req).await
 }
 
 fn handler(id: &str) -> MethodRouter<AppState> {
@@ -91,6 +159,10 @@ pub fn router(state: AppState) -> Router {
     openapi::OPS
         .iter()
         .fold(Router::new(), |r, op| r.route(op.path, handler(op.id)))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
@@ -110,19 +182,82 @@ pub async fn start(srv: &Arc<Server>) -> Result<(), HttpError> {
             addr,
             source: std::io::Error::other(e),
         })??;
+    let tls = if srv.cfg.http_tls {
+        let t = Arc::new(TlsState::new(operators::operators_dir(&srv.cfg)));
+        t.current()?;
+        Some(t)
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| HttpError::Bind { addr, source })?;
     let app = router(AppState {
         srv: srv.clone(),
         ear: Arc::new(ear),
+        tls: tls.clone(),
     });
-    srv.log(&format!("HTTP API listening on http://{addr}"));
     let s = srv.clone();
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            s.log(&format!("HTTP server stopped: {e}"));
+    match tls {
+        None => {
+            srv.log(&format!("HTTP API listening on http://{addr}"));
+            let app = app.layer(Extension(Peer::Local));
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    s.log(&format!("HTTP server stopped: {e}"));
+                }
+            });
         }
-    });
+        Some(t) => {
+            srv.log(&format!("HTTP API listening on https://{addr}"));
+            tokio::spawn(serve_tls(s, listener, app, t));
+        }
+    }
     Ok(())
+}
+
+/// Accepts HTTPS connections: the handshake with the current configuration (at most 10 s), then
+/// HTTP/1.1 with the client's [`Peer`] known to the router.
+async fn serve_tls(
+    srv: Arc<Server>,
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Arc<TlsState>,
+) {
+    loop {
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                srv.log(&format!("HTTPS accept: {e}"));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let cfg = match tls.current() {
+            Ok((cfg, _)) => cfg,
+            Err(e) => {
+                srv.log(&format!("HTTPS: {}", vouch_attest::errors::chain(&e)));
+                continue;
+            }
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp);
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), accept).await
+            else {
+                return;
+            };
+            let peer = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map_or(Peer::Anonymous, tls::peer_of);
+            let svc = hyper_util::service::TowerToHyperService::new(app.layer(Extension(peer)));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
 }

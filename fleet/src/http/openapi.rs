@@ -288,6 +288,14 @@ pub const OPS: &[Op] = &[
     },
 ];
 
+/// The operations anyone may call, also over HTTPS without an operator certificate.
+pub const PUBLIC: [&str; 6] = ["healthz", "readyz", "metrics", "openapi", "jwks", "getEar"];
+
+/// True when the route `path` (a template of [`OPS`]) belongs to a public operation.
+pub fn is_public(path: &str) -> bool {
+    OPS.iter().any(|o| o.path == path && PUBLIC.contains(&o.id))
+}
+
 fn schemas() -> Value {
     json!({
         "Error": {
@@ -352,6 +360,9 @@ pub fn document() -> Value {
             "parameters": params,
             "responses": responses,
         });
+        if let (false, Value::Object(m)) = (PUBLIC.contains(&op.id), &mut o) {
+            m.insert("security".into(), json!([{ "operatorCertificate": [] }]));
+        }
         if let (Some(schema), Value::Object(m)) = (op.body, &mut o) {
             m.insert(
                 "requestBody".into(),
@@ -373,6 +384,16 @@ pub fn document() -> Value {
             "description": "The operator's API of vouch-fleet serve (fleet/README.md, \"HTTP API\")."
         },
         "paths": paths,
-        "components": { "schemas": schemas() }
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "operatorCertificate": {
+                    "type": "mutualTLS",
+                    "description": "With [http] tls = true: an operator client certificate from \
+                                    `vouch-fleet operator add`. On the plain loopback listener \
+                                    every client is the operator `local`."
+                }
+            }
+        }
     })
 }

@@ -51,6 +51,8 @@ pub enum AuditKind {
     /// An operator asked for an override escrow release that waits for a second operator, or
     /// approved one.
     EscrowApproval,
+    /// An operator certificate of the HTTP API was issued or revoked.
+    Operator,
 }
 
 impl AuditKind {
@@ -72,6 +74,7 @@ impl AuditKind {
             AuditKind::Restored => "restored",
             AuditKind::Stale => "stale",
             AuditKind::EscrowApproval => "escrow_approval",
+            AuditKind::Operator => "operator",
         }
     }
 }

@@ -669,6 +669,58 @@ mod tests {
     }
 
     #[test]
+    fn http_liveness_and_webhook_keys_are_checked() {
+        let text = std::fs::read_to_string(example_path()).unwrap();
+        let path = Path::new("/x/fleet.toml");
+        let cfg = FleetConfig::from_toml(&text, path).unwrap();
+        assert_eq!(cfg.http_listen, Some("127.0.0.1:8480".parse().unwrap()));
+        assert!(!cfg.http_tls);
+        assert_eq!(cfg.stale_after_intervals, 3);
+        let remote = text.replace("listen = \"127.0.0.1:8480\"", "listen = \"0.0.0.0:8480\"");
+        let err = FleetConfig::from_toml(&remote, path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    key: "http.listen",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let remote_tls = remote.replace("tls = false", "tls = true");
+        assert!(FleetConfig::from_toml(&remote_tls, path).unwrap().http_tls);
+        let bad = text.replace("listen = \"127.0.0.1:8480\"", "listen = \"localhost\"");
+        assert!(FleetConfig::from_toml(&bad, path).is_err());
+        let zero = text.replace("stale_after_intervals = 3", "stale_after_intervals = 0");
+        assert!(matches!(
+            FleetConfig::from_toml(&zero, path).unwrap_err(),
+            ConfigError::Zero {
+                key: "liveness.stale_after_intervals",
+                ..
+            }
+        ));
+        let hook = |url: &str, events: &str| {
+            format!("{text}\n[[webhooks]]\nurl = \"{url}\"\nsecret_file = \"k\"\n{events}")
+        };
+        let ok = FleetConfig::from_toml(&hook("https://h.example/x", ""), path).unwrap();
+        assert_eq!(ok.webhooks[0].secret_file, PathBuf::from("/x/k"));
+        assert_eq!(ok.webhooks[0].events.len(), 3);
+        for (url, events, key) in [
+            ("ftp://h/x", "", "webhooks.url"),
+            ("https://", "", "webhooks.url"),
+            ("https://h/x", "events = [\"verdict\"]", "webhooks.events"),
+            ("https://h/x", "events = []", "webhooks.events"),
+        ] {
+            let err = FleetConfig::from_toml(&hook(url, events), path).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { key: k, .. } if *k == key),
+                "{url} {events}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn unreadable_file_names_the_path() {
         let err = FleetConfig::load(Path::new("/nonexistent/fleet.toml")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/fleet.toml"));

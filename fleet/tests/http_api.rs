@@ -472,6 +472,29 @@ async fn api_metrics_ear_stale_webhooks_and_page_against_a_live_fleet() {
         );
     }
 
+    // A web page cannot use the loopback listener: another site's Origin, or a DNS name rebound
+    // to 127.0.0.1, is refused before anything happens.
+    for (header, value, code) in [
+        ("origin", "http://evil.example", "cross_origin"),
+        ("host", "evil.example:80", "host_refused"),
+    ] {
+        let r = c
+            .post(format!("{base}/api/v1/devices/{device_id}/attest"))
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403);
+        assert_eq!(json(&r.text().await.unwrap())["error"]["code"], code);
+    }
+    let r = c
+        .get(format!("{base}/api/v1/devices"))
+        .header("origin", format!("http://127.0.0.1:{http_port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
     // The OpenAPI document against the live routes: every documented operation is routed
     // (never the no_route or wrong-method answer), and only those.
     let (_, doc) = get(&c, &format!("{base}/api/v1/openapi.json")).await;

@@ -81,6 +81,40 @@ pub struct AppState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operator(pub String);
 
+/// On the plain listener, where the operator is whoever connects: the `Host` must be an IP
+/// address or `localhost` (a DNS name rebound to 127.0.0.1 by a web page is refused), and a
+/// browser's `Origin`, when sent, must be this server (another site's page cannot make the
+/// browser revoke devices).
+fn same_origin(headers: &axum::http::HeaderMap) -> Result<(), error::ApiError> {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    if !(name == "localhost" || name.parse::<std::net::IpAddr>().is_ok()) {
+        return Err(error::ApiError::new(
+            StatusCode::FORBIDDEN,
+            "host_refused",
+            format!("Host {host:?} is not this server's address (use 127.0.0.1 or localhost)"),
+        ));
+    }
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
+        let ok = origin.to_str().is_ok_and(|o| o == format!("http://{host}"));
+        if !ok {
+            return Err(error::ApiError::new(
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                "requests from another site's page are refused",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Lets public operations through; for the others, names the operator or refuses (401).
 async fn authorize(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let public = req
@@ -92,6 +126,11 @@ async fn authorize(State(st): State<AppState>, mut req: Request, next: Next) -> 
         .get::<Peer>()
         .cloned()
         .unwrap_or(Peer::Anonymous);
+    if peer == Peer::Local {
+        if let Err(e) = same_origin(req.headers()) {
+            return e.into_response();
+        }
+    }
     let who = match peer {
         Peer::Local => Ok(api::LOCAL_OPERATOR.to_string()),
         Peer::Anonymous => Err((

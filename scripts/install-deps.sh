@@ -8,7 +8,7 @@ PKGS=(
   libtss2-dev tpm2-tools swtpm swtpm-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus
   openssl cryptsetup-bin systemd binutils dpkg-dev
   mosquitto mosquitto-clients
-  prometheus python3-venv
+  prometheus python3-venv chromium
   qemu-system-x86 ovmf busybox-static dmsetup mtools
   "$@"
 )

@@ -69,9 +69,9 @@ async fn api_metrics_ear_stale_webhooks_and_page_against_a_live_fleet() {
         &TestAgent::swtpm_trust(&swtpm),
         |text, dir| {
             std::fs::write(dir.join("webhook.secret"), format!("{WEBHOOK_KEY}\n")).unwrap();
-            // Challenges every 4 s; stale after 2 intervals without a trusted verdict.
+            // Challenges every 5 s; stale after 2 intervals without a trusted verdict.
             let text = text
-                .replace("interval_secs = 300", "interval_secs = 4")
+                .replace("interval_secs = 300", "interval_secs = 5")
                 .replace("jitter_secs = 30", "jitter_secs = 1")
                 .replace("stale_after_intervals = 3", "stale_after_intervals = 2");
             format!(

@@ -13,7 +13,7 @@ mod serve_support;
 use http_support::{openssl_hmac, promtool_check, readme_relying_party_check, Receiver};
 use serde_json::Value;
 use serve_support::agent::TestAgent;
-use serve_support::{free_port, mqtt, testdata, Fleet, Settings, BOOT_LOG};
+use serve_support::{free_port_besides, mqtt, testdata, Fleet, Settings, BOOT_LOG};
 use std::time::{Duration, Instant};
 use swtpm_tests::Swtpm;
 use vouch_agent::tpm::Tpm;
@@ -63,11 +63,13 @@ async fn api_metrics_ear_stale_webhooks_and_page_against_a_live_fleet() {
     let log = std::fs::read(testdata(BOOT_LOG)).unwrap();
     swtpm.boot_from_log(&log).unwrap();
     let hook = Receiver::start(1);
-    let http_port = free_port();
+    let http_port_cell = std::cell::Cell::new(0u16);
     let fleet = Fleet::start_with(
         Settings::default(),
         &TestAgent::swtpm_trust(&swtpm),
         |text, dir| {
+            let http_port = free_port_besides(dir);
+            http_port_cell.set(http_port);
             std::fs::write(dir.join("webhook.secret"), format!("{WEBHOOK_KEY}\n")).unwrap();
             // Challenges every 5 s; stale after 2 intervals without a trusted verdict.
             let text = text
@@ -81,6 +83,7 @@ async fn api_metrics_ear_stale_webhooks_and_page_against_a_live_fleet() {
             )
         },
     );
+    let http_port = http_port_cell.get();
     let base = format!("http://127.0.0.1:{http_port}");
     let c = reqwest::Client::new();
     fleet.wait_log("HTTP API listening", SECS);

@@ -8,7 +8,7 @@
 mod serve_support;
 
 use serde_json::Value;
-use serve_support::{free_port, Fleet, Settings};
+use serve_support::{free_port_besides, Fleet, Settings};
 use std::path::Path;
 use std::time::Duration;
 use vouch_fleet::registry::{now_ms, NewDevice};
@@ -57,8 +57,10 @@ fn cli(config: &Path, args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_certificates_dual_control_and_revocation() {
-    let port = free_port();
+    let port_cell = std::cell::Cell::new(0u16);
     let fleet = Fleet::start_with(Settings::default(), &[], |text, dir| {
+        let port = free_port_besides(dir);
+        port_cell.set(port);
         let text = format!("{text}\n[http]\nlisten = \"127.0.0.1:{port}\"\ntls = true\n");
         let config = dir.join("fleet.toml");
         std::fs::write(&config, &text).unwrap();
@@ -85,6 +87,7 @@ async fn operator_certificates_dual_control_and_revocation() {
         assert_eq!(out.status.code(), Some(2), "{out:?}");
         text
     });
+    let port = port_cell.get();
     fleet.wait_log("HTTP API listening on https://", Duration::from_secs(10));
     let dir = fleet.dir.clone();
     let key_mode = std::os::unix::fs::PermissionsExt::mode(

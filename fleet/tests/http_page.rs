@@ -6,7 +6,7 @@
 
 mod serve_support;
 
-use serve_support::{free_port, Fleet, Settings};
+use serve_support::{free_port_besides, Fleet, Settings};
 use std::process::Command;
 use std::time::Duration;
 use vouch_fleet::registry::{now_ms, DeviceStatus, NewDevice, VerdictRecord};
@@ -31,10 +31,13 @@ fn chromium_dom(url: &str) -> String {
 
 #[test]
 fn page_renders_devices_and_reasons_in_chromium() {
-    let port = free_port();
-    let fleet = Fleet::start_with(Settings::default(), &[], |text, _| {
+    let port_cell = std::cell::Cell::new(0u16);
+    let fleet = Fleet::start_with(Settings::default(), &[], |text, dir| {
+        let port = free_port_besides(dir);
+        port_cell.set(port);
         format!("{text}\n[http]\nlisten = \"127.0.0.1:{port}\"\n")
     });
+    let port = port_cell.get();
     fleet.wait_log("HTTP API listening", Duration::from_secs(10));
     let reg = fleet.registry();
     let t0 = now_ms();

@@ -9,7 +9,7 @@ mod serve_support;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
-use serve_support::{free_port, Fleet, Settings};
+use serve_support::{free_port_besides, Fleet, Settings};
 use std::time::Duration;
 
 fn encode(bytes: &[u8]) -> String {
@@ -110,10 +110,13 @@ fn input(ops: usize) -> impl Strategy<Value = Input> {
 
 #[test]
 fn bad_input_gets_json_4xx_never_5xx() {
-    let http_port = free_port();
-    let fleet = Fleet::start_with(Settings::default(), &[], |text, _| {
+    let http_port_cell = std::cell::Cell::new(0u16);
+    let fleet = Fleet::start_with(Settings::default(), &[], |text, dir| {
+        let http_port = free_port_besides(dir);
+        http_port_cell.set(http_port);
         format!("{text}\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n")
     });
+    let http_port = http_port_cell.get();
     fleet.wait_log("HTTP API listening", Duration::from_secs(10));
     let base = format!("http://127.0.0.1:{http_port}");
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -34,6 +34,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free port that is none of the broker's listeners in the fleet directory `dir` (a port from
+/// [`free_port`] is free only until someone binds it).
+pub fn free_port_besides(dir: &std::path::Path) -> u16 {
+    let conf = std::fs::read_to_string(dir.join("mosquitto.conf")).unwrap_or_default();
+    loop {
+        let p = free_port();
+        if !conf
+            .lines()
+            .any(|l| l.starts_with(&format!("listener {p}")))
+        {
+            return p;
+        }
+    }
+}
+
 /// A child process killed on drop.
 pub struct Proc(pub Child);
 

@@ -243,6 +243,12 @@ async fn api_metrics_ear_stale_webhooks_and_page_against_a_live_fleet() {
     let cli = fleet.cli(&["devices"]);
     let cli_text = String::from_utf8_lossy(&cli.stdout);
     assert!(cli_text.contains("STALE"), "{cli_text}");
+    let cli = fleet.cli(&["device", "show", &device_id]);
+    let cli_text = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        cli_text.contains("liveness:    STALE (last trusted verdict: 20"),
+        "{cli_text}"
+    );
     let (_, page) = get(&c, &format!("{base}/devices/{device_id}")).await;
     assert!(page.contains("class=\"stale\""), "{page}");
     // The EAR of a stale device is no longer affirming.

@@ -215,7 +215,7 @@ pub fn run_device(args: DeviceArgs) -> Result<Outcome, CliError> {
         DeviceCommand::Show(a) => a,
         DeviceCommand::SetPolicy(a) => return run_set_policy(a),
     };
-    let (_, reg) = open(&args.config)?;
+    let (cfg, reg) = open(&args.config)?;
     let device = reg
         .device(&args.id)
         .map_err(DevicesError::from)?
@@ -224,14 +224,31 @@ pub fn run_device(args: DeviceArgs) -> Result<Outcome, CliError> {
         .verdicts(&args.id, args.verdicts)
         .map_err(DevicesError::from)?;
     let policy = reg.policy_of(&args.id).ok().flatten();
+    let last_trusted = reg
+        .last_trusted_ms()
+        .map_err(DevicesError::from)?
+        .get(&args.id)
+        .copied();
+    let stale = vouch_fleet::serve::liveness::Liveness::of(&cfg).is_stale(
+        &device,
+        last_trusted,
+        vouch_fleet::registry::now_ms(),
+    );
     if args.json {
-        let v = serde_json::json!({ "device": device, "policy": policy, "verdicts": verdicts });
+        let v = serde_json::json!({
+            "device": device, "policy": policy, "verdicts": verdicts, "stale": stale,
+        });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         print_device(&device, &verdicts);
         println!(
             "policy:      {}",
             policy.as_deref().unwrap_or("(fleet default)")
+        );
+        let since = last_trusted.map_or_else(|| "none".to_string(), rfc3339_ms);
+        println!(
+            "liveness:    {} (last trusted verdict: {since})",
+            if stale { "STALE" } else { "live" }
         );
     }
     Ok(Outcome::Done)

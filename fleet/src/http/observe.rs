@@ -117,7 +117,7 @@ impl Observer {
                 };
                 reg.mark_stale(&d.id, now_ms)?;
                 reg.audit(AuditKind::Stale, Some(&d.id), &why, now_ms)?;
-                self.emit(Event::stale(&d.id, last, &why, now_ms));
+                self.emit(Event::stale(&d.id, &why, now_ms));
                 out.push(Outgoing {
                     topic: crate::serve::attest::ALERT_TOPIC.to_string(),
                     payload: protocol::encode(&Alert {

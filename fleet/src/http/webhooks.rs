@@ -107,7 +107,7 @@ impl Event {
     }
 
     /// A device found stale.
-    pub fn stale(device_id: &str, _last_trusted_ms: Option<i64>, why: &str, now_ms: i64) -> Event {
+    pub fn stale(device_id: &str, why: &str, now_ms: i64) -> Event {
         Event {
             event: "stale",
             id: format!("stale-{device_id}-{now_ms}"),

@@ -211,3 +211,32 @@ fn bad_input_gets_json_4xx_never_5xx() {
     assert!(seen.get(&400).copied().unwrap_or(0) > 20, "{seen:?}");
     assert!(seen.get(&404).copied().unwrap_or(0) > 20, "{seen:?}");
 }
+
+#[test]
+fn init_http_port_writes_the_http_section() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("f");
+    let init = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vouch-fleet"))
+            .args(["init", "--dir"])
+            .arg(&dir)
+            .args(["--broker-port", "18883", "--enroll-port", "18884"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = init(&["--http-port", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = init(&["--http-port", "18480"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("http://127.0.0.1:18480/"));
+    let cfg = vouch_fleet::config::FleetConfig::load(&dir.join("fleet.toml")).unwrap();
+    assert_eq!(cfg.http_listen, Some("127.0.0.1:18480".parse().unwrap()));
+    assert!(!cfg.http_tls);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.join("fleet.toml"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -9,6 +9,9 @@
 //! - [`trust`]: EK certificate chains against the trust-roots directory.
 //! - [`evidence`]: PCR selections, PCR values JSON, bounded gunzip of event logs.
 //! - [`limits`], [`schedule`], [`revoke`]: rate limits, challenge schedule, revocation.
+//! - [`liveness`]: the one rule whether a device is stale.
+//! - [`ondemand`], [`release`]: on-demand attestation requests and escrow release approval, the
+//!   library functions the command line and the HTTP API ([`crate::http`]) share.
 //!
 //! On-demand attestation (`vouch-fleet attest ID`) goes through the registry: the command
 //! queues a row in `attest_requests`, the server polls the table every second, challenges the

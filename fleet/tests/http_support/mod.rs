@@ -16,6 +16,8 @@ pub struct Received {
     pub body: Vec<u8>,
     /// The status it answered.
     pub answered: u16,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 /// An HTTP receiver that answers 500 to the first `fail_first` requests, then 204.
@@ -59,6 +61,7 @@ impl Receiver {
                     signature: sig,
                     body,
                     answered,
+                    at: std::time::Instant::now(),
                 });
                 drop(all);
                 let reason = if answered == 500 {

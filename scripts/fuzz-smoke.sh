@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Fuzz smoke test: builds every cargo-fuzz target of attest/fuzz (and agent/fuzz when present),
-# seeds corpora from the real test data, runs each target for a bounded time and exits non-zero
-# on the first crash. Works with stable Rust: cargo-fuzz needs nightly flags (-Zsanitizer), which
+# Fuzz smoke test: builds every cargo-fuzz target of attest/fuzz (and agent/fuzz, fleet/fuzz when
+# present), seeds corpora from the real test data, runs each target for a bounded time and exits
+# non-zero on the first crash. Works with stable Rust: cargo-fuzz needs nightly flags (-Zsanitizer), which
 # RUSTC_BOOTSTRAP=1 enables on a stable toolchain.
 #
 # Environment: FUZZ_SECONDS (per target, default 20), FUZZ_TOOLCHAIN (default: the active one),
@@ -89,5 +89,13 @@ seed_attest
 run "$root/attest/fuzz"
 if [ -d "$root/agent/fuzz" ]; then
     run "$root/agent/fuzz"
+fi
+# The fleet's HTTP API router on a real (empty) fleet directory (needs mosquitto's
+# dynamic-security plugin for `init`, as the fleet tests do).
+if [ -d "$root/fleet/fuzz" ]; then
+    mkdir -p "$root/fleet/fuzz/corpus/http_api"
+    printf '\000\000api/v1/devices/%064d?limit=5' 0 >"$root/fleet/fuzz/corpus/http_api/seed_device"
+    printf '\002\000api/v1/devices/%064d/policy\000{"policy":"p"}' 0 >"$root/fleet/fuzz/corpus/http_api/seed_policy"
+    run "$root/fleet/fuzz"
 fi
 echo "fuzz-smoke: all targets ran without a crash" >&2

@@ -8,6 +8,7 @@ PKGS=(
   libtss2-dev tpm2-tools swtpm swtpm-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus
   openssl cryptsetup-bin systemd binutils dpkg-dev
   mosquitto mosquitto-clients
+  prometheus python3-venv chromium
   qemu-system-x86 ovmf busybox-static dmsetup mtools
   "$@"
 )
@@ -25,6 +26,14 @@ if ((${#missing[@]})); then
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# PyJWT, the relying party's JWT library in fleet/tests/http_api.rs (independent of the signer).
+VENV=/var/tmp/vouch-tools/pyjwt-venv
+if [ ! -x "$VENV/bin/python" ]; then
+  mkdir -p /var/tmp/vouch-tools
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q 'PyJWT[crypto]==2.10.1'
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

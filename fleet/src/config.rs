@@ -84,6 +84,75 @@ pub struct ConfigFile {
     /// `[verdict]` (optional; defaults apply)
     #[serde(default)]
     pub verdict: VerdictSection,
+    /// `[http]` (optional; no HTTP server without it)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpSection>,
+    /// `[liveness]` (optional; defaults apply)
+    #[serde(default)]
+    pub liveness: LivenessSection,
+    /// `[[webhooks]]` (optional, repeatable)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookSection>,
+}
+
+/// `[http]`: the HTTP API, metrics, health endpoints and page of `vouch-fleet serve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Address and port to listen on (a loopback address unless `tls`).
+    pub listen: String,
+    /// Serve HTTPS with operator client certificates (`vouch-fleet operator add`); then the
+    /// address may be any.
+    #[serde(default)]
+    pub tls: bool,
+}
+
+/// `[liveness]`: when a device counts as stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LivenessSection {
+    /// A device whose last trusted verdict is older than this many challenge intervals (or
+    /// that has none this long after enrolling) is stale.
+    pub stale_after_intervals: u32,
+}
+
+impl Default for LivenessSection {
+    fn default() -> Self {
+        LivenessSection {
+            stale_after_intervals: 3,
+        }
+    }
+}
+
+/// `[[webhooks]]`: one receiver of event notifications.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// The URL the events are POSTed to (`http` or `https`).
+    pub url: String,
+    /// File holding the HMAC-SHA256 key (its bytes, trailing newline removed; mode 0600).
+    pub secret_file: PathBuf,
+    /// Events sent (default: all): `verdict_changed`, `revoked`, `stale`.
+    #[serde(default = "all_webhook_events")]
+    pub events: Vec<String>,
+}
+
+/// The events a webhook can receive.
+pub const WEBHOOK_EVENTS: [&str; 3] = ["verdict_changed", "revoked", "stale"];
+
+fn all_webhook_events() -> Vec<String> {
+    WEBHOOK_EVENTS.iter().map(|e| (*e).to_string()).collect()
+}
+
+/// A checked `[[webhooks]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// The URL.
+    pub url: String,
+    /// The HMAC key file (absolute).
+    pub secret_file: PathBuf,
+    /// The events it receives.
+    pub events: Vec<String>,
 }
 
 /// `[broker]`: where the MQTT broker is and how to reload it.
@@ -196,6 +265,9 @@ impl ConfigFile {
             },
             challenge: ChallengeSection::default(),
             verdict: VerdictSection::default(),
+            http: None,
+            liveness: LivenessSection::default(),
+            webhooks: Vec::new(),
         }
     }
 
@@ -246,6 +318,14 @@ pub struct FleetConfig {
     pub default_policy: Option<String>,
     /// PCR selection every challenge asks for (`sha256:0-9`).
     pub challenge_pcrs: PcrSelection,
+    /// `[http] listen`: where the HTTP API listens, if anywhere.
+    pub http_listen: Option<std::net::SocketAddr>,
+    /// `[http] tls`: HTTPS with operator client certificates.
+    pub http_tls: bool,
+    /// `[liveness] stale_after_intervals`.
+    pub stale_after_intervals: u32,
+    /// `[[webhooks]]`.
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 impl FleetConfig {
@@ -353,6 +433,61 @@ impl FleetConfig {
                 interval: c.interval_secs,
             });
         }
+        let http_listen = match &file.http {
+            None => None,
+            Some(h) => {
+                let Ok(addr) = h.listen.parse::<std::net::SocketAddr>() else {
+                    return Err(ConfigError::Invalid {
+                        path: p(),
+                        key: "http.listen",
+                        problem: "not an address and port like 127.0.0.1:8480",
+                    });
+                };
+                if !addr.ip().is_loopback() && !h.tls {
+                    return Err(ConfigError::Invalid {
+                        path: p(),
+                        key: "http.listen",
+                        problem: "must be a loopback address (127.0.0.1 or ::1) unless \
+                                  `http.tls = true`",
+                    });
+                }
+                Some(addr)
+            }
+        };
+        if file.liveness.stale_after_intervals == 0 {
+            return Err(ConfigError::Zero {
+                path: p(),
+                key: "liveness.stale_after_intervals",
+            });
+        }
+        for w in &file.webhooks {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://"))
+                || reqwest::Url::parse(&w.url).is_err()
+            {
+                return Err(ConfigError::Invalid {
+                    path: p(),
+                    key: "webhooks.url",
+                    problem: "not an http:// or https:// URL",
+                });
+            }
+            if w.secret_file.as_os_str().is_empty() {
+                return Err(ConfigError::Empty {
+                    path: p(),
+                    key: "webhooks.secret_file",
+                });
+            }
+            if w.events.is_empty()
+                || w.events
+                    .iter()
+                    .any(|e| !WEBHOOK_EVENTS.contains(&e.as_str()))
+            {
+                return Err(ConfigError::Invalid {
+                    path: p(),
+                    key: "webhooks.events",
+                    problem: "a non-empty list of verdict_changed, revoked, stale",
+                });
+            }
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         let abs = |rel: &Path| base.join(rel);
         Ok(FleetConfig {
@@ -375,6 +510,18 @@ impl FleetConfig {
             revoke_on_untrusted: file.verdict.revoke_on_untrusted,
             default_policy: file.verdict.default_policy.clone(),
             challenge_pcrs,
+            http_listen,
+            http_tls: file.http.as_ref().is_some_and(|h| h.tls),
+            stale_after_intervals: file.liveness.stale_after_intervals,
+            webhooks: file
+                .webhooks
+                .iter()
+                .map(|w| WebhookConfig {
+                    url: w.url.clone(),
+                    secret_file: abs(&w.secret_file),
+                    events: w.events.clone(),
+                })
+                .collect(),
         })
     }
 }
@@ -519,6 +666,58 @@ mod tests {
             cfg.broker_reload_pid_file,
             Some(PathBuf::from("/srv/f/mosquitto.pid"))
         );
+    }
+
+    #[test]
+    fn http_liveness_and_webhook_keys_are_checked() {
+        let text = std::fs::read_to_string(example_path()).unwrap();
+        let path = Path::new("/x/fleet.toml");
+        let cfg = FleetConfig::from_toml(&text, path).unwrap();
+        assert_eq!(cfg.http_listen, Some("127.0.0.1:8480".parse().unwrap()));
+        assert!(!cfg.http_tls);
+        assert_eq!(cfg.stale_after_intervals, 3);
+        let remote = text.replace("listen = \"127.0.0.1:8480\"", "listen = \"0.0.0.0:8480\"");
+        let err = FleetConfig::from_toml(&remote, path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    key: "http.listen",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let remote_tls = remote.replace("tls = false", "tls = true");
+        assert!(FleetConfig::from_toml(&remote_tls, path).unwrap().http_tls);
+        let bad = text.replace("listen = \"127.0.0.1:8480\"", "listen = \"localhost\"");
+        assert!(FleetConfig::from_toml(&bad, path).is_err());
+        let zero = text.replace("stale_after_intervals = 3", "stale_after_intervals = 0");
+        assert!(matches!(
+            FleetConfig::from_toml(&zero, path).unwrap_err(),
+            ConfigError::Zero {
+                key: "liveness.stale_after_intervals",
+                ..
+            }
+        ));
+        let hook = |url: &str, events: &str| {
+            format!("{text}\n[[webhooks]]\nurl = \"{url}\"\nsecret_file = \"k\"\n{events}")
+        };
+        let ok = FleetConfig::from_toml(&hook("https://h.example/x", ""), path).unwrap();
+        assert_eq!(ok.webhooks[0].secret_file, PathBuf::from("/x/k"));
+        assert_eq!(ok.webhooks[0].events.len(), 3);
+        for (url, events, key) in [
+            ("ftp://h/x", "", "webhooks.url"),
+            ("https://", "", "webhooks.url"),
+            ("https://h/x", "events = [\"verdict\"]", "webhooks.events"),
+            ("https://h/x", "events = []", "webhooks.events"),
+        ] {
+            let err = FleetConfig::from_toml(&hook(url, events), path).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { key: k, .. } if *k == key),
+                "{url} {events}: {err}"
+            );
+        }
     }
 
     #[test]

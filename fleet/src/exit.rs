@@ -65,6 +65,16 @@ pub fn code(e: &CliError) -> u8 {
         CliError::PolicySign(e) => policy_sign(e),
         CliError::Escrow(e) => escrow(e),
         CliError::Backup(e) => backup(e),
+        CliError::Operator(e) => operator(e),
+    }
+}
+
+fn operator(e: &vouch_fleet::http::operators::OperatorError) -> u8 {
+    use vouch_fleet::http::operators::OperatorError as O;
+    match e {
+        O::Name(_) | O::Exists(_) | O::Unknown(_) => INPUT,
+        O::Registry(r) => registry(r),
+        O::Ca { .. } | O::Crl { .. } | O::File(_) => INTERNAL,
     }
 }
 
@@ -127,6 +137,8 @@ fn serve(e: &ServeError) -> u8 {
     match e {
         ServeError::Tls(_) | ServeError::Ca(_) | ServeError::CaDir(_) => INPUT,
         ServeError::Registry(_) | ServeError::Runtime(_) => INTERNAL,
+        // A webhook key or the EAR key unreadable, the HTTP address taken.
+        ServeError::Http(_) => INPUT,
     }
 }
 

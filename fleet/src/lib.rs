@@ -5,11 +5,13 @@
 //! - [`backup`]: encrypted backups of a fleet directory and its registry, and restores.
 //! - [`config`]: the fleet's typed configuration file (`fleet.toml`).
 //! - [`registry`]: the SQLite registry (devices, verdicts, nonces, audit log).
+//! - [`http`]: the HTTP API, metrics, health, EAR results, webhooks and page of `serve`.
 //! - [`serve`]: `vouch-fleet serve` (enrollment, challenges, verdicts, revocation over MQTT).
 #![forbid(unsafe_code)]
 
 pub mod backup;
 pub mod config;
+pub mod http;
 pub mod pki;
 pub mod registry;
 pub mod serve;

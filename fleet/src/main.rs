@@ -57,6 +57,8 @@ enum Command {
     Backup(cli::backup::BackupArgs),
     /// Rebuild a fleet directory from a backup.
     Restore(cli::backup::RestoreArgs),
+    /// Operators of the HTTPS API: issue, revoke, list their client certificates.
+    Operator(cli::operator::OperatorArgs),
 }
 
 impl Command {
@@ -78,6 +80,7 @@ impl Command {
             Command::Escrow(a) => a.name(),
             Command::Backup(a) => a.name(),
             Command::Restore(_) => "restore",
+            Command::Operator(a) => a.name(),
         }
     }
 }
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
         Command::Escrow(args) => cli::escrow::run(args),
         Command::Backup(args) => cli::backup::run(args),
         Command::Restore(args) => cli::backup::run_restore(args),
+        Command::Operator(args) => cli::operator::run(args),
     };
     ExitCode::from(match result {
         Ok(outcome) => exit::outcome(outcome),

@@ -61,18 +61,13 @@ pub fn run(args: AttestArgs) -> Result<Outcome, CliError> {
 }
 
 fn attest(args: &AttestArgs, reg: &Registry) -> Result<Outcome, AttestCmdError> {
-    match reg.device(&args.id)? {
-        Some(d) if d.status.is_active() => {}
-        Some(d) => {
-            return Err(AttestCmdError::Inactive {
-                id: args.id.clone(),
-                status: d.status,
-            })
-        }
-        None => return Err(AttestCmdError::NoDevice(args.id.clone())),
-    }
+    use vouch_fleet::serve::ondemand::{request_attestation, OnDemandError};
     let requested = now_ms();
-    reg.request_attestation(&args.id, requested)?;
+    request_attestation(reg, &args.id, requested).map_err(|e| match e {
+        OnDemandError::NoDevice(id) => AttestCmdError::NoDevice(id),
+        OnDemandError::Inactive { id, status } => AttestCmdError::Inactive { id, status },
+        OnDemandError::Registry(r) => AttestCmdError::Registry(r),
+    })?;
     if args.wait == 0 {
         println!("attestation of {} requested", args.id);
         return Ok(Outcome::Done);

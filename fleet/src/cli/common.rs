@@ -34,28 +34,11 @@ pub fn open(arg: &ConfigArg) -> Result<(FleetConfig, Registry), SetupError> {
     Ok((cfg, reg))
 }
 
-/// A time in milliseconds since the epoch as RFC 3339 UTC with milliseconds
-/// (`2023-11-14T22:13:20.123Z`), for output read by people (`--json` keeps the milliseconds).
-/// A value no calendar date fits is printed as `<ms> ms`.
-pub fn rfc3339_ms(ms: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        ),
-        Err(_) => format!("{ms} ms"),
-    }
-}
+pub use vouch_fleet::registry::rfc3339_ms;
 
 #[cfg(test)]
 mod tests {
-    use super::rfc3339_ms;
+    use vouch_fleet::registry::rfc3339_ms;
 
     #[test]
     fn times_are_rfc3339_utc() {

@@ -118,26 +118,37 @@ fn last_verdict(v: &[StoredVerdict]) -> String {
 
 /// Lists the devices.
 pub fn run_devices(args: DevicesArgs) -> Result<Outcome, CliError> {
-    let (_, reg) = open(&args.config)?;
-    let devices = reg.devices().map_err(DevicesError::from)?;
+    let (cfg, reg) = open(&args.config)?;
+    let liveness = vouch_fleet::serve::liveness::Liveness::of(&cfg);
+    let devices = liveness
+        .devices(&reg, vouch_fleet::registry::now_ms())
+        .map_err(DevicesError::from)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&devices).unwrap_or_default()
-        );
+        let v: Vec<serde_json::Value> = devices
+            .iter()
+            .map(|(d, stale)| {
+                let mut v = serde_json::to_value(d).unwrap_or_default();
+                if let serde_json::Value::Object(m) = &mut v {
+                    m.insert("stale".into(), (*stale).into());
+                }
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(Outcome::Done);
     }
     println!(
-        "{:<64}  {:<9}  {:<9}  serial",
-        "device", "status", "verdict"
+        "{:<64}  {:<9}  {:<9}  {:<5}  serial",
+        "device", "status", "verdict", "stale"
     );
-    for d in &devices {
+    for (d, stale) in &devices {
         let v = reg.verdicts(&d.id, 1).unwrap_or_default();
         println!(
-            "{:<64}  {:<9}  {:<9}  {}",
+            "{:<64}  {:<9}  {:<9}  {:<5}  {}",
             d.id,
             d.status.as_str(),
             last_verdict(&v),
+            if *stale { "STALE" } else { "-" },
             d.cert_serial.as_deref().unwrap_or("-")
         );
     }
@@ -204,7 +215,7 @@ pub fn run_device(args: DeviceArgs) -> Result<Outcome, CliError> {
         DeviceCommand::Show(a) => a,
         DeviceCommand::SetPolicy(a) => return run_set_policy(a),
     };
-    let (_, reg) = open(&args.config)?;
+    let (cfg, reg) = open(&args.config)?;
     let device = reg
         .device(&args.id)
         .map_err(DevicesError::from)?
@@ -213,14 +224,31 @@ pub fn run_device(args: DeviceArgs) -> Result<Outcome, CliError> {
         .verdicts(&args.id, args.verdicts)
         .map_err(DevicesError::from)?;
     let policy = reg.policy_of(&args.id).ok().flatten();
+    let last_trusted = reg
+        .last_trusted_ms()
+        .map_err(DevicesError::from)?
+        .get(&args.id)
+        .copied();
+    let stale = vouch_fleet::serve::liveness::Liveness::of(&cfg).is_stale(
+        &device,
+        last_trusted,
+        vouch_fleet::registry::now_ms(),
+    );
     if args.json {
-        let v = serde_json::json!({ "device": device, "policy": policy, "verdicts": verdicts });
+        let v = serde_json::json!({
+            "device": device, "policy": policy, "verdicts": verdicts, "stale": stale,
+        });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         print_device(&device, &verdicts);
         println!(
             "policy:      {}",
             policy.as_deref().unwrap_or("(fleet default)")
+        );
+        let since = last_trusted.map_or_else(|| "none".to_string(), rfc3339_ms);
+        println!(
+            "liveness:    {} (last trusted verdict: {since})",
+            if stale { "STALE" } else { "live" }
         );
     }
     Ok(Outcome::Done)

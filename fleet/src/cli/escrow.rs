@@ -20,11 +20,9 @@ use clap::{Args, Subcommand};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use vouch_attest::escrow::{self, EscrowError, EscrowRecord};
-use vouch_attest::escrow_release::{
-    decide, Destination, LastVerdict, ReleaseBasis, ReleaseRefusal, ReleaseRequest,
-};
-
-use vouch_fleet::registry::{now_ms, AuditKind, Boot, RegistryError};
+use vouch_attest::escrow_release::ReleaseRefusal;
+use vouch_fleet::registry::{now_ms, AuditKind, RegistryError};
+use vouch_fleet::serve::release::{self, ReleaseError};
 
 /// Arguments of `vouch-fleet escrow`.
 #[derive(Args, Debug)]
@@ -220,85 +218,29 @@ fn release_with(
     key_path: &Path,
     reg: &mut vouch_fleet::registry::Registry,
 ) -> Result<(), EscrowCmdError> {
-    let (record, origin) = match &a.blob {
-        Some(blob) => {
-            let record = EscrowRecord::parse(&read(blob, 64 * 1024)?).map_err(|source| {
-                EscrowCmdError::Escrow {
-                    path: blob.clone(),
-                    source,
-                }
-            })?;
-            (record, blob.clone())
-        }
-        None => {
-            // clap requires VOLUME without --blob.
-            let volume = a.volume.as_deref().unwrap_or_default();
-            let stored = reg
-                .escrow(&a.id, volume)?
-                .ok_or_else(|| EscrowCmdError::NoRecord {
-                    id: a.id.clone(),
-                    volume: volume.to_owned(),
-                    known: reg.escrowed_volumes(&a.id).unwrap_or_default().join(", "),
-                })?;
-            let record = EscrowRecord::parse(stored.record.as_bytes()).map_err(|source| {
-                EscrowCmdError::StoredRecord {
-                    volume: volume.to_owned(),
-                    source,
-                }
-            })?;
-            (record, PathBuf::from(format!("registry:{volume}")))
-        }
-    };
-    if record.device_id != a.id {
-        return Err(EscrowCmdError::OtherDevice {
-            record: record.device_id,
-            given: a.id.clone(),
-        });
-    }
-    if let Some(v) = a.volume.as_ref().filter(|v| **v != record.volume_uuid) {
-        return Err(EscrowCmdError::OtherVolume {
-            record: record.volume_uuid,
-            given: v.clone(),
-        });
-    }
-    let (basis, boot) = basis(a, reg)?;
-    // The record must open with the escrow key before anything is released or queued.
-    let pem = read(key_path, 16 * 1024)?;
-    let key = escrow::secret_from_pem(&String::from_utf8_lossy(&pem)).map_err(|source| {
-        EscrowCmdError::Escrow {
-            path: key_path.to_path_buf(),
-            source,
-        }
-    })?;
-    let pass = record.open(&key).map_err(|source| EscrowCmdError::Escrow {
-        path: origin.clone(),
-        source,
-    })?;
-    if a.blob.is_none() {
-        drop(pass);
-        let now = now_ms();
-        // `basis` checked that the device announced a boot.
-        let boot = boot.map(|b| b.boot_id).unwrap_or_default();
-        let basis = basis.to_string();
-        let id = reg.queue_escrow_release(&a.id, &record.volume_uuid, &boot, &basis, now)?;
-        reg.audit(
-            AuditKind::EscrowRelease,
-            Some(&a.id),
-            &format!(
-                "volume {} recovery passphrase released to the device for boot {boot} \
-                 (release #{id}): {basis}",
-                record.volume_uuid
-            ),
-            now,
-        )?;
+    let Some(blob) = &a.blob else {
+        // clap requires VOLUME without --blob.
+        let volume = a.volume.as_deref().unwrap_or_default();
+        let reason = a.force.then_some(a.reason.as_deref().unwrap_or_default());
+        let q = release::release_to_device(reg, key_path, &a.id, volume, reason, None)?;
         eprintln!(
-            "release #{id} queued: the running server sends it to the device, encrypted to its TPM"
+            "release #{} queued: the running server sends it to the device, encrypted to its TPM",
+            q.id
         );
         return match a.wait {
-            Some(secs) => wait_answer(reg, id, secs),
+            Some(secs) => wait_answer(reg, q.id, secs),
             None => Ok(()),
         };
-    }
+    };
+    let record =
+        EscrowRecord::parse(&read(blob, 64 * 1024)?).map_err(|source| EscrowCmdError::Escrow {
+            path: blob.clone(),
+            source,
+        })?;
+    release::check_record(&record, &a.id, a.volume.as_deref())?;
+    let reason = a.force.then_some(a.reason.as_deref().unwrap_or_default());
+    let (basis, _) = release::basis(reg, &a.id, false, reason)?;
+    let pass = release::open_record(key_path, &record, blob)?;
     reg.audit(
         AuditKind::EscrowRelease,
         Some(&a.id),
@@ -322,39 +264,20 @@ fn release_with(
     }
 }
 
-/// Why the release is allowed (the trusted last verdict, or the override with its reason), and
-/// for a release to the device, the boot it is for. The rule is `vouch_attest::escrow_release`.
-fn basis(
-    a: &ReleaseArgs,
-    reg: &vouch_fleet::registry::Registry,
-) -> Result<(ReleaseBasis, Option<Boot>), EscrowCmdError> {
-    let last = reg.verdicts(&a.id, 1)?.into_iter().next();
-    let boot = if a.blob.is_none() {
-        reg.last_boot(&a.id)?
-    } else {
-        None
-    };
-    let destination = match a.blob {
-        None => Destination::Device {
-            boot_announced_ms: boot.as_ref().map(|b| b.announced_ms),
-        },
-        Some(_) => Destination::Operator,
-    };
-    let basis = decide(&ReleaseRequest {
-        last: last.as_ref().map(|v| LastVerdict {
-            id: v.id,
-            trusted: v.trusted,
-            challenged_ms: v.challenged_ms,
-            reasons: &v.reasons,
-        }),
-        destination,
-        override_reason: a.force.then_some(a.reason.as_deref().unwrap_or_default()),
-    })
-    .map_err(|source| EscrowCmdError::Refused {
-        id: a.id.clone(),
-        source,
-    })?;
-    Ok((basis, boot))
+impl From<ReleaseError> for EscrowCmdError {
+    fn from(e: ReleaseError) -> Self {
+        use ReleaseError as R;
+        match e {
+            R::Read { path, source } => EscrowCmdError::Read { path, source },
+            R::Escrow { path, source } => EscrowCmdError::Escrow { path, source },
+            R::OtherDevice { record, given } => EscrowCmdError::OtherDevice { record, given },
+            R::OtherVolume { record, given } => EscrowCmdError::OtherVolume { record, given },
+            R::NoRecord { id, volume, known } => EscrowCmdError::NoRecord { id, volume, known },
+            R::StoredRecord { volume, source } => EscrowCmdError::StoredRecord { volume, source },
+            R::Refused { id, source } => EscrowCmdError::Refused { id, source },
+            R::Registry(r) => EscrowCmdError::Registry(r),
+        }
+    }
 }
 
 /// Polls the registry for the device's answer to release `id`.

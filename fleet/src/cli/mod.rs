@@ -11,6 +11,7 @@ pub mod devices;
 pub mod escrow;
 pub mod eventlog;
 pub mod init;
+pub mod operator;
 pub mod policy;
 pub mod policy_sign;
 pub mod quote;
@@ -80,4 +81,7 @@ pub enum CliError {
     /// `backup`, `backup keygen|verify`, `restore`.
     #[error(transparent)]
     Backup(#[from] backup::BackupCmdError),
+    /// `operator add|revoke|list`.
+    #[error(transparent)]
+    Operator(vouch_fleet::http::operators::OperatorError),
 }

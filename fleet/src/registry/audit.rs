@@ -46,6 +46,13 @@ pub enum AuditKind {
     Backup,
     /// The registry was restored from a backup (`vouch-fleet restore`).
     Restored,
+    /// A device became stale: no trusted verdict for the configured number of intervals.
+    Stale,
+    /// An operator asked for an override escrow release that waits for a second operator, or
+    /// approved one.
+    EscrowApproval,
+    /// An operator certificate of the HTTP API was issued or revoked.
+    Operator,
 }
 
 impl AuditKind {
@@ -65,6 +72,9 @@ impl AuditKind {
             AuditKind::Disconnected => "disconnected",
             AuditKind::Backup => "backup",
             AuditKind::Restored => "restored",
+            AuditKind::Stale => "stale",
+            AuditKind::EscrowApproval => "escrow_approval",
+            AuditKind::Operator => "operator",
         }
     }
 }

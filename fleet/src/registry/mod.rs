@@ -10,6 +10,7 @@
 mod audit;
 mod devices;
 mod escrow;
+mod liveness;
 mod nonces;
 mod requests;
 mod verdicts;
@@ -17,6 +18,7 @@ mod verdicts;
 pub use audit::{AuditEntry, AuditKind, ChainCheck, ChainProblem};
 pub use devices::{Device, DeviceStatus, NewDevice};
 pub use escrow::{Boot, EscrowRelease, StoredEscrow};
+pub use liveness::EscrowApproval;
 pub use nonces::{IssuedNonce, NonceRefusal};
 pub use requests::AttestRequest;
 pub use verdicts::{StoredVerdict, VerdictRecord};
@@ -137,6 +139,21 @@ CREATE TABLE IF NOT EXISTS device_policy (
     device_id    TEXT PRIMARY KEY,
     policy       TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS stale_alerts (
+    device_id    TEXT PRIMARY KEY,
+    since_ms     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS escrow_approvals (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id    TEXT NOT NULL,
+    volume_uuid  TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_ms INTEGER NOT NULL,
+    approved_by  TEXT,
+    approved_ms  INTEGER,
+    release_id   INTEGER
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq          INTEGER PRIMARY KEY,
     at_ms        INTEGER NOT NULL,
@@ -201,4 +218,23 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// A time in milliseconds since the epoch as RFC 3339 UTC with milliseconds
+/// (`2023-11-14T22:13:20.123Z`), for output read by people (`--json` keeps the milliseconds).
+/// A value no calendar date fits is printed as `<ms> ms`.
+pub fn rfc3339_ms(ms: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        ),
+        Err(_) => format!("{ms} ms"),
+    }
 }

@@ -56,15 +56,79 @@ impl Registry {
         device_id: &str,
         limit: u32,
     ) -> Result<Vec<StoredVerdict>, RegistryError> {
+        self.verdict_query(
+            "SELECT id, device_id, challenged_ms, stored_ms, trusted, reasons FROM verdicts \
+             WHERE device_id = ?1 ORDER BY id DESC LIMIT ?2",
+            params![device_id, limit],
+        )
+    }
+
+    /// Verdicts of every device with a row id above `after_id`, oldest first, at most `limit`.
+    pub fn verdicts_after(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredVerdict>, RegistryError> {
+        self.verdict_query(
+            "SELECT id, device_id, challenged_ms, stored_ms, trusted, reasons FROM verdicts \
+             WHERE id > ?1 ORDER BY id LIMIT ?2",
+            params![after_id, limit],
+        )
+    }
+
+    /// Whether the device's verdict before row `before_id` was trusted (`None`: it had none).
+    pub fn verdict_before(
+        &self,
+        device_id: &str,
+        before_id: i64,
+    ) -> Result<Option<bool>, RegistryError> {
+        use rusqlite::OptionalExtension;
+        self.conn()
+            .query_row(
+                "SELECT trusted FROM verdicts WHERE device_id = ?1 AND id < ?2 \
+                 ORDER BY id DESC LIMIT 1",
+                params![device_id, before_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(q("read previous verdict"))
+    }
+
+    /// The highest verdict row id (0 when there is none).
+    pub fn last_verdict_id(&self) -> Result<i64, RegistryError> {
+        self.conn()
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM verdicts", [], |r| {
+                r.get(0)
+            })
+            .map_err(q("read last verdict id"))
+    }
+
+    /// For every device with a trusted verdict: when its newest trusted verdict was stored.
+    pub fn last_trusted_ms(&self) -> Result<std::collections::HashMap<String, i64>, RegistryError> {
+        let what = "read last trusted verdicts";
         let mut stmt = self
             .conn()
             .prepare(
-                "SELECT id, device_id, challenged_ms, stored_ms, trusted, reasons FROM verdicts \
-                 WHERE device_id = ?1 ORDER BY id DESC LIMIT ?2",
+                "SELECT device_id, MAX(stored_ms) FROM verdicts WHERE trusted = 1 \
+                 GROUP BY device_id",
             )
-            .map_err(q("list verdicts"))?;
+            .map_err(q(what))?;
         let rows = stmt
-            .query_map(params![device_id, limit], |r| {
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(q(what))?
+            .collect::<Result<_, _>>()
+            .map_err(q(what))?;
+        Ok(rows)
+    }
+
+    fn verdict_query(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<StoredVerdict>, RegistryError> {
+        let mut stmt = self.conn().prepare(sql).map_err(q("list verdicts"))?;
+        let rows = stmt
+            .query_map(params, |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,

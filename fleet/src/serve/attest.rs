@@ -174,6 +174,7 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
         (_, Err(e)) => return refuse(srv, device_id, &format!("registry: {}", chain(&e)), now_ms),
     };
     let (ak, selection) = selection;
+    let started = std::time::Instant::now();
     let appraisal = srv.with_policies(|store| {
         srv.verifier.appraise(&AppraisalInput {
             ak: &ak,
@@ -184,6 +185,7 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
             policy: store.resolve(assigned.as_deref(), srv.cfg.default_policy.as_deref()),
         })
     });
+    srv.observer.metrics.appraisal_latency(started.elapsed());
     let reasons: Vec<String> = appraisal.reasons.iter().map(ToString::to_string).collect();
     let trusted = appraisal.trusted();
     let status = if trusted {

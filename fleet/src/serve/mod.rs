@@ -9,6 +9,9 @@
 //! - [`trust`]: EK certificate chains against the trust-roots directory.
 //! - [`evidence`]: PCR selections, PCR values JSON, bounded gunzip of event logs.
 //! - [`limits`], [`schedule`], [`revoke`]: rate limits, challenge schedule, revocation.
+//! - [`liveness`]: the one rule whether a device is stale.
+//! - [`ondemand`], [`release`]: on-demand attestation requests and escrow release approval, the
+//!   library functions the command line and the HTTP API ([`crate::http`]) share.
 //!
 //! On-demand attestation (`vouch-fleet attest ID`) goes through the registry: the command
 //! queues a row in `attest_requests`, the server polls the table every second, challenges the
@@ -20,8 +23,11 @@ pub mod enroll;
 pub mod escrow;
 pub mod evidence;
 pub mod limits;
+pub mod liveness;
 pub mod mqtt;
+pub mod ondemand;
 pub mod policies;
+pub mod release;
 pub mod revoke;
 pub mod schedule;
 pub mod trust;
@@ -59,6 +65,9 @@ pub enum ServeError {
     /// The async runtime could not be started.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// The HTTP API, its EAR key or the webhooks could not start.
+    #[error(transparent)]
+    Http(crate::http::HttpError),
 }
 
 /// A message to publish (QoS 1, not retained).
@@ -142,6 +151,8 @@ pub struct Server {
     refusals: Mutex<HashMap<String, u64>>,
     schedule: Mutex<Schedule>,
     policies: std::sync::RwLock<policies::PolicyStore>,
+    /// Metrics, stale detection and events (the HTTP side, [`crate::http::observe`]).
+    pub observer: crate::http::observe::Observer,
 }
 
 impl std::fmt::Debug for Server {
@@ -174,6 +185,7 @@ impl Server {
             refusals: Mutex::new(HashMap::new()),
             schedule: Mutex::new(Schedule::default()),
             policies: std::sync::RwLock::new(policies::PolicyStore::default()),
+            observer: crate::http::observe::Observer::default(),
         }
         .with_policies_loaded())
     }
@@ -403,6 +415,7 @@ impl Server {
             .map(|r| self.disconnect(&r.device_id, now))
             .collect();
         out.extend(escrow::send_pending(self, now));
+        out.extend(self.observer.round(self, now));
         for id in due {
             match attest::challenge(self, &id, now) {
                 Ok(Some(o)) => out.push(o),
@@ -499,7 +512,13 @@ pub fn run(cfg: FleetConfig) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    rt.block_on(mqtt::serve(std::sync::Arc::new(server)))
+    let server = std::sync::Arc::new(server);
+    rt.block_on(async move {
+        crate::http::start(&server)
+            .await
+            .map_err(ServeError::Http)?;
+        mqtt::serve(server).await
+    })
 }
 
 #[cfg(test)]

@@ -165,6 +165,7 @@ pub async fn serve(srv: Arc<Server>) -> Result<(), ServeError> {
                 let Some(p) = rx.lock().await.recv().await else {
                     return;
                 };
+                srv.observer.metrics.queue_add(-1);
                 let s = srv.clone();
                 let topic = p.topic.clone();
                 let out = match tokio::task::spawn_blocking(move || s.handle(&p.topic, &p.payload))
@@ -231,6 +232,7 @@ pub async fn serve(srv: Arc<Server>) -> Result<(), ServeError> {
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = MIN_BACKOFF;
+                srv.observer.metrics.set_broker_connected(true);
                 let filters = SUBSCRIPTIONS
                     .iter()
                     .map(|t| SubscribeFilter::new((*t).to_string(), QoS::AtLeastOnce));
@@ -255,13 +257,16 @@ pub async fn serve(srv: Arc<Server>) -> Result<(), ServeError> {
                 if !srv.allow(route.sender()) {
                     continue;
                 }
-                if tx.try_send(p).is_err() {
+                if tx.try_send(p).is_ok() {
+                    srv.observer.metrics.queue_add(1);
+                } else {
                     srv.count_refusal("overloaded");
                     srv.log("work queue full: message dropped");
                 }
             }
             Ok(_) => {}
             Err(e) => {
+                srv.observer.metrics.set_broker_connected(false);
                 srv.log(&format!(
                     "broker connection: {}; retrying in {} ms",
                     chain(&e),

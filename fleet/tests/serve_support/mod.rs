@@ -34,6 +34,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free port that is none of the broker's listeners in the fleet directory `dir` (a port from
+/// [`free_port`] is free only until someone binds it).
+pub fn free_port_besides(dir: &std::path::Path) -> u16 {
+    let conf = std::fs::read_to_string(dir.join("mosquitto.conf")).unwrap_or_default();
+    loop {
+        let p = free_port();
+        if !conf
+            .lines()
+            .any(|l| l.starts_with(&format!("listener {p}")))
+        {
+            return p;
+        }
+    }
+}
+
 /// A child process killed on drop.
 pub struct Proc(pub Child);
 
@@ -67,6 +82,15 @@ pub struct Settings {
 impl Fleet {
     /// `init` + settings + mosquitto; trust roots = `trust` files (copied); server started.
     pub fn start(settings: Settings, trust: &[PathBuf]) -> Fleet {
+        Fleet::start_with(settings, trust, |text, _| text)
+    }
+
+    /// [`Fleet::start`] with `edit(fleet.toml text, fleet dir)` applied after the settings.
+    pub fn start_with(
+        settings: Settings,
+        trust: &[PathBuf],
+        edit: impl FnOnce(String, &std::path::Path) -> String,
+    ) -> Fleet {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("fleet");
         let port = free_port();
@@ -98,7 +122,7 @@ impl Fleet {
             assert!(text.contains("revoke_on_untrusted = false"));
             text = text.replace("revoke_on_untrusted = false", "revoke_on_untrusted = true");
         }
-        std::fs::write(&config, text).unwrap();
+        std::fs::write(&config, edit(text, &dir)).unwrap();
         if settings.no_broker_size_limit {
             let conf = dir.join("mosquitto.conf");
             let text = std::fs::read_to_string(&conf).unwrap();

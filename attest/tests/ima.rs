@@ -1,0 +1,343 @@
+//! IMA measurement lists from real machines (`shared/testdata/ima`): parsing (binary and text),
+//! template hashes (the kernel's own, checked per entry), PCR 10 replay against a real PCR dump,
+//! resuming a replay from a saved state, and appraisal against Keylime runtime policies (a real
+//! one, and one built from a real log).
+
+use vouch_attest::ima::appraise::{Appraiser, ImaRule};
+use vouch_attest::ima::binary::{self, detect_hash_len, parse_entry, Entries, ParseErrorKind};
+use vouch_attest::ima::replay::boot_aggregate;
+use vouch_attest::ima::{ascii, Entry, ReplayState, RuntimePolicy, IMA_PCR};
+use vouch_attest::{HashAlg, PcrBanks};
+
+#[path = "../../testsupport/testdata.rs"]
+mod testdata;
+
+fn read(name: &str) -> Vec<u8> {
+    let p = testdata::ima_dir().join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn binary_entries(bytes: &[u8]) -> Vec<(u64, Entry)> {
+    let len = detect_hash_len(bytes).unwrap().unwrap();
+    Entries::new(bytes, len)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+fn ascii_entries(name: &str) -> Vec<Entry> {
+    let text = String::from_utf8(read(name)).unwrap();
+    ascii::parse(&text)
+        .map(|r| r.map(|(_, e)| e))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+/// The sha256 PCRs of `kraemr_vm_pcrs` (tpm2_pcrread output of the VM the lists come from).
+fn kraemr_pcrs() -> PcrBanks {
+    let text = String::from_utf8(read("kraemr_vm_pcrs")).unwrap();
+    let mut banks = PcrBanks::new();
+    let mut bank = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_suffix(':') {
+            bank = HashAlg::from_name(name);
+            continue;
+        }
+        if let (Some(b), Some((i, v))) = (bank, t.split_once(':')) {
+            let v = v.trim().trim_start_matches("0x");
+            banks.insert(b, i.trim().parse().unwrap(), hex::decode(v).unwrap());
+        }
+    }
+    banks
+}
+
+fn replay(entries: &[(u64, Entry)], bank: HashAlg) -> ReplayState {
+    let mut state = ReplayState::new(bank, IMA_PCR).unwrap();
+    for (i, (_, e)) in entries.iter().enumerate() {
+        let len = entries
+            .get(i + 1)
+            .map_or(u64::MAX, |(next, _)| next - state.offset);
+        let len = if len == u64::MAX { 0 } else { len };
+        state.extend(e, len).unwrap();
+    }
+    state
+}
+
+#[test]
+fn kraemr_binary_sha256_list_replays_to_the_quoted_pcr10() {
+    let bytes = read("kraemr_vm_binary_runtime_measurements_sha256");
+    assert_eq!(detect_hash_len(&bytes).unwrap(), Some(32));
+    let entries = binary_entries(&bytes);
+    assert_eq!(entries.len(), 4289);
+    let violations = entries.iter().filter(|(_, e)| e.is_violation()).count();
+    assert_eq!(violations, 6);
+    for (off, e) in &entries {
+        assert_eq!(
+            e.template_hash_ok(),
+            Some(true),
+            "entry at {off}: {}",
+            e.name
+        );
+    }
+    let state = replay(&entries, HashAlg::Sha256);
+    let pcrs = kraemr_pcrs();
+    assert_eq!(state.value, pcrs.get(HashAlg::Sha256, 10).unwrap());
+    assert_eq!(state.entries, 4289);
+    // The first entry's boot_aggregate is sha256 over the VM's PCR 0..=9.
+    assert_eq!(entries[0].1.name, "boot_aggregate");
+    assert_eq!(
+        entries[0].1.digest.as_ref().unwrap().value,
+        boot_aggregate(HashAlg::Sha256, &pcrs).unwrap()
+    );
+}
+
+#[test]
+fn kraemr_text_list_is_the_binary_list() {
+    let bin = binary_entries(&read("kraemr_vm_binary_runtime_measurements_sha256"));
+    let text = ascii_entries("kraemr_vm_ascii_runtime_measurements_sha256");
+    assert_eq!(bin.len(), text.len());
+    for ((_, b), t) in bin.iter().zip(&text) {
+        assert_eq!(b, t);
+    }
+    // The text list replays to the same PCR 10 (offsets do not matter there).
+    let mut state = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
+    for e in &text {
+        state.extend(e, 0).unwrap();
+    }
+    assert_eq!(state.value, kraemr_pcrs().get(HashAlg::Sha256, 10).unwrap());
+}
+
+#[test]
+fn sha1_lists_have_the_kernels_template_hashes() {
+    let entries = ascii_entries("rustkeylime_ascii_runtime_measurements");
+    assert_eq!(entries.len(), 826);
+    for e in &entries {
+        assert_eq!(e.template_hash.len(), 20);
+        assert_eq!(e.template_hash_ok(), Some(true), "{}", e.name);
+    }
+    // Six entries and a stray newline byte (the sample was saved with one).
+    let bin = read("tss_sml-ima-ng-sha1.bin");
+    assert_eq!(detect_hash_len(&bin).unwrap(), Some(20));
+    let all: Vec<_> = Entries::new(&bin, 20).collect();
+    assert_eq!(all.len(), 7);
+    assert_eq!(
+        all[6].as_ref().unwrap_err().kind,
+        ParseErrorKind::Truncated(1)
+    );
+    let entries: Vec<(u64, Entry)> = all.into_iter().take(6).map(Result::unwrap).collect();
+    assert_eq!(entries[1].1.name, "/init");
+    for (_, e) in &entries {
+        assert_eq!(e.template_hash_ok(), Some(true), "{}", e.name);
+    }
+    // The binary encoding round-trips.
+    for (_, e) in &entries {
+        let enc = binary::encode_entry(e);
+        assert_eq!(
+            parse_entry(&enc, 20).unwrap().unwrap(),
+            (e.clone(), enc.len())
+        );
+    }
+}
+
+#[test]
+fn a_truncated_ima_sig_list_fails_at_its_last_entry_with_the_others_intact() {
+    let bin = read("tss_sml-ima-sig-sha256.bin");
+    let mut ok = Vec::new();
+    let mut err = None;
+    for r in Entries::new(&bin, 20) {
+        match r {
+            Ok((_, e)) => ok.push(e),
+            Err(e) => err = Some(e),
+        }
+    }
+    let err = err.expect("the sample ends inside an entry");
+    assert!(matches!(err.kind, ParseErrorKind::Truncated(_)), "{err:?}");
+    assert_eq!(err.index, ok.len() as u64);
+    assert_eq!(ok.len(), 9);
+    assert_eq!(ok[1].template.name(), "ima-sig");
+    assert_eq!(ok[1].name, "/init");
+    assert_eq!(ok[1].digest.as_ref().unwrap().alg, "sha256");
+    for e in &ok {
+        assert_eq!(e.template_hash_ok(), Some(true), "{}", e.name);
+    }
+}
+
+#[test]
+fn parse_entry_asks_for_more_bytes_until_the_entry_is_complete() {
+    let bin = read("kraemr_vm_binary_runtime_measurements_sha256");
+    let (_, used) = parse_entry(&bin, 32).unwrap().unwrap();
+    for cut in 0..used {
+        assert_eq!(parse_entry(&bin[..cut], 32).unwrap(), None, "cut {cut}");
+    }
+}
+
+#[test]
+fn a_replay_resumes_from_its_saved_state() {
+    let bin = read("kraemr_vm_binary_runtime_measurements_sha256");
+    let expected = kraemr_pcrs().get(HashAlg::Sha256, 10).unwrap().to_vec();
+    for split in [1usize, 100, 2000, 4288] {
+        let mut state = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
+        let mut off = 0usize;
+        for _ in 0..split {
+            let (e, used) = parse_entry(&bin[off..], 32).unwrap().unwrap();
+            state.extend(&e, used as u64).unwrap();
+            off += used;
+        }
+        assert_eq!(state.offset, off as u64);
+        // What the registry stores, and what the next report continues from.
+        let saved = serde_json::to_string(&state).unwrap();
+        let mut resumed: ReplayState = serde_json::from_str(&saved).unwrap();
+        for r in Entries::new(&bin[resumed.offset as usize..], 32) {
+            let (_, e) = r.unwrap();
+            resumed.extend(&e, 0).unwrap();
+        }
+        assert_eq!(resumed.value, expected, "split at {split}");
+        assert_eq!(resumed.entries, 4289);
+    }
+}
+
+#[test]
+fn a_tampered_entry_fails_its_template_hash_naming_its_path() {
+    let mut bin = read("kraemr_vm_binary_runtime_measurements_sha256");
+    let entries = binary_entries(&bin);
+    // Flip a byte of the file digest of entry 1 (/usr/bin/kmod): its template hash no longer
+    // covers its data.
+    let (off, e) = &entries[1];
+    let digest_at = *off as usize + 4 + 32 + 4 + 6 + 4 + 4 + "sha256:\0".len();
+    bin[digest_at] ^= 1;
+    let (policy, _) = RuntimePolicy::from_entries(entries.iter().map(|(_, e)| e));
+    let mut appraiser = Appraiser::new(&policy).unwrap();
+    let mut state = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
+    for r in Entries::new(&bin, 32) {
+        let (_, e) = r.unwrap();
+        appraiser.push(&e, 0, &mut state);
+    }
+    let v = appraiser.finish();
+    let f = v
+        .failures
+        .iter()
+        .find(|f| f.rule == ImaRule::TemplateHash)
+        .expect("a template hash failure");
+    assert_eq!(f.path, e.name);
+    assert_eq!(f.index, 1);
+    assert!(!v.trusted);
+}
+
+#[test]
+fn the_keylime_policy_rejects_the_keylime_log_naming_path_digest_and_rule() {
+    let policy = RuntimePolicy::from_json(&read("keylime_policy-sha256.json")).unwrap();
+    assert_eq!(policy.digests.len(), 1);
+    assert_eq!(policy.ima.log_hash_alg, "sha1");
+    let entries = ascii_entries("keylime_ima-log-sha256");
+    let mut a = Appraiser::new(&policy).unwrap();
+    let mut state = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
+    for e in &entries {
+        a.push(e, 0, &mut state);
+    }
+    let v = a.finish();
+    assert!(!v.trusted);
+    let data = v.failures.iter().find(|f| f.path == "/data").unwrap();
+    assert_eq!(data.rule, ImaRule::NotInPolicy);
+    assert_eq!(
+        data.digest.as_deref(),
+        Some("sha256:96d7fae8adb7286a419a88f78c13d35fb782d63df654b7db56f154765698b754")
+    );
+    assert_eq!(data.index, 1);
+
+    // With /data allowed and the boot aggregate computed by the verifier, it is trusted.
+    let mut allowed = policy.clone();
+    allowed.allow("/data", &entries[1].digest.as_ref().unwrap().value);
+    let ba = entries[0].digest.as_ref().unwrap().value.clone();
+    let mut a = Appraiser::new(&allowed)
+        .unwrap()
+        .with_boot_aggregates(vec![ba]);
+    let mut state = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
+    for e in &entries {
+        a.push(e, 0, &mut state);
+    }
+    let v = a.finish();
+    assert!(v.trusted, "{:?}", v.failures);
+}
+
+#[test]
+fn the_keylime_policy_round_trips_through_json() {
+    let policy = RuntimePolicy::from_json(&read("keylime_policy-sha256.json")).unwrap();
+    let again = RuntimePolicy::from_json(policy.to_json().unwrap().as_bytes()).unwrap();
+    assert_eq!(policy, again);
+}
+
+#[test]
+fn a_policy_built_from_a_known_good_log_appraises_it() {
+    let entries = binary_entries(&read("kraemr_vm_binary_runtime_measurements_sha256"));
+    let (mut policy, used) = RuntimePolicy::from_entries(entries.iter().map(|(_, e)| e));
+    assert_eq!(
+        used,
+        4289 - 6,
+        "violations are not allowed by a built policy"
+    );
+    let run = |policy: &RuntimePolicy| {
+        let mut a = Appraiser::new(policy).unwrap();
+        let mut s = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
+        for (_, e) in &entries {
+            a.push(e, 0, &mut s);
+        }
+        a.finish()
+    };
+    // The six violations (a database written while measured) fail, named.
+    let v = run(&policy);
+    assert_eq!(v.failed, 6);
+    assert!(v
+        .failures
+        .iter()
+        .all(|f| f.rule == ImaRule::Violation
+            && f.path == "/root/.local/share/nautilus/tags/meta.db"));
+    // Excluding that directory makes the log trusted.
+    policy
+        .excludes
+        .push("/root/\\.local/share/nautilus/".into());
+    let v = run(&policy);
+    assert!(v.trusted, "{:?}", v.failures);
+    // Six violations and the other files of that directory.
+    assert_eq!(v.excluded, 17);
+
+    // A changed digest fails as digest_not_allowed, a missing path as not_in_policy.
+    let kmod = &entries[1].1;
+    policy
+        .digests
+        .insert(kmod.name.clone(), vec!["00".repeat(32)]);
+    let ld = &entries[2].1;
+    policy.digests.remove(&ld.name);
+    let v = run(&policy);
+    assert!(!v.trusted);
+    let rule_of = |path: &str| {
+        v.failures
+            .iter()
+            .filter(|f| f.path == path)
+            .map(|f| f.rule)
+            .collect::<Vec<_>>()
+    };
+    assert!(rule_of(&kmod.name)
+        .iter()
+        .all(|r| *r == ImaRule::DigestNotAllowed));
+    assert!(!rule_of(&kmod.name).is_empty());
+    assert!(rule_of(&ld.name).iter().all(|r| *r == ImaRule::NotInPolicy));
+    assert!(!rule_of(&ld.name).is_empty());
+}
+
+#[test]
+fn unusable_policies_are_refused_with_the_reason() {
+    let bad = |text: &str| {
+        RuntimePolicy::from_json(text.as_bytes())
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(bad(r#"{"meta": {"version": 2}}"#).contains("meta.version 2"));
+    assert!(bad(r#"{"meta": {"version": 1}, "excludes": ["(unclosed"]}"#).contains("(unclosed"));
+    assert!(bad(r#"{"meta": {"version": 1}, "digests": {"/a": ["xyz"]}}"#).contains("/a"));
+    assert!(bad(r#"{"meta": {"version": 1}, "ima": {"dm_policy": {}}}"#).contains("dm_policy"));
+    assert!(
+        bad(r#"{"meta": {"version": 1}, "verification-keys": "[1]"}"#)
+            .contains("verification-keys")
+    );
+    assert!(bad(r#"{"meta": {"version": 1}, "digestz": {}}"#).contains("runtime policy"));
+}

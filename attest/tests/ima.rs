@@ -327,12 +327,11 @@ fn a_policy_built_from_a_known_good_log_appraises_it() {
 #[test]
 fn unusable_policies_are_refused_with_the_reason() {
     let bad = |text: &str| {
-        RuntimePolicy::from_json(text.as_bytes())
-            .unwrap_err()
-            .to_string()
+        vouch_attest::errors::chain(&RuntimePolicy::from_json(text.as_bytes()).unwrap_err())
     };
     assert!(bad(r#"{"meta": {"version": 2}}"#).contains("meta.version 2"));
-    assert!(bad(r#"{"meta": {"version": 1}, "excludes": ["(unclosed"]}"#).contains("(unclosed"));
+    let e = bad(r#"{"meta": {"version": 1}, "excludes": ["(unclosed"]}"#);
+    assert!(e.contains("(unclosed"), "{e}");
     assert!(bad(r#"{"meta": {"version": 1}, "digests": {"/a": ["xyz"]}}"#).contains("/a"));
     assert!(bad(r#"{"meta": {"version": 1}, "ima": {"dm_policy": {}}}"#).contains("dm_policy"));
     assert!(
@@ -340,4 +339,57 @@ fn unusable_policies_are_refused_with_the_reason() {
             .contains("verification-keys")
     );
     assert!(bad(r#"{"meta": {"version": 1}, "digestz": {}}"#).contains("runtime policy"));
+}
+
+#[test]
+fn the_decoder_gives_the_same_entries_fed_in_any_pieces() {
+    let bin = read("kraemr_vm_binary_runtime_measurements_sha256");
+    let whole = binary_entries(&bin);
+    for piece in [1usize, 7, 4096] {
+        let mut d = binary::Decoder::new(None);
+        let mut got = Vec::new();
+        for chunk in bin.chunks(piece) {
+            d.feed(chunk);
+            while let Some(x) = d.next_entry().unwrap() {
+                got.push((x.offset, x.entry));
+            }
+            // Never more than one entry's bytes are held.
+            assert!(d.pending() < 64 * 1024);
+        }
+        d.finish().unwrap();
+        assert_eq!(d.hash_len(), Some(32));
+        assert_eq!(got, whole, "pieces of {piece}");
+    }
+    // A list cut inside an entry is reported at that entry.
+    let mut d = binary::Decoder::new(Some(32));
+    d.feed(&bin[..bin.len() - 3]);
+    let mut n = 0;
+    while d.next_entry().unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 4288);
+    let e = d.finish().unwrap_err();
+    assert_eq!(e.index, 4288);
+}
+
+#[test]
+fn text_lines_print_back_as_the_kernel_wrote_them() {
+    let text = String::from_utf8(read("kraemr_vm_ascii_runtime_measurements_sha256")).unwrap();
+    for line in text.lines().take(500) {
+        let e = ascii::parse_line(line).unwrap().unwrap();
+        assert_eq!(ascii::format_entry(&e).unwrap(), line);
+    }
+    // A built entry is what the kernel logs: the real list's first file entry rebuilt.
+    let first = ascii::parse_line(text.lines().nth(1).unwrap())
+        .unwrap()
+        .unwrap();
+    let built = Entry::measured(
+        first.template.clone(),
+        first.digest.clone().unwrap(),
+        &first.name,
+        b"",
+        HashAlg::Sha256,
+    )
+    .unwrap();
+    assert_eq!(built, first);
 }

@@ -57,6 +57,11 @@ enum Command {
     Backup(cli::backup::BackupArgs),
     /// Rebuild a fleet directory from a backup.
     Restore(cli::backup::RestoreArgs),
+    /// IMA runtime integrity: appraise a measurement list against a Keylime runtime policy.
+    Ima(cli::ima::ImaArgs),
+    /// Keylime runtime policies: create one from a file tree or a known-good IMA list.
+    #[command(name = "runtime-policy")]
+    RuntimePolicy(cli::ima::RuntimePolicyArgs),
 }
 
 impl Command {
@@ -78,6 +83,8 @@ impl Command {
             Command::Escrow(a) => a.name(),
             Command::Backup(a) => a.name(),
             Command::Restore(_) => "restore",
+            Command::Ima(a) => a.name(),
+            Command::RuntimePolicy(a) => a.name(),
         }
     }
 }
@@ -101,6 +108,8 @@ fn main() -> ExitCode {
         Command::Escrow(args) => cli::escrow::run(args),
         Command::Backup(args) => cli::backup::run(args),
         Command::Restore(args) => cli::backup::run_restore(args),
+        Command::Ima(args) => cli::ima::run(args),
+        Command::RuntimePolicy(args) => cli::ima::run_runtime_policy(args),
     };
     ExitCode::from(match result {
         Ok(outcome) => exit::outcome(outcome),

@@ -153,3 +153,29 @@ pub fn parse(text: &str) -> impl Iterator<Item = Result<(u64, Entry), AsciiError
         }
     })
 }
+
+/// The text form of an entry as the kernel prints it (one line, no newline). `None` for
+/// templates whose text form is not rebuilt here.
+pub fn format_entry(e: &Entry) -> Option<String> {
+    let d = e.digest.as_ref()?;
+    let head = format!("{} {} {}", e.pcr, hex::encode(&e.template_hash), e.template);
+    Some(match e.template {
+        Template::Ima => format!("{head} {} {}", hex::encode(&d.value), e.name),
+        Template::ImaNg => format!("{head} {}:{} {}", d.alg, hex::encode(&d.value), e.name),
+        Template::ImaSig => format!(
+            "{head} {}:{} {} {}",
+            d.alg,
+            hex::encode(&d.value),
+            e.name,
+            hex::encode(&e.signature)
+        ),
+        Template::ImaBuf => format!(
+            "{head} {}:{} {} {}",
+            d.alg,
+            hex::encode(&d.value),
+            e.name,
+            hex::encode(e.buf.as_deref().unwrap_or_default())
+        ),
+        Template::ImaModsig | Template::Other(_) => return None,
+    })
+}

@@ -231,3 +231,128 @@ pub fn encode_entry(entry: &Entry) -> Vec<u8> {
     }
     out
 }
+
+/// Decodes a binary list fed in pieces (as read from a file or received), holding at most one
+/// entry's bytes beyond what is fed: the caller feeds, takes entries, and feeds again.
+#[derive(Debug, Clone, Default)]
+pub struct Decoder {
+    buf: Vec<u8>,
+    start: usize,
+    hash_len: Option<usize>,
+    offset: u64,
+    index: u64,
+}
+
+/// One decoded entry with its place in the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    /// The entry's index (counted from where decoding started).
+    pub index: u64,
+    /// Its byte offset (counted from where decoding started).
+    pub offset: u64,
+    /// How many bytes it takes.
+    pub len: u64,
+    /// The entry.
+    pub entry: Entry,
+}
+
+impl Decoder {
+    /// A decoder for template hashes of `hash_len` bytes, or detecting the size from the first
+    /// entry when `None`.
+    pub fn new(hash_len: Option<usize>) -> Decoder {
+        Decoder {
+            hash_len,
+            ..Decoder::default()
+        }
+    }
+
+    /// A decoder continuing a list at entry `index`, byte `offset`.
+    pub fn resume(hash_len: usize, index: u64, offset: u64) -> Decoder {
+        Decoder {
+            hash_len: Some(hash_len),
+            index,
+            offset,
+            ..Decoder::default()
+        }
+    }
+
+    /// The template hash size in use (once known).
+    pub fn hash_len(&self) -> Option<usize> {
+        self.hash_len
+    }
+
+    /// Bytes fed but not yet decoded.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Feeds more bytes of the list.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > 64 * 1024 && self.start * 2 > self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete entry; `Ok(None)` when more bytes are needed (or the list ended).
+    pub fn next_entry(&mut self) -> Result<Option<Decoded>, ParseError> {
+        let rest = &self.buf[self.start..];
+        let err = |kind| ParseError {
+            index: self.index,
+            offset: self.offset,
+            kind,
+        };
+        let hash_len = match self.hash_len {
+            Some(l) => l,
+            None => {
+                // Detect once a whole first entry (of some size) is here.
+                let Some(l) = [20, 32, 48, 64]
+                    .into_iter()
+                    .find(|l| matches!(parse_entry(rest, *l), Ok(Some(_))))
+                else {
+                    let possible = [20, 32, 48, 64]
+                        .into_iter()
+                        .any(|l| matches!(parse_entry(rest, l), Ok(None)));
+                    return if possible {
+                        Ok(None)
+                    } else {
+                        Err(err(ParseErrorKind::Undetected))
+                    };
+                };
+                self.hash_len = Some(l);
+                l
+            }
+        };
+        match parse_entry(rest, hash_len).map_err(err)? {
+            None => Ok(None),
+            Some((entry, used)) => {
+                let d = Decoded {
+                    index: self.index,
+                    offset: self.offset,
+                    len: used as u64,
+                    entry,
+                };
+                self.start += used;
+                self.offset += used as u64;
+                self.index += 1;
+                Ok(Some(d))
+            }
+        }
+    }
+
+    /// Ends the list: an error when bytes of an incomplete entry are left.
+    pub fn finish(&self) -> Result<(), ParseError> {
+        match self.pending() {
+            0 => Ok(()),
+            n => Err(ParseError {
+                index: self.index,
+                offset: self.offset,
+                kind: ParseErrorKind::Truncated(n),
+            }),
+        }
+    }
+}

@@ -227,6 +227,32 @@ impl Entry {
         bank.hash(&self.template_data)
     }
 
+    /// A measurement as the kernel would log it: an `ima-ng`, `ima-sig` (`extra` is the
+    /// signature) or `ima-buf` (`extra` is the buffer) entry for PCR 10 with its template hash
+    /// in `hash` (SHA-1 as in the classic list). For tests, benches and synthetic lists.
+    pub fn measured(
+        template: Template,
+        digest: FileDigest,
+        name: &str,
+        extra: &[u8],
+        hash: HashAlg,
+    ) -> Result<Entry, FieldError> {
+        let dng = encode_dng(&digest);
+        let n = encode_name(name);
+        let data = match template {
+            Template::ImaNg => encode_fields(&[&dng, &n]),
+            Template::ImaSig | Template::ImaBuf => encode_fields(&[&dng, &n, extra]),
+            Template::ImaModsig => encode_fields(&[&dng, &n, extra, b"", b""]),
+            Template::Ima | Template::Other(_) => {
+                return Err(FieldError::ImaTemplate("not built by Entry::measured"))
+            }
+        };
+        let th = hash
+            .hash(&data)
+            .ok_or(FieldError::ImaTemplate("hash not computable"))?;
+        Entry::from_template_data(super::IMA_PCR, th, template, &data)
+    }
+
     /// Builds an entry from binary template data (the bytes after the template data length; for
     /// `ima`, the raw digest and the length-prefixed name).
     pub fn from_template_data(

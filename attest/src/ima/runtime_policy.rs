@@ -51,12 +51,12 @@ pub enum PolicyError {
         digest: String,
     },
     /// An `excludes` pattern is not a valid regular expression.
-    #[error("excludes: pattern {pattern:?}")]
+    #[error("excludes: not a valid regular expression")]
     Exclude {
         /// The pattern.
         pattern: String,
         /// Why.
-        source: Box<regex::Error>,
+        source: regex::Error,
     },
     /// `ima.log_hash_alg` is not an algorithm IMA logs with.
     #[error("ima.log_hash_alg {0:?} is not sha1, sha256, sha384 or sha512")]
@@ -235,7 +235,7 @@ impl RuntimePolicy {
         for pattern in &self.excludes {
             Regex::new(pattern).map_err(|e| PolicyError::Exclude {
                 pattern: pattern.clone(),
-                source: Box::new(e),
+                source: e,
             })?;
         }
         let excludes = if self.excludes.is_empty() {
@@ -250,7 +250,7 @@ impl RuntimePolicy {
             Some(
                 Regex::new(&format!("^(?:{joined})")).map_err(|e| PolicyError::Exclude {
                     pattern: joined.clone(),
-                    source: Box::new(e),
+                    source: e,
                 })?,
             )
         };

@@ -10,6 +10,7 @@ pub mod common;
 pub mod devices;
 pub mod escrow;
 pub mod eventlog;
+pub mod ima;
 pub mod init;
 pub mod policy;
 pub mod policy_sign;
@@ -80,4 +81,7 @@ pub enum CliError {
     /// `backup`, `backup keygen|verify`, `restore`.
     #[error(transparent)]
     Backup(#[from] backup::BackupCmdError),
+    /// `ima check`, `runtime-policy create`.
+    #[error(transparent)]
+    Ima(#[from] ima::ImaCliError),
 }

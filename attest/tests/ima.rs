@@ -393,3 +393,166 @@ fn text_lines_print_back_as_the_kernel_wrote_them() {
     .unwrap();
     assert_eq!(built, first);
 }
+
+mod increment {
+    use super::*;
+    use vouch_attest::ima::increment::{appraise_increment, IncrementFailure};
+
+    /// The kraemr list as (offset, len) of every entry, and the PCR 10 after each entry.
+    fn layout(bin: &[u8]) -> (Vec<(usize, usize)>, Vec<Vec<u8>>) {
+        let mut spans = Vec::new();
+        let mut values = Vec::new();
+        let mut off = 0;
+        let mut s = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
+        while off < bin.len() {
+            let (e, used) = parse_entry(&bin[off..], 32).unwrap().unwrap();
+            s.extend(&e, used as u64).unwrap();
+            spans.push((off, used));
+            values.push(s.value.clone());
+            off += used;
+        }
+        (spans, values)
+    }
+
+    fn policy() -> RuntimePolicy {
+        let entries = binary_entries(&read("kraemr_vm_binary_runtime_measurements_sha256"));
+        let (mut p, _) = RuntimePolicy::from_entries(entries.iter().map(|(_, e)| e));
+        p.excludes.push("/root/\\.local/share/nautilus/".into());
+        p
+    }
+
+    #[test]
+    fn reports_of_a_few_entries_each_continue_to_the_quoted_pcr10() {
+        let bin = read("kraemr_vm_binary_runtime_measurements_sha256");
+        let (spans, values) = layout(&bin);
+        let policy = policy();
+        let mut state = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
+        let mut i = 0;
+        let mut reports = 0;
+        while i < spans.len() {
+            // 1 to 700 entries a report; the quote is taken after the last one.
+            let n = (1 + (i * 7919) % 700).min(spans.len() - i);
+            let (start, _) = spans[i];
+            let (last, len) = spans[i + n - 1];
+            let bytes = &bin[start..last + len];
+            // What the registry stores between reports.
+            let stored: ReplayState =
+                serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+            let out = appraise_increment(
+                &stored,
+                start as u64,
+                bytes,
+                32,
+                &values[i + n - 1],
+                Appraiser::new(&policy).unwrap(),
+            );
+            assert!(out.trusted(), "report at entry {i}: {:?}", out.failures);
+            assert_eq!(out.accepted, n as u64);
+            state = out.state;
+            i += n;
+            reports += 1;
+        }
+        assert!(reports > 10);
+        assert_eq!(state.entries, 4289);
+        assert_eq!(state.offset, bin.len() as u64);
+        assert_eq!(state.value, kraemr_pcrs().get(HashAlg::Sha256, 10).unwrap());
+    }
+
+    #[test]
+    fn a_quote_that_lags_the_list_accepts_the_prefix_it_covers() {
+        let bin = read("kraemr_vm_binary_runtime_measurements_sha256");
+        let (spans, values) = layout(&bin);
+        let start = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
+        let end = spans[99].0 + spans[99].1;
+        // 100 entries sent, the quote saw 95 of them.
+        let out = appraise_increment(
+            &start,
+            0,
+            &bin[..end],
+            32,
+            &values[94],
+            Appraiser::new(&policy()).unwrap(),
+        );
+        assert!(out.trusted(), "{:?}", out.failures);
+        assert_eq!(out.accepted, 95);
+        assert_eq!(out.state.entries, 95);
+        assert_eq!(out.state.offset, spans[95].0 as u64);
+        // No entries sent and the quote is where the state is: trusted, nothing accepted.
+        let out2 = appraise_increment(
+            &out.state,
+            out.state.offset,
+            &[],
+            32,
+            &values[94],
+            Appraiser::new(&policy()).unwrap(),
+        );
+        assert!(out2.trusted());
+        assert_eq!(out2.state, out.state);
+    }
+
+    #[test]
+    fn a_wrong_offset_or_pcr_leaves_the_state_and_says_why() {
+        let bin = read("kraemr_vm_binary_runtime_measurements_sha256");
+        let (spans, values) = layout(&bin);
+        let start = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
+        let end = spans[9].0 + spans[9].1;
+        let p = policy();
+        let out = appraise_increment(
+            &start,
+            7,
+            &bin[..end],
+            32,
+            &values[9],
+            Appraiser::new(&p).unwrap(),
+        );
+        assert_eq!(
+            out.failures,
+            vec![IncrementFailure::Offset {
+                expected: 0,
+                got: 7
+            }]
+        );
+        assert_eq!(out.state, start);
+        let out = appraise_increment(
+            &start,
+            0,
+            &bin[..end],
+            32,
+            &[1; 32],
+            Appraiser::new(&p).unwrap(),
+        );
+        assert!(matches!(
+            out.failures[..],
+            [IncrementFailure::Pcr { entries: 10, .. }]
+        ));
+        assert_eq!(out.state, start);
+        assert!(!out.trusted());
+    }
+
+    #[test]
+    fn an_entry_not_in_the_policy_is_named_in_the_reports_verdict() {
+        let bin = read("kraemr_vm_binary_runtime_measurements_sha256");
+        let (spans, values) = layout(&bin);
+        let mut p = policy();
+        let victim = binary_entries(&bin)[5].1.name.clone();
+        p.digests.remove(&victim);
+        let end = spans[9].0 + spans[9].1;
+        let start = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
+        let out = appraise_increment(
+            &start,
+            0,
+            &bin[..end],
+            32,
+            &values[9],
+            Appraiser::new(&p).unwrap(),
+        );
+        assert!(!out.trusted());
+        assert!(out.failures.is_empty());
+        assert_eq!(out.verdict.failures.len(), 1);
+        assert_eq!(out.verdict.failures[0].path, victim);
+        assert_eq!(out.verdict.failures[0].index, 5);
+        assert_eq!(out.verdict.failures[0].rule, ImaRule::NotInPolicy);
+        // The PCR matched: the state advances (the verdict is what says untrusted).
+        assert_eq!(out.state.entries, 10);
+    }
+}

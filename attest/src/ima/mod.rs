@@ -12,6 +12,8 @@
 //! - [`runtime_policy`]: Keylime's runtime policy JSON read as it is, and built from a file
 //!   tree's digests or a known-good log.
 //! - [`signature`]: `ima-sig` signatures (format v2) checked against the policy's keys.
+//! - [`increment`]: one report's entries appraised from the stored state against the quoted
+//!   PCR 10 (what the fleet decides per report).
 //! - [`appraise`]: every entry evaluated against a runtime policy; every failing entry recorded
 //!   with its path, digest and rule (never stopping at the first).
 //!
@@ -22,6 +24,7 @@ pub mod appraise;
 pub mod ascii;
 pub mod binary;
 pub mod entry;
+pub mod increment;
 pub mod replay;
 pub mod runtime_policy;
 pub mod signature;

@@ -276,6 +276,15 @@ impl Decoder {
         }
     }
 
+    /// A decoder starting at byte `offset` of a list (an entry boundary), detecting the
+    /// template hash size from the first entry there.
+    pub fn resume_detecting(offset: u64) -> Decoder {
+        Decoder {
+            offset,
+            ..Decoder::default()
+        }
+    }
+
     /// The template hash size in use (once known).
     pub fn hash_len(&self) -> Option<usize> {
         self.hash_len

@@ -64,7 +64,9 @@ fn main() {
     let entries: Vec<(u64, Entry)> = Entries::new(&bytes, 32).map(|r| r.unwrap()).collect();
     let n = entries.len() as u64;
     let (mut policy, _) = RuntimePolicy::from_entries(entries.iter().map(|(_, e)| e));
-    policy.excludes.push("/root/\\.local/share/nautilus/".into());
+    policy
+        .excludes
+        .push("/root/\\.local/share/nautilus/".into());
     let compiled = policy.compile().unwrap();
     let pcr10 = {
         let mut s = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
@@ -80,11 +82,16 @@ fn main() {
     );
     let secs = 3.0;
 
-    rate("reference: sha256 of each entry's template data", n, secs, || {
-        entries
-            .iter()
-            .all(|(_, e)| HashAlg::Sha256.hash(&e.template_data).is_some())
-    });
+    rate(
+        "reference: sha256 of each entry's template data",
+        n,
+        secs,
+        || {
+            entries
+                .iter()
+                .all(|(_, e)| HashAlg::Sha256.hash(&e.template_data).is_some())
+        },
+    );
     rate("parse (Decoder, whole list fed at once)", n, secs, || {
         let mut d = Decoder::new(Some(32));
         d.feed(&bytes);
@@ -94,10 +101,15 @@ fn main() {
         }
         k == n
     });
-    rate("replay PCR 10 sha256 (template hash checked)", n, secs, || {
-        let mut s = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
-        entries.iter().all(|(_, e)| s.extend(e, 0).is_ok()) && s.value == pcr10
-    });
+    rate(
+        "replay PCR 10 sha256 (template hash checked)",
+        n,
+        secs,
+        || {
+            let mut s = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
+            entries.iter().all(|(_, e)| s.extend(e, 0).is_ok()) && s.value == pcr10
+        },
+    );
     rate("policy evaluation only", n, secs, || {
         let mut a = Appraiser::compiled(compiled.clone());
         for (i, (_, e)) in entries.iter().enumerate() {
@@ -105,14 +117,19 @@ fn main() {
         }
         a.finish().trusted
     });
-    rate("FULL: parse + replay + evaluate (ima check)", n, secs, || {
-        let mut a = Appraiser::compiled(compiled.clone());
-        let mut s = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
-        let mut d = Decoder::new(Some(32));
-        d.feed(&bytes);
-        while let Ok(Some(x)) = d.next_entry() {
-            a.push(&x.entry, x.len, &mut s);
-        }
-        a.finish().trusted && s.value == pcr10
-    });
+    rate(
+        "FULL: parse + replay + evaluate (ima check)",
+        n,
+        secs,
+        || {
+            let mut a = Appraiser::compiled(compiled.clone());
+            let mut s = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
+            let mut d = Decoder::new(Some(32));
+            d.feed(&bytes);
+            while let Ok(Some(x)) = d.next_entry() {
+                a.push(&x.entry, x.len, &mut s);
+            }
+            a.finish().trusted && s.value == pcr10
+        },
+    );
 }

@@ -84,6 +84,26 @@ pub struct ConfigFile {
     /// `[verdict]` (optional; defaults apply)
     #[serde(default)]
     pub verdict: VerdictSection,
+    /// `[ima]` (optional; absent: IMA is not appraised)
+    #[serde(default, skip_serializing_if = "ImaSection::is_off")]
+    pub ima: ImaSection,
+}
+
+/// `[ima]`: runtime integrity, appraised from each device's IMA measurement list.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImaSection {
+    /// A Keylime runtime policy (JSON) every device's IMA entries are appraised against; set, the
+    /// challenges also quote sha256 PCR 10 and ask for the entries since the last accepted
+    /// report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_policy: Option<PathBuf>,
+}
+
+impl ImaSection {
+    fn is_off(&self) -> bool {
+        self.runtime_policy.is_none()
+    }
 }
 
 /// `[broker]`: where the MQTT broker is and how to reload it.
@@ -196,6 +216,7 @@ impl ConfigFile {
             },
             challenge: ChallengeSection::default(),
             verdict: VerdictSection::default(),
+            ima: ImaSection::default(),
         }
     }
 
@@ -246,6 +267,8 @@ pub struct FleetConfig {
     pub default_policy: Option<String>,
     /// PCR selection every challenge asks for (`sha256:0-9`).
     pub challenge_pcrs: PcrSelection,
+    /// The Keylime runtime policy IMA entries are appraised against (`[ima] runtime_policy`).
+    pub ima_runtime_policy: Option<PathBuf>,
 }
 
 impl FleetConfig {
@@ -375,6 +398,7 @@ impl FleetConfig {
             revoke_on_untrusted: file.verdict.revoke_on_untrusted,
             default_policy: file.verdict.default_policy.clone(),
             challenge_pcrs,
+            ima_runtime_policy: file.ima.runtime_policy.as_deref().map(abs),
         })
     }
 }

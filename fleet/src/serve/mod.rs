@@ -19,6 +19,7 @@ pub mod attest;
 pub mod enroll;
 pub mod escrow;
 pub mod evidence;
+pub mod ima;
 pub mod limits;
 pub mod mqtt;
 pub mod policies;
@@ -142,6 +143,8 @@ pub struct Server {
     refusals: Mutex<HashMap<String, u64>>,
     schedule: Mutex<Schedule>,
     policies: std::sync::RwLock<policies::PolicyStore>,
+    /// The IMA runtime policy, when `[ima] runtime_policy` is set.
+    pub ima: Option<ima::ImaSetup>,
 }
 
 impl std::fmt::Debug for Server {
@@ -163,6 +166,7 @@ impl Server {
     pub fn new(cfg: FleetConfig, verifier: Verifier) -> Result<Server, ServeError> {
         let registry = Registry::open(&cfg.state_dir).map_err(ServeError::Registry)?;
         let ca = load_fleet_ca(&cfg)?;
+        let cfg_ima = cfg.ima_runtime_policy.as_deref().map(ima::ImaSetup::load);
         Ok(Server {
             cfg,
             verifier,
@@ -174,6 +178,7 @@ impl Server {
             refusals: Mutex::new(HashMap::new()),
             schedule: Mutex::new(Schedule::default()),
             policies: std::sync::RwLock::new(policies::PolicyStore::default()),
+            ima: cfg_ima,
         }
         .with_policies_loaded())
     }

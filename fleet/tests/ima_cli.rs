@@ -349,3 +349,131 @@ fn ima_sig_signatures_made_by_evmctl_verify_against_the_policys_keys() {
         .unwrap()
         .starts_with("no key with id"));
 }
+
+#[test]
+fn a_key_the_list_shows_loaded_onto_a_checked_keyring_verifies_later_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    run(Command::new("openssl").args([
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &s(&d("k.pem")),
+        "-out",
+        &s(&d("c.der")),
+        "-outform",
+        "DER",
+        "-subj",
+        "/CN=vouch test IMA key",
+        "-days",
+        "2",
+    ]));
+    let cert = std::fs::read(d("c.der")).unwrap();
+    std::fs::write(d("app"), b"a signed application").unwrap();
+    run(Command::new("evmctl").args([
+        "ima_sign",
+        "--sigfile",
+        "--hashalgo",
+        "sha256",
+        "--key",
+        &s(&d("k.pem")),
+        &s(&d("app")),
+    ]));
+    let sig = std::fs::read(d("app.sig")).unwrap();
+    // The kernel measures the certificate loaded onto .ima (ima-buf), then the signed file.
+    let cert_digest = HashAlg::Sha256.hash(&cert).unwrap();
+    let key_entry = Entry::measured(
+        Template::ImaBuf,
+        FileDigest {
+            alg: "sha256".into(),
+            value: cert_digest.clone(),
+        },
+        ".ima",
+        &cert,
+        HashAlg::Sha1,
+    )
+    .unwrap();
+    let list = d("list");
+    write_list(
+        &list,
+        &[key_entry, measure(&d("app"), "/usr/bin/app", Some(&sig))],
+    );
+    let check = |policy: &vouch_attest::ima::RuntimePolicy| {
+        let p = d("p.json");
+        std::fs::write(&p, policy.to_json().unwrap()).unwrap();
+        let o = fleet(&[
+            "ima",
+            "check",
+            "--policy",
+            &s(&p),
+            "--log",
+            &s(&list),
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (o.status.code(), v)
+    };
+    let mut policy = vouch_attest::ima::RuntimePolicy::empty();
+    policy
+        .keyrings
+        .insert(".ima".into(), vec![hex::encode(&cert_digest)]);
+    let (code, v) = check(&policy);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["signed"], 1, "{v}");
+
+    // The key is not allowed on .ima: its entry fails, and the file's signature is not trusted.
+    policy.keyrings.clear();
+    let (code, v) = check(&policy);
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(v["failures"][0]["path"], ".ima");
+    assert_eq!(v["failures"][0]["rule"], "key_not_allowed");
+    assert_eq!(v["failures"][1]["path"], "/usr/bin/app");
+    assert_eq!(v["failures"][1]["rule"], "not_in_policy");
+
+    // An ignored keyring passes, but its keys are not used either.
+    policy.ima.ignored_keyrings = vec!["*".into()];
+    let (code, v) = check(&policy);
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(v["failed"], 1, "{v}");
+    assert_eq!(v["failures"][0]["path"], "/usr/bin/app");
+}
+
+#[test]
+fn ima_modsig_entries_parse_and_are_appraised_by_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.ko"), b"a module").unwrap();
+    let digest = HashAlg::Sha256
+        .hash(&std::fs::read(dir.path().join("m.ko")).unwrap())
+        .unwrap();
+    let e = Entry::measured(
+        Template::ImaModsig,
+        FileDigest {
+            alg: "sha256".into(),
+            value: digest.clone(),
+        },
+        "/lib/modules/m.ko",
+        b"",
+        HashAlg::Sha1,
+    )
+    .unwrap();
+    // The binary list form (the text form of ima-modsig is not rebuilt by format_entry).
+    let list = dir.path().join("list");
+    std::fs::write(&list, vouch_attest::ima::binary::encode_entry(&e)).unwrap();
+    let mut policy = vouch_attest::ima::RuntimePolicy::empty();
+    let p = dir.path().join("p.json");
+    std::fs::write(&p, policy.to_json().unwrap()).unwrap();
+    let o = fleet(&["ima", "check", "--policy", &s(&p), "--log", &s(&list)]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains("not_in_policy /lib/modules/m.ko"),
+        "{}",
+        out(&o)
+    );
+    policy.allow("/lib/modules/m.ko", &digest);
+    std::fs::write(&p, policy.to_json().unwrap()).unwrap();
+    let o = fleet(&["ima", "check", "--policy", &s(&p), "--log", &s(&list)]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+}

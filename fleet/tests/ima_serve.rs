@@ -177,3 +177,127 @@ fn missing_or_unvouched_evidence_and_a_wrong_pcr_fail_closed() {
     );
     assert_eq!(check(&out.reasons), ["ima.policy"]);
 }
+
+fn run(cmd: &mut std::process::Command) -> Vec<u8> {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+fn chunk_report(bytes: &[u8], offset: u64) -> AttestationReport {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).unwrap();
+    AttestationReport {
+        nonce: vec![0; 32],
+        quote: Vec::new(),
+        signature: Vec::new(),
+        pcrs: serde_json::json!({}),
+        eventlog_gz: None,
+        ima: Some(ImaEvidence {
+            offset,
+            hash_len: 20,
+            entries_gz: gz.finish().unwrap(),
+            more: false,
+        }),
+    }
+}
+
+#[test]
+fn a_key_loaded_in_one_report_verifies_a_signature_in_a_later_one() {
+    use vouch_attest::ima::binary::encode_entry;
+    use vouch_attest::ima::{Entry, FileDigest, Template};
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    run(std::process::Command::new("openssl").args([
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &s(&d("k.pem")),
+        "-out",
+        &s(&d("c.der")),
+        "-outform",
+        "DER",
+        "-subj",
+        "/CN=vouch test",
+        "-days",
+        "2",
+    ]));
+    std::fs::write(d("app"), b"signed application").unwrap();
+    run(std::process::Command::new("evmctl").args([
+        "ima_sign",
+        "--sigfile",
+        "--hashalgo",
+        "sha256",
+        "--key",
+        &s(&d("k.pem")),
+        &s(&d("app")),
+    ]));
+    let cert = std::fs::read(d("c.der")).unwrap();
+    let sig = std::fs::read(d("app.sig")).unwrap();
+    let fd = |v: Vec<u8>| FileDigest {
+        alg: "sha256".into(),
+        value: v,
+    };
+    let cert_digest = HashAlg::Sha256.hash(&cert).unwrap();
+    let key_entry = Entry::measured(
+        Template::ImaBuf,
+        fd(cert_digest.clone()),
+        ".ima",
+        &cert,
+        HashAlg::Sha1,
+    )
+    .unwrap();
+    let app = HashAlg::Sha256
+        .hash(&std::fs::read(d("app")).unwrap())
+        .unwrap();
+    let app_entry = Entry::measured(
+        Template::ImaSig,
+        fd(app),
+        "/usr/bin/app",
+        &sig,
+        HashAlg::Sha1,
+    )
+    .unwrap();
+    let mut policy = RuntimePolicy::empty();
+    policy
+        .keyrings
+        .insert(".ima".into(), vec![hex::encode(&cert_digest)]);
+    let path = d("p.json");
+    std::fs::write(&path, policy.to_json().unwrap()).unwrap();
+    let setup = ImaSetup::load(&path);
+
+    let mut pcr = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
+    let first = encode_entry(&key_entry);
+    pcr.extend(&key_entry, first.len() as u64).unwrap();
+    let out = appraise(
+        &setup,
+        None,
+        "b",
+        &chunk_report(&first, 0),
+        Some(&pcr.value),
+    );
+    assert!(out.reasons.is_empty(), "{:?}", out.reasons);
+    let stored = out.store.unwrap();
+    assert_eq!(stored.keys, vec![cert.clone()]);
+    // The next report: the signed file only, its key from the earlier report.
+    let second = encode_entry(&app_entry);
+    pcr.extend(&app_entry, second.len() as u64).unwrap();
+    let report = chunk_report(&second, first.len() as u64);
+    let out = appraise(&setup, Some(&stored), "b", &report, Some(&pcr.value));
+    assert!(out.reasons.is_empty(), "{:?}", out.reasons);
+    // Without the carried key the same report fails naming the file.
+    let mut forgot = stored.clone();
+    forgot.keys.clear();
+    let out = appraise(&setup, Some(&forgot), "b", &report, Some(&pcr.value));
+    assert_eq!(out.reasons.len(), 1, "{:?}", out.reasons);
+    assert_eq!(out.reasons[0].check, "ima.not_in_policy");
+    assert!(out.reasons[0].detail.contains("/usr/bin/app"));
+}

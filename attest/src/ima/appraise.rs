@@ -26,6 +26,9 @@ use std::fmt;
 /// How many failing entries a verdict keeps (all are counted).
 pub const MAX_FAILURES_KEPT: usize = 1000;
 
+/// How many keys learned from the list are carried on.
+pub const MAX_LEARNED_KEYS: usize = 64;
+
 /// The rule an entry failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -121,6 +124,8 @@ pub struct Appraiser {
     policy: CompiledPolicy,
     boot_aggregates: Vec<Vec<u8>>,
     verdict: ImaVerdict,
+    /// The buffers (certificates or keys) of key entries accepted onto checked keyrings.
+    learned: Vec<Vec<u8>>,
 }
 
 enum Pass {
@@ -148,7 +153,27 @@ impl Appraiser {
                 failed: 0,
                 failures: Vec::new(),
             },
+            learned: Vec::new(),
         }
+    }
+
+    /// Also uses the keys of these buffers (from [`Appraiser::learned`] of the appraisal of an
+    /// earlier part of the same list) for signatures; buffers that hold no usable key are
+    /// skipped.
+    pub fn with_learned_keys(mut self, bufs: &[Vec<u8>]) -> Appraiser {
+        for b in bufs {
+            if let Ok((key, id)) = PublicKey::from_cert_or_spki_der(b) {
+                self.policy.keys.add(key, id);
+                self.learned.push(b.clone());
+            }
+        }
+        self
+    }
+
+    /// The key buffers accepted so far (those given to [`Appraiser::with_learned_keys`] and
+    /// those the entries loaded onto checked keyrings), to carry to the next part of the list.
+    pub fn learned(&self) -> &[Vec<u8>] {
+        &self.learned
     }
 
     /// Also accepts these `boot_aggregate` digests (computed from quoted PCRs, see
@@ -276,6 +301,11 @@ impl Appraiser {
             return match self.policy.keyrings.get(&entry.name) {
                 Some(allowed) if allowed.contains(digest) => {
                     self.policy.keys.add(key, id);
+                    if self.learned.len() < MAX_LEARNED_KEYS
+                        && !self.learned.iter().any(|b| b == buf)
+                    {
+                        self.learned.push(buf.to_vec());
+                    }
                     Ok(Pass::Ok)
                 }
                 _ => Err((

@@ -72,6 +72,10 @@ pub struct IncrementOutcome {
     pub verdict: ImaVerdict,
     /// What is wrong with the evidence as a whole.
     pub failures: Vec<IncrementFailure>,
+    /// Key buffers accepted onto checked keyrings so far (see [`Appraiser::learned`]), to give
+    /// the next report's appraiser.
+    #[serde(skip)]
+    pub learned: Vec<Vec<u8>>,
 }
 
 impl IncrementOutcome {
@@ -97,6 +101,7 @@ pub fn appraise_increment(
     let outcome = |failures: Vec<IncrementFailure>, appraiser: Appraiser| IncrementOutcome {
         state: previous.clone(),
         accepted: 0,
+        learned: appraiser.learned().to_vec(),
         verdict: appraiser.finish(),
         failures,
     };
@@ -154,6 +159,7 @@ pub fn appraise_increment(
     IncrementOutcome {
         state: accepted,
         accepted: k as u64,
+        learned: appraiser.learned().to_vec(),
         verdict: appraiser.finish(),
         failures,
     }

@@ -18,21 +18,24 @@ pub struct ImaRecord {
     /// Failing entries accepted in this boot (their verdict reasons), repeated in every later
     /// verdict of the boot.
     pub failed: Vec<String>,
+    /// Keys (certificates) the list loaded onto keyrings the policy allows, for signatures in
+    /// later reports of the boot.
+    pub keys: Vec<Vec<u8>>,
 }
 
 impl Registry {
     /// The stored IMA state of a device, if any.
     pub fn ima_state(&self, device_id: &str) -> Result<Option<ImaRecord>, RegistryError> {
-        let row: Option<(String, String, String)> = self
+        let row: Option<(String, String, String, String)> = self
             .conn()
             .query_row(
-                "SELECT boot_id, state, failed FROM ima_state WHERE device_id = ?1",
+                "SELECT boot_id, state, failed, keys FROM ima_state WHERE device_id = ?1",
                 [device_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
             .map_err(q("read IMA state"))?;
-        let Some((boot_id, json, failed)) = row else {
+        let Some((boot_id, json, failed, keys)) = row else {
             return Ok(None);
         };
         let corrupt = |e: serde_json::Error| RegistryError::Corrupt {
@@ -41,10 +44,20 @@ impl Registry {
         };
         let state = serde_json::from_str(&json).map_err(corrupt)?;
         let failed = serde_json::from_str(&failed).map_err(corrupt)?;
+        let keys: Vec<String> = serde_json::from_str(&keys).map_err(corrupt)?;
+        let keys = keys
+            .iter()
+            .map(hex::decode)
+            .collect::<Result<_, _>>()
+            .map_err(|e| RegistryError::Corrupt {
+                what: "IMA keys",
+                detail: e.to_string(),
+            })?;
         Ok(Some(ImaRecord {
             boot_id,
             state,
             failed,
+            keys,
         }))
     }
 
@@ -56,12 +69,15 @@ impl Registry {
         };
         let json = serde_json::to_string(&record.state).map_err(corrupt)?;
         let failed = serde_json::to_string(&record.failed).map_err(corrupt)?;
+        let keys: Vec<String> = record.keys.iter().map(hex::encode).collect();
+        let keys = serde_json::to_string(&keys).map_err(corrupt)?;
         self.conn()
             .execute(
-                "INSERT INTO ima_state (device_id, boot_id, state, failed) VALUES (?1, ?2, ?3, ?4) \
+                "INSERT INTO ima_state (device_id, boot_id, state, failed, keys) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
                  ON CONFLICT(device_id) DO UPDATE SET boot_id = excluded.boot_id, \
-                 state = excluded.state, failed = excluded.failed",
-                params![device_id, record.boot_id, json, failed],
+                 state = excluded.state, failed = excluded.failed, keys = excluded.keys",
+                params![device_id, record.boot_id, json, failed, keys],
             )
             .map_err(q("store IMA state"))?;
         Ok(())
@@ -82,6 +98,7 @@ mod tests {
             boot_id: "b1".into(),
             state: ReplayState::new(HashAlg::Sha256, 10).unwrap(),
             failed: Vec::new(),
+            keys: Vec::new(),
         };
         reg.set_ima_state("d1", &rec).unwrap();
         assert_eq!(reg.ima_state("d1").unwrap(), Some(rec.clone()));
@@ -89,6 +106,7 @@ mod tests {
         rec.state.entries = 40;
         rec.state.value = vec![7; 32];
         rec.failed.push("not_in_policy /tmp/x".into());
+        rec.keys.push(vec![0x30, 0x82, 1, 2]);
         reg.set_ima_state("d1", &rec).unwrap();
         // Another connection (another server process) reads what this one stored.
         let other = Registry::open(dir.path()).unwrap();

@@ -139,7 +139,8 @@ CREATE TABLE IF NOT EXISTS ima_state (
     device_id    TEXT PRIMARY KEY,
     boot_id      TEXT NOT NULL,
     state        TEXT NOT NULL,
-    failed       TEXT NOT NULL
+    failed       TEXT NOT NULL,
+    keys         TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS device_policy (
     device_id    TEXT PRIMARY KEY,

@@ -7,7 +7,8 @@
 //! A failing entry makes the verdict untrusted naming its path, digest and rule, and stays a
 //! reason in every later verdict of the same boot: the entries after it are appraised as they
 //! come, but what ran is not forgotten until the device reboots (a new boot starts the list and
-//! the state over).
+//! the state over). Keys the list loaded onto keyrings the policy allows are kept with the state
+//! too, so later reports' `ima-sig` signatures can be checked against them.
 
 use super::verifier::Reason;
 use crate::registry::ImaRecord;
@@ -159,6 +160,7 @@ pub fn appraise(
             boot_id: boot_id.to_string(),
             state: ReplayState::new(BANK, IMA_PCR).expect("sha256 replays"),
             failed: Vec::new(),
+            keys: Vec::new(),
         },
     };
     let mut reasons: Vec<Reason> = record
@@ -205,7 +207,7 @@ pub fn appraise(
         &bytes,
         hash_len,
         quoted,
-        Appraiser::compiled(policy.clone()),
+        Appraiser::compiled(policy.clone()).with_learned_keys(&record.keys),
     );
     for f in &out.failures {
         let check = match f {
@@ -223,7 +225,11 @@ pub fn appraise(
             record.failed.push(text);
         }
     }
-    let changed = out.state != record.state || stored.is_none() || !out.verdict.trusted;
+    let changed = out.state != record.state
+        || stored.is_none()
+        || !out.verdict.trusted
+        || out.learned != record.keys;
     record.state = out.state;
+    record.keys = out.learned;
     done(reasons, changed.then_some(record))
 }

@@ -94,6 +94,7 @@ fn a_100000_entry_list_is_read_and_verified_in_chunks() {
             &chunk.bytes,
             20,
             &quoted,
+            false,
             Appraiser::compiled(compiled.clone()),
         );
         assert!(out.trusted(), "report {reports}: {:?}", out.failures);

@@ -444,6 +444,7 @@ mod increment {
                 bytes,
                 32,
                 &values[i + n - 1],
+                false,
                 Appraiser::new(&policy).unwrap(),
             );
             assert!(out.trusted(), "report at entry {i}: {:?}", out.failures);
@@ -471,6 +472,7 @@ mod increment {
             &bin[..end],
             32,
             &values[94],
+            false,
             Appraiser::new(&policy()).unwrap(),
         );
         assert!(out.trusted(), "{:?}", out.failures);
@@ -484,6 +486,7 @@ mod increment {
             &[],
             32,
             &values[94],
+            false,
             Appraiser::new(&policy()).unwrap(),
         );
         assert!(out2.trusted());
@@ -503,6 +506,7 @@ mod increment {
             &bin[..end],
             32,
             &values[9],
+            false,
             Appraiser::new(&p).unwrap(),
         );
         assert_eq!(
@@ -519,6 +523,7 @@ mod increment {
             &bin[..end],
             32,
             &[1; 32],
+            false,
             Appraiser::new(&p).unwrap(),
         );
         assert!(matches!(
@@ -544,6 +549,7 @@ mod increment {
             &bin[..end],
             32,
             &values[9],
+            false,
             Appraiser::new(&p).unwrap(),
         );
         assert!(!out.trusted());
@@ -554,5 +560,81 @@ mod increment {
         assert_eq!(out.verdict.failures[0].rule, ImaRule::NotInPolicy);
         // The PCR matched: the state advances (the verdict is what says untrusted).
         assert_eq!(out.state.entries, 10);
+    }
+}
+
+mod incomplete {
+    use super::*;
+    use vouch_attest::ima::increment::{appraise_increment, IncrementFailure};
+
+    #[test]
+    fn a_long_list_in_parts_is_accepted_provisionally_then_verified() {
+        let bin = read("kraemr_vm_binary_runtime_measurements_sha256");
+        let entries = binary_entries(&bin);
+        let (policy, _) = RuntimePolicy::from_entries(entries.iter().map(|(_, e)| e));
+        let mut policy = policy;
+        policy
+            .excludes
+            .push("/root/\\.local/share/nautilus/".into());
+        let quoted = kraemr_pcrs().get(HashAlg::Sha256, 10).unwrap().to_vec();
+        let cut = entries[2000].0 as usize;
+        let start = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
+        // The first part: more follows, nothing matches the quote yet.
+        let a = appraise_increment(
+            &start,
+            0,
+            &bin[..cut],
+            32,
+            &quoted,
+            true,
+            Appraiser::new(&policy).unwrap(),
+        );
+        assert_eq!(
+            a.failures,
+            vec![IncrementFailure::Incomplete {
+                pcr: 10,
+                entries: 2000
+            }]
+        );
+        assert!(a.verdict.trusted);
+        assert_eq!(a.state.entries, 2000);
+        // The rest reaches the quoted value: all of it verified.
+        let b = appraise_increment(
+            &a.state,
+            cut as u64,
+            &bin[cut..],
+            32,
+            &quoted,
+            false,
+            Appraiser::new(&policy).unwrap(),
+        );
+        assert!(b.trusted(), "{:?}", b.failures);
+        assert_eq!(b.state.entries, 4289);
+        // Without `more`, the first part alone is a PCR failure and nothing is accepted.
+        let c = appraise_increment(
+            &start,
+            0,
+            &bin[..cut],
+            32,
+            &quoted,
+            false,
+            Appraiser::new(&policy).unwrap(),
+        );
+        assert!(matches!(c.failures[..], [IncrementFailure::Pcr { .. }]));
+        assert_eq!(c.state, start);
+        // A forged rest never reaches the quote.
+        let mut forged = bin[cut..].to_vec();
+        let n = forged.len();
+        forged.truncate(n - entries.last().map_or(0, |(o, _)| bin.len() - *o as usize));
+        let d = appraise_increment(
+            &a.state,
+            cut as u64,
+            &forged,
+            32,
+            &quoted,
+            false,
+            Appraiser::new(&policy).unwrap(),
+        );
+        assert!(matches!(d.failures[..], [IncrementFailure::Pcr { .. }]));
     }
 }

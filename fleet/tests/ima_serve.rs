@@ -301,3 +301,29 @@ fn a_key_loaded_in_one_report_verifies_a_signature_in_a_later_one() {
     assert_eq!(out.reasons[0].check, "ima.not_in_policy");
     assert!(out.reasons[0].detail.contains("/usr/bin/app"));
 }
+
+#[test]
+fn a_long_list_comes_in_parts_and_is_verified_by_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = list();
+    let setup = setup(dir.path(), None);
+    let last = l.values.last().unwrap().clone();
+    let mut r = report(&l, 0, 1500);
+    r.ima.as_mut().unwrap().more = true;
+    let out = appraise(&setup, None, "b", &r, Some(&last));
+    assert!(out.incomplete);
+    let checks: Vec<_> = out.reasons.iter().map(|r| r.check.as_str()).collect();
+    assert_eq!(checks, ["ima.incomplete"]);
+    let stored = out.store.unwrap();
+    assert_eq!(stored.state.entries, 1500);
+    let out = appraise(
+        &setup,
+        Some(&stored),
+        "b",
+        &report(&l, 1500, 4289),
+        Some(&last),
+    );
+    assert!(!out.incomplete);
+    assert!(out.reasons.is_empty(), "{:?}", out.reasons);
+    assert_eq!(out.store.unwrap().state.entries, 4289);
+}

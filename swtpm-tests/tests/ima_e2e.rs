@@ -177,3 +177,107 @@ fn a_device_is_trusted_under_a_tree_policy_then_untrusted_naming_a_binary_not_in
     assert_eq!(stored.state.entries, 13);
     assert_eq!(stored.failed.len(), 1);
 }
+
+#[test]
+fn a_list_longer_than_one_report_is_sent_in_parts_and_verified() {
+    use vouch_agent::tpm::esapi::EsapiTpm;
+    use vouch_agent::tpm::Tpm;
+    let tpm = Swtpm::start().unwrap();
+    let log = testdata().join(LOG);
+    tpm.boot_from_log(&std::fs::read(&log).unwrap()).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    // 8,000 entries (about 1.6 MB: more than three 512 KiB reports), extended in one TPM session.
+    let list = work.path().join("binary_runtime_measurements");
+    let entries: Vec<Entry> = (0..8000)
+        .map(|i| {
+            let name = format!("/usr/lib/x86_64-linux-gnu/a-rather-long-directory-name/for-many-files/{i:05}/libexample-with-a-long-name.so.1.2.3");
+            Entry::measured(
+                Template::ImaNg,
+                FileDigest {
+                    alg: "sha256".into(),
+                    value: HashAlg::Sha256.hash(name.as_bytes()).unwrap(),
+                },
+                &name,
+                b"",
+                HashAlg::Sha1,
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut bytes = Vec::new();
+    {
+        let tcti = tpm.tcti().parse().unwrap();
+        let mut t = EsapiTpm::open(&tcti, &tpm.dir().join("extend-state")).unwrap();
+        for e in &entries {
+            bytes.extend_from_slice(&encode_entry(e));
+            t.pcr_extend(
+                10,
+                &[(HashAlg::Sha256, e.bank_digest(HashAlg::Sha256).unwrap())],
+            )
+            .unwrap();
+        }
+    }
+    assert!(
+        bytes.len() > 3 * vouch_agent::ima::MAX_CHUNK,
+        "{}",
+        bytes.len()
+    );
+    std::fs::write(&list, &bytes).unwrap();
+    // The policy: the known-good list itself.
+    let policy = work.path().join("runtime-policy.json");
+    let out = swtpm_tests::run(
+        "vouch-fleet",
+        &[
+            "runtime-policy",
+            "create",
+            "--log",
+            list.to_str().unwrap(),
+            "--out",
+            policy.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let policy_line = format!("\n[ima]\nruntime_policy = \"{}\"\n", policy.display());
+    let fleet = FleetStack::start(
+        &[tpm.ca_root_cert(), tpm.ca_dir().join("issuercert.pem")],
+        |t| t.replace("jitter_secs = 30", "jitter_secs = 0") + &policy_line,
+    )
+    .unwrap();
+    let state = tpm.dir().join("agent");
+    let id = device_id(&tpm, &state);
+    let config = fleet.agent_config(&tpm, &state, &log).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "\n[broker]",
+        &format!("ima_log = \"{}\"\n\n[broker]", list.display()),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let _agent = fleet.start_agent(&config).unwrap();
+    let v = fleet
+        .wait_device(&id, Duration::from_secs(60), |v| status(v) == "trusted")
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\nagent log:\n{}",
+                std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
+            )
+        });
+    // One verdict, after the parts: the earlier reports stored no verdict.
+    assert_eq!(v["verdicts"].as_array().map(Vec::len), Some(1), "{v}");
+    let state_dir = vouch_fleet::config::FleetConfig::load(&fleet.config())
+        .unwrap()
+        .state_dir;
+    let stored = vouch_fleet::registry::Registry::open(&state_dir)
+        .unwrap()
+        .ima_state(&id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state.entries, 8000);
+    assert_eq!(stored.state.offset, bytes.len() as u64);
+    let agent_log = std::fs::read_to_string(config.with_extension("log")).unwrap_or_default();
+    assert!(
+        agent_log.matches("challenge answered").count() >= 4,
+        "{agent_log}"
+    );
+}

@@ -7,7 +7,9 @@
 //! (the kernel appends and extends while the agent quotes and reads, so the quote may lag the
 //! list by a few entries; as Keylime does, the last matching prefix is taken). Only that prefix
 //! is appraised and accepted: the new state is the replay after it, and the entries after it
-//! are sent again with the next report. Every problem is a typed [`IncrementFailure`].
+//! are sent again with the next report. A report that carries only part of a long list
+//! (`more`) is accepted provisionally when none of it matches yet
+//! ([`IncrementFailure::Incomplete`]). Every problem is a typed [`IncrementFailure`].
 
 use super::appraise::{Appraiser, ImaVerdict};
 use super::binary::{Decoder, ParseError};
@@ -41,6 +43,17 @@ pub enum IncrementFailure {
         #[source]
         ReplayError,
     ),
+    /// The device has more entries than the report carries and none of these replays to the
+    /// quoted PCR yet: they are accepted provisionally (appraised, the state advanced) and
+    /// verified when a later report of the rest reaches the quoted value, which covers them
+    /// through the hash chain.
+    #[error("the IMA list continues beyond the {entries} entries of this report: PCR {pcr} is verified with the rest")]
+    Incomplete {
+        /// The PCR.
+        pcr: u32,
+        /// How many entries were accepted provisionally.
+        entries: u64,
+    },
     /// No prefix of the entries replays to the quoted PCR.
     #[error("PCR {pcr} ({bank}) quoted as {quoted} is not the replay of the IMA list after any of the {entries} entries sent (replay of all: {replayed})")]
     Pcr {
@@ -88,13 +101,15 @@ impl IncrementOutcome {
 /// Appraises `bytes` (binary list entries with `hash_len`-byte template hashes, starting at
 /// byte `offset` of the device's list) from `previous`, against the `quoted` value of the
 /// replayed PCR, with `appraiser` (which carries keys learned from earlier reports' entries
-/// only as far as the caller keeps it).
+/// only as far as the caller keeps it). `more`: the device says its list holds more entries
+/// than the report (see [`IncrementFailure::Incomplete`]).
 pub fn appraise_increment(
     previous: &ReplayState,
     offset: u64,
     bytes: &[u8],
     hash_len: usize,
     quoted: &[u8],
+    more: bool,
     mut appraiser: Appraiser,
 ) -> IncrementOutcome {
     let mut failures = Vec::new();
@@ -141,7 +156,14 @@ pub fn appraise_increment(
             matched = Some(entries.len());
         }
     }
-    let Some(k) = matched else {
+    let provisional = matched.is_none() && more && !entries.is_empty() && failures.is_empty();
+    if provisional {
+        failures.push(IncrementFailure::Incomplete {
+            pcr: previous.pcr,
+            entries: entries.len() as u64,
+        });
+    }
+    let Some(k) = matched.or(provisional.then_some(entries.len())) else {
         failures.push(IncrementFailure::Pcr {
             pcr: previous.pcr,
             bank: previous.bank.to_string(),

@@ -204,6 +204,7 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
         })
     });
     let mut ima_store = None;
+    let mut ima_incomplete = false;
     if let Some(setup) = &srv.ima {
         let verified = appraisal.verified_attest.is_some()
             && !appraisal
@@ -223,12 +224,33 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
                 );
                 appraisal.reasons.extend(outcome.reasons);
                 ima_store = outcome.store;
+                ima_incomplete = outcome.incomplete;
             }
             Err(e) => {
                 srv.log(&format!("device {device_id}: registry: {}", chain(&e)));
                 return Vec::new();
             }
         }
+    }
+    if ima_incomplete
+        && appraisal
+            .reasons
+            .iter()
+            .all(|r| r.check == super::ima::INCOMPLETE)
+    {
+        // Part of a long IMA list, nothing wrong so far: keep the state, no verdict yet, and ask
+        // for the rest now.
+        let kept = srv.with_registry(|reg| match &ima_store {
+            Some(r) => reg.set_ima_state(device_id, r),
+            None => Ok(()),
+        });
+        return match kept.and_then(|()| challenge(srv, device_id, now_ms)) {
+            Ok(next) => next.into_iter().collect(),
+            Err(e) => {
+                srv.log(&format!("device {device_id}: registry: {}", chain(&e)));
+                Vec::new()
+            }
+        };
     }
     let reasons: Vec<String> = appraisal.reasons.iter().map(ToString::to_string).collect();
     let trusted = appraisal.trusted();

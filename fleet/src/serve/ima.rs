@@ -7,7 +7,10 @@
 //! A failing entry makes the verdict untrusted naming its path, digest and rule, and stays a
 //! reason in every later verdict of the same boot: the entries after it are appraised as they
 //! come, but what ran is not forgotten until the device reboots (a new boot starts the list and
-//! the state over). Keys the list loaded onto keyrings the policy allows are kept with the state
+//! the state over). A long list comes in several reports: one that says more follows and
+//! matches no quoted value yet is accepted provisionally and the device challenged again at once;
+//! the verdict waits for the report that reaches the quoted PCR 10 (whose hash chain covers the
+//! earlier ones). Keys the list loaded onto keyrings the policy allows are kept with the state
 //! too, so later reports' `ima-sig` signatures can be checked against them.
 
 use super::verifier::Reason;
@@ -26,6 +29,9 @@ pub const BANK: HashAlg = HashAlg::Sha256;
 
 /// How many failing entries a device's record keeps for later verdicts of the same boot.
 const KEPT_FAILURES: usize = 100;
+
+/// The check name of a report that carried part of a long list.
+pub const INCOMPLETE: &str = "ima.incomplete";
 
 /// Largest inflated IMA chunk accepted (the agent sends at most 512 KiB).
 const MAX_CHUNK_BYTES: u64 = 4 << 20;
@@ -106,6 +112,9 @@ pub struct ImaOutcome {
     pub reasons: Vec<Reason>,
     /// The record to store, when it changed.
     pub store: Option<ImaRecord>,
+    /// The report carried part of a long list, accepted provisionally: challenge the device
+    /// again at once for the rest (no verdict until then, unless something else failed).
+    pub incomplete: bool,
 }
 
 /// What the quote vouches for: the quoted sha256 PCR 10, when the quote verified (`verified`:
@@ -168,7 +177,11 @@ pub fn appraise(
         .iter()
         .map(|f| Reason::new("ima.earlier", f))
         .collect();
-    let done = |reasons, store| ImaOutcome { reasons, store };
+    let done = |reasons, store| ImaOutcome {
+        reasons,
+        store,
+        incomplete: false,
+    };
     let policy = match &setup.policy {
         Ok(p) => p,
         Err(why) => {
@@ -207,6 +220,7 @@ pub fn appraise(
         &bytes,
         hash_len,
         quoted,
+        evidence.more,
         Appraiser::compiled(policy.clone()).with_learned_keys(&record.keys),
     );
     for f in &out.failures {
@@ -215,6 +229,7 @@ pub fn appraise(
             vouch_attest::ima::increment::IncrementFailure::Parse(_) => "ima.parse",
             vouch_attest::ima::increment::IncrementFailure::Replay(_) => "ima.template_hash",
             vouch_attest::ima::increment::IncrementFailure::Pcr { .. } => "ima.pcr10",
+            vouch_attest::ima::increment::IncrementFailure::Incomplete { .. } => INCOMPLETE,
         };
         reasons.push(Reason::new(check, f));
     }
@@ -229,7 +244,17 @@ pub fn appraise(
         || stored.is_none()
         || !out.verdict.trusted
         || out.learned != record.keys;
+    let incomplete = out.failures.iter().any(|f| {
+        matches!(
+            f,
+            vouch_attest::ima::increment::IncrementFailure::Incomplete { .. }
+        )
+    });
     record.state = out.state;
     record.keys = out.learned;
-    done(reasons, changed.then_some(record))
+    ImaOutcome {
+        reasons,
+        store: changed.then_some(record),
+        incomplete,
+    }
 }

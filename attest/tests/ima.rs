@@ -638,3 +638,28 @@ mod incomplete {
         assert!(matches!(d.failures[..], [IncrementFailure::Pcr { .. }]));
     }
 }
+
+#[test]
+fn an_increment_outcome_serializes_with_every_failure_kind() {
+    use vouch_attest::ima::increment::appraise_increment;
+    let start = ReplayState::new(HashAlg::Sha256, IMA_PCR).unwrap();
+    let policy = RuntimePolicy::empty();
+    for (offset, bytes, more) in [
+        (0u64, &b"\x0a\x00\x00\x00junk"[..], false),
+        (5, &b""[..], false),
+        (0, &b""[..], true),
+    ] {
+        let out = appraise_increment(
+            &start,
+            offset,
+            bytes,
+            20,
+            &[1; 32],
+            more,
+            Appraiser::new(&policy).unwrap(),
+        );
+        assert!(!out.failures.is_empty());
+        let json = serde_json::to_string(&out).unwrap();
+        assert!(json.contains("failures"), "{json}");
+    }
+}

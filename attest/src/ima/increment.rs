@@ -19,7 +19,7 @@ use serde::Serialize;
 /// A problem with a report's IMA evidence as a whole (entries failing the policy are in the
 /// verdict).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum IncrementFailure {
     /// The entries do not start where the last accepted report ended.
     #[error("IMA entries sent from byte offset {got}, the verifier expects {expected}")]

@@ -280,23 +280,26 @@ impl RuntimePolicy {
         entries: impl IntoIterator<Item = &'a super::Entry>,
     ) -> (RuntimePolicy, u64) {
         let mut p = RuntimePolicy::empty();
-        let mut n = 0;
-        for e in entries {
-            let Some(d) = &e.digest else { continue };
-            if e.is_violation() {
-                continue;
-            }
-            if e.template == super::Template::ImaBuf {
-                let list = p.ima_buf.entry(e.name.clone()).or_default();
-                let h = hex::encode(&d.value);
-                if !list.contains(&h) {
-                    list.push(h);
-                }
-            } else {
-                p.allow(&e.name, &d.value);
-            }
-            n += 1;
-        }
+        let n = entries.into_iter().filter(|e| p.add_entry(e)).count() as u64;
         (p, n)
+    }
+
+    /// Allows what one known-good entry measured (see [`RuntimePolicy::from_entries`]); false
+    /// for a violation or an entry without a digest, which add nothing.
+    pub fn add_entry(&mut self, e: &super::Entry) -> bool {
+        let Some(d) = &e.digest else { return false };
+        if e.is_violation() {
+            return false;
+        }
+        if e.template == super::Template::ImaBuf {
+            let list = self.ima_buf.entry(e.name.clone()).or_default();
+            let h = hex::encode(&d.value);
+            if !list.contains(&h) {
+                list.push(h);
+            }
+        } else {
+            self.allow(&e.name, &d.value);
+        }
+        true
     }
 }

@@ -409,18 +409,15 @@ fn create(
     if let Some(log) = log {
         let mut violations = 0u64;
         let mut entries = 0u64;
-        let mut taken = Vec::new();
         stream_log(log, |e, _| {
             entries += 1;
             if e.is_violation() {
                 violations += 1;
-            } else if e.digest.is_some() {
-                taken.push(e);
+            } else {
+                // One entry at a time: the list is never held whole.
+                policy.add_entry(&e);
             }
         })?;
-        let (from_log, _) = RuntimePolicy::from_entries(&taken);
-        policy.digests = from_log.digests;
-        policy.ima_buf = from_log.ima_buf;
         summary = format!(
             "{} paths from {entries} entries ({violations} violations left out)",
             policy.digests.len()

@@ -112,6 +112,7 @@ fn reports_continue_from_the_registry_and_a_failure_stays_for_the_boot() {
             "boot-1",
             &report(&l, from, to),
             Some(&l.values[to - 1]),
+            &[],
         );
         reasons_seen.push(out.reasons.clone());
         reg.set_ima_state(dev, out.store.as_ref().unwrap()).unwrap();
@@ -141,6 +142,7 @@ fn reports_continue_from_the_registry_and_a_failure_stays_for_the_boot() {
         "boot-2",
         &report(&l, 0, 300),
         Some(&l.values[299]),
+        &[],
     );
     assert!(out.reasons.is_empty(), "{:?}", out.reasons);
     assert_eq!(out.store.unwrap().state.entries, 300);
@@ -155,17 +157,17 @@ fn missing_or_unvouched_evidence_and_a_wrong_pcr_fail_closed() {
         reasons.iter().map(|r| r.check.clone()).collect::<Vec<_>>()
     };
     let mut r = report(&l, 0, 10);
-    let out = appraise(&setup, None, "b", &r, None);
+    let out = appraise(&setup, None, "b", &r, None, &[]);
     assert_eq!(check(&out.reasons), ["ima.not_evaluated"]);
     assert_eq!(out.store, None);
-    let out = appraise(&setup, None, "b", &r, Some(&l.values[3][..]));
+    let out = appraise(&setup, None, "b", &r, Some(&l.values[3][..]), &[]);
     // The quote saw entry 3's state: entries 0-3 accepted, the rest sent again next time.
     assert!(out.reasons.is_empty(), "{:?}", out.reasons);
     assert_eq!(out.store.unwrap().state.entries, 4);
-    let out = appraise(&setup, None, "b", &r, Some(&[9u8; 32][..]));
+    let out = appraise(&setup, None, "b", &r, Some(&[9u8; 32][..]), &[]);
     assert_eq!(check(&out.reasons), ["ima.pcr10"]);
     r.ima = None;
-    let out = appraise(&setup, None, "b", &r, Some(&l.values[9][..]));
+    let out = appraise(&setup, None, "b", &r, Some(&l.values[9][..]), &[]);
     assert_eq!(check(&out.reasons), ["ima.missing"]);
     let broken = ImaSetup::load(&dir.path().join("nonexistent.json"));
     let out = appraise(
@@ -174,6 +176,7 @@ fn missing_or_unvouched_evidence_and_a_wrong_pcr_fail_closed() {
         "b",
         &report(&l, 0, 10),
         Some(&l.values[9][..]),
+        &[],
     );
     assert_eq!(check(&out.reasons), ["ima.policy"]);
 }
@@ -283,6 +286,7 @@ fn a_key_loaded_in_one_report_verifies_a_signature_in_a_later_one() {
         "b",
         &chunk_report(&first, 0),
         Some(&pcr.value),
+        &[],
     );
     assert!(out.reasons.is_empty(), "{:?}", out.reasons);
     let stored = out.store.unwrap();
@@ -291,12 +295,12 @@ fn a_key_loaded_in_one_report_verifies_a_signature_in_a_later_one() {
     let second = encode_entry(&app_entry);
     pcr.extend(&app_entry, second.len() as u64).unwrap();
     let report = chunk_report(&second, first.len() as u64);
-    let out = appraise(&setup, Some(&stored), "b", &report, Some(&pcr.value));
+    let out = appraise(&setup, Some(&stored), "b", &report, Some(&pcr.value), &[]);
     assert!(out.reasons.is_empty(), "{:?}", out.reasons);
     // Without the carried key the same report fails naming the file.
     let mut forgot = stored.clone();
     forgot.keys.clear();
-    let out = appraise(&setup, Some(&forgot), "b", &report, Some(&pcr.value));
+    let out = appraise(&setup, Some(&forgot), "b", &report, Some(&pcr.value), &[]);
     assert_eq!(out.reasons.len(), 1, "{:?}", out.reasons);
     assert_eq!(out.reasons[0].check, "ima.not_in_policy");
     assert!(out.reasons[0].detail.contains("/usr/bin/app"));
@@ -310,7 +314,7 @@ fn a_long_list_comes_in_parts_and_is_verified_by_the_last() {
     let last = l.values.last().unwrap().clone();
     let mut r = report(&l, 0, 1500);
     r.ima.as_mut().unwrap().more = true;
-    let out = appraise(&setup, None, "b", &r, Some(&last));
+    let out = appraise(&setup, None, "b", &r, Some(&last), &[]);
     assert!(out.incomplete);
     let checks: Vec<_> = out.reasons.iter().map(|r| r.check.as_str()).collect();
     assert_eq!(checks, ["ima.incomplete"]);
@@ -322,8 +326,46 @@ fn a_long_list_comes_in_parts_and_is_verified_by_the_last() {
         "b",
         &report(&l, 1500, 4289),
         Some(&last),
+        &[],
     );
     assert!(!out.incomplete);
     assert!(out.reasons.is_empty(), "{:?}", out.reasons);
     assert_eq!(out.store.unwrap().state.entries, 4289);
+}
+
+/// The sha256 PCRs of `kraemr_vm_pcrs`.
+fn kraemr_pcrs() -> vouch_attest::PcrBanks {
+    let text = std::fs::read_to_string(testdata::ima_dir().join("kraemr_vm_pcrs")).unwrap();
+    let mut banks = vouch_attest::PcrBanks::new();
+    let mut in_sha256 = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.ends_with(':') {
+            in_sha256 = t == "sha256:";
+            continue;
+        }
+        if let (true, Some((i, v))) = (in_sha256, t.split_once(':')) {
+            let v = hex::decode(v.trim().trim_start_matches("0x")).unwrap();
+            banks.insert(HashAlg::Sha256, i.trim().parse().unwrap(), v);
+        }
+    }
+    banks
+}
+
+#[test]
+fn the_boot_aggregate_passes_with_the_quoted_pcrs_0_to_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = list();
+    // A policy without boot_aggregate (as one built from a file tree).
+    let setup = setup(dir.path(), Some("boot_aggregate"));
+    let r = report(&l, 0, 10);
+    let out = appraise(&setup, None, "b", &r, Some(&l.values[9][..]), &[]);
+    assert_eq!(out.reasons.len(), 1, "{:?}", out.reasons);
+    assert_eq!(out.reasons[0].check, "ima.not_in_policy");
+    assert!(out.reasons[0].detail.contains("boot_aggregate"));
+    // The VM's PCR 0-9 give the list's boot_aggregate.
+    let aggregate =
+        vouch_attest::ima::replay::boot_aggregate(HashAlg::Sha256, &kraemr_pcrs()).unwrap();
+    let out = appraise(&setup, None, "b", &r, Some(&l.values[9][..]), &[aggregate]);
+    assert!(out.reasons.is_empty(), "{:?}", out.reasons);
 }

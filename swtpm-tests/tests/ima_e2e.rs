@@ -106,12 +106,38 @@ fn a_device_is_trusted_under_a_tree_policy_then_untrusted_naming_a_binary_not_in
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
 
-    // The files run: the kernel measures them.
+    // The kernel's first entry: boot_aggregate, IMA's hash of PCR 0-9 (here: the replay of the
+    // firmware log the swtpm booted from). The policy does not list it: the fleet computes it
+    // from the quoted PCRs. Then the files run and are measured.
     let list = work.path().join("binary_runtime_measurements");
-    let first: Vec<Entry> = names
-        .iter()
-        .map(|n| measure(&root.join(n), &format!("/{n}")))
-        .collect();
+    let replay = vouch_attest::eventlog::EventLog::parse(&std::fs::read(&log).unwrap())
+        .unwrap()
+        .replay();
+    // PCRs the firmware log does not extend stay zero (the TPM quotes them so).
+    let mut boot = vouch_attest::PcrBanks::new();
+    for i in 0..10 {
+        let v = replay
+            .get(HashAlg::Sha256, i)
+            .map_or(vec![0; 32], <[u8]>::to_vec);
+        boot.insert(HashAlg::Sha256, i, v);
+    }
+    let aggregate = vouch_attest::ima::replay::boot_aggregate(HashAlg::Sha256, &boot).unwrap();
+    let mut first = vec![Entry::measured(
+        Template::ImaNg,
+        FileDigest {
+            alg: "sha256".into(),
+            value: aggregate,
+        },
+        "boot_aggregate",
+        b"",
+        HashAlg::Sha1,
+    )
+    .unwrap()];
+    first.extend(
+        names
+            .iter()
+            .map(|n| measure(&root.join(n), &format!("/{n}"))),
+    );
     run_files(&tpm, &list, &first);
 
     let policy_line = format!("\n[ima]\nruntime_policy = \"{}\"\n", policy.display());
@@ -155,7 +181,7 @@ fn a_device_is_trusted_under_a_tree_policy_then_untrusted_naming_a_binary_not_in
         .ima_state(&id)
         .unwrap()
         .expect("IMA state stored");
-    assert_eq!(stored.state.entries, 12);
+    assert_eq!(stored.state.entries, 13);
     assert_eq!(stored.state.offset, std::fs::metadata(&list).unwrap().len());
 
     // A binary that is not in the policy runs (the agent holds the swtpm connection: stop it
@@ -171,10 +197,10 @@ fn a_device_is_trusted_under_a_tree_policy_then_untrusted_naming_a_binary_not_in
     let reasons = v["verdicts"][0]["reasons"].to_string();
     assert!(reasons.contains("ima.not_in_policy"), "{reasons}");
     assert!(reasons.contains("/tmp/evil"), "{reasons}");
-    assert!(reasons.contains("(entry 12)"), "{reasons}");
+    assert!(reasons.contains("(entry 13)"), "{reasons}");
     // Only the new entry was sent and replayed on top of the stored state.
     let stored = registry().ima_state(&id).unwrap().unwrap();
-    assert_eq!(stored.state.entries, 13);
+    assert_eq!(stored.state.entries, 14);
     assert_eq!(stored.failed.len(), 1);
 }
 

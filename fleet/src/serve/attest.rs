@@ -213,6 +213,7 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
                 .any(|r| r.check.starts_with("quote.") || r.check == "report.pcrs");
         let pcrs = super::evidence::parse_pcr_values(&report.pcrs).ok();
         let quoted = super::ima::quoted_pcr10(&report, pcrs.as_ref(), verified);
+        let aggregates = super::ima::quoted_boot_aggregates(&report, pcrs.as_ref(), verified);
         match srv.with_registry(|reg| reg.ima_state(device_id)) {
             Ok(stored) => {
                 let outcome = super::ima::appraise(
@@ -221,6 +222,7 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
                     device.last_boot_id.as_deref().unwrap_or_default(),
                     &report,
                     quoted.as_deref(),
+                    &aggregates,
                 );
                 appraisal.reasons.extend(outcome.reasons);
                 ima_store = outcome.store;

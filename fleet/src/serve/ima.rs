@@ -138,6 +138,32 @@ pub fn quoted_pcr10(
     pcrs?.get(BANK, IMA_PCR).map(<[u8]>::to_vec)
 }
 
+/// The `boot_aggregate` digests the verified quote vouches for: IMA's hash of PCR 0-9 (sha256)
+/// or 0-7 (sha1), for each of those banks the quote covers whole. The list's `boot_aggregate`
+/// entry passes with one of them (as with Keylime), so a runtime policy need not list it.
+pub fn quoted_boot_aggregates(
+    report: &AttestationReport,
+    pcrs: Option<&PcrBanks>,
+    verified: bool,
+) -> Vec<Vec<u8>> {
+    let (true, Some(pcrs)) = (verified, pcrs) else {
+        return Vec::new();
+    };
+    let Ok(attest) = Attest::parse(&report.quote) else {
+        return Vec::new();
+    };
+    let AttestBody::Quote(q) = attest.body else {
+        return Vec::new();
+    };
+    [(HashAlg::Sha256, 9), (HashAlg::Sha1, 7)]
+        .into_iter()
+        .filter(|(bank, last)| {
+            (0..=*last).all(|i| q.pcr_select.iter().any(|(b, p)| b == *bank && p == i))
+        })
+        .filter_map(|(bank, _)| vouch_attest::ima::replay::boot_aggregate(bank, pcrs))
+        .collect()
+}
+
 fn inflate(gz: &[u8]) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let mut out = Vec::new();
@@ -154,13 +180,15 @@ fn inflate(gz: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Appraises the IMA part of `report` for a device in boot `boot_id` whose stored record is
-/// `stored`; `quoted` is the sha256 PCR 10 the verified quote vouches for.
+/// `stored`; `quoted` is the sha256 PCR 10 the verified quote vouches for, `boot_aggregates`
+/// what [`quoted_boot_aggregates`] found.
 pub fn appraise(
     setup: &ImaSetup,
     stored: Option<&ImaRecord>,
     boot_id: &str,
     report: &AttestationReport,
     quoted: Option<&[u8]>,
+    boot_aggregates: &[Vec<u8>],
 ) -> ImaOutcome {
     let stored = current(stored, boot_id);
     let mut record = match stored {
@@ -221,7 +249,9 @@ pub fn appraise(
         hash_len,
         quoted,
         evidence.more,
-        Appraiser::compiled(policy.clone()).with_learned_keys(&record.keys),
+        Appraiser::compiled(policy.clone())
+            .with_learned_keys(&record.keys)
+            .with_boot_aggregates(boot_aggregates.to_vec()),
     );
     for f in &out.failures {
         let check = match f {

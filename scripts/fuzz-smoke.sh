@@ -47,6 +47,8 @@ seed_attest() {
     if [ -n "$data" ]; then
         local logs=("$data"/eventlogs/*.bin "$data"/eventlogs/edge/*.bin "$data"/eventlogs/unlabeled/*.bin)
         seed "$fz" eventlog "${logs[@]}"
+        seed "$fz" ima_log "$data"/ima/*
+        seed "$fz" runtime_policy "$data"/ima/*.json
     else
         echo "fuzz-smoke: shared/testdata not found; running without seed corpora" >&2
     fi

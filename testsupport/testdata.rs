@@ -26,3 +26,9 @@ pub fn testdata_dir() -> PathBuf {
 pub fn eventlogs_dir() -> PathBuf {
     testdata_dir().join("eventlogs")
 }
+
+/// `testdata/ima`.
+#[allow(dead_code)]
+pub fn ima_dir() -> PathBuf {
+    testdata_dir().join("ima")
+}

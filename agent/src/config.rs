@@ -46,6 +46,9 @@ pub struct AgentConfig {
     /// Where the firmware event log is read from.
     #[serde(default = "default_eventlog")]
     pub eventlog: PathBuf,
+    /// Where the IMA measurement list is read from (binary form), when the fleet asks for it.
+    #[serde(default = "default_ima_log")]
+    pub ima_log: PathBuf,
     /// Broker connection.
     pub broker: BrokerConfig,
 }
@@ -85,6 +88,9 @@ fn default_state_dir() -> PathBuf {
 fn default_eventlog() -> PathBuf {
     PathBuf::from("/sys/kernel/security/tpm0/binary_bios_measurements")
 }
+fn default_ima_log() -> PathBuf {
+    PathBuf::from(crate::ima::DEFAULT_PATH)
+}
 fn default_port() -> u16 {
     8883
 }
@@ -117,6 +123,7 @@ impl AgentConfig {
         };
         abs(&mut cfg.state_dir);
         abs(&mut cfg.eventlog);
+        abs(&mut cfg.ima_log);
         abs(&mut cfg.broker.ca_file);
         abs(&mut cfg.broker.claim_cert);
         abs(&mut cfg.broker.claim_key);

@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod exit;
 pub mod identity;
+pub mod ima;
 pub mod seal;
 pub mod tpm;
 pub mod volume;

@@ -19,6 +19,7 @@ pub mod escrow_delivery;
 pub mod escrow_release;
 pub mod eventlog;
 pub mod identity;
+pub mod ima;
 pub mod pcrfile;
 pub mod pcrs;
 pub mod policy;

@@ -193,6 +193,11 @@ pub struct AttestChallenge {
     /// ([`crate::tpm::selection::wire`]).
     #[serde(with = "crate::tpm::selection::wire")]
     pub pcrs: crate::tpm::PcrSelection,
+    /// When the fleet appraises IMA: the byte offset in the device's IMA measurement list where
+    /// the last accepted report ended; the report carries the entries from there on
+    /// ([`AttestationReport::ima`]). Absent when the fleet does not appraise IMA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ima_offset: Option<u64>,
 }
 
 /// The agent's answer to a challenge.
@@ -213,6 +218,27 @@ pub struct AttestationReport {
     /// The UEFI event log, gzip-compressed.
     #[serde(with = "b64::opt", default)]
     pub eventlog_gz: Option<Vec<u8>>,
+    /// IMA measurement list entries, when the challenge asked for them
+    /// ([`AttestChallenge::ima_offset`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ima: Option<ImaEvidence>,
+}
+
+/// Entries of a device's IMA measurement list (binary form), from the offset the challenge
+/// named: whole entries only, at most a chunk per report (the rest follows with the next).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImaEvidence {
+    /// The byte offset of the first entry.
+    pub offset: u64,
+    /// The template hash size of the list (20 for `binary_runtime_measurements`); 0 when no
+    /// entry was read.
+    pub hash_len: u8,
+    /// The entries, gzip-compressed.
+    #[serde(with = "b64")]
+    pub entries_gz: Vec<u8>,
+    /// True when the list holds more entries than this report carries.
+    pub more: bool,
 }
 
 /// Sent by the agent when it starts after a boot.
@@ -333,6 +359,7 @@ mod tests {
         let c = AttestChallenge {
             nonce: vec![7; 32],
             pcrs: "sha256:0-9+sha1:7".parse().unwrap(),
+            ima_offset: None,
         };
         let bytes = encode(&c);
         let text = String::from_utf8(bytes.clone()).unwrap();

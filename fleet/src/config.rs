@@ -93,6 +93,9 @@ pub struct ConfigFile {
     /// `[[webhooks]]` (optional, repeatable)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookSection>,
+    /// `[ima]` (optional; absent: IMA is not appraised)
+    #[serde(default, skip_serializing_if = "ImaSection::is_off")]
+    pub ima: ImaSection,
 }
 
 /// `[http]`: the HTTP API, metrics, health endpoints and page of `vouch-fleet serve`.
@@ -153,6 +156,23 @@ pub struct WebhookConfig {
     pub secret_file: PathBuf,
     /// The events it receives.
     pub events: Vec<String>,
+}
+
+/// `[ima]`: runtime integrity, appraised from each device's IMA measurement list.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImaSection {
+    /// A Keylime runtime policy (JSON) every device's IMA entries are appraised against; set, the
+    /// challenges also quote sha256 PCR 10 and ask for the entries since the last accepted
+    /// report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_policy: Option<PathBuf>,
+}
+
+impl ImaSection {
+    fn is_off(&self) -> bool {
+        self.runtime_policy.is_none()
+    }
 }
 
 /// `[broker]`: where the MQTT broker is and how to reload it.
@@ -268,6 +288,7 @@ impl ConfigFile {
             http: None,
             liveness: LivenessSection::default(),
             webhooks: Vec::new(),
+            ima: ImaSection::default(),
         }
     }
 
@@ -326,6 +347,8 @@ pub struct FleetConfig {
     pub stale_after_intervals: u32,
     /// `[[webhooks]]`.
     pub webhooks: Vec<WebhookConfig>,
+    /// The Keylime runtime policy IMA entries are appraised against (`[ima] runtime_policy`).
+    pub ima_runtime_policy: Option<PathBuf>,
 }
 
 impl FleetConfig {
@@ -522,6 +545,7 @@ impl FleetConfig {
                     events: w.events.clone(),
                 })
                 .collect(),
+            ima_runtime_policy: file.ima.runtime_policy.as_deref().map(abs),
         })
     }
 }

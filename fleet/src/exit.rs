@@ -2,7 +2,8 @@
 //! command to them (the README's "Exit codes" list is this table in words):
 //!
 //! - 0 success / trusted;
-//! - 1 evidence rejected: an untrusted verdict, a failed check (`quote verify`, `policy check`),
+//! - 1 evidence rejected: an untrusted verdict, a failed check (`quote verify`, `policy check`,
+//!   `ima check`),
 //!   a broken audit chain, an escrow release refused by its rule or failed on the device;
 //! - 2 bad usage or input: configuration, files, options, unknown devices and policies;
 //! - 70 internal error: the registry, writing output, the server's runtime, and no verdict in
@@ -17,6 +18,7 @@ use crate::cli::common::SetupError;
 use crate::cli::devices::DevicesError;
 use crate::cli::escrow::EscrowCmdError;
 use crate::cli::eventlog::EventlogCliError;
+use crate::cli::ima::ImaCliError;
 use crate::cli::policy::PolicyCliError;
 use crate::cli::policy_sign::PolicySignError;
 use crate::cli::quote::QuoteError;
@@ -66,6 +68,7 @@ pub fn code(e: &CliError) -> u8 {
         CliError::Escrow(e) => escrow(e),
         CliError::Backup(e) => backup(e),
         CliError::Operator(e) => operator(e),
+        CliError::Ima(e) => ima(e),
     }
 }
 
@@ -75,6 +78,19 @@ fn operator(e: &vouch_fleet::http::operators::OperatorError) -> u8 {
         O::Name(_) | O::Exists(_) | O::Unknown(_) => INPUT,
         O::Registry(r) => registry(r),
         O::Ca { .. } | O::Crl { .. } | O::File(_) => INTERNAL,
+    }
+}
+
+fn ima(e: &ImaCliError) -> u8 {
+    use ImaCliError as I;
+    match e {
+        I::Read { .. }
+        | I::Policy { .. }
+        | I::Exclude(_)
+        | I::Binary { .. }
+        | I::Text { .. }
+        | I::Tree { .. } => INPUT,
+        I::Encode(_) | I::Write { .. } | I::Json(_) => INTERNAL,
     }
 }
 
@@ -496,6 +512,69 @@ mod tests {
                 INTERNAL,
             ),
         ]);
+        // ima check, runtime-policy create
+        {
+            use vouch_attest::ima::ascii::{AsciiError, AsciiErrorKind};
+            use vouch_attest::ima::binary::{ParseError as ImaParseError, ParseErrorKind};
+            use vouch_attest::ima::PolicyError as RtPolicyError;
+            use ImaCliError as I;
+            let rt = || RtPolicyError::Version(2);
+            t.extend([
+                (
+                    C::Ima(I::Read {
+                        flag: "log",
+                        path: path(),
+                        source: io(),
+                    }),
+                    INPUT,
+                ),
+                (
+                    C::Ima(I::Policy {
+                        path: path(),
+                        source: rt(),
+                    }),
+                    INPUT,
+                ),
+                (C::Ima(I::Exclude(rt())), INPUT),
+                (
+                    C::Ima(I::Binary {
+                        path: path(),
+                        source: ImaParseError {
+                            index: 3,
+                            offset: 300,
+                            kind: ParseErrorKind::Truncated(5),
+                        },
+                    }),
+                    INPUT,
+                ),
+                (
+                    C::Ima(I::Text {
+                        path: path(),
+                        source: AsciiError {
+                            line: 3,
+                            kind: AsciiErrorKind::Missing,
+                        },
+                    }),
+                    INPUT,
+                ),
+                (
+                    C::Ima(I::Tree {
+                        path: path(),
+                        source: io(),
+                    }),
+                    INPUT,
+                ),
+                (C::Ima(I::Encode(rt())), INTERNAL),
+                (
+                    C::Ima(I::Write {
+                        path: path(),
+                        source: io(),
+                    }),
+                    INTERNAL,
+                ),
+                (C::Ima(I::Json(json())), INTERNAL),
+            ]);
+        }
         // policy check|record
         t.extend([
             (

@@ -59,6 +59,11 @@ enum Command {
     Restore(cli::backup::RestoreArgs),
     /// Operators of the HTTPS API: issue, revoke, list their client certificates.
     Operator(cli::operator::OperatorArgs),
+    /// IMA runtime integrity: appraise a measurement list against a Keylime runtime policy.
+    Ima(cli::ima::ImaArgs),
+    /// Keylime runtime policies: create one from a file tree or a known-good IMA list.
+    #[command(name = "runtime-policy")]
+    RuntimePolicy(cli::ima::RuntimePolicyArgs),
 }
 
 impl Command {
@@ -81,6 +86,8 @@ impl Command {
             Command::Backup(a) => a.name(),
             Command::Restore(_) => "restore",
             Command::Operator(a) => a.name(),
+            Command::Ima(a) => a.name(),
+            Command::RuntimePolicy(a) => a.name(),
         }
     }
 }
@@ -105,6 +112,8 @@ fn main() -> ExitCode {
         Command::Backup(args) => cli::backup::run(args),
         Command::Restore(args) => cli::backup::run_restore(args),
         Command::Operator(args) => cli::operator::run(args),
+        Command::Ima(args) => cli::ima::run(args),
+        Command::RuntimePolicy(args) => cli::ima::run_runtime_policy(args),
     };
     ExitCode::from(match result {
         Ok(outcome) => exit::outcome(outcome),

@@ -167,6 +167,7 @@ fn server(q: &Quote, gz: &[u8], name: &str, policy: &Policy) -> Decision {
         signature: q.signature.clone(),
         pcrs: q.pcrs.to_json(),
         eventlog_gz: Some(gz.to_vec()),
+        ima: None,
     };
     let a = Verifier::new().appraise(&AppraisalInput {
         ak: &q.ak,

@@ -61,6 +61,7 @@ fn simulated_devices_are_trusted_certified_and_registered() {
                 signature: q.signature,
                 pcrs: q.pcrs.to_json(),
                 eventlog_gz: Some(image.eventlog_gz.to_vec()),
+                ima: None,
             };
             let a = verifier.appraise(&AppraisalInput {
                 ak: &ak,
@@ -85,6 +86,7 @@ fn simulated_devices_are_trusted_certified_and_registered() {
                 signature: q.signature,
                 pcrs: q.pcrs.to_json(),
                 eventlog_gz: Some(image.eventlog_gz.to_vec()),
+                ima: None,
             };
             let a = verifier.appraise(&AppraisalInput {
                 ak: &ak,

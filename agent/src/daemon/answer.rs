@@ -1,5 +1,6 @@
 //! Answering a challenge: quote the requested PCRs over the fleet's nonce and attach the firmware
-//! event log (gzip-compressed).
+//! event log (gzip-compressed) and, when the fleet asks, the IMA measurement list's entries from
+//! the offset it names ([`crate::ima`]).
 
 use super::mqtt::tpm_call;
 use crate::tpm::worker::TpmClient;
@@ -7,7 +8,7 @@ use crate::tpm::{PcrSelection, TpmError};
 use flate2::write::GzEncoder;
 use std::io::Write;
 use std::path::Path;
-use vouch_attest::protocol::{AttestChallenge, AttestationReport};
+use vouch_attest::protocol::{AttestChallenge, AttestationReport, ImaEvidence};
 
 /// Shortest nonce quoted: the fleet issues 32 random bytes; anything much shorter is not a
 /// fresh challenge (a 0-byte nonce would make the quote replayable).
@@ -28,6 +29,9 @@ pub enum AnswerError {
     /// The TPM failed to quote.
     #[error(transparent)]
     Tpm(#[from] TpmError),
+    /// The IMA measurement list could not be read.
+    #[error(transparent)]
+    Ima(#[from] crate::ima::ImaReadError),
     /// The event log could not be read.
     #[error("reading event log {path} failed")]
     EventLog {
@@ -58,6 +62,30 @@ pub fn read_eventlog(path: &Path) -> Result<Option<Vec<u8>>, AnswerError> {
     Ok(Some(gz.finish().map_err(err)?))
 }
 
+/// Reads the IMA entries from `offset` and gzips them (`None` when the list does not exist:
+/// IMA is off in this kernel, which the fleet then reports).
+pub fn read_ima(path: &Path, offset: u64) -> Result<Option<ImaEvidence>, AnswerError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let chunk = crate::ima::read_chunk(path, offset, crate::ima::MAX_CHUNK)?;
+    let err = |source| AnswerError::EventLog {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&chunk.bytes).map_err(err)?;
+    Ok(Some(ImaEvidence {
+        offset: chunk.offset,
+        hash_len: chunk
+            .hash_len
+            .and_then(|l| u8::try_from(l).ok())
+            .unwrap_or(0),
+        entries_gz: gz.finish().map_err(err)?,
+        more: chunk.more,
+    }))
+}
+
 /// Checks a challenge before anything is asked of the TPM; returns its PCR selection.
 pub fn check(challenge: &AttestChallenge) -> Result<PcrSelection, AnswerError> {
     if !(MIN_NONCE..=MAX_NONCE).contains(&challenge.nonce.len()) {
@@ -71,6 +99,7 @@ pub fn check(challenge: &AttestChallenge) -> Result<PcrSelection, AnswerError> {
 pub async fn answer(
     tpm: &TpmClient,
     eventlog: &Path,
+    ima_log: &Path,
     challenge: &AttestChallenge,
 ) -> Result<AttestationReport, AnswerError> {
     let selection = check(challenge)?;
@@ -80,12 +109,22 @@ pub async fn answer(
     let eventlog_gz = tokio::task::spawn_blocking(move || read_eventlog(&path))
         .await
         .map_err(|_| TpmError::WorkerGone)??;
+    let ima = match challenge.ima_offset {
+        None => None,
+        Some(offset) => {
+            let path = ima_log.to_path_buf();
+            tokio::task::spawn_blocking(move || read_ima(&path, offset))
+                .await
+                .map_err(|_| TpmError::WorkerGone)??
+        }
+    };
     Ok(AttestationReport {
         nonce: challenge.nonce.clone(),
         quote: quote.attest,
         signature: quote.signature,
         pcrs: quote.pcrs.to_json(),
         eventlog_gz,
+        ima,
     })
 }
 
@@ -97,6 +136,7 @@ mod tests {
         AttestChallenge {
             nonce: vec![7; nonce],
             pcrs: pcrs.parse().unwrap(),
+            ima_offset: None,
         }
     }
 

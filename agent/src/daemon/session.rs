@@ -181,6 +181,7 @@ fn clip(s: &str) -> &str {
 /// What the worker needs to know.
 struct Work {
     eventlog: PathBuf,
+    ima_log: PathBuf,
     state_dir: PathBuf,
     device_id: String,
     /// This boot's id, read once when the agent started ([`crate::boot`]).
@@ -284,7 +285,7 @@ async fn quote_pending(w: &Work, tpm: &TpmClient, client: &AsyncClient, shared: 
             }
             Next::Answer(c) => c,
         };
-        match answer(tpm, &w.eventlog, &challenge).await {
+        match answer(tpm, &w.eventlog, &w.ima_log, &challenge).await {
             Ok(report) => {
                 let c = lock(&shared.gate).counts();
                 tracing::info!(
@@ -450,6 +451,7 @@ pub async fn run(
     tasks.spawn(work(
         Work {
             eventlog: cfg.eventlog.clone(),
+            ima_log: cfg.ima_log.clone(),
             state_dir: cfg.state_dir.clone(),
             device_id: me.device_id.clone(),
             boot,

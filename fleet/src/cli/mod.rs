@@ -10,6 +10,7 @@ pub mod common;
 pub mod devices;
 pub mod escrow;
 pub mod eventlog;
+pub mod ima;
 pub mod init;
 pub mod operator;
 pub mod policy;
@@ -84,4 +85,7 @@ pub enum CliError {
     /// `operator add|revoke|list`.
     #[error(transparent)]
     Operator(vouch_fleet::http::operators::OperatorError),
+    /// `ima check`, `runtime-policy create`.
+    #[error(transparent)]
+    Ima(#[from] ima::ImaCliError),
 }

@@ -1,6 +1,6 @@
 //! The fleet's registry: an embedded SQLite database (`registry.db` in the state directory) with
 //! the enrolled devices and their keys, verdicts, challenge nonces, on-demand attestation
-//! requests and the append-only, hash-chained audit log.
+//! requests, each device's IMA replay state and the append-only, hash-chained audit log.
 //!
 //! `vouch-fleet serve` and the operator commands (`devices`, `revoke`, `attest`, ...) open the
 //! same file; WAL mode and a busy timeout let them work side by side. Each [`Registry`] owns one
@@ -11,6 +11,7 @@ mod audit;
 mod devices;
 mod escrow;
 mod liveness;
+mod ima;
 mod nonces;
 mod requests;
 mod verdicts;
@@ -19,6 +20,7 @@ pub use audit::{AuditEntry, AuditKind, ChainCheck, ChainProblem};
 pub use devices::{Device, DeviceStatus, NewDevice};
 pub use escrow::{Boot, EscrowRelease, StoredEscrow};
 pub use liveness::EscrowApproval;
+pub use ima::ImaRecord;
 pub use nonces::{IssuedNonce, NonceRefusal};
 pub use requests::AttestRequest;
 pub use verdicts::{StoredVerdict, VerdictRecord};
@@ -134,6 +136,13 @@ CREATE TABLE IF NOT EXISTS escrow_releases (
     sent_ms      INTEGER,
     result_ms    INTEGER,
     result       TEXT
+);
+CREATE TABLE IF NOT EXISTS ima_state (
+    device_id    TEXT PRIMARY KEY,
+    boot_id      TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    failed       TEXT NOT NULL,
+    keys         TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS device_policy (
     device_id    TEXT PRIMARY KEY,

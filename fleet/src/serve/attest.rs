@@ -29,27 +29,40 @@ pub fn challenge(
     let mut nonce = vec![0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
     let lifetime = i64::try_from(srv.cfg.nonce_lifetime.as_millis()).unwrap_or(i64::MAX);
+    // With IMA appraised, PCR 10 is quoted too.
+    let pcrs = match &srv.ima {
+        Some(_) => super::ima::with_pcr10(&srv.cfg.challenge_pcrs),
+        None => srv.cfg.challenge_pcrs.clone(),
+    };
     let issued = srv.with_registry(|reg| {
         let Some(d) = reg.device(device_id)? else {
-            return Ok(false);
+            return Ok(None);
         };
         if !d.status.is_active() {
-            return Ok(false);
+            return Ok(None);
         }
         reg.issue_nonce(
             &nonce,
             device_id,
-            &srv.cfg.challenge_pcrs.to_string(),
+            &pcrs.to_string(),
             now_ms,
             now_ms.saturating_add(lifetime),
         )?;
-        Ok(true)
+        let ima_offset = match &srv.ima {
+            Some(_) => Some(super::ima::challenge_offset(
+                reg.ima_state(device_id)?.as_ref(),
+                d.last_boot_id.as_deref().unwrap_or_default(),
+            )),
+            None => None,
+        };
+        Ok(Some(ima_offset))
     })?;
-    Ok(issued.then(|| Outgoing {
+    Ok(issued.map(|ima_offset| Outgoing {
         topic: format!("devices/{device_id}/cmd/attest"),
         payload: protocol::encode(&AttestChallenge {
             nonce,
-            pcrs: srv.cfg.challenge_pcrs.clone(),
+            pcrs,
+            ima_offset,
         }),
     }))
 }
@@ -175,17 +188,74 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
     };
     let (ak, selection) = selection;
     let started = std::time::Instant::now();
-    let appraisal = srv.with_policies(|store| {
+    // PCR 10 is IMA's: the UEFI event log is compared on the other challenged PCRs, and the
+    // IMA appraisal below checks the quote covers PCR 10.
+    let log_selection = match &srv.ima {
+        Some(_) => super::ima::without_pcr10(&selection),
+        None => selection.clone(),
+    };
+    let mut appraisal = srv.with_policies(|store| {
         srv.verifier.appraise(&AppraisalInput {
             ak: &ak,
             nonce: &report.nonce,
-            selection: &selection,
+            selection: &log_selection,
             report: &report,
             previous: device.last_attest.as_deref(),
             policy: store.resolve(assigned.as_deref(), srv.cfg.default_policy.as_deref()),
         })
     });
     srv.observer.metrics.appraisal_latency(started.elapsed());
+    let mut ima_store = None;
+    let mut ima_incomplete = false;
+    if let Some(setup) = &srv.ima {
+        let verified = appraisal.verified_attest.is_some()
+            && !appraisal
+                .reasons
+                .iter()
+                .any(|r| r.check.starts_with("quote.") || r.check == "report.pcrs");
+        let pcrs = super::evidence::parse_pcr_values(&report.pcrs).ok();
+        let quoted = super::ima::quoted_pcr10(&report, pcrs.as_ref(), verified);
+        let aggregates = super::ima::quoted_boot_aggregates(&report, pcrs.as_ref(), verified);
+        match srv.with_registry(|reg| reg.ima_state(device_id)) {
+            Ok(stored) => {
+                let outcome = super::ima::appraise(
+                    setup,
+                    stored.as_ref(),
+                    device.last_boot_id.as_deref().unwrap_or_default(),
+                    &report,
+                    quoted.as_deref(),
+                    &aggregates,
+                );
+                appraisal.reasons.extend(outcome.reasons);
+                ima_store = outcome.store;
+                ima_incomplete = outcome.incomplete;
+            }
+            Err(e) => {
+                srv.log(&format!("device {device_id}: registry: {}", chain(&e)));
+                return Vec::new();
+            }
+        }
+    }
+    if ima_incomplete
+        && appraisal
+            .reasons
+            .iter()
+            .all(|r| r.check == super::ima::INCOMPLETE)
+    {
+        // Part of a long IMA list, nothing wrong so far: keep the state, no verdict yet, and ask
+        // for the rest now.
+        let kept = srv.with_registry(|reg| match &ima_store {
+            Some(r) => reg.set_ima_state(device_id, r),
+            None => Ok(()),
+        });
+        return match kept.and_then(|()| challenge(srv, device_id, now_ms)) {
+            Ok(next) => next.into_iter().collect(),
+            Err(e) => {
+                srv.log(&format!("device {device_id}: registry: {}", chain(&e)));
+                Vec::new()
+            }
+        };
+    }
     let reasons: Vec<String> = appraisal.reasons.iter().map(ToString::to_string).collect();
     let trusted = appraisal.trusted();
     let status = if trusted {
@@ -196,6 +266,9 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
     let stored = srv.with_registry(|reg| {
         if let Some(a) = &appraisal.verified_attest {
             reg.set_last_attest(device_id, a)?;
+        }
+        if let Some(r) = &ima_store {
+            reg.set_ima_state(device_id, r)?;
         }
         reg.set_status(device_id, status, now_ms)?;
         reg.store_verdict(

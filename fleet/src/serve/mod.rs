@@ -22,6 +22,7 @@ pub mod attest;
 pub mod enroll;
 pub mod escrow;
 pub mod evidence;
+pub mod ima;
 pub mod limits;
 pub mod liveness;
 pub mod mqtt;
@@ -153,6 +154,8 @@ pub struct Server {
     policies: std::sync::RwLock<policies::PolicyStore>,
     /// Metrics, stale detection and events (the HTTP side, [`crate::http::observe`]).
     pub observer: crate::http::observe::Observer,
+    /// The IMA runtime policy, when `[ima] runtime_policy` is set.
+    pub ima: Option<ima::ImaSetup>,
 }
 
 impl std::fmt::Debug for Server {
@@ -174,6 +177,7 @@ impl Server {
     pub fn new(cfg: FleetConfig, verifier: Verifier) -> Result<Server, ServeError> {
         let registry = Registry::open(&cfg.state_dir).map_err(ServeError::Registry)?;
         let ca = load_fleet_ca(&cfg)?;
+        let cfg_ima = cfg.ima_runtime_policy.as_deref().map(ima::ImaSetup::load);
         Ok(Server {
             cfg,
             verifier,
@@ -186,6 +190,7 @@ impl Server {
             schedule: Mutex::new(Schedule::default()),
             policies: std::sync::RwLock::new(policies::PolicyStore::default()),
             observer: crate::http::observe::Observer::default(),
+            ima: cfg_ima,
         }
         .with_policies_loaded())
     }

@@ -266,6 +266,7 @@ impl TestAgent {
             signature: q.signature,
             pcrs: q.pcrs.to_json(),
             eventlog_gz: Some(gz.finish().unwrap()),
+            ima: None,
         }
     }
 }

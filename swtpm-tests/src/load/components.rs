@@ -118,6 +118,7 @@ pub fn measure(tpm: &Swtpm, eventlog: &Path, rounds: u32) -> Result<Components, 
             signature: q.signature,
             pcrs: q.pcrs.to_json(),
             eventlog_gz: Some(gz),
+            ima: None,
         };
         let payload = vouch_attest::protocol::encode(&report);
         let t = Instant::now();

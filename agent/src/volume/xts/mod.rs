@@ -8,18 +8,24 @@
 //! against data cryptsetup wrote). Keyslot areas use 512-byte sectors numbered from 0.
 //!
 //! Backends ([`Backend`]), chosen once per process at run time from the CPU's features
-//! (no build flag): on x86-64, hand-written passes on VAES with AVX-512 (`vaes-avx512`:
-//! Ice Lake and Sapphire Rapids servers, AMD Zen 4), on VAES with AVX2 (`vaes-avx2`: AMD
-//! Zen 3, Intel client cores) and on AES-NI (`aes-ni`), all in [`x86`]; everywhere else,
-//! and on x86 CPUs without AES-NI, the portable pass on RustCrypto's `aes` crate
-//! ([`rustcrypto`], `rustcrypto-aes`), which picks AES-NI/VAES/ARMv8 AES or constant-time
-//! software itself. Why hand-written SIMD rather than `aes`'s own VAES backend is in
-//! [`x86`]'s docs: `aes` 0.9 selects VAES at run time (no `--cfg` needed any more), but
-//! its block interface leaves XTS's tweak work outside the vector registers, which
-//! measured 0.8-0.9x `openssl speed -evp aes-256-xts` on a VAES CPU; the hand-written
-//! pass is above 1x there (figures in README.md and the `xts` benchmark, which prints
-//! the backend and the CPU flags that chose it). All backends are checked against each
-//! other on random sectors and tweaks (`tests.rs`).
+//! (no build flag a packager must know about): on x86-64, hand-written passes on VAES
+//! with AVX-512 (`vaes-avx512`: Ice Lake and Sapphire Rapids servers, AMD Zen 4), on VAES
+//! with AVX2 (`vaes-avx2`: AMD Zen 3, recent Intel client cores) and on AES-NI with AVX
+//! (`aes-ni`), all in [`x86`]; everywhere else (other architectures, x86 CPUs without
+//! AES-NI, PCLMULQDQ or AVX) the portable pass on RustCrypto's `aes` crate
+//! ([`rustcrypto`], `rustcrypto-aes`), which picks ARMv8 AES, AES-NI or its constant-time
+//! software implementation itself.
+//!
+//! Why hand-written SIMD rather than a crate: `aes` 0.9 now selects its own VAES backend
+//! at run time (no `--cfg` flag any more), and the `rustcrypto-aes` pass runs inside it,
+//! but its block interface leaves XTS's tweak work outside the vector registers: it
+//! measured 0.8-0.9x `openssl speed -evp aes-256-xts` on a VAES CPU. The XTS crate on
+//! crates.io (`xts-mode`, unaudited) sits on the same block interface, so it cannot do
+//! better. The hand-written pass is one small module whose `unsafe` is limited to
+//! feature-checked entry calls and vector loads and stores (see [`x86`]). The `xts`
+//! benchmark prints the backend chosen and the CPU flags that chose it, and measures every
+//! backend the CPU runs next to `openssl speed` (figures in README.md). All backends are
+//! checked against each other and against IEEE P1619 and OpenSSL vectors (`tests.rs`).
 //!
 //! Sector lengths must be a non-zero multiple of 16 bytes: LUKS sectors always are, so
 //! ciphertext stealing is not needed and not implemented.

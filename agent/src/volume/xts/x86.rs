@@ -7,12 +7,14 @@
 //! before and after each batch, compute the tweaks in general-purpose registers, and
 //! re-broadcast the round keys for every data unit. On a VAES CPU that left the engine
 //! at 0.8-0.9x `openssl speed -evp aes-256-xts` (see the `xts` benchmark). Here one
-//! function does a whole XTS pass in vector registers: the tweaks live in the same
-//! registers as the data (multiplied by alpha^16 per group with a byte shift and one
-//! carry-less multiply, as in Intel's and OpenSSL's VAES code), the tweak XOR before
-//! the last round is folded into the last round key (AESENCLAST XORs its key last), 16
-//! blocks (8 for AES-NI) are in flight, the round keys are broadcast once per call, and
-//! the tweaks of up to 16 sectors are encrypted together.
+//! function does a whole XTS pass in vector registers: the tweaks live in vector
+//! registers next to the data (advanced per group of 16 blocks by alpha^16 with a byte
+//! shift and one carry-less multiply, the method of Intel's VAES XTS code), the tweak
+//! XOR after the last round is folded into the last round key (AESENCLAST XORs its key
+//! last), 16 blocks (8 for AES-NI) are in flight, the round keys are broadcast once per
+//! call, and the tweaks of up to 16 sectors are encrypted together. The same code is
+//! instantiated for the three register widths by two macros (`width_ops!` defines a
+//! width's operations, `xts_width!` the pass over them).
 //!
 //! `unsafe` discipline (as in `volume::dm`): each width's operations are safe functions
 //! with `#[target_feature]`, so calling them is only allowed from functions compiled
@@ -48,20 +50,23 @@ impl Width {
             Width::Zmm => &[
                 "aes",
                 "pclmulqdq",
+                "avx",
                 "avx2",
                 "avx512f",
                 "avx512bw",
                 "vaes",
                 "vpclmulqdq",
             ],
-            Width::Ymm => &["aes", "pclmulqdq", "avx2", "vaes", "vpclmulqdq"],
-            Width::Xmm => &["aes", "pclmulqdq"],
+            Width::Ymm => &["aes", "pclmulqdq", "avx", "avx2", "vaes", "vpclmulqdq"],
+            Width::Xmm => &["aes", "pclmulqdq", "avx"],
         }
     }
 
     /// Whether this CPU has every feature of [`Width::features`].
     fn detected(self) -> bool {
-        let base = is_x86_feature_detected!("aes") && is_x86_feature_detected!("pclmulqdq");
+        let base = is_x86_feature_detected!("aes")
+            && is_x86_feature_detected!("pclmulqdq")
+            && is_x86_feature_detected!("avx");
         let vaes = base
             && is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("vaes")
@@ -81,6 +86,7 @@ pub(super) fn feature_detected(name: &str) -> Option<bool> {
     Some(match name {
         "aes" => is_x86_feature_detected!("aes"),
         "pclmulqdq" => is_x86_feature_detected!("pclmulqdq"),
+        "avx" => is_x86_feature_detected!("avx"),
         "avx2" => is_x86_feature_detected!("avx2"),
         "avx512f" => is_x86_feature_detected!("avx512f"),
         "avx512bw" => is_x86_feature_detected!("avx512bw"),
@@ -407,11 +413,11 @@ macro_rules! width_ops {
 }
 
 /// One XTS pass over whole sectors for one width: `G` vectors (`G * W` blocks) in
-/// flight, tweaks advanced by alpha^(G W) = alpha^(8 SHL) per group.
+/// flight, tweaks advanced by alpha^(G W) per group with `step`.
 macro_rules! xts_width {
     (
         $(#[$feat:meta])*
-        mod $name:ident for $ops:ident { G = $g:expr, SHL = $shl:expr, SHR = $shr:expr }
+        mod $name:ident for $ops:ident { G = $g:expr, step = $step:path }
     ) => {
         mod $name {
             use super::$ops as p;
@@ -424,7 +430,6 @@ macro_rules! xts_width {
             const GROUP: usize = G * p::W;
             /// Bytes in flight.
             const GROUP_BYTES: usize = GROUP * BLOCK;
-            const _: () = assert!(GROUP == 8 * $shl && $shl + $shr == 16);
 
             /// XTS over all sectors of `buf` (see [`super::Keys::run`]).
             $(#[$feat])*
@@ -454,7 +459,6 @@ macro_rules! xts_width {
                 let data = broadcast::<R>(if DEC { &keys.data_dec } else { &keys.data_enc });
                 let tweak_keys = broadcast::<R>(&keys.tweak_enc);
                 let poly = p::poly();
-                let zero = [p::splat(0); G];
                 let mut index: u128 = 0;
                 // The tweaks of up to GROUP sectors are encrypted together.
                 for chunk in buf.chunks_mut(job.sector_size.saturating_mul(GROUP)) {
@@ -465,8 +469,8 @@ macro_rules! xts_width {
                             .wrapping_add(job.step.wrapping_mul(index + n as u128));
                         *t = iv.to_le_bytes();
                     }
-                    let mut no_tweak = zero;
-                    group::<R, false>(&tweak_keys, &mut tweaks, &mut no_tweak, poly);
+                    let vectors = (chunk.len() / job.sector_size).div_ceil(p::W);
+                    ecb::<R>(&tweak_keys, &mut tweaks, vectors);
                     let units = chunk.chunks_exact_mut(job.sector_size);
                     for (unit, t) in units.zip(tweaks.as_chunks::<BLOCK>().0) {
                         sector::<R, DEC>(&data, unit, u128::from_le_bytes(*t), poly);
@@ -509,8 +513,32 @@ macro_rules! xts_width {
                 }
             }
 
+            /// AES encryption of the first `vectors` vectors of `bytes` (the sectors'
+            /// tweaks).
+            $(#[$feat])*
+            #[inline]
+            fn ecb<const R: usize>(
+                rk: &[p::V; MAX_KEYS],
+                bytes: &mut [u8; GROUP_BYTES],
+                vectors: usize,
+            ) {
+                let (vs, _) = bytes.as_chunks_mut::<{ p::BYTES }>();
+                let mut x = [p::splat(0); G];
+                for (x, v) in x.iter_mut().zip(vs.iter()).take(vectors) {
+                    *x = p::xor(p::load(v), rk[0]);
+                }
+                for k in &rk[1..R] {
+                    for x in x.iter_mut().take(vectors) {
+                        *x = p::enc(*x, *k);
+                    }
+                }
+                for (x, v) in x.iter().zip(vs.iter_mut()).take(vectors) {
+                    p::store(v, p::enc_last(*x, rk[R]));
+                }
+            }
+
             /// XTS over one group of blocks whose tweaks are in `t`; advances `t` to the
-            /// next group's tweaks. With zero tweaks it is plain ECB (for the tweaks).
+            /// next group's tweaks.
             $(#[$feat])*
             #[inline]
             fn group<const R: usize, const DEC: bool>(
@@ -538,7 +566,7 @@ macro_rules! xts_width {
                         p::enc_last(*x, last)
                     };
                     p::store(v, y);
-                    *t = p::mul_alpha_bytes::<{ $shl }, { $shr }>(*t, poly);
+                    *t = $step(*t, poly);
                 }
             }
         }
@@ -582,7 +610,7 @@ width_ops! {
 }
 
 width_ops! {
-    #[target_feature(enable = "aes,pclmulqdq")]
+    #[target_feature(enable = "aes,pclmulqdq,avx")]
     mod xmm {
         type V = __m128i;
         const W: usize = 1;
@@ -601,15 +629,15 @@ width_ops! {
 
 xts_width! {
     #[target_feature(enable = "aes,pclmulqdq,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
-    mod zmm_xts for zmm { G = 4, SHL = 2, SHR = 14 }
+    mod zmm_xts for zmm { G = 4, step = p::mul_alpha_bytes::<2, 14> }
 }
 
 xts_width! {
     #[target_feature(enable = "aes,pclmulqdq,avx2,vaes,vpclmulqdq")]
-    mod ymm_xts for ymm { G = 8, SHL = 2, SHR = 14 }
+    mod ymm_xts for ymm { G = 8, step = p::mul_alpha_bytes::<2, 14> }
 }
 
 xts_width! {
-    #[target_feature(enable = "aes,pclmulqdq")]
-    mod xmm_xts for xmm { G = 8, SHL = 1, SHR = 15 }
+    #[target_feature(enable = "aes,pclmulqdq,avx")]
+    mod xmm_xts for xmm { G = 8, step = p::mul_alpha_bytes::<1, 15> }
 }

@@ -300,6 +300,7 @@ fn expand_key(key: &[u8], enc: &mut [u128; MAX_KEYS], dec: &mut [u128; MAX_KEYS]
             _mm_aesimc_si128(k)
         });
     }
+    rk.zeroize();
     Some(rounds)
 }
 
@@ -456,8 +457,8 @@ macro_rules! xts_width {
             $(#[$feat])*
             fn sectors<const R: usize, const DEC: bool>(job: &Job<'_>, buf: &mut [u8]) {
                 let keys = job.keys;
-                let data = broadcast::<R>(if DEC { &keys.data_dec } else { &keys.data_enc });
-                let tweak_keys = broadcast::<R>(&keys.tweak_enc);
+                let mut data = broadcast::<R>(if DEC { &keys.data_dec } else { &keys.data_enc });
+                let mut tweak_keys = broadcast::<R>(&keys.tweak_enc);
                 let poly = p::poly();
                 let mut index: u128 = 0;
                 // The tweaks of up to GROUP sectors are encrypted together.
@@ -477,6 +478,10 @@ macro_rules! xts_width {
                     }
                     index += GROUP as u128;
                 }
+                // The broadcast round keys (what spilled to the stack is beyond reach, as
+                // with the `aes` crate's own VAES backend).
+                data.zeroize();
+                tweak_keys.zeroize();
             }
 
             /// XTS over one data unit with encrypted tweak `tweak`.

@@ -1,6 +1,7 @@
 //! Device-mapper through its ioctl interface (`/dev/mapper/control`): create a device, load a
-//! `crypt` table, resume it (activation), and remove it. The only module of the agent with
-//! `unsafe` code: the ioctl calls themselves. Everything else here (the `struct dm_ioctl`
+//! `crypt` table, resume it (activation), and remove it. One of the two modules of the agent
+//! with `unsafe` code (the other is `volume::xts::x86`, the SIMD XTS passes): the ioctl calls
+//! themselves. Everything else here (the `struct dm_ioctl`
 //! encoding, the target spec and the dm-crypt table string) is plain safe code, unit-tested
 //! without a kernel.
 //!

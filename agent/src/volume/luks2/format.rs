@@ -182,7 +182,9 @@ fn check_options(o: &FormatOptions) -> Result<u64, FormatError> {
     if !HDR_SIZES.contains(&o.hdr_size) {
         return bad("hdr_size", o.hdr_size);
     }
-    if o.data_offset % 4096 != 0 || o.data_offset % u64::from(o.sector_size) != 0 {
+    if !o.data_offset.is_multiple_of(4096)
+        || !o.data_offset.is_multiple_of(u64::from(o.sector_size))
+    {
         return bad("data_offset", o.data_offset);
     }
     if o.secret_iterations == 0 {

@@ -265,7 +265,7 @@ pub fn encrypt_existing<D: BlockDevice, J: BlockDevice>(
         return Err(InplaceError::NoDataOffset);
     }
     let sector = u64::from(opts.sector_size);
-    if chunk == 0 || chunk > shift || chunk % sector != 0 {
+    if chunk == 0 || chunk > shift || !chunk.is_multiple_of(sector) {
         return Err(InplaceError::Chunk {
             chunk,
             max: shift,
@@ -273,7 +273,7 @@ pub fn encrypt_existing<D: BlockDevice, J: BlockDevice>(
         });
     }
     let size = dev.size().map_err(InplaceError::Device)?;
-    if size <= shift || (size - shift) % sector != 0 {
+    if size <= shift || !(size - shift).is_multiple_of(sector) {
         return Err(InplaceError::DeviceSize {
             size,
             offset: shift,

@@ -115,7 +115,7 @@ impl DataSegment {
 
     fn check(&self, first: u64, len: usize, count: Option<u64>) -> Result<u64, SegmentError> {
         let ss = self.sector_size as usize;
-        if len % ss != 0 {
+        if !len.is_multiple_of(ss) {
             return Err(SegmentError::Partial {
                 len,
                 sector_size: self.sector_size,

@@ -271,7 +271,13 @@ impl Machine {
                     disk.display()
                 ))
                 .arg("-device")
-                .arg(format!("virtio-blk-pci,drive=d{i},bootindex={i}"));
+                .arg(if boot_args.is_empty() {
+                    // Firmware boot: the first disk first. (With -kernel, qemu's own boot ROM
+                    // holds boot index 0 and a disk may not claim it.)
+                    format!("virtio-blk-pci,drive=d{i},bootindex={i}")
+                } else {
+                    format!("virtio-blk-pci,drive=d{i}")
+                });
         }
         let qga = dir.join("qga.sock");
         let _ = std::fs::remove_file(&qga);

@@ -10,8 +10,9 @@
 //! Backends ([`Backend`]), chosen once per process at run time from the CPU's features
 //! (no build flag a packager must know about): on x86-64, hand-written passes on VAES
 //! with AVX-512 (`vaes-avx512`: Ice Lake and Sapphire Rapids servers, AMD Zen 4), on VAES
-//! with AVX2 (`vaes-avx2`: AMD Zen 3, recent Intel client cores) and on AES-NI with AVX
-//! (`aes-ni`), all in [`x86`]; everywhere else (other architectures, x86 CPUs without
+//! with AVX2 (`vaes-avx2`: AMD Zen 3, recent Intel client cores) and on AES-NI with
+//! AVX-512VL's 32 registers (`aes-ni-avx512`: Skylake and Cascade Lake servers) or AVX's
+//! 16 (`aes-ni`), all in [`x86`]; everywhere else (other architectures, x86 CPUs without
 //! AES-NI, PCLMULQDQ or AVX) the portable pass on RustCrypto's `aes` crate
 //! ([`rustcrypto`], `rustcrypto-aes`), which picks ARMv8 AES, AES-NI or its constant-time
 //! software implementation itself.
@@ -83,7 +84,10 @@ pub enum Backend {
     VaesAvx512,
     /// VAES and VPCLMULQDQ on 256-bit registers, 16 blocks in flight.
     VaesAvx2,
-    /// AES-NI and PCLMULQDQ on 128-bit registers, 8 blocks in flight.
+    /// AES-NI and PCLMULQDQ on the 32 128-bit registers of AVX-512VL (AVX-512 CPUs
+    /// without VAES), 8 blocks in flight.
+    AesNiAvx512,
+    /// AES-NI and PCLMULQDQ on the 16 128-bit registers of AVX, 8 blocks in flight.
     AesNi,
     /// RustCrypto's `aes` crate, which picks its own implementation (portable).
     RustCrypto,
@@ -91,9 +95,10 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend, fastest first: [`Backend::detect`] takes the first this CPU runs.
-    pub const ALL: [Backend; 4] = [
+    pub const ALL: [Backend; 5] = [
         Backend::VaesAvx512,
         Backend::VaesAvx2,
+        Backend::AesNiAvx512,
         Backend::AesNi,
         Backend::RustCrypto,
     ];
@@ -103,6 +108,7 @@ impl Backend {
         match self {
             Backend::VaesAvx512 => "vaes-avx512",
             Backend::VaesAvx2 => "vaes-avx2",
+            Backend::AesNiAvx512 => "aes-ni-avx512",
             Backend::AesNi => "aes-ni",
             Backend::RustCrypto => "rustcrypto-aes",
         }
@@ -151,6 +157,7 @@ impl Backend {
         match self {
             Backend::VaesAvx512 => Some(x86::Width::Zmm),
             Backend::VaesAvx2 => Some(x86::Width::Ymm),
+            Backend::AesNiAvx512 => Some(x86::Width::Xmm32),
             Backend::AesNi => Some(x86::Width::Xmm),
             Backend::RustCrypto => None,
         }
@@ -173,11 +180,20 @@ impl std::fmt::Display for Backend {
 pub fn cpu_flags() -> Vec<(&'static str, bool)> {
     #[cfg(target_arch = "x86_64")]
     {
-        x86::Width::Zmm
-            .features()
-            .iter()
-            .map(|f| (*f, x86::feature_detected(f).unwrap_or(false)))
-            .collect()
+        [
+            "aes",
+            "pclmulqdq",
+            "avx",
+            "avx2",
+            "avx512f",
+            "avx512bw",
+            "avx512vl",
+            "vaes",
+            "vpclmulqdq",
+        ]
+        .iter()
+        .map(|f| (*f, x86::feature_detected(f).unwrap_or(false)))
+        .collect()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -258,6 +274,7 @@ impl Xts {
             Keys::X86(k) => match k.width() {
                 x86::Width::Zmm => Backend::VaesAvx512,
                 x86::Width::Ymm => Backend::VaesAvx2,
+                x86::Width::Xmm32 => Backend::AesNiAvx512,
                 x86::Width::Xmm => Backend::AesNi,
             },
             Keys::RustCrypto(_) => Backend::RustCrypto,

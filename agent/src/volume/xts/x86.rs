@@ -1,6 +1,9 @@
 //! Hand-written x86-64 XTS backends: VAES on AVX-512 registers (4 blocks per ZMM), VAES on
-//! AVX2 registers (2 blocks per YMM, e.g. AMD Zen 3) and AES-NI (1 block per XMM). The
-//! only module of the XTS engine with `unsafe` code.
+//! AVX2 registers (2 blocks per YMM, e.g. AMD Zen 3) and AES-NI (1 block per XMM), the
+//! latter on the 32 XMM registers of AVX-512VL where there are (8 blocks and their 8
+//! tweaks fill the 16 of AVX, and the compiler then runs a group as two halves of 4:
+//! 0.92-0.94x OpenSSL against 1.0x with 32 registers on the same CPU). The only module
+//! of the XTS engine with `unsafe` code.
 //!
 //! Why hand-written: RustCrypto's `aes` 0.9 does select VAES at run time, but only
 //! behind its block-cipher interface: XTS has to XOR tweaks into the blocks in memory
@@ -38,7 +41,10 @@ pub(super) enum Width {
     Zmm,
     /// VAES + VPCLMULQDQ on 256-bit registers (AVX2).
     Ymm,
-    /// AES-NI + PCLMULQDQ on 128-bit registers.
+    /// AES-NI + PCLMULQDQ on 128-bit registers, 32 of them (AVX-512VL: Skylake and
+    /// Cascade Lake servers, which have AVX-512 but not VAES).
+    Xmm32,
+    /// AES-NI + PCLMULQDQ on 128-bit registers, 16 of them (AVX).
     Xmm,
 }
 
@@ -58,6 +64,7 @@ impl Width {
                 "vpclmulqdq",
             ],
             Width::Ymm => &["aes", "pclmulqdq", "avx", "avx2", "vaes", "vpclmulqdq"],
+            Width::Xmm32 => &["aes", "pclmulqdq", "avx", "avx512f", "avx512vl"],
             Width::Xmm => &["aes", "pclmulqdq", "avx"],
         }
     }
@@ -73,6 +80,9 @@ impl Width {
             && is_x86_feature_detected!("vpclmulqdq");
         match self {
             Width::Xmm => base,
+            Width::Xmm32 => {
+                base && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl")
+            }
             Width::Ymm => vaes,
             Width::Zmm => {
                 vaes && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
@@ -90,6 +100,7 @@ pub(super) fn feature_detected(name: &str) -> Option<bool> {
         "avx2" => is_x86_feature_detected!("avx2"),
         "avx512f" => is_x86_feature_detected!("avx512f"),
         "avx512bw" => is_x86_feature_detected!("avx512bw"),
+        "avx512vl" => is_x86_feature_detected!("avx512vl"),
         "vaes" => is_x86_feature_detected!("vaes"),
         "vpclmulqdq" => is_x86_feature_detected!("vpclmulqdq"),
         _ => return None,
@@ -182,6 +193,8 @@ impl Keys {
             Width::Zmm => unsafe { zmm_xts::run(&job, buf) },
             // SAFETY: as above, for `Width::Ymm` and `ymm_xts::run`.
             Width::Ymm => unsafe { ymm_xts::run(&job, buf) },
+            // SAFETY: as above, for `Width::Xmm32` and `xmm32_xts::run`.
+            Width::Xmm32 => unsafe { xmm32_xts::run(&job, buf) },
             // SAFETY: as above, for `Width::Xmm` and `xmm_xts::run`.
             Width::Xmm => unsafe { xmm_xts::run(&job, buf) },
         }
@@ -632,6 +645,24 @@ width_ops! {
     }
 }
 
+width_ops! {
+    #[target_feature(enable = "aes,pclmulqdq,avx,avx512f,avx512vl")]
+    mod xmm32 {
+        type V = __m128i;
+        const W: usize = 1;
+        load = _mm_loadu_si128, store = _mm_storeu_si128, xor = _mm_xor_si128,
+        splat = std::convert::identity,
+        enc = _mm_aesenc_si128, enc_last = _mm_aesenclast_si128,
+        dec = _mm_aesdec_si128, dec_last = _mm_aesdeclast_si128,
+        shl = _mm_bslli_si128, shr = _mm_bsrli_si128, clmul = _mm_clmulepi64_si128,
+        poly = _mm_set_epi64x(0, 0x87),
+        lanes = |l| {
+            let (h0, l0) = l(0);
+            _mm_set_epi64x(h0, l0)
+        },
+    }
+}
+
 xts_width! {
     #[target_feature(enable = "aes,pclmulqdq,avx2,avx512f,avx512bw,vaes,vpclmulqdq")]
     mod zmm_xts for zmm { G = 4, step = p::mul_alpha_bytes::<2, 14> }
@@ -640,6 +671,11 @@ xts_width! {
 xts_width! {
     #[target_feature(enable = "aes,pclmulqdq,avx2,vaes,vpclmulqdq")]
     mod ymm_xts for ymm { G = 8, step = p::mul_alpha_bytes::<2, 14> }
+}
+
+xts_width! {
+    #[target_feature(enable = "aes,pclmulqdq,avx,avx512f,avx512vl")]
+    mod xmm32_xts for xmm32 { G = 8, step = p::mul_alpha_bytes::<1, 15> }
 }
 
 xts_width! {

@@ -28,6 +28,7 @@ use crate::cli::{CliError, Outcome};
 use vouch_fleet::backup::BackupRunError;
 use vouch_fleet::pki::setup::InitError;
 use vouch_fleet::registry::RegistryError;
+use vouch_fleet::serve::release::ReleaseError;
 use vouch_fleet::serve::revoke::RevokeError;
 use vouch_fleet::serve::ServeError;
 
@@ -237,15 +238,26 @@ fn escrow(e: &EscrowCmdError) -> u8 {
     use EscrowCmdError as E;
     match e {
         // The release rule said no, or the device could not use the passphrase.
-        E::Refused { .. } | E::DeviceFailed { .. } => REJECTED,
-        E::Read { .. }
-        | E::Escrow { .. }
-        | E::OtherDevice { .. }
-        | E::OtherVolume { .. }
-        | E::NoRecord { .. }
-        | E::StoredRecord { .. } => INPUT,
+        E::DeviceFailed { .. } => REJECTED,
+        E::Release(r) => release(r),
+        E::Read { .. } | E::Escrow { .. } => INPUT,
         E::Registry(r) => registry(r),
         E::Write { .. } | E::NoAnswer { .. } => INTERNAL,
+    }
+}
+
+fn release(e: &ReleaseError) -> u8 {
+    use ReleaseError as R;
+    match e {
+        // The release rule said no.
+        R::Refused { .. } => REJECTED,
+        R::Read { .. }
+        | R::Escrow { .. }
+        | R::OtherDevice { .. }
+        | R::OtherVolume { .. }
+        | R::NoRecord { .. }
+        | R::StoredRecord { .. } => INPUT,
+        R::Registry(r) => registry(r),
     }
 }
 
@@ -675,10 +687,10 @@ mod tests {
         // escrow keygen|release
         t.extend([
             (
-                C::Escrow(EscrowCmdError::Refused {
+                C::Escrow(EscrowCmdError::Release(ReleaseError::Refused {
                     id: "d".into(),
                     source: vouch_attest::escrow_release::ReleaseRefusal::NoVerdict,
-                }),
+                })),
                 REJECTED,
             ),
             (
@@ -703,32 +715,32 @@ mod tests {
                 INPUT,
             ),
             (
-                C::Escrow(EscrowCmdError::OtherDevice {
+                C::Escrow(EscrowCmdError::Release(ReleaseError::OtherDevice {
                     record: "a".into(),
                     given: "b".into(),
-                }),
+                })),
                 INPUT,
             ),
             (
-                C::Escrow(EscrowCmdError::OtherVolume {
+                C::Escrow(EscrowCmdError::Release(ReleaseError::OtherVolume {
                     record: "a".into(),
                     given: "b".into(),
-                }),
+                })),
                 INPUT,
             ),
             (
-                C::Escrow(EscrowCmdError::NoRecord {
+                C::Escrow(EscrowCmdError::Release(ReleaseError::NoRecord {
                     id: "d".into(),
                     volume: "v".into(),
                     known: String::new(),
-                }),
+                })),
                 INPUT,
             ),
             (
-                C::Escrow(EscrowCmdError::StoredRecord {
+                C::Escrow(EscrowCmdError::Release(ReleaseError::StoredRecord {
                     volume: "v".into(),
                     source: escrow_error(),
-                }),
+                })),
                 INPUT,
             ),
             (C::Escrow(EscrowCmdError::Registry(query())), INTERNAL),

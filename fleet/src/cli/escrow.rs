@@ -20,7 +20,6 @@ use clap::{Args, Subcommand};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use vouch_attest::escrow::{self, EscrowError, EscrowRecord};
-use vouch_attest::escrow_release::ReleaseRefusal;
 use vouch_fleet::registry::{now_ms, AuditKind, RegistryError};
 use vouch_fleet::serve::release::{self, ReleaseError};
 
@@ -100,39 +99,16 @@ pub enum EscrowCmdError {
         #[source]
         source: EscrowError,
     },
-    /// The record belongs to another device.
-    #[error("the escrow record is for device {record}, not {given}: refused")]
-    OtherDevice { record: String, given: String },
-    /// The record is of another volume than the one named.
-    #[error("the escrow record is for volume {record}, not {given}: refused")]
-    OtherVolume { record: String, given: String },
-    /// The device deposited no record for the volume.
-    #[error("device {id} has deposited no escrow record for volume {volume} (it has: [{known}]); is the agent running with that volume in its volumes file?")]
-    NoRecord {
-        id: String,
-        volume: String,
-        known: String,
-    },
-    /// The stored record does not parse.
-    #[error("the stored escrow record of volume {volume} is unusable")]
-    StoredRecord {
-        volume: String,
-        #[source]
-        source: EscrowError,
-    },
     /// `--wait` ran out.
     #[error("release #{id} queued, but no answer from the device within {secs} s (is `vouch-fleet serve` running and the device connected?)")]
     NoAnswer { id: i64, secs: u64 },
     /// The device could not use the passphrase.
     #[error("release #{id}: {result}")]
     DeviceFailed { id: i64, result: String },
-    /// The release rule refuses it (`vouch_attest::escrow_release`).
-    #[error("device {id}: release refused")]
-    Refused {
-        id: String,
-        #[source]
-        source: ReleaseRefusal,
-    },
+    /// Approving the release failed or the rule refused it (the library's
+    /// [`ReleaseError`], which the HTTP API shares).
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
     /// The registry failed.
     #[error("registry failed")]
     Registry(#[from] RegistryError),
@@ -260,22 +236,6 @@ fn release_with(
                     path: PathBuf::from("-"),
                     source,
                 })
-        }
-    }
-}
-
-impl From<ReleaseError> for EscrowCmdError {
-    fn from(e: ReleaseError) -> Self {
-        use ReleaseError as R;
-        match e {
-            R::Read { path, source } => EscrowCmdError::Read { path, source },
-            R::Escrow { path, source } => EscrowCmdError::Escrow { path, source },
-            R::OtherDevice { record, given } => EscrowCmdError::OtherDevice { record, given },
-            R::OtherVolume { record, given } => EscrowCmdError::OtherVolume { record, given },
-            R::NoRecord { id, volume, known } => EscrowCmdError::NoRecord { id, volume, known },
-            R::StoredRecord { volume, source } => EscrowCmdError::StoredRecord { volume, source },
-            R::Refused { id, source } => EscrowCmdError::Refused { id, source },
-            R::Registry(r) => EscrowCmdError::Registry(r),
         }
     }
 }

@@ -108,7 +108,8 @@ impl Swtpm {
                 .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|e| HarnessError::Spawn("swtpm".into(), e))?;
-            let deadline = Instant::now() + Duration::from_secs(5);
+            let started = Instant::now();
+            let deadline = started + Duration::from_secs(5);
             loop {
                 if let Ok(Some(status)) = child.try_wait() {
                     let mut err = String::new();
@@ -118,10 +119,16 @@ impl Swtpm {
                     last = format!("swtpm exited with {status}: {}", err.trim());
                     break;
                 }
-                if self.listening(port) {
-                    self.child = Some(child);
-                    self.port = port;
-                    return Ok(());
+                // Someone answers on the ports. Another test may have taken them between
+                // free_port_pair() and swtpm's bind; then this swtpm fails to bind and exits
+                // right after starting: only take the ports once it has run for a while.
+                if self.listening(port) && started.elapsed() >= Duration::from_millis(100) {
+                    if let Ok(None) = child.try_wait() {
+                        self.child = Some(child);
+                        self.port = port;
+                        return Ok(());
+                    }
+                    continue;
                 }
                 if Instant::now() > deadline {
                     let _ = child.kill();

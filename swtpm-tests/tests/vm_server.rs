@@ -170,6 +170,14 @@ fn enrolled(fleet: &FleetStack, timeout: Duration) -> String {
     }
 }
 
+/// The host's wall clock in ms since the epoch: the fleet's clock (it runs on the host).
+fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 fn last_verdict(fleet: &FleetStack, id: &str) -> i64 {
     fleet
         .device(id)
@@ -438,6 +446,9 @@ fn a_debian_server_runs_vouch_from_its_package() {
     for e in &before_kill {
         assert!(after_restart.contains(e), "{e} lost: {after_restart:?}");
     }
+    // The restarted agent announces its boot again once it reaches the broker, and the fleet
+    // counts a verdict for a release only when its challenge came after that announcement.
+    let network_back_ms = now_ms();
     ok(&vm, &format!("tc qdisc del dev {nic} root"));
     let out = attest.wait_with_output().unwrap();
     assert!(
@@ -475,10 +486,16 @@ fn a_debian_server_runs_vouch_from_its_package() {
     .unwrap_or_else(|e| panic!("{e}"));
 
     // An escrow release for this boot, made while the agent is stopped: it reaches the agent
-    // only in the next boot, which must refuse it.
+    // only in the next boot, which must refuse it. It needs a trusted verdict on a challenge
+    // issued after the restarted agent's announcement (the answer drained from the outbox
+    // predates it).
     fleet
         .wait_device(&id, Duration::from_secs(120), |v| {
             v["device"]["status"] == "trusted"
+                && v["verdicts"][0]["trusted"] == true
+                && v["verdicts"][0]["challenged_ms"]
+                    .as_i64()
+                    .is_some_and(|ms| ms >= network_back_ms)
         })
         .unwrap_or_else(|e| panic!("{e}"));
     ok(&vm, "systemctl stop vouch-agent");

@@ -119,10 +119,11 @@ impl Swtpm {
                     last = format!("swtpm exited with {status}: {}", err.trim());
                     break;
                 }
-                // Someone answers on the ports. Another test may have taken them between
-                // free_port_pair() and swtpm's bind; then this swtpm fails to bind and exits
-                // right after starting: only take the ports once it has run for a while.
-                if self.listening(port) && started.elapsed() >= Duration::from_millis(100) {
+                // Another test may have taken the ports between free_port_pair() and swtpm's
+                // bind; then this swtpm exits right after starting while the probe reaches the
+                // other test's listener: probe only once it has run for a while, and take the
+                // ports only if it is still alive.
+                if started.elapsed() >= Duration::from_millis(100) && self.listening(port) {
                     if let Ok(None) = child.try_wait() {
                         self.child = Some(child);
                         self.port = port;

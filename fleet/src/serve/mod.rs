@@ -175,7 +175,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Server {
     /// Opens the registry and the CA named by `cfg`.
     pub fn new(cfg: FleetConfig, verifier: Verifier) -> Result<Server, ServeError> {
-        let registry = Registry::open(&cfg.state_dir).map_err(ServeError::Registry)?;
+        let registry = Registry::for_config(&cfg).map_err(ServeError::Registry)?;
         let ca = load_fleet_ca(&cfg)?;
         let cfg_ima = cfg.ima_runtime_policy.as_deref().map(ima::ImaSetup::load);
         Ok(Server {

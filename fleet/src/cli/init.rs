@@ -63,12 +63,15 @@ pub fn run(args: InitArgs) -> Result<Outcome, CliError> {
         server_names: args.server_names,
         force: args.force,
     };
+    // The database is reached and its schema made before anything is written: a wrong URL
+    // fails init, not the first `serve`, and leaves no directory behind.
+    let registry = match &args.postgres_url {
+        Some(url) => Some(Registry::open_postgres(url, 1).map_err(SetupError::Registry)?),
+        None => None,
+    };
     let out = init_fleet(&opts)?;
     if let Some(url) = &args.postgres_url {
-        // Reached and migrated first: a wrong URL fails init, not the first `serve`.
-        let reg = Registry::open_postgres(url, 1).map_err(SetupError::Registry)?;
         use_postgres(&out.paths.fleet_toml(), url)?;
-        println!("registry: PostgreSQL at {}", reg.location());
     }
     if let Some(port) = args.http_port {
         enable_http(&out.paths.fleet_toml(), port)?;
@@ -79,6 +82,9 @@ pub fn run(args: InitArgs) -> Result<Outcome, CliError> {
     println!("fleet certificate serial: {}", out.fleet.serial);
     println!("claim certificate serial: {}", out.claim.serial);
     println!("CRL valid until: {}", out.crl.next_update);
+    if let Some(reg) = &registry {
+        println!("registry: PostgreSQL at {}", reg.location());
+    }
     if let Some(port) = args.http_port {
         println!("HTTP API (with `vouch-fleet serve`): http://127.0.0.1:{port}/");
     }

@@ -38,6 +38,9 @@ pub enum DbError {
         column: usize,
         expected: &'static str,
     },
+    /// The pool is being dropped (never seen by callers: only drop takes it).
+    #[error("the connection pool is closed")]
+    Closed,
     /// A statement that must return a row returned none.
     #[error("the statement returned no row")]
     NoRow,
@@ -344,7 +347,28 @@ impl Dialect {
 /// A connection to the registry's database.
 pub(crate) enum Db {
     Sqlite(rusqlite::Connection),
-    Postgres(PgPool),
+    Postgres(Pool),
+}
+
+/// The PostgreSQL pool, dropped where blocking is allowed: closing a `postgres` connection runs
+/// its runtime, which must not happen on a tokio worker thread.
+pub(crate) struct Pool(Option<PgPool>);
+
+impl Pool {
+    fn get(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, DbError> {
+        match &self.0 {
+            Some(p) => Ok(p.get()?),
+            None => Err(DbError::Closed),
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            blocking(move || drop(p));
+        }
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -484,6 +508,7 @@ impl Db {
                 .error_handler(Box::new(r2d2::NopErrorHandler))
                 .build(manager)
         })?;
+        let pool = Pool(Some(pool));
         // The pool opens connections lazily: this one proves the server is reachable now.
         blocking(|| pool.get().map(drop))?;
         Ok(Db::Postgres(pool))
@@ -505,7 +530,7 @@ impl Db {
         match self {
             Db::Sqlite(c) => f(&mut Conn::Sqlite(c)),
             Db::Postgres(pool) => blocking(|| {
-                let mut client = pool.get().map_err(DbError::from)?;
+                let mut client = pool.get()?;
                 f(&mut Conn::PostgresClient(&mut client))
             }),
         }
@@ -529,7 +554,7 @@ impl Db {
                 Ok(out)
             }
             Db::Postgres(pool) => blocking(|| {
-                let mut client = pool.get().map_err(DbError::from)?;
+                let mut client = pool.get()?;
                 let mut tx = client.transaction().map_err(DbError::from)?;
                 let out = f(&mut Conn::Postgres(&mut tx))?;
                 tx.commit().map_err(DbError::from)?;

@@ -171,5 +171,33 @@ mod tests {
         assert_eq!(reg.purge_nonces(2000 + PURGE_AFTER_MS + 1).unwrap(), 2);
     }
 
-    both_backends!(nonces_are_single_use_per_device_and_expire);
+    /// Four connections (server processes) answer with the same nonces at once: each nonce is
+    /// accepted exactly once.
+    fn concurrent_answers_accept_each_nonce_once(db: &TestDb) {
+        let reg = db.open();
+        let nonces: Vec<Vec<u8>> = (0..50u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        for n in &nonces {
+            reg.issue_nonce(n, "d1", "sha256:0", 1, 1_000).unwrap();
+        }
+        let accepted: usize = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut reg = db.open();
+                        nonces
+                            .iter()
+                            .filter(|n| reg.consume_nonce(n, "d1", 2).unwrap().is_ok())
+                            .count()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).sum()
+        });
+        assert_eq!(accepted, nonces.len());
+    }
+
+    both_backends!(
+        nonces_are_single_use_per_device_and_expire,
+        concurrent_answers_accept_each_nonce_once
+    );
 }

@@ -232,6 +232,17 @@ async fn enroll_attest_refusals_then_untrusted_and_revoked(postgres: bool) {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{out:?}");
         assert!(err.contains("pg_dump"), "{err}");
+        // The URL's password is in no log line and no output.
+        let log = fleet.server_log();
+        assert!(
+            log.contains("registry: postgresql://vouch:REDACTED@"),
+            "{log}"
+        );
+        for shown in [log, text.into_owned(), err.into_owned()] {
+            assert!(!shown.contains(serve_support::PG_PASSWORD), "{shown}");
+        }
+    } else {
+        assert!(fleet.server_log().contains("registry.db (Sqlite)"));
     }
 }
 

@@ -49,6 +49,9 @@ pub fn free_port_besides(dir: &std::path::Path) -> u16 {
     }
 }
 
+/// The password in the PostgreSQL URL of a fleet started with `Settings::postgres`.
+pub const PG_PASSWORD: &str = "pw-never-shown-7f3a";
+
 /// A child process killed on drop.
 pub struct Proc(pub Child);
 
@@ -125,6 +128,14 @@ impl Fleet {
             let url = swtpm_tests::postgres::PgCluster::shared()
                 .database()
                 .unwrap_or_else(|e| panic!("{e}"));
+            // With a password (the test cluster trusts local connections and never asks for
+            // it), which must appear in no log or output.
+            let url = url.replacen(
+                "postgresql://vouch@",
+                &format!("postgresql://vouch:{PG_PASSWORD}@"),
+                1,
+            );
+            assert!(url.contains(PG_PASSWORD), "{url}");
             assert!(text.contains("backend = \"sqlite\""));
             text = text.replace(
                 "backend = \"sqlite\"",

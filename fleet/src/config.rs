@@ -492,9 +492,28 @@ impl FleetConfig {
     /// Parses and checks `text` as if read from `path` (relative paths resolve against its
     /// directory).
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let file: ConfigFile = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: path.to_path_buf(),
-            source,
+        let file: ConfigFile = toml::from_str(text).map_err(|source| {
+            // A TOML error quotes its line; a line with a URL's credentials (`user:password@`)
+            // is not quoted.
+            let line = source.span().map(|span| {
+                let start = text[..span.start.min(text.len())]
+                    .rfind('\n')
+                    .map_or(0, |i| i + 1);
+                let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+                &text[start..end]
+            });
+            if line.is_some_and(|l| l.contains("://") && l.contains('@')) {
+                return ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    key: "storage.url",
+                    problem: "not a valid TOML string (the line is not shown: it may hold a \
+                              password)",
+                };
+            }
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         Self::from_file(file, path)
     }
@@ -896,6 +915,9 @@ mod tests {
         assert!(e.contains("storage.pool_size"), "{e}");
         let e = problem("backend = \"mysql\"\n");
         assert!(e.contains("mysql"), "{e}");
+        // A URL line that is not even TOML is not quoted in the error.
+        let e = problem("backend = \"postgres\"\nurl = \"postgresql://u:pw-x\"y@h/db\"\n");
+        assert!(e.contains("storage.url") && !e.contains("pw-x"), "{e}");
         let e = problem("backend = \"postgres\"\nurl = \"mysql://u:pw@h/db\"\n");
         assert!(
             e.contains("not a postgresql:// connection URL") && !e.contains("pw"),

@@ -9,7 +9,8 @@
 //! its own small runtime per connection; the server calls the registry from
 //! `tokio::task::spawn_blocking` threads, where that is allowed, and [`Db`] steps out of a tokio
 //! worker thread with `block_in_place` when it is called from one (a multi-threaded runtime;
-//! tests).
+//! tests). On a current-thread runtime that is not possible: call the registry from
+//! `spawn_blocking` there.
 
 use r2d2_postgres::postgres::types::{ToSql, Type};
 use r2d2_postgres::postgres::{self, NoTls};

@@ -8,6 +8,7 @@ PKGS=(
   libtss2-dev tpm2-tools swtpm swtpm-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus
   openssl cryptsetup-bin systemd binutils dpkg-dev ima-evm-utils
   mosquitto mosquitto-clients
+  postgresql
   prometheus python3-venv chromium
   qemu-system-x86 ovmf busybox-static dmsetup mtools
   "$@"

@@ -51,6 +51,16 @@ pub enum BackupRunError {
         #[source]
         source: std::io::Error,
     },
+    /// The registry is in PostgreSQL: its backup is the database's own (`pg_dump`).
+    #[error(
+        "the registry is in PostgreSQL ({location}); vouch-fleet backup only snapshots an SQLite \
+         registry: back the database up with pg_dump (fleet/README.md, \"Registry on \
+         PostgreSQL\") and keep the fleet directory's files with your file backups"
+    )]
+    PostgresRegistry {
+        /// The connection URL without its password.
+        location: String,
+    },
     /// The registry snapshot failed.
     #[error("registry snapshot of {path} failed")]
     Snapshot {
@@ -198,6 +208,17 @@ fn mode_of(path: &Path) -> u32 {
         .unwrap_or(0o600)
 }
 
+/// Refuses a fleet whose registry is in PostgreSQL: a backup holds an SQLite snapshot, and a
+/// PostgreSQL database is backed up (and replicated) with PostgreSQL's own tools.
+pub fn require_sqlite(cfg: &FleetConfig) -> Result<(), BackupRunError> {
+    match &cfg.storage {
+        crate::config::Storage::Sqlite => Ok(()),
+        crate::config::Storage::Postgres { url, .. } => Err(BackupRunError::PostgresRegistry {
+            location: url.redacted(),
+        }),
+    }
+}
+
 /// What [`collect`] gathered: the manifest (sizes and hashes still to fill in) and the data.
 #[derive(Debug)]
 pub struct Collected {
@@ -211,6 +232,7 @@ pub struct Collected {
 /// overrides where the CA key is read from (a systemd credential of the backup service).
 pub fn collect(config: &Path, ca_key: Option<&Path>) -> Result<Collected, BackupRunError> {
     let mut cfg = FleetConfig::load(config)?;
+    require_sqlite(&cfg)?;
     if let Some(k) = ca_key {
         cfg.ca_key = k.to_path_buf();
     }

@@ -206,17 +206,129 @@ pub struct PkiSection {
     pub crl: PathBuf,
 }
 
-/// `[storage]`: state and input directories.
+/// `[storage]`: state and input directories, and where the registry lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSection {
-    /// Registry state (SQLite database).
+    /// Fleet state (the SQLite registry, the escrow and EAR keys).
     pub state_dir: PathBuf,
     /// EK vendor CA certificates (PEM files).
     pub trust_roots_dir: PathBuf,
     /// Verification policies.
     pub policies_dir: PathBuf,
+    /// The registry's database engine (default `sqlite`: `registry.db` in `state_dir`).
+    #[serde(default)]
+    pub backend: StorageBackend,
+    /// `backend = "postgres"`: the connection URL (`postgresql://user:password@host/db`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<PostgresUrl>,
+    /// `backend = "postgres"`: the most connections one process opens (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_size: Option<u32>,
 }
+
+/// `[storage] backend`: the registry's database engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// An embedded SQLite file, `registry.db` in the state directory (one server).
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database (fleets with more than one server).
+    Postgres,
+}
+
+/// A PostgreSQL connection URL. It may hold a password: it is kept in a buffer zeroed on drop
+/// and shown (Debug, Display, logs) only with the password removed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(zeroize::Zeroizing<String>);
+
+impl PostgresUrl {
+    /// Checks `url`: a `postgres://` or `postgresql://` URL the client accepts.
+    pub fn parse(url: &str) -> Result<PostgresUrl, &'static str> {
+        const PROBLEM: &str = "not a postgresql:// connection URL";
+        if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+            return Err(PROBLEM);
+        }
+        url.parse::<postgres::Config>().map_err(|_| PROBLEM)?;
+        Ok(PostgresUrl(zeroize::Zeroizing::new(url.to_string())))
+    }
+
+    /// The client configuration.
+    pub fn client_config(&self) -> Result<postgres::Config, postgres::Error> {
+        self.0.parse()
+    }
+
+    /// The URL without its password (for logs and messages).
+    pub fn redacted(&self) -> String {
+        let Ok(mut u) = reqwest::Url::parse(&self.0) else {
+            return "postgresql://(unparsable URL)".into();
+        };
+        if u.password().is_some() {
+            let _ = u.set_password(Some("REDACTED"));
+        }
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" {
+                    "REDACTED".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        if !pairs.is_empty() {
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        u.to_string()
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({})", self.redacted())
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for PostgresUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// Read unchecked: a TOML error quotes the line it is about, and this line may hold a password.
+/// [`FleetConfig::from_file`] checks it with an error of its own.
+impl<'de> Deserialize<'de> for PostgresUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(PostgresUrl(zeroize::Zeroizing::new(String::deserialize(
+            d,
+        )?)))
+    }
+}
+
+/// Where the registry lives (checked `[storage]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// `registry.db` in the state directory.
+    Sqlite,
+    /// A PostgreSQL database.
+    Postgres {
+        /// Connection URL.
+        url: PostgresUrl,
+        /// Most connections per process.
+        pool_size: u32,
+    },
+}
+
+/// Default `[storage] pool_size`.
+pub const DEFAULT_POOL_SIZE: u32 = 4;
 
 /// `[challenge]`: how often devices are challenged and how long a nonce lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,6 +394,9 @@ impl ConfigFile {
                 state_dir: "state".into(),
                 trust_roots_dir: "trust-roots".into(),
                 policies_dir: "policies".into(),
+                backend: StorageBackend::Sqlite,
+                url: None,
+                pool_size: None,
             },
             challenge: ChallengeSection::default(),
             verdict: VerdictSection::default(),
@@ -321,8 +436,10 @@ pub struct FleetConfig {
     pub client_key: PathBuf,
     /// CRL.
     pub crl: PathBuf,
-    /// Registry state directory.
+    /// State directory.
     pub state_dir: PathBuf,
+    /// Where the registry lives.
+    pub storage: Storage,
     /// EK vendor CA certificates directory.
     pub trust_roots_dir: PathBuf,
     /// Policies directory.
@@ -375,9 +492,28 @@ impl FleetConfig {
     /// Parses and checks `text` as if read from `path` (relative paths resolve against its
     /// directory).
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let file: ConfigFile = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: path.to_path_buf(),
-            source,
+        let file: ConfigFile = toml::from_str(text).map_err(|source| {
+            // A TOML error quotes its line; a line with a URL's credentials (`user:password@`)
+            // is not quoted.
+            let line = source.span().map(|span| {
+                let start = text[..span.start.min(text.len())]
+                    .rfind('\n')
+                    .map_or(0, |i| i + 1);
+                let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+                &text[start..end]
+            });
+            if line.is_some_and(|l| l.contains("://") && l.contains('@')) {
+                return ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    key: "storage.url",
+                    problem: "not a valid TOML string (the line is not shown: it may hold a \
+                              password)",
+                };
+            }
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         Self::from_file(file, path)
     }
@@ -511,6 +647,40 @@ impl FleetConfig {
                 });
             }
         }
+        let st = &file.storage;
+        let storage = match (st.backend, &st.url) {
+            (StorageBackend::Sqlite, None) if st.pool_size.is_none() => Storage::Sqlite,
+            (StorageBackend::Sqlite, _) => {
+                return Err(ConfigError::Invalid {
+                    path: p(),
+                    key: "storage.url",
+                    problem: "`url` and `pool_size` are for `backend = \"postgres\"`",
+                })
+            }
+            (StorageBackend::Postgres, None) => {
+                return Err(ConfigError::Invalid {
+                    path: p(),
+                    key: "storage.url",
+                    problem: "`backend = \"postgres\"` needs a postgresql:// connection URL",
+                })
+            }
+            (StorageBackend::Postgres, Some(url)) => Storage::Postgres {
+                url: PostgresUrl::parse(&url.0).map_err(|problem| ConfigError::Invalid {
+                    path: p(),
+                    key: "storage.url",
+                    problem,
+                })?,
+                pool_size: match st.pool_size.unwrap_or(DEFAULT_POOL_SIZE) {
+                    0 => {
+                        return Err(ConfigError::Zero {
+                            path: p(),
+                            key: "storage.pool_size",
+                        })
+                    }
+                    n => n,
+                },
+            },
+        };
         let base = path.parent().unwrap_or(Path::new("."));
         let abs = |rel: &Path| base.join(rel);
         Ok(FleetConfig {
@@ -525,6 +695,7 @@ impl FleetConfig {
             client_key: abs(&file.pki.client_key),
             crl: abs(&file.pki.crl),
             state_dir: abs(&file.storage.state_dir),
+            storage,
             trust_roots_dir: abs(&file.storage.trust_roots_dir),
             policies_dir: abs(&file.storage.policies_dir),
             challenge_interval: Duration::from_secs(c.interval_secs),
@@ -579,6 +750,7 @@ mod tests {
         assert_eq!(cfg.challenge_jitter, Duration::from_secs(30));
         assert_eq!(cfg.nonce_lifetime, Duration::from_secs(120));
         assert!(!cfg.revoke_on_untrusted);
+        assert_eq!(cfg.storage, Storage::Sqlite);
         // Every key of the schema appears in the example: it round-trips to the same file.
         let text = std::fs::read_to_string(&path).unwrap();
         let parsed: ConfigFile = toml::from_str(&text).unwrap();
@@ -664,6 +836,95 @@ mod tests {
         let port = text.replace("port = 8883", "port = 70000");
         let msg = vouch_attest::errors::chain(&FleetConfig::from_toml(&port, path).unwrap_err());
         assert!(msg.contains("port") || msg.contains("70000"), "{msg}");
+    }
+
+    #[test]
+    fn storage_backend_is_sqlite_by_default_or_postgres_with_a_url() {
+        let base = "[broker]\nhost = \"h\"\nport = 1\nserver_name = \"h\"\n\
+                    [pki]\nca_cert = \"a\"\nca_key = \"k\"\nclient_cert = \"c\"\n\
+                    client_key = \"ck\"\ncrl = \"crl\"\n\
+                    [storage]\nstate_dir = \"s\"\ntrust_roots_dir = \"t\"\npolicies_dir = \"p\"\n";
+        let load =
+            |extra: &str| FleetConfig::from_toml(&format!("{base}{extra}"), Path::new("/d/f"));
+        assert_eq!(load("").unwrap().storage, Storage::Sqlite);
+        assert_eq!(
+            load("backend = \"sqlite\"\n").unwrap().storage,
+            Storage::Sqlite
+        );
+        let url = "postgresql://vouch:s3cret@db.example:5433/fleet?sslmode=disable&password=other";
+        let cfg = load(&format!("backend = \"postgres\"\nurl = \"{url}\"\n")).unwrap();
+        let Storage::Postgres {
+            url: got,
+            pool_size,
+        } = &cfg.storage
+        else {
+            panic!("{:?}", cfg.storage);
+        };
+        assert_eq!(*pool_size, DEFAULT_POOL_SIZE);
+        // The password is never shown: not by Debug (of the whole configuration), Display or
+        // in the redacted form; the client configuration has it.
+        for shown in [format!("{cfg:?}"), got.to_string(), got.redacted()] {
+            assert!(
+                !shown.contains("s3cret") && !shown.contains("other"),
+                "{shown}"
+            );
+            assert!(shown.contains("db.example:5433/fleet"), "{shown}");
+        }
+        assert_eq!(
+            got.client_config().unwrap().get_password(),
+            Some(&b"other"[..])
+        );
+        let cfg = load(&format!(
+            "backend = \"postgres\"\nurl = \"{url}\"\npool_size = 9\n"
+        ))
+        .unwrap();
+        assert!(matches!(
+            cfg.storage,
+            Storage::Postgres { pool_size: 9, .. }
+        ));
+
+        // The example's commented PostgreSQL lines are valid.
+        let example = std::fs::read_to_string(example_path())
+            .unwrap()
+            .replace("backend = \"sqlite\"", "backend = \"postgres\"")
+            .replace("# url = \"postgresql", "url = \"postgresql")
+            .replace("# pool_size = ", "pool_size = ");
+        let cfg = FleetConfig::from_toml(&example, &example_path()).unwrap();
+        assert!(matches!(
+            cfg.storage,
+            Storage::Postgres { pool_size: 4, .. }
+        ));
+
+        let problem = |extra: &str| match load(extra) {
+            Err(e) => vouch_attest::errors::chain(&e),
+            Ok(c) => panic!("{extra} accepted: {c:?}"),
+        };
+        let e = problem("backend = \"postgres\"\n");
+        assert!(
+            e.contains("storage.url") && e.contains("needs a postgresql://"),
+            "{e}"
+        );
+        let e = problem(&format!("url = \"{url}\"\n"));
+        assert!(
+            e.contains("storage.url") && e.contains("for `backend"),
+            "{e}"
+        );
+        let e = problem(&format!(
+            "backend = \"postgres\"\nurl = \"{url}\"\npool_size = 0\n"
+        ));
+        assert!(e.contains("storage.pool_size"), "{e}");
+        let e = problem("backend = \"mysql\"\n");
+        assert!(e.contains("mysql"), "{e}");
+        // A URL line that is not even TOML is not quoted in the error.
+        let e = problem("backend = \"postgres\"\nurl = \"postgresql://u:pw-x\"y@h/db\"\n");
+        assert!(e.contains("storage.url") && !e.contains("pw-x"), "{e}");
+        let e = problem("backend = \"postgres\"\nurl = \"mysql://u:pw@h/db\"\n");
+        assert!(
+            e.contains("not a postgresql:// connection URL") && !e.contains("pw"),
+            "{e}"
+        );
+        let e = problem("backend = \"postgres\"\nurl = \"postgresql://h/db\"\nuser = \"x\"\n");
+        assert!(e.contains("user"), "{e}");
     }
 
     #[test]

@@ -224,9 +224,12 @@ fn backup(e: &BackupCmdError) -> u8 {
         B::Registry(r) => registry(r),
         B::File(_) => INTERNAL,
         B::Run(r) => match r {
-            R::Config(_) | R::Format(_) | R::NotEmpty { .. } | R::Missing(_) | R::NotUtf8(_) => {
-                INPUT
-            }
+            R::Config(_)
+            | R::Format(_)
+            | R::NotEmpty { .. }
+            | R::Missing(_)
+            | R::NotUtf8(_)
+            | R::PostgresRegistry { .. } => INPUT,
             R::File(_) | R::List { .. } | R::Snapshot { .. } | R::Prepare { .. } | R::Toml(_) => {
                 INTERNAL
             }
@@ -790,6 +793,12 @@ mod tests {
                 (b(BackupCmdError::File(file_error())), INTERNAL),
                 (b(BackupCmdError::Registry(query())), INTERNAL),
                 (b(BackupCmdError::Run(R::NotEmpty { dir: path() })), INPUT),
+                (
+                    b(BackupCmdError::Run(R::PostgresRegistry {
+                        location: "postgresql://vouch@db/vouch".into(),
+                    })),
+                    INPUT,
+                ),
                 (
                     b(BackupCmdError::Run(R::Missing("registry snapshot"))),
                     INPUT,

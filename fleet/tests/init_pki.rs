@@ -430,3 +430,67 @@ fn cli_init_refuses_overwrite_without_force() {
         "{conf}"
     );
 }
+
+/// `init --postgres-url` creates the schema in the database and writes `[storage] backend =
+/// "postgres"` into a 0600 fleet.toml; a database that cannot be reached fails init, named
+/// without its password.
+#[test]
+fn cli_init_writes_a_postgres_storage_section() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("fleet");
+    let bin = env!("CARGO_BIN_EXE_vouch-fleet");
+    let cluster = swtpm_tests::postgres::PgCluster::shared();
+    let url = cluster.database().unwrap();
+    let init = |dir: &Path, url: &str| {
+        Command::new(bin)
+            .args([
+                "init",
+                "--dir",
+                dir.to_str().unwrap(),
+                "--broker-port",
+                "18885",
+            ])
+            .env("VOUCH_FLEET_POSTGRES_URL", url)
+            .output()
+            .unwrap()
+    };
+    let out = init(&dir, &url);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("registry: PostgreSQL at postgresql://vouch@"),
+        "{}",
+        text(&out)
+    );
+    let toml = dir.join("fleet.toml");
+    assert_eq!(mode(&toml), 0o600);
+    let cfg = vouch_fleet::config::FleetConfig::load(&toml).unwrap();
+    assert!(matches!(
+        cfg.storage,
+        vouch_fleet::config::Storage::Postgres { .. }
+    ));
+    let reg = vouch_fleet::registry::Registry::for_config(&cfg).unwrap();
+    assert!(reg.devices().unwrap().is_empty());
+    assert!(!dir.join("state").join("registry.db").exists());
+    // The commands work on it.
+    let out = Command::new(bin)
+        .args(["devices", "--config", toml.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A server that is not there: init fails and names it without the password.
+    let dir2 = tmp.path().join("fleet2");
+    let gone = format!(
+        "postgresql://vouch:pw-s3cret@%2Fnonexistent%2Fsocket:{}/vouch",
+        cluster.port()
+    );
+    let out = init(&dir2, &gone);
+    assert!(!out.status.success(), "{}", text(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains("cannot open the registry database postgresql://vouch:REDACTED@"),
+        "{msg}"
+    );
+    assert!(!msg.contains("pw-s3cret"), "{msg}");
+    assert!(!dir2.exists());
+}

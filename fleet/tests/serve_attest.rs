@@ -23,13 +23,24 @@ use vouch_fleet::serve::Server;
 const SECS: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn enroll_attest_refusals_then_untrusted_and_revoked() {
+async fn enroll_attest_refusals_then_untrusted_and_revoked_on_sqlite() {
+    enroll_attest_refusals_then_untrusted_and_revoked(false).await;
+}
+
+/// The same with the registry in PostgreSQL (a private cluster of this test process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enroll_attest_refusals_then_untrusted_and_revoked_on_postgres() {
+    enroll_attest_refusals_then_untrusted_and_revoked(true).await;
+}
+
+async fn enroll_attest_refusals_then_untrusted_and_revoked(postgres: bool) {
     let swtpm = Swtpm::start().unwrap();
     let log = std::fs::read(testdata(BOOT_LOG)).unwrap();
     swtpm.boot_from_log(&log).unwrap();
     let fleet = Fleet::start(
         Settings {
             revoke_on_untrusted: true,
+            postgres,
             ..Settings::default()
         },
         &TestAgent::swtpm_trust(&swtpm),
@@ -210,6 +221,28 @@ async fn enroll_attest_refusals_then_untrusted_and_revoked() {
     }
     for kind in ["enrolled", "verdict", "attestation_refused", "revoked"] {
         assert!(text.contains(kind), "{kind} missing from:\n{text}");
+    }
+    // Everything above went through the configured backend: no SQLite file beside PostgreSQL.
+    let sqlite_file = fleet.dir.join("state").join(vouch_fleet::registry::DB_FILE);
+    assert_eq!(sqlite_file.exists(), !postgres, "{}", sqlite_file.display());
+    assert!(fleet.registry().verify_audit().unwrap().problem.is_none());
+    if postgres {
+        // A backup refuses a PostgreSQL registry and names the tool that backs it up.
+        let out = fleet.cli(&["backup", "--out", "/nonexistent/b.vbk"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(err.contains("pg_dump"), "{err}");
+        // The URL's password is in no log line and no output.
+        let log = fleet.server_log();
+        assert!(
+            log.contains("registry: postgresql://vouch:REDACTED@"),
+            "{log}"
+        );
+        for shown in [log, text.into_owned(), err.into_owned()] {
+            assert!(!shown.contains(serve_support::PG_PASSWORD), "{shown}");
+        }
+    } else {
+        assert!(fleet.server_log().contains("registry.db (Sqlite)"));
     }
 }
 

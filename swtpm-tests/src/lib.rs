@@ -12,6 +12,7 @@ pub mod adversary;
 mod bins;
 mod boot;
 pub mod load;
+pub mod postgres;
 pub mod stack;
 mod swtpm;
 mod template;

@@ -23,7 +23,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vouch_attest::backup::{self, BackupError, Share};
-use vouch_fleet::backup::{collect, restore, BackupRunError, RestoreOptions, REGISTRY_ENTRY};
+use vouch_fleet::backup::{
+    collect, require_sqlite, restore, BackupRunError, RestoreOptions, REGISTRY_ENTRY,
+};
 use vouch_fleet::config::FleetConfig;
 use vouch_fleet::pki::files;
 use vouch_fleet::registry::{now_ms, AuditKind, Registry, RegistryError};
@@ -297,6 +299,7 @@ fn make(a: MakeArgs) -> Result<Outcome, BackupCmdError> {
         return Ok(Outcome::Rejected);
     };
     let cfg = FleetConfig::load(&config).map_err(BackupRunError::from)?;
+    require_sqlite(&cfg)?;
     let public_path = a.public.unwrap_or_else(|| {
         cfg.source
             .parent()

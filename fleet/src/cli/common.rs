@@ -30,7 +30,7 @@ pub enum SetupError {
 /// Loads the configuration and opens its registry.
 pub fn open(arg: &ConfigArg) -> Result<(FleetConfig, Registry), SetupError> {
     let cfg = FleetConfig::load(&arg.config)?;
-    let reg = Registry::open(&cfg.state_dir)?;
+    let reg = Registry::for_config(&cfg)?;
     Ok((cfg, reg))
 }
 

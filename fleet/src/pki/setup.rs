@@ -212,10 +212,7 @@ pub fn init_fleet(opts: &InitOptions) -> Result<InitOutcome, InitError> {
     let toml = ConfigFile::for_new_fleet(opts.broker_port)
         .to_toml()
         .map_err(InitError::Config)?;
-    let text = format!(
-        "# Written by vouch-fleet init. Relative paths are relative to this file's directory.\n\
-         # fleet.example.toml in the vouch sources explains every key.\n\n{toml}"
-    );
+    let text = format!("{FLEET_TOML_HEADER}{toml}");
     files::write_atomic(&paths.fleet_toml(), text.as_bytes(), MODE_PRIVATE)?;
     Ok(InitOutcome {
         paths,
@@ -225,6 +222,11 @@ pub fn init_fleet(opts: &InitOptions) -> Result<InitOutcome, InitError> {
         crl,
     })
 }
+
+/// The comment at the top of the fleet.toml `init` writes.
+pub const FLEET_TOML_HEADER: &str =
+    "# Written by vouch-fleet init. Relative paths are relative to this file's directory.\n\
+     # fleet.example.toml in the vouch sources explains every key.\n\n";
 
 /// Checks the target directory; with `force`, removes the old CA's state files.
 fn prepare_dir(dir: &Path, force: bool) -> Result<(), InitError> {

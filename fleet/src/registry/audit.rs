@@ -1,15 +1,16 @@
 //! The append-only audit log: enrollments (and refusals), verdicts, refused answers,
 //! revocations and deletions.
 //!
-//! Rows live in the `audit` table, which SQLite triggers protect against UPDATE and DELETE. Each
-//! row carries the SHA-256 of its own content chained to the previous row's hash, so a row
-//! changed or removed behind SQLite's back (by editing the file) is found by
+//! Rows live in the `audit` table, which triggers protect against UPDATE and DELETE (and on
+//! PostgreSQL TRUNCATE). Each row carries the SHA-256 of its own content chained to the previous
+//! row's hash, so a row changed or removed behind the database's back (by editing the file, or
+//! by a database superuser) is found by
 //! [`Registry::verify_audit`]. The hash input is, in order, each length-prefixed (u64 big-endian):
 //! the decimal sequence number, the decimal time, the kind, the device id (empty when none), the
 //! detail, and the previous row's hash (64 zeros for the first row).
 
+use super::db::{params, DbError, Row};
 use super::{q, Registry, RegistryError};
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
 /// The previous-hash of the first row.
@@ -147,8 +148,26 @@ fn row_hash(
     hex::encode(ctx.finish().as_ref())
 }
 
+/// The columns [`entry`] reads.
+pub(crate) const ENTRY_COLUMNS: &str = "seq, at_ms, kind, device_id, detail, prev_hash, hash";
+
+/// An audit row from the columns [`ENTRY_COLUMNS`].
+pub(crate) fn entry(r: &Row) -> Result<AuditEntry, DbError> {
+    Ok(AuditEntry {
+        seq: r.get(0)?,
+        at_ms: r.get(1)?,
+        kind: r.get(2)?,
+        device_id: r.get(3)?,
+        detail: r.get(4)?,
+        prev_hash: r.get(5)?,
+        hash: r.get(6)?,
+    })
+}
+
 impl Registry {
-    /// Appends a row, chained to the last one; returns its sequence number.
+    /// Appends a row, chained to the last one; returns its sequence number. The table is
+    /// locked from reading the last row to writing the new one, so processes appending at the
+    /// same time extend one chain.
     pub fn audit(
         &mut self,
         kind: AuditKind,
@@ -156,58 +175,49 @@ impl Registry {
         detail: &str,
         now_ms: i64,
     ) -> Result<i64, RegistryError> {
-        let tx = self
-            .conn_mut()
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(q("append audit row"))?;
-        let last: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+        let what = "append audit row";
+        self.tx(|tx| {
+            if let Some(lock) = tx.dialect().lock_table("audit") {
+                tx.batch(&lock).map_err(q(what))?;
+            }
+            let last = tx
+                .query_opt("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &[])
+                .map_err(q(what))?;
+            let (seq, prev) = match last {
+                Some(r) => {
+                    let s: i64 = r.get(0).map_err(q(what))?;
+                    (s.saturating_add(1), r.get::<String>(1).map_err(q(what))?)
+                }
+                None => (1, GENESIS.to_string()),
+            };
+            let hash = row_hash(seq, now_ms, kind.as_str(), device_id, detail, &prev);
+            tx.exec(
+                "INSERT INTO audit (seq, at_ms, kind, device_id, detail, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                params![seq, now_ms, kind.as_str(), device_id, detail, &prev, &hash],
             )
-            .optional()
-            .map_err(q("append audit row"))?;
-        let (seq, prev) = match last {
-            Some((s, h)) => (s.saturating_add(1), h),
-            None => (1, GENESIS.to_string()),
-        };
-        let hash = row_hash(seq, now_ms, kind.as_str(), device_id, detail, &prev);
-        tx.execute(
-            "INSERT INTO audit (seq, at_ms, kind, device_id, detail, prev_hash, hash) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![seq, now_ms, kind.as_str(), device_id, detail, prev, hash],
-        )
-        .map_err(q("append audit row"))?;
-        tx.commit().map_err(q("append audit row"))?;
-        Ok(seq)
+            .map_err(q(what))?;
+            Ok(seq)
+        })
     }
 
     /// Every audit row, oldest first (optionally only those of one device).
     pub fn audit_entries(&self, device_id: Option<&str>) -> Result<Vec<AuditEntry>, RegistryError> {
-        let mut stmt = self
-            .conn()
-            .prepare(
-                "SELECT seq, at_ms, kind, device_id, detail, prev_hash, hash FROM audit \
-                 WHERE ?1 IS NULL OR device_id = ?1 ORDER BY seq",
+        let what = "read audit log";
+        let rows = self.with(|c| {
+            c.query(
+                &format!(
+                    "SELECT {ENTRY_COLUMNS} FROM audit \
+                     WHERE CAST($1 AS TEXT) IS NULL OR device_id = $1 ORDER BY seq"
+                ),
+                params![device_id],
             )
-            .map_err(q("read audit log"))?;
-        let rows = stmt
-            .query_map([device_id], |r| {
-                Ok(AuditEntry {
-                    seq: r.get(0)?,
-                    at_ms: r.get(1)?,
-                    kind: r.get(2)?,
-                    device_id: r.get(3)?,
-                    detail: r.get(4)?,
-                    prev_hash: r.get(5)?,
-                    hash: r.get(6)?,
-                })
-            })
-            .map_err(q("read audit log"))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(q("read audit log"))?;
-        Ok(rows)
+            .map_err(q(what))
+        })?;
+        rows.iter()
+            .map(entry)
+            .collect::<Result<_, _>>()
+            .map_err(q(what))
     }
 
     /// Recomputes every row's hash and link; reports the first problem.
@@ -255,16 +265,16 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::testing::{both_backends, TestDb};
+    use crate::registry::Dialect;
 
-    #[test]
-    fn chain_verifies_refuses_changes_and_detects_tampering() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut reg = Registry::open(dir.path()).unwrap();
+    fn chain_verifies_refuses_changes_and_detects_tampering(db: &TestDb) {
+        let mut reg = db.open();
         reg.audit(AuditKind::Enrolled, Some("d1"), "enrolled", 10)
             .unwrap();
         reg.audit(AuditKind::Verdict, Some("d1"), "trusted", 20)
             .unwrap();
-        reg.audit(AuditKind::Revoked, Some("d1"), "by operator", 30)
+        reg.audit(AuditKind::Revoked, None, "by operator", 30)
             .unwrap();
         let check = reg.verify_audit().unwrap();
         assert_eq!(check.rows, 3);
@@ -272,33 +282,36 @@ mod tests {
         let rows = reg.audit_entries(None).unwrap();
         assert_eq!(rows[1].prev_hash, rows[0].hash);
         assert_eq!(rows[0].prev_hash, GENESIS);
+        assert_eq!(rows[2].device_id, None);
+        assert_eq!(reg.audit_entries(Some("d1")).unwrap().len(), 2);
 
-        // The triggers refuse UPDATE and DELETE.
-        let err = reg
-            .conn()
-            .execute("UPDATE audit SET detail = 'x' WHERE seq = 2", [])
-            .unwrap_err();
-        assert!(err.to_string().contains("append-only"), "{err}");
-        let err = reg
-            .conn()
-            .execute("DELETE FROM audit WHERE seq = 2", [])
-            .unwrap_err();
-        assert!(err.to_string().contains("append-only"), "{err}");
+        // The triggers refuse UPDATE and DELETE (and TRUNCATE where there is one).
+        let refused = |reg: &Registry, sql: &str| {
+            let err = reg.with(|c| c.batch(sql).map_err(q("test"))).unwrap_err();
+            let text = vouch_attest::errors::chain(&err);
+            assert!(text.contains("append-only"), "{sql}: {text}");
+        };
+        refused(&reg, "UPDATE audit SET detail = 'x' WHERE seq = 2");
+        refused(&reg, "DELETE FROM audit WHERE seq = 2");
+        let drop_triggers = match reg.dialect() {
+            Dialect::Sqlite => "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;",
+            Dialect::Postgres => {
+                refused(&reg, "TRUNCATE audit");
+                "DROP TRIGGER audit_no_update ON audit; DROP TRIGGER audit_no_delete ON audit;"
+            }
+        };
+        assert_eq!(reg.verify_audit().unwrap().rows, 3);
 
-        // Someone with the file drops the triggers and edits a row: the chain names it.
-        reg.conn()
-            .execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
-            .unwrap();
-        reg.conn()
-            .execute("UPDATE audit SET detail = 'untrusted' WHERE seq = 2", [])
-            .unwrap();
+        // Someone with the database drops the triggers and edits a row: the chain names it.
+        let run =
+            |reg: &Registry, sql: &str| reg.with(|c| c.batch(sql).map_err(q("test"))).unwrap();
+        run(&reg, drop_triggers);
+        run(&reg, "UPDATE audit SET detail = 'untrusted' WHERE seq = 2");
         assert_eq!(
             reg.verify_audit().unwrap().problem,
             Some(ChainProblem::Altered { seq: 2 })
         );
-        reg.conn()
-            .execute("DELETE FROM audit WHERE seq = 2", [])
-            .unwrap();
+        run(&reg, "DELETE FROM audit WHERE seq = 2");
         assert_eq!(
             reg.verify_audit().unwrap().problem,
             Some(ChainProblem::Gap {
@@ -307,4 +320,26 @@ mod tests {
             })
         );
     }
+
+    /// Four connections (processes) append at once: one chain, no sequence number twice.
+    fn concurrent_appends_extend_one_chain(db: &TestDb) {
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                s.spawn(move || {
+                    let mut reg = db.open();
+                    for i in 0..25 {
+                        reg.audit(AuditKind::Verdict, Some("d"), &format!("{t}/{i}"), i)
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let check = db.open().verify_audit().unwrap();
+        assert_eq!((check.rows, check.problem), (100, None));
+    }
+
+    both_backends!(
+        chain_verifies_refuses_changes_and_detects_tampering,
+        concurrent_appends_extend_one_chain
+    );
 }

@@ -3,8 +3,8 @@
 //! released passphrases waiting to be sent: `vouch-fleet escrow release ID VOLUME` queues a row
 //! after its checks, the running server sends it and records the device's answer.
 
+use super::db::{params, DbError, Row};
 use super::{q, Registry, RegistryError};
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 /// A deposited escrow record.
@@ -52,7 +52,7 @@ pub struct EscrowRelease {
     pub result: Option<String>,
 }
 
-fn release_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EscrowRelease> {
+fn release_row(r: &Row) -> Result<EscrowRelease, DbError> {
     Ok(EscrowRelease {
         id: r.get(0)?,
         device_id: r.get(1)?,
@@ -77,32 +77,37 @@ impl Registry {
         boot_id: &str,
         now_ms: i64,
     ) -> Result<(), RegistryError> {
-        self.conn()
-            .execute(
-                "INSERT INTO boots (device_id, boot_id, announced_ms) VALUES (?1, ?2, ?3) \
+        self.with(|c| {
+            c.exec(
+                "INSERT INTO boots (device_id, boot_id, announced_ms) VALUES ($1, $2, $3) \
                  ON CONFLICT (device_id) DO UPDATE SET boot_id = excluded.boot_id, \
                  announced_ms = excluded.announced_ms",
                 params![device_id, boot_id, now_ms],
             )
-            .map_err(q("record boot"))?;
+            .map_err(q("record boot"))
+        })?;
         Ok(())
     }
 
     /// The boot a device announced last.
     pub fn last_boot(&self, device_id: &str) -> Result<Option<Boot>, RegistryError> {
-        self.conn()
-            .query_row(
-                "SELECT boot_id, announced_ms FROM boots WHERE device_id = ?1",
-                params![device_id],
-                |r| {
-                    Ok(Boot {
-                        boot_id: r.get(0)?,
-                        announced_ms: r.get(1)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(q("read boot"))
+        let what = "read boot";
+        self.with(|c| {
+            let row = c
+                .query_opt(
+                    "SELECT boot_id, announced_ms FROM boots WHERE device_id = $1",
+                    params![device_id],
+                )
+                .map_err(q(what))?;
+            row.map(|r| {
+                Ok(Boot {
+                    boot_id: r.get(0)?,
+                    announced_ms: r.get(1)?,
+                })
+            })
+            .transpose()
+            .map_err(q(what))
+        })
     }
 
     /// Stores (or replaces) a device's escrow record for a volume.
@@ -113,14 +118,15 @@ impl Registry {
         record: &str,
         now_ms: i64,
     ) -> Result<(), RegistryError> {
-        self.conn()
-            .execute(
+        self.with(|c| {
+            c.exec(
                 "INSERT INTO escrow (device_id, volume_uuid, record, deposited_ms) \
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (device_id, volume_uuid) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (device_id, volume_uuid) \
                  DO UPDATE SET record = excluded.record, deposited_ms = excluded.deposited_ms",
                 params![device_id, volume_uuid, record, now_ms],
             )
-            .map_err(q("store escrow record"))?;
+            .map_err(q("store escrow record"))
+        })?;
         Ok(())
     }
 
@@ -130,36 +136,42 @@ impl Registry {
         device_id: &str,
         volume_uuid: &str,
     ) -> Result<Option<StoredEscrow>, RegistryError> {
-        self.conn()
-            .query_row(
-                "SELECT device_id, volume_uuid, record, deposited_ms FROM escrow \
-                 WHERE device_id = ?1 AND volume_uuid = ?2",
-                params![device_id, volume_uuid],
-                |r| {
-                    Ok(StoredEscrow {
-                        device_id: r.get(0)?,
-                        volume_uuid: r.get(1)?,
-                        record: r.get(2)?,
-                        deposited_ms: r.get(3)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(q("read escrow record"))
+        let what = "read escrow record";
+        self.with(|c| {
+            let row = c
+                .query_opt(
+                    "SELECT device_id, volume_uuid, record, deposited_ms FROM escrow \
+                     WHERE device_id = $1 AND volume_uuid = $2",
+                    params![device_id, volume_uuid],
+                )
+                .map_err(q(what))?;
+            row.map(|r| {
+                Ok(StoredEscrow {
+                    device_id: r.get(0)?,
+                    volume_uuid: r.get(1)?,
+                    record: r.get(2)?,
+                    deposited_ms: r.get(3)?,
+                })
+            })
+            .transpose()
+            .map_err(q(what))
+        })
     }
 
     /// The volumes a device has deposited records for, by UUID.
     pub fn escrowed_volumes(&self, device_id: &str) -> Result<Vec<String>, RegistryError> {
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT volume_uuid FROM escrow WHERE device_id = ?1 ORDER BY volume_uuid")
-            .map_err(q("list escrow records"))?;
-        let rows = stmt
-            .query_map(params![device_id], |r| r.get(0))
-            .map_err(q("list escrow records"))?
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(q("list escrow records"))?;
-        Ok(rows)
+        let what = "list escrow records";
+        self.with(|c| {
+            c.query(
+                "SELECT volume_uuid FROM escrow WHERE device_id = $1 ORDER BY volume_uuid",
+                params![device_id],
+            )
+            .map_err(q(what))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect::<Result<_, _>>()
+            .map_err(q(what))
+        })
     }
 
     /// Queues an approved release for delivery; returns its row id.
@@ -171,41 +183,46 @@ impl Registry {
         basis: &str,
         now_ms: i64,
     ) -> Result<i64, RegistryError> {
-        self.conn()
-            .execute(
+        let what = "queue escrow release";
+        self.with(|c| {
+            c.query_one(
                 "INSERT INTO escrow_releases (device_id, volume_uuid, boot_id, basis, \
-                 requested_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                 requested_ms) VALUES ($1, $2, $3, $4, $5) RETURNING id",
                 params![device_id, volume_uuid, boot_id, basis, now_ms],
             )
-            .map_err(q("queue escrow release"))?;
-        Ok(self.conn().last_insert_rowid())
+            .and_then(|r| r.get(0))
+            .map_err(q(what))
+        })
     }
 
     /// Releases approved but not yet sent, oldest first.
     pub fn unsent_escrow_releases(&self) -> Result<Vec<EscrowRelease>, RegistryError> {
-        let mut stmt = self
-            .conn()
-            .prepare(&format!(
-                "SELECT {RELEASE_COLUMNS} FROM escrow_releases WHERE sent_ms IS NULL \
-                 ORDER BY id LIMIT 100"
-            ))
-            .map_err(q("list escrow releases"))?;
-        let rows = stmt
-            .query_map([], release_row)
-            .map_err(q("list escrow releases"))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(q("list escrow releases"))?;
-        Ok(rows)
+        let what = "list escrow releases";
+        self.with(|c| {
+            c.query(
+                &format!(
+                    "SELECT {RELEASE_COLUMNS} FROM escrow_releases WHERE sent_ms IS NULL \
+                     ORDER BY id LIMIT 100"
+                ),
+                &[],
+            )
+            .map_err(q(what))?
+            .iter()
+            .map(release_row)
+            .collect::<Result<_, _>>()
+            .map_err(q(what))
+        })
     }
 
     /// Marks a release sent.
     pub fn mark_escrow_sent(&self, id: i64, now_ms: i64) -> Result<(), RegistryError> {
-        self.conn()
-            .execute(
-                "UPDATE escrow_releases SET sent_ms = ?2 WHERE id = ?1",
+        self.with(|c| {
+            c.exec(
+                "UPDATE escrow_releases SET sent_ms = $2 WHERE id = $1",
                 params![id, now_ms],
             )
-            .map_err(q("mark escrow release sent"))?;
+            .map_err(q("mark escrow release sent"))
+        })?;
         Ok(())
     }
 
@@ -218,28 +235,32 @@ impl Registry {
         result: &str,
         now_ms: i64,
     ) -> Result<bool, RegistryError> {
-        let n = self
-            .conn()
-            .execute(
-                "UPDATE escrow_releases SET result = ?3, result_ms = ?4 WHERE id = (\
-                 SELECT id FROM escrow_releases WHERE device_id = ?1 AND volume_uuid = ?2 \
+        let n = self.with(|c| {
+            c.exec(
+                "UPDATE escrow_releases SET result = $3, result_ms = $4 WHERE id = (\
+                 SELECT id FROM escrow_releases WHERE device_id = $1 AND volume_uuid = $2 \
                  AND sent_ms IS NOT NULL AND result_ms IS NULL ORDER BY id DESC LIMIT 1)",
                 params![device_id, volume_uuid, result, now_ms],
             )
-            .map_err(q("record escrow result"))?;
+            .map_err(q("record escrow result"))
+        })?;
         Ok(n == 1)
     }
 
     /// One release by row id.
     pub fn escrow_release(&self, id: i64) -> Result<Option<EscrowRelease>, RegistryError> {
-        self.conn()
-            .query_row(
-                &format!("SELECT {RELEASE_COLUMNS} FROM escrow_releases WHERE id = ?1"),
+        let what = "read escrow release";
+        self.with(|c| {
+            c.query_opt(
+                &format!("SELECT {RELEASE_COLUMNS} FROM escrow_releases WHERE id = $1"),
                 params![id],
-                release_row,
             )
-            .optional()
-            .map_err(q("read escrow release"))
+            .map_err(q(what))?
+            .as_ref()
+            .map(release_row)
+            .transpose()
+            .map_err(q(what))
+        })
     }
 }
 
@@ -247,10 +268,10 @@ impl Registry {
 mod tests {
     use super::*;
 
-    #[test]
-    fn deposit_replace_queue_send_answer() {
-        let dir = tempfile::tempdir().unwrap();
-        let reg = Registry::open(dir.path()).unwrap();
+    use crate::registry::testing::{both_backends, TestDb};
+
+    fn deposit_replace_queue_send_answer(db: &TestDb) {
+        let reg = db.open();
         reg.deposit_escrow("d1", "u1", "{\"a\":1}", 10).unwrap();
         reg.deposit_escrow("d1", "u1", "{\"a\":2}", 20).unwrap();
         reg.deposit_escrow("d1", "u2", "{}", 20).unwrap();
@@ -287,4 +308,6 @@ mod tests {
         assert_eq!(r.basis, "verdict #3");
         assert_eq!(r.boot_id, "b2");
     }
+
+    both_backends!(deposit_replace_queue_send_answer);
 }

@@ -3,8 +3,8 @@
 //! (`vouch_attest::ima::ReplayState`), with the boot it belongs to. It lives in the registry so
 //! that any server process can appraise a device's next report; a new boot starts over.
 
+use super::db::params;
 use super::{q, Registry, RegistryError};
-use rusqlite::{params, OptionalExtension};
 use vouch_attest::ima::ReplayState;
 
 /// A device's stored IMA state.
@@ -26,15 +26,18 @@ pub struct ImaRecord {
 impl Registry {
     /// The stored IMA state of a device, if any.
     pub fn ima_state(&self, device_id: &str) -> Result<Option<ImaRecord>, RegistryError> {
-        let row: Option<(String, String, String, String)> = self
-            .conn()
-            .query_row(
-                "SELECT boot_id, state, failed, keys FROM ima_state WHERE device_id = ?1",
-                [device_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        let what = "read IMA state";
+        let row: Option<(String, String, String, String)> = self.with(|c| {
+            c.query_opt(
+                "SELECT boot_id, state, failed, keys FROM ima_state WHERE device_id = $1",
+                params![device_id],
             )
-            .optional()
-            .map_err(q("read IMA state"))?;
+            .and_then(|r| {
+                r.map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                    .transpose()
+            })
+            .map_err(q(what))
+        })?;
         let Some((boot_id, json, failed, keys)) = row else {
             return Ok(None);
         };
@@ -71,15 +74,16 @@ impl Registry {
         let failed = serde_json::to_string(&record.failed).map_err(corrupt)?;
         let keys: Vec<String> = record.keys.iter().map(hex::encode).collect();
         let keys = serde_json::to_string(&keys).map_err(corrupt)?;
-        self.conn()
-            .execute(
+        self.with(|c| {
+            c.exec(
                 "INSERT INTO ima_state (device_id, boot_id, state, failed, keys) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT(device_id) DO UPDATE SET boot_id = excluded.boot_id, \
                  state = excluded.state, failed = excluded.failed, keys = excluded.keys",
-                params![device_id, record.boot_id, json, failed, keys],
+                params![device_id, &record.boot_id, &json, &failed, &keys],
             )
-            .map_err(q("store IMA state"))?;
+            .map_err(q("store IMA state"))
+        })?;
         Ok(())
     }
 }
@@ -89,10 +93,10 @@ mod tests {
     use super::*;
     use vouch_attest::HashAlg;
 
-    #[test]
-    fn a_state_is_stored_replaced_and_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let reg = Registry::open(dir.path()).unwrap();
+    use crate::registry::testing::{both_backends, TestDb};
+
+    fn a_state_is_stored_replaced_and_read_back(db: &TestDb) {
+        let reg = db.open();
         assert_eq!(reg.ima_state("d1").unwrap(), None);
         let mut rec = ImaRecord {
             boot_id: "b1".into(),
@@ -109,7 +113,9 @@ mod tests {
         rec.keys.push(vec![0x30, 0x82, 1, 2]);
         reg.set_ima_state("d1", &rec).unwrap();
         // Another connection (another server process) reads what this one stored.
-        let other = Registry::open(dir.path()).unwrap();
+        let other = db.open();
         assert_eq!(other.ima_state("d1").unwrap(), Some(rec));
     }
+
+    both_backends!(a_state_is_stored_replaced_and_read_back);
 }

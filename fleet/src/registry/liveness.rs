@@ -3,8 +3,9 @@
 //! waiting for a second operator's approval, and reading the audit log from a position on (the
 //! server's event feed for metrics and webhooks).
 
+use super::audit::{entry, ENTRY_COLUMNS};
+use super::db::{params, DbError, Row};
 use super::{q, AuditEntry, Registry, RegistryError};
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 /// An override escrow release that waits for (or got) a second operator's approval.
@@ -33,7 +34,7 @@ pub struct EscrowApproval {
 const APPROVAL_COLUMNS: &str = "id, device_id, volume_uuid, reason, requested_by, requested_ms, \
                                 approved_by, approved_ms, release_id";
 
-fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EscrowApproval> {
+fn approval_row(r: &Row) -> Result<EscrowApproval, DbError> {
     Ok(EscrowApproval {
         id: r.get(0)?,
         device_id: r.get(1)?,
@@ -51,70 +52,64 @@ impl Registry {
     /// The devices alerted as stale, with the time they were found stale.
     pub fn stale_marks(&self) -> Result<std::collections::HashMap<String, i64>, RegistryError> {
         let what = "list stale marks";
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT device_id, since_ms FROM stale_alerts")
-            .map_err(q(what))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(q(what))?
-            .collect::<Result<_, _>>()
-            .map_err(q(what))?;
-        Ok(rows)
+        self.with(|c| {
+            c.query("SELECT device_id, since_ms FROM stale_alerts", &[])
+                .map_err(q(what))?
+                .iter()
+                .map(|r| Ok((r.get(0)?, r.get(1)?)))
+                .collect::<Result<_, DbError>>()
+                .map_err(q(what))
+        })
     }
 
-    /// Marks a device alerted as stale.
+    /// Marks a device alerted as stale (keeping the time of an earlier mark).
     pub fn mark_stale(&self, device_id: &str, now_ms: i64) -> Result<(), RegistryError> {
-        self.conn()
-            .execute(
-                "INSERT OR IGNORE INTO stale_alerts (device_id, since_ms) VALUES (?1, ?2)",
+        self.with(|c| {
+            c.exec(
+                "INSERT INTO stale_alerts (device_id, since_ms) VALUES ($1, $2) \
+                 ON CONFLICT (device_id) DO NOTHING",
                 params![device_id, now_ms],
             )
-            .map_err(q("mark stale"))?;
+            .map_err(q("mark stale"))
+        })?;
         Ok(())
     }
 
     /// Clears a device's stale mark (it is live again, or no longer active).
     pub fn clear_stale(&self, device_id: &str) -> Result<(), RegistryError> {
-        self.conn()
-            .execute("DELETE FROM stale_alerts WHERE device_id = ?1", [device_id])
-            .map_err(q("clear stale mark"))?;
+        self.with(|c| {
+            c.exec(
+                "DELETE FROM stale_alerts WHERE device_id = $1",
+                params![device_id],
+            )
+            .map_err(q("clear stale mark"))
+        })?;
         Ok(())
     }
 
     /// The highest audit sequence number (0 when the log is empty).
     pub fn last_audit_seq(&self) -> Result<i64, RegistryError> {
-        self.conn()
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |r| r.get(0))
-            .map_err(q("read last audit row"))
+        self.with(|c| {
+            c.query_one("SELECT COALESCE(MAX(seq), 0) FROM audit", &[])
+                .and_then(|r| r.get(0))
+                .map_err(q("read last audit row"))
+        })
     }
 
     /// Audit rows after `seq`, oldest first, at most `limit`.
     pub fn audit_after(&self, seq: i64, limit: u32) -> Result<Vec<AuditEntry>, RegistryError> {
         let what = "read audit rows";
-        let mut stmt = self
-            .conn()
-            .prepare(
-                "SELECT seq, at_ms, kind, device_id, detail, prev_hash, hash FROM audit \
-                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        self.with(|c| {
+            c.query(
+                &format!("SELECT {ENTRY_COLUMNS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2"),
+                params![seq, limit],
             )
-            .map_err(q(what))?;
-        let rows = stmt
-            .query_map(params![seq, limit], |r| {
-                Ok(AuditEntry {
-                    seq: r.get(0)?,
-                    at_ms: r.get(1)?,
-                    kind: r.get(2)?,
-                    device_id: r.get(3)?,
-                    detail: r.get(4)?,
-                    prev_hash: r.get(5)?,
-                    hash: r.get(6)?,
-                })
-            })
             .map_err(q(what))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(q(what))?;
-        Ok(rows)
+            .iter()
+            .map(entry)
+            .collect::<Result<_, _>>()
+            .map_err(q(what))
+        })
     }
 
     /// Records an override release waiting for a second operator; returns its id.
@@ -126,43 +121,49 @@ impl Registry {
         requested_by: &str,
         now_ms: i64,
     ) -> Result<i64, RegistryError> {
-        self.conn()
-            .execute(
+        self.with(|c| {
+            c.query_one(
                 "INSERT INTO escrow_approvals (device_id, volume_uuid, reason, requested_by, \
-                 requested_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                 requested_ms) VALUES ($1, $2, $3, $4, $5) RETURNING id",
                 params![device_id, volume_uuid, reason, requested_by, now_ms],
             )
-            .map_err(q("request escrow approval"))?;
-        Ok(self.conn().last_insert_rowid())
+            .and_then(|r| r.get(0))
+            .map_err(q("request escrow approval"))
+        })
     }
 
     /// One approval request.
     pub fn escrow_approval(&self, id: i64) -> Result<Option<EscrowApproval>, RegistryError> {
-        self.conn()
-            .query_row(
-                &format!("SELECT {APPROVAL_COLUMNS} FROM escrow_approvals WHERE id = ?1"),
-                [id],
-                approval_row,
+        let what = "read escrow approval";
+        self.with(|c| {
+            c.query_opt(
+                &format!("SELECT {APPROVAL_COLUMNS} FROM escrow_approvals WHERE id = $1"),
+                params![id],
             )
-            .optional()
-            .map_err(q("read escrow approval"))
+            .map_err(q(what))?
+            .as_ref()
+            .map(approval_row)
+            .transpose()
+            .map_err(q(what))
+        })
     }
 
     /// Approval requests, newest first (at most 200).
     pub fn escrow_approvals(&self) -> Result<Vec<EscrowApproval>, RegistryError> {
         let what = "list escrow approvals";
-        let mut stmt = self
-            .conn()
-            .prepare(&format!(
-                "SELECT {APPROVAL_COLUMNS} FROM escrow_approvals ORDER BY id DESC LIMIT 200"
-            ))
-            .map_err(q(what))?;
-        let rows = stmt
-            .query_map([], approval_row)
+        self.with(|c| {
+            c.query(
+                &format!(
+                    "SELECT {APPROVAL_COLUMNS} FROM escrow_approvals ORDER BY id DESC LIMIT 200"
+                ),
+                &[],
+            )
             .map_err(q(what))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(q(what))?;
-        Ok(rows)
+            .iter()
+            .map(approval_row)
+            .collect::<Result<_, _>>()
+            .map_err(q(what))
+        })
     }
 
     /// Marks an approval request approved by `by`, with the release it queued.
@@ -173,26 +174,26 @@ impl Registry {
         release_id: i64,
         now_ms: i64,
     ) -> Result<(), RegistryError> {
-        self.conn()
-            .execute(
-                "UPDATE escrow_approvals SET approved_by = ?2, approved_ms = ?3, release_id = ?4 \
-                 WHERE id = ?1",
+        self.with(|c| {
+            c.exec(
+                "UPDATE escrow_approvals SET approved_by = $2, approved_ms = $3, \
+                 release_id = $4 WHERE id = $1",
                 params![id, by, now_ms, release_id],
             )
-            .map_err(q("approve escrow release"))?;
+            .map_err(q("approve escrow release"))
+        })?;
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::registry::AuditKind;
 
-    #[test]
-    fn stale_marks_audit_tail_and_approvals() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut r = Registry::open(dir.path()).unwrap();
+    use crate::registry::testing::{both_backends, TestDb};
+
+    fn stale_marks_audit_tail_and_approvals(db: &TestDb) {
+        let mut r = db.open();
         r.mark_stale("a", 5).unwrap();
         r.mark_stale("a", 9).unwrap();
         assert_eq!(r.stale_marks().unwrap().get("a"), Some(&5));
@@ -218,4 +219,6 @@ mod tests {
         );
         assert_eq!(r.escrow_approvals().unwrap().len(), 1);
     }
+
+    both_backends!(stale_marks_audit_tail_and_approvals);
 }

@@ -1,22 +1,31 @@
-//! The fleet's registry: an embedded SQLite database (`registry.db` in the state directory) with
-//! the enrolled devices and their keys, verdicts, challenge nonces, on-demand attestation
-//! requests, each device's IMA replay state and the append-only, hash-chained audit log.
+//! The fleet's registry: the enrolled devices and their keys, verdicts, challenge nonces,
+//! on-demand attestation requests, each device's IMA replay state and the append-only,
+//! hash-chained audit log.
 //!
-//! `vouch-fleet serve` and the operator commands (`devices`, `revoke`, `attest`, ...) open the
-//! same file; WAL mode and a busy timeout let them work side by side. Each [`Registry`] owns one
-//! connection and is used from one thread at a time (the server keeps it behind a mutex and
-//! only touches it off the MQTT event loop).
+//! It lives in an embedded SQLite database (`registry.db` in the state directory; the default)
+//! or in PostgreSQL (`[storage] backend = "postgres"`, for fleets with more than one server).
+//! Both have the same schema ([`schema`], numbered migrations) and the same queries ([`db`]
+//! holds every dialect difference). `vouch-fleet serve` and the operator commands (`devices`,
+//! `revoke`, `attest`, ...) open the same database side by side: SQLite in WAL mode with a busy
+//! timeout, PostgreSQL through a bounded connection pool per process. Each [`Registry`] is used
+//! from one thread at a time (the server keeps it behind a mutex and only touches it off the
+//! MQTT event loop).
 
 mod audit;
+pub(crate) mod db;
 mod devices;
 mod escrow;
 mod ima;
 mod liveness;
 mod nonces;
 mod requests;
+pub mod schema;
+#[cfg(test)]
+mod testing;
 mod verdicts;
 
 pub use audit::{AuditEntry, AuditKind, ChainCheck, ChainProblem};
+pub use db::{DbError, Dialect};
 pub use devices::{Device, DeviceStatus, NewDevice};
 pub use escrow::{Boot, EscrowRelease, StoredEscrow};
 pub use ima::ImaRecord;
@@ -25,14 +34,16 @@ pub use nonces::{IssuedNonce, NonceRefusal};
 pub use requests::AttestRequest;
 pub use verdicts::{StoredVerdict, VerdictRecord};
 
-use rusqlite::Connection;
+use crate::config::{FleetConfig, PostgresUrl, Storage};
+use db::{Conn, Db};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// File name of the database inside the state directory.
+/// File name of the SQLite database inside the state directory.
 pub const DB_FILE: &str = "registry.db";
 
-/// How long a writer waits for another process holding the database lock.
+/// How long a writer waits for another process holding the database lock (SQLite), and how
+/// long a process waits for a connection (PostgreSQL).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A registry operation failed.
@@ -45,19 +56,27 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
-    /// The database could not be opened or its schema created.
-    #[error("cannot open the registry database {path}")]
+    /// The database could not be opened or reached.
+    #[error("cannot open the registry database {location}")]
     Open {
-        path: PathBuf,
+        /// The file, or the PostgreSQL URL without its password.
+        location: String,
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
+    },
+    /// The schema could not be brought up to date.
+    #[error("cannot bring the registry schema of {location} up to date")]
+    Migrate {
+        location: String,
+        #[source]
+        source: schema::MigrateError,
     },
     /// A query failed.
     #[error("registry query `{what}` failed")]
     Query {
         what: &'static str,
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
     /// A stored value is not what the schema promises.
     #[error("registry row for {what} is corrupt: {detail}")]
@@ -67,157 +86,103 @@ pub enum RegistryError {
     UnknownDevice(String),
 }
 
-/// Maps a rusqlite error to [`RegistryError::Query`] for the named operation.
-pub(crate) fn q(what: &'static str) -> impl FnOnce(rusqlite::Error) -> RegistryError {
+/// Maps a database error to [`RegistryError::Query`] for the named operation.
+pub(crate) fn q(what: &'static str) -> impl FnOnce(DbError) -> RegistryError {
     move |source| RegistryError::Query { what, source }
 }
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS devices (
-    id           TEXT PRIMARY KEY,
-    status       TEXT NOT NULL,
-    ek_public    BLOB,
-    ak_public    BLOB,
-    tls_public   BLOB,
-    cert_serial  TEXT,
-    enrolled_ms  INTEGER NOT NULL,
-    updated_ms   INTEGER NOT NULL,
-    last_attest  BLOB,
-    last_boot_id TEXT
-);
-CREATE TABLE IF NOT EXISTS verdicts (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    device_id    TEXT NOT NULL,
-    challenged_ms INTEGER NOT NULL,
-    stored_ms    INTEGER NOT NULL,
-    trusted      INTEGER NOT NULL,
-    reasons      TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS verdicts_device ON verdicts(device_id, id);
-CREATE TABLE IF NOT EXISTS nonces (
-    nonce        BLOB PRIMARY KEY,
-    device_id    TEXT NOT NULL,
-    pcrs         TEXT NOT NULL,
-    issued_ms    INTEGER NOT NULL,
-    expires_ms   INTEGER NOT NULL,
-    used_ms      INTEGER
-);
-CREATE TABLE IF NOT EXISTS attest_requests (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    device_id    TEXT NOT NULL,
-    requested_ms INTEGER NOT NULL,
-    taken_ms     INTEGER
-);
-CREATE TABLE IF NOT EXISTS disconnect_requests (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    device_id    TEXT NOT NULL,
-    requested_ms INTEGER NOT NULL,
-    taken_ms     INTEGER
-);
-CREATE TABLE IF NOT EXISTS escrow (
-    device_id    TEXT NOT NULL,
-    volume_uuid  TEXT NOT NULL,
-    record       TEXT NOT NULL,
-    deposited_ms INTEGER NOT NULL,
-    PRIMARY KEY (device_id, volume_uuid)
-);
-CREATE TABLE IF NOT EXISTS boots (
-    device_id    TEXT PRIMARY KEY,
-    boot_id      TEXT NOT NULL,
-    announced_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS escrow_releases (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    device_id    TEXT NOT NULL,
-    volume_uuid  TEXT NOT NULL,
-    boot_id      TEXT NOT NULL,
-    basis        TEXT NOT NULL,
-    requested_ms INTEGER NOT NULL,
-    sent_ms      INTEGER,
-    result_ms    INTEGER,
-    result       TEXT
-);
-CREATE TABLE IF NOT EXISTS ima_state (
-    device_id    TEXT PRIMARY KEY,
-    boot_id      TEXT NOT NULL,
-    state        TEXT NOT NULL,
-    failed       TEXT NOT NULL,
-    keys         TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS device_policy (
-    device_id    TEXT PRIMARY KEY,
-    policy       TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS stale_alerts (
-    device_id    TEXT PRIMARY KEY,
-    since_ms     INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS escrow_approvals (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    device_id    TEXT NOT NULL,
-    volume_uuid  TEXT NOT NULL,
-    reason       TEXT NOT NULL,
-    requested_by TEXT NOT NULL,
-    requested_ms INTEGER NOT NULL,
-    approved_by  TEXT,
-    approved_ms  INTEGER,
-    release_id   INTEGER
-);
-CREATE TABLE IF NOT EXISTS audit (
-    seq          INTEGER PRIMARY KEY,
-    at_ms        INTEGER NOT NULL,
-    kind         TEXT NOT NULL,
-    device_id    TEXT,
-    detail       TEXT NOT NULL,
-    prev_hash    TEXT NOT NULL,
-    hash         TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-";
 
 /// One open registry database.
 #[derive(Debug)]
 pub struct Registry {
-    conn: Connection,
-    path: PathBuf,
+    db: Db,
+    location: String,
 }
 
 impl Registry {
-    /// Opens (creating when missing) `<state_dir>/registry.db` and its schema.
+    /// Opens (creating when missing) the SQLite registry `<state_dir>/registry.db` and brings
+    /// its schema up to date.
     pub fn open(state_dir: &Path) -> Result<Registry, RegistryError> {
         std::fs::create_dir_all(state_dir).map_err(|source| RegistryError::StateDir {
             path: state_dir.to_path_buf(),
             source,
         })?;
         let path = state_dir.join(DB_FILE);
+        let location = path.display().to_string();
+        let db = Db::open_sqlite(&path, BUSY_TIMEOUT).map_err(|source| RegistryError::Open {
+            location: location.clone(),
+            source,
+        })?;
+        Registry::migrated(db, location)
+    }
+
+    /// Connects to the PostgreSQL registry at `url` with a pool of at most `pool_size`
+    /// connections and brings its schema up to date.
+    pub fn open_postgres(url: &PostgresUrl, pool_size: u32) -> Result<Registry, RegistryError> {
+        let location = url.redacted();
         let open_err = |source| RegistryError::Open {
-            path: path.clone(),
+            location: location.clone(),
             source,
         };
-        let conn = Connection::open(&path).map_err(open_err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(open_err)?;
-        conn.execute_batch(SCHEMA).map_err(open_err)?;
-        Ok(Registry { conn, path })
+        let mut config = url.client_config().map_err(|e| open_err(e.into()))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(BUSY_TIMEOUT);
+        }
+        config.application_name("vouch-fleet");
+        let db = Db::open_postgres(config, pool_size, BUSY_TIMEOUT).map_err(open_err)?;
+        Registry::migrated(db, location)
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Opens the registry `cfg` names (`[storage]`).
+    pub fn for_config(cfg: &FleetConfig) -> Result<Registry, RegistryError> {
+        match &cfg.storage {
+            Storage::Sqlite => Registry::open(&cfg.state_dir),
+            Storage::Postgres { url, pool_size } => Registry::open_postgres(url, *pool_size),
+        }
     }
 
-    pub(crate) fn conn(&self) -> &Connection {
-        &self.conn
+    fn migrated(mut db: Db, location: String) -> Result<Registry, RegistryError> {
+        db.transaction(|c| {
+            schema::migrate(c).map_err(|source| RegistryError::Migrate {
+                location: location.clone(),
+                source,
+            })
+        })?;
+        Ok(Registry { db, location })
     }
 
-    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
-        &mut self.conn
+    /// Where the registry is: the SQLite file, or the PostgreSQL URL without its password.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The SQL dialect of the registry's database.
+    pub fn dialect(&self) -> Dialect {
+        self.db.dialect()
+    }
+
+    /// Runs `f` on a connection, each statement committed by itself.
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Conn<'_, '_>) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        self.db.with(f)
+    }
+
+    /// Runs `f` in one write transaction (see [`db::Db::transaction`]).
+    pub(crate) fn tx<T>(
+        &mut self,
+        f: impl FnOnce(&mut Conn<'_, '_>) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        self.db.transaction(f)
+    }
+}
+
+impl From<DbError> for RegistryError {
+    fn from(source: DbError) -> Self {
+        RegistryError::Query {
+            what: "transaction",
+            source,
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 //! expiring. [`Registry::consume_nonce`] marks a nonce used atomically and names why an answer
 //! is refused (`nonce_unknown`, `nonce_used`, `nonce_expired`).
 
+use super::db::{params, RowLock};
 use super::{q, Registry, RegistryError};
-use rusqlite::{params, OptionalExtension};
 
 /// A nonce as issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,69 +54,80 @@ impl Registry {
         now_ms: i64,
         expires_ms: i64,
     ) -> Result<(), RegistryError> {
-        self.conn()
-            .execute(
+        self.with(|c| {
+            c.exec(
                 "INSERT INTO nonces (nonce, device_id, pcrs, issued_ms, expires_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                 VALUES ($1, $2, $3, $4, $5)",
                 params![nonce, device_id, pcrs, now_ms, expires_ms],
             )
-            .map_err(q("issue nonce"))?;
+            .map_err(q("issue nonce"))
+        })?;
         Ok(())
     }
 
     /// Consumes the nonce of an answer from `device_id`: refused when unknown (or another
     /// device's), already used, or expired; otherwise marked used and returned. An expired
-    /// nonce is marked used too, so it can never be accepted later.
+    /// nonce is marked used too, so it can never be accepted later. The row is locked from
+    /// reading to marking, so of two processes answering with the same nonce one wins.
     pub fn consume_nonce(
         &mut self,
         nonce: &[u8],
         device_id: &str,
         now_ms: i64,
     ) -> Result<Result<IssuedNonce, NonceRefusal>, RegistryError> {
-        let tx = self.conn_mut().transaction().map_err(q("consume nonce"))?;
-        let row: Option<(String, String, i64, i64, Option<i64>)> = tx
-            .query_row(
-                "SELECT device_id, pcrs, issued_ms, expires_ms, used_ms FROM nonces \
-                 WHERE nonce = ?1",
-                [nonce],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        let what = "consume nonce";
+        self.tx(|tx| {
+            let lock = tx.dialect().row_lock(RowLock::Wait);
+            let row = tx
+                .query_opt(
+                    &format!(
+                        "SELECT device_id, pcrs, issued_ms, expires_ms, used_ms FROM nonces \
+                         WHERE nonce = $1{lock}"
+                    ),
+                    params![nonce],
+                )
+                .map_err(q(what))?;
+            let Some(row) = row else {
+                return Ok(Err(NonceRefusal::Unknown));
+            };
+            let owner: String = row.get(0).map_err(q(what))?;
+            let pcrs: String = row.get(1).map_err(q(what))?;
+            let issued_ms: i64 = row.get(2).map_err(q(what))?;
+            let expires_ms: i64 = row.get(3).map_err(q(what))?;
+            let used_ms: Option<i64> = row.get(4).map_err(q(what))?;
+            if owner != device_id {
+                return Ok(Err(NonceRefusal::Unknown));
+            }
+            if used_ms.is_some() {
+                return Ok(Err(NonceRefusal::Used));
+            }
+            tx.exec(
+                "UPDATE nonces SET used_ms = $2 WHERE nonce = $1",
+                params![nonce, now_ms],
             )
-            .optional()
-            .map_err(q("consume nonce"))?;
-        let Some((owner, pcrs, issued_ms, expires_ms, used_ms)) = row else {
-            return Ok(Err(NonceRefusal::Unknown));
-        };
-        if owner != device_id {
-            return Ok(Err(NonceRefusal::Unknown));
-        }
-        if used_ms.is_some() {
-            return Ok(Err(NonceRefusal::Used));
-        }
-        tx.execute(
-            "UPDATE nonces SET used_ms = ?2 WHERE nonce = ?1",
-            params![nonce, now_ms],
-        )
-        .map_err(q("consume nonce"))?;
-        tx.commit().map_err(q("consume nonce"))?;
-        if now_ms > expires_ms {
-            return Ok(Err(NonceRefusal::Expired));
-        }
-        Ok(Ok(IssuedNonce {
-            device_id: owner,
-            pcrs,
-            issued_ms,
-        }))
+            .map_err(q(what))?;
+            if now_ms > expires_ms {
+                return Ok(Err(NonceRefusal::Expired));
+            }
+            Ok(Ok(IssuedNonce {
+                device_id: owner,
+                pcrs,
+                issued_ms,
+            }))
+        })
     }
 
     /// Drops nonces that expired more than a day ago (their answers would be `nonce_unknown`
     /// instead of `nonce_expired` from then on).
     pub fn purge_nonces(&self, now_ms: i64) -> Result<usize, RegistryError> {
-        self.conn()
-            .execute(
-                "DELETE FROM nonces WHERE expires_ms < ?1",
-                [now_ms.saturating_sub(PURGE_AFTER_MS)],
+        let n = self.with(|c| {
+            c.exec(
+                "DELETE FROM nonces WHERE expires_ms < $1",
+                params![now_ms.saturating_sub(PURGE_AFTER_MS)],
             )
             .map_err(q("purge nonces"))
+        })?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 }
 
@@ -124,10 +135,10 @@ impl Registry {
 mod tests {
     use super::*;
 
-    #[test]
-    fn nonces_are_single_use_per_device_and_expire() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut reg = Registry::open(dir.path()).unwrap();
+    use crate::registry::testing::{both_backends, TestDb};
+
+    fn nonces_are_single_use_per_device_and_expire(db: &TestDb) {
+        let mut reg = db.open();
         reg.issue_nonce(b"n1", "d1", "sha256:0", 1000, 2000)
             .unwrap();
         reg.issue_nonce(b"n2", "d1", "sha256:0", 1000, 2000)
@@ -159,4 +170,34 @@ mod tests {
         );
         assert_eq!(reg.purge_nonces(2000 + PURGE_AFTER_MS + 1).unwrap(), 2);
     }
+
+    /// Four connections (server processes) answer with the same nonces at once: each nonce is
+    /// accepted exactly once.
+    fn concurrent_answers_accept_each_nonce_once(db: &TestDb) {
+        let reg = db.open();
+        let nonces: Vec<Vec<u8>> = (0..50u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        for n in &nonces {
+            reg.issue_nonce(n, "d1", "sha256:0", 1, 1_000).unwrap();
+        }
+        let accepted: usize = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut reg = db.open();
+                        nonces
+                            .iter()
+                            .filter(|n| reg.consume_nonce(n, "d1", 2).unwrap().is_ok())
+                            .count()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).sum()
+        });
+        assert_eq!(accepted, nonces.len());
+    }
+
+    both_backends!(
+        nonces_are_single_use_per_device_and_expire,
+        concurrent_answers_accept_each_nonce_once
+    );
 }

@@ -175,7 +175,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Server {
     /// Opens the registry and the CA named by `cfg`.
     pub fn new(cfg: FleetConfig, verifier: Verifier) -> Result<Server, ServeError> {
-        let registry = Registry::open(&cfg.state_dir).map_err(ServeError::Registry)?;
+        let registry = Registry::for_config(&cfg).map_err(ServeError::Registry)?;
+        // The location: a file, or a PostgreSQL URL without its password.
+        let registry_line = format!(
+            "registry: {} ({:?})",
+            registry.location(),
+            registry.dialect()
+        );
         let ca = load_fleet_ca(&cfg)?;
         let cfg_ima = cfg.ima_runtime_policy.as_deref().map(ima::ImaSetup::load);
         Ok(Server {
@@ -192,7 +198,13 @@ impl Server {
             observer: crate::http::observe::Observer::default(),
             ima: cfg_ima,
         }
+        .with_registry_logged(&registry_line)
         .with_policies_loaded())
+    }
+
+    fn with_registry_logged(self, line: &str) -> Server {
+        self.log(line);
+        self
     }
 
     fn with_policies_loaded(self) -> Server {

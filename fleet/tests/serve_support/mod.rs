@@ -49,6 +49,9 @@ pub fn free_port_besides(dir: &std::path::Path) -> u16 {
     }
 }
 
+/// The password in the PostgreSQL URL of a fleet started with `Settings::postgres`.
+pub const PG_PASSWORD: &str = "pw-never-shown-7f3a";
+
 /// A child process killed on drop.
 pub struct Proc(pub Child);
 
@@ -77,6 +80,9 @@ pub struct Settings {
     pub revoke_on_untrusted: bool,
     /// Drop the broker's `max_packet_size`, to show the fleet does not depend on it.
     pub no_broker_size_limit: bool,
+    /// Keep the registry in a fresh database of the test process's private PostgreSQL cluster
+    /// instead of the SQLite file.
+    pub postgres: bool,
 }
 
 impl Fleet {
@@ -116,6 +122,24 @@ impl Fleet {
             text = text.replace(
                 "nonce_lifetime_secs = 120",
                 &format!("nonce_lifetime_secs = {n}"),
+            );
+        }
+        if settings.postgres {
+            let url = swtpm_tests::postgres::PgCluster::shared()
+                .database()
+                .unwrap_or_else(|e| panic!("{e}"));
+            // With a password (the test cluster trusts local connections and never asks for
+            // it), which must appear in no log or output.
+            let url = url.replacen(
+                "postgresql://vouch@",
+                &format!("postgresql://vouch:{PG_PASSWORD}@"),
+                1,
+            );
+            assert!(url.contains(PG_PASSWORD), "{url}");
+            assert!(text.contains("backend = \"sqlite\""));
+            text = text.replace(
+                "backend = \"sqlite\"",
+                &format!("backend = \"postgres\"\nurl = \"{url}\"\npool_size = 2"),
             );
         }
         if settings.revoke_on_untrusted {
@@ -193,8 +217,10 @@ impl Fleet {
         }
     }
 
+    /// The fleet's registry (SQLite or PostgreSQL, as fleet.toml says).
     pub fn registry(&self) -> Registry {
-        Registry::open(&self.dir.join("state")).unwrap()
+        let cfg = vouch_fleet::config::FleetConfig::load(&self.config).unwrap();
+        Registry::for_config(&cfg).unwrap()
     }
 
     /// Waits for the verdict with an id above `after`.

@@ -235,7 +235,7 @@ impl Registry {
     }
 
     /// Decommissions a device: status `deleted`, keys and last quote forgotten, its pending
-    /// nonces and attestation requests dropped. Verdicts and the audit log are kept.
+    /// nonces, attestation requests and held event log dropped. Verdicts and the audit log are kept.
     pub fn forget_device(&mut self, id: &str, now_ms: i64) -> Result<(), RegistryError> {
         let tx = self.conn_mut().transaction().map_err(q("delete device"))?;
         let n = tx
@@ -252,6 +252,8 @@ impl Registry {
             .map_err(q("delete device nonces"))?;
         tx.execute("DELETE FROM attest_requests WHERE device_id = ?1", [id])
             .map_err(q("delete device requests"))?;
+        tx.execute("DELETE FROM held_logs WHERE device_id = ?1", [id])
+            .map_err(q("delete device held log"))?;
         tx.commit().map_err(q("delete device"))?;
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The fleet's registry: an embedded SQLite database (`registry.db` in the state directory) with
 //! the enrolled devices and their keys, verdicts, challenge nonces, on-demand attestation
-//! requests, each device's IMA replay state and the append-only, hash-chained audit log.
+//! requests, each device's IMA replay state, the event log held for steady-state reports and the
+//! append-only, hash-chained audit log.
 //!
 //! `vouch-fleet serve` and the operator commands (`devices`, `revoke`, `attest`, ...) open the
 //! same file; WAL mode and a busy timeout let them work side by side. Each [`Registry`] owns one
@@ -12,6 +13,7 @@ mod devices;
 mod escrow;
 mod ima;
 mod liveness;
+mod logs;
 mod nonces;
 mod requests;
 mod verdicts;
@@ -21,6 +23,7 @@ pub use devices::{Device, DeviceStatus, NewDevice};
 pub use escrow::{Boot, EscrowRelease, StoredEscrow};
 pub use ima::ImaRecord;
 pub use liveness::EscrowApproval;
+pub use logs::{HeldHead, HeldLog};
 pub use nonces::{IssuedNonce, NonceRefusal};
 pub use requests::AttestRequest;
 pub use verdicts::{StoredVerdict, VerdictRecord};
@@ -143,6 +146,12 @@ CREATE TABLE IF NOT EXISTS ima_state (
     state        TEXT NOT NULL,
     failed       TEXT NOT NULL,
     keys         TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS held_logs (
+    device_id    TEXT PRIMARY KEY,
+    log          BLOB NOT NULL,
+    sha256       BLOB NOT NULL,
+    settled      TEXT
 );
 CREATE TABLE IF NOT EXISTS device_policy (
     device_id    TEXT PRIMARY KEY,

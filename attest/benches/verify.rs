@@ -4,6 +4,10 @@
 //! verifications per CPU-second of one thread. Also prints the cost of each step. Run with `cargo bench -p vouch-attest --bench verify`; a further argument
 //! runs only the steps whose label contains it (`-- FULL`, `-- policy`), e.g. under `perf record`.
 //!
+//! Steady state (`LogEvidence::Settled`: the log unchanged since a trusted appraisal, none of it
+//! sent) is measured next to OpenSSL's P-256 verify rate (`openssl speed ecdsap256`, one process,
+//! run by this bench in the same run), with the size of such a report on the wire.
+//!
 //! CPU time (not wall time) is measured because the machines are shared.
 
 use p256::ecdsa::signature::Signer;
@@ -11,7 +15,9 @@ use p256::ecdsa::SigningKey;
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use std::path::PathBuf;
 use std::time::Instant;
-use vouch_attest::appraisal::{appraise, AppraisalInput, LogEvidence, PolicyInput};
+use vouch_attest::appraisal::{
+    appraise, policy_identity, AppraisalInput, LogEvidence, PolicyInput, SettledLog,
+};
 use vouch_attest::eventlog::{match_quoted, EventLog};
 use vouch_attest::policy::{evaluate, Evidence, PcrPolicy, Policy};
 use vouch_attest::quote::{AkVerifier, QuoteEvidence};
@@ -179,6 +185,54 @@ fn full(s: &Setup) -> bool {
     .trusted()
 }
 
+/// One steady-state verification: the quote checked in full, its values against those `kept`.
+fn steady(s: &Setup, kept: &SettledLog, policy_id: &str) -> bool {
+    appraise(&AppraisalInput {
+        ak: &s.verifier,
+        attest: &s.attest,
+        signature: &s.signature,
+        nonce: &s.nonce,
+        pcrs: &s.pcrs,
+        challenged: None,
+        eventlog: LogEvidence::Settled(kept, Some(policy_id)),
+        policy: PolicyInput::Policy("recorded", &s.policy),
+        previous: None,
+    })
+    .trusted()
+}
+
+/// OpenSSL's P-256 verifications per second (`openssl speed ecdsap256`, one process), or why not.
+fn openssl_p256_verify(secs: u32) -> Result<f64, String> {
+    let out = std::process::Command::new("openssl")
+        .args(["speed", "-seconds", &secs.to_string(), "ecdsap256"])
+        .output()
+        .map_err(|e| format!("openssl: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.contains("ecdsa (nistp256)"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("no nistp256 line in openssl speed's output: {text}"))
+}
+
+/// The size of a steady-state report on the wire: the quote, its signature, the PCR values, and
+/// an empty appended part of the log.
+fn steady_report_bytes(s: &Setup) -> usize {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"").unwrap();
+    let report = vouch_attest::protocol::AttestationReport {
+        nonce: vec![0x5A; 32],
+        quote: s.attest.clone(),
+        signature: s.signature.marshal(),
+        pcrs: s.pcrs.to_json(),
+        eventlog_gz: Some(gz.finish().unwrap()),
+        eventlog_from: Some(s.bytes.len() as u64),
+        ima: None,
+    };
+    vouch_attest::protocol::encode(&report).len()
+}
+
 fn main() {
     // `cargo test --benches` runs this binary with no arguments too; keep that short.
     let secs = if std::env::args().any(|a| a == "--bench") {
@@ -236,5 +290,37 @@ fn main() {
     let total = rate("FULL verification", secs, || full(&s));
     if total > 0.0 {
         println!("full verifications per second per core: {total:.0} (target 20000)");
+    }
+    // Steady state: what the full appraisal of this log keeps, then reports on the unchanged log.
+    let policy_id = policy_identity("recorded", &s.policy);
+    let first = appraise(&AppraisalInput {
+        ak: &s.verifier,
+        attest: &s.attest,
+        signature: &s.signature,
+        nonce: &s.nonce,
+        pcrs: &s.pcrs,
+        challenged: None,
+        eventlog: LogEvidence::Log(&log),
+        policy: PolicyInput::Policy("recorded", &s.policy),
+        previous: None,
+    });
+    let kept = SettledLog::new(&s.bytes, &first, Some(&policy_id)).expect("trusted, kept");
+    let steady_rate = rate("STEADY-STATE verification", secs, || {
+        steady(&s, &kept, &policy_id)
+    });
+    if steady_rate > 0.0 {
+        println!("steady-state verifications per second per core: {steady_rate:.0}");
+        println!(
+            "steady-state report on the wire: {} bytes (goal < 2048)",
+            steady_report_bytes(&s)
+        );
+        let openssl_secs = if secs >= 1.0 { 3 } else { 1 };
+        match openssl_p256_verify(openssl_secs) {
+            Ok(v) => println!(
+                "openssl speed ecdsap256 verify, same run: {v:.0}/s; steady state / OpenSSL = {:.2}x (goal >= 1.0x)",
+                steady_rate / v
+            ),
+            Err(e) => println!("OpenSSL reference not measured: {e}"),
+        }
     }
 }

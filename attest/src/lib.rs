@@ -18,6 +18,7 @@ pub mod escrow;
 pub mod escrow_delivery;
 pub mod escrow_release;
 pub mod eventlog;
+mod hex_serde;
 pub mod identity;
 pub mod ima;
 pub mod pcrfile;

@@ -198,6 +198,22 @@ pub struct AttestChallenge {
     /// ([`AttestationReport::ima`]). Absent when the fleet does not appraise IMA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ima_offset: Option<u64>,
+    /// The part of the device's UEFI event log the fleet holds from earlier reports: a device
+    /// whose log still starts with it sends only what was appended since
+    /// ([`AttestationReport::eventlog_from`]). Absent: send the whole log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eventlog_known: Option<KnownLog>,
+}
+
+/// The first `len` bytes of a device's event log, as the fleet holds them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnownLog {
+    /// How many bytes.
+    pub len: u64,
+    /// Their SHA-256.
+    #[serde(with = "crate::hex_serde")]
+    pub sha256: Vec<u8>,
 }
 
 /// The agent's answer to a challenge.
@@ -215,9 +231,16 @@ pub struct AttestationReport {
     pub signature: Vec<u8>,
     /// PCR values as `{"sha256": {"0": "<hex>", ...}}`.
     pub pcrs: serde_json::Value,
-    /// The UEFI event log, gzip-compressed.
+    /// The UEFI event log, gzip-compressed: the whole log, or with
+    /// [`Self::eventlog_from`] the bytes from that offset on.
     #[serde(with = "b64::opt", default)]
     pub eventlog_gz: Option<Vec<u8>>,
+    /// Where in the log [`Self::eventlog_gz`] starts: 0 for the whole log, or the length of the
+    /// part the challenge said the fleet holds ([`AttestChallenge::eventlog_known`]), which the
+    /// device's log still starts with. Sent by every agent that can send appended parts (the
+    /// fleet offers [`AttestChallenge::eventlog_known`] only to those); absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eventlog_from: Option<u64>,
     /// IMA measurement list entries, when the challenge asked for them
     /// ([`AttestChallenge::ima_offset`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -360,6 +383,7 @@ mod tests {
             nonce: vec![7; 32],
             pcrs: "sha256:0-9+sha1:7".parse().unwrap(),
             ima_offset: None,
+            eventlog_known: None,
         };
         let bytes = encode(&c);
         let text = String::from_utf8(bytes.clone()).unwrap();

@@ -5,7 +5,7 @@
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::SigningKey;
 use vouch_attest::appraisal::{
-    appraise, AppraisalInput, BankMatch, Failure, LogEvidence, PolicyInput,
+    appraise, AppraisalInput, BankMatch, Failure, LogEvidence, PolicyInput, SettledLog,
 };
 use vouch_attest::eventlog::{EventLog, MatchError};
 use vouch_attest::policy::{PcrPolicy, Policy};
@@ -263,4 +263,112 @@ fn a_missing_log_fails_and_a_policy_is_never_skipped() {
         PolicyInput::None,
     ));
     assert!(a.trusted(), "{:?}", a.failures);
+}
+
+/// Steady state: what a trusted appraisal kept stands for the log while the quote shows the same
+/// values under the same policy and firmware; a changed value is the log's mismatch, anything the
+/// kept appraisal did not cover sends the verifier back to the whole log.
+#[test]
+fn a_settled_log_is_checked_by_values_and_names_what_changed() {
+    let bytes = std::fs::read(testdata::eventlogs_dir().join(LOG)).unwrap();
+    let log = EventLog::parse(&bytes).unwrap();
+    let values = replayed(&log);
+    let q = quote(&values, &[HashAlg::Sha256], 0x42);
+    let mut sha256 = PcrBanks::new();
+    for p in PCRS {
+        sha256.insert(
+            HashAlg::Sha256,
+            p,
+            values.get(HashAlg::Sha256, p).unwrap().to_vec(),
+        );
+    }
+    let mut policy = Policy::record(&log, &log.replay());
+    policy.pcrs = PcrPolicy::from_banks(&sha256);
+    let id = vouch_attest::appraisal::policy_identity("recorded", &policy);
+    let full = appraise(&input(
+        &q,
+        &NONCE,
+        None,
+        LogEvidence::Log(&log),
+        PolicyInput::Policy("recorded", &policy),
+    ));
+    assert!(full.trusted(), "{:?}", full.failures);
+    let kept = SettledLog::new(&bytes, &full, Some(&id)).expect("a trusted appraisal is kept");
+    assert!(kept.is_for(&bytes));
+    let mut other = bytes.clone();
+    other[100] ^= 1;
+    assert!(!kept.is_for(&other) && !kept.is_for(&bytes[..bytes.len() - 1]));
+    assert_eq!(kept.pcrs.len(), PCRS.len());
+    let steady = |q: &Quote, kept: &SettledLog, id: &str| {
+        appraise(&input(
+            q,
+            &NONCE,
+            None,
+            LogEvidence::Settled(kept, Some(id)),
+            PolicyInput::Policy("recorded", &policy),
+        ))
+    };
+
+    // The same values: trusted, the log check passed without the log.
+    let a = steady(&q, &kept, &id);
+    assert!(a.trusted(), "{:?}", a.failures);
+    assert!(a.eventlog.as_ref().unwrap().passed && a.quote_signed());
+
+    // PCR 4 quoted otherwise: the log no longer explains it, named like a full appraisal does.
+    let mut changed = values.clone();
+    changed.insert(HashAlg::Sha256, 4, vec![0x44; 32]);
+    let a = steady(&quote(&changed, &[HashAlg::Sha256], 0x42), &kept, &id);
+    assert!(!a.trusted());
+    assert!(
+        a.failures.iter().any(|f| matches!(f,
+            Failure::EventlogPcr { bank: HashAlg::Sha256, mismatch } if mismatch.pcr == 4)),
+        "{:?}",
+        a.failures
+    );
+    assert!(!a
+        .failures
+        .iter()
+        .any(|f| matches!(f, Failure::SettledStale(_))));
+
+    // Another policy, another TPM firmware, a PCR not kept: the kept appraisal does not apply.
+    let stale = |a: vouch_attest::appraisal::Appraisal, what: &str| {
+        let found: Vec<String> = a
+            .failures
+            .iter()
+            .filter(|f| matches!(f, Failure::SettledStale(_)))
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            found.len() == 1 && found[0].contains(what) && !a.trusted(),
+            "{what}: {:?}",
+            a.failures
+        );
+        assert_eq!(a.failures[0].check(), "eventlog.settled");
+    };
+    stale(steady(&q, &kept, "recorded@edited"), "recorded@edited");
+    let mut older_firmware = kept.clone();
+    older_firmware.firmware_version = 0x0001_0000_0000_0000;
+    stale(steady(&q, &older_firmware, &id), "firmware version");
+    let mut fewer = kept.clone();
+    fewer.pcrs.retain(|p| p.pcr != 7);
+    stale(steady(&q, &fewer, &id), "sha256:7 was not kept");
+
+    // A quote that does not verify vouches for nothing: no comparison, no policy.
+    let forged = steady(&quote(&values, &[HashAlg::Sha256], 0x43), &kept, &id);
+    assert!(!forged.quote_signed() && !forged.trusted());
+    assert!(!forged.eventlog.as_ref().unwrap().passed);
+    assert!(forged
+        .failures
+        .iter()
+        .any(|f| matches!(f, Failure::PolicyNotEvaluated(_))));
+
+    // Nothing is kept of an appraisal that found something wrong.
+    let untrusted = appraise(&input(
+        &quote(&changed, &[HashAlg::Sha256], 0x42),
+        &NONCE,
+        None,
+        LogEvidence::Log(&log),
+        PolicyInput::Policy("recorded", &policy),
+    ));
+    assert!(SettledLog::new(&bytes, &untrusted, Some(&id)).is_none());
 }

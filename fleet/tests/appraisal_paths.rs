@@ -13,6 +13,7 @@ use p256::ecdsa::SigningKey;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
+use vouch_attest::appraisal::policy_identity;
 use vouch_attest::eventlog::EventLog;
 use vouch_attest::policy::{preferred_bank, PcrPolicy, Policy};
 use vouch_attest::protocol::AttestationReport;
@@ -21,8 +22,9 @@ use vouch_attest::tpm::{
     Attest, AttestBody, ObjectAttributes, PcrSelect, PcrSelection, Signature, TpmPublic,
 };
 use vouch_attest::{HashAlg, PcrBanks};
+use vouch_fleet::registry::HeldLog;
 use vouch_fleet::serve::policies::Resolved;
-use vouch_fleet::serve::verifier::{AppraisalInput, Verifier};
+use vouch_fleet::serve::verifier::{AppraisalInput, Held, Verifier};
 
 #[path = "../../testsupport/testdata.rs"]
 mod testdata;
@@ -161,22 +163,64 @@ fn cli(dir: &Path, q: &Quote, log: &Path, policy: &Path) -> Decision {
 }
 
 fn server(q: &Quote, gz: &[u8], name: &str, policy: &Policy) -> Decision {
-    let report = AttestationReport {
+    let policy_id = policy_identity(name, policy);
+    let appraise = |report: &AttestationReport, held: Option<&HeldLog>| {
+        Verifier::new().appraise(&AppraisalInput {
+            ak: &q.ak,
+            nonce: &NONCE,
+            selection: &PcrSelection::from_bank_pcrs(q.selection.clone()).unwrap(),
+            report,
+            previous: None,
+            policy: Resolved::Policy(name, policy),
+            policy_id: Some(&policy_id),
+            held,
+        })
+    };
+    let mut report = AttestationReport {
         nonce: NONCE.to_vec(),
         quote: q.attest.clone(),
         signature: q.signature.clone(),
         pcrs: q.pcrs.to_json(),
         eventlog_gz: Some(gz.to_vec()),
+        eventlog_from: Some(0),
         ima: None,
     };
-    let a = Verifier::new().appraise(&AppraisalInput {
-        ak: &q.ak,
-        nonce: &NONCE,
-        selection: &PcrSelection::from_bank_pcrs(q.selection.clone()).unwrap(),
-        report: &report,
-        previous: None,
-        policy: Resolved::Policy(name, policy),
-    });
+    let a = appraise(&report, None);
+    let whole = decision(&a);
+    // Steady state: the same quote again with none of the log (the fleet holds it), appraised
+    // against what the first appraisal kept when it was trusted, else in full: the same
+    // decision either way.
+    let Held::Replace(log, settled) = &a.held else {
+        panic!(
+            "a whole log from an agent that sends parts is held: {:?}",
+            a.held
+        );
+    };
+    assert_eq!(settled.is_some(), a.trusted());
+    let held = HeldLog {
+        log: log.clone(),
+        settled: settled.clone(),
+    };
+    let mut empty = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    empty.write_all(b"").unwrap();
+    report.eventlog_gz = Some(empty.finish().unwrap());
+    report.eventlog_from = Some(log.len() as u64);
+    let steady = appraise(&report, Some(&held));
+    let expected_held = if a.trusted() {
+        Held::Unchanged { trusted: true }
+    } else {
+        Held::Replace(log.clone(), None)
+    };
+    assert_eq!(steady.held, expected_held);
+    assert_eq!(
+        decision(&steady),
+        whole,
+        "steady state and full appraisal differ"
+    );
+    whole
+}
+
+fn decision(a: &vouch_fleet::serve::verifier::Appraisal) -> Decision {
     let mut failed = Vec::new();
     let (mut rules, mut pcrs) = (Vec::new(), Vec::new());
     for r in &a.reasons {

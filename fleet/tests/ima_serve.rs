@@ -60,6 +60,7 @@ fn report(l: &List, from: usize, to: usize) -> AttestationReport {
         signature: Vec::new(),
         pcrs: serde_json::json!({}),
         eventlog_gz: None,
+        eventlog_from: None,
         ima: Some(ImaEvidence {
             offset: start as u64,
             hash_len: 32,
@@ -200,6 +201,7 @@ fn chunk_report(bytes: &[u8], offset: u64) -> AttestationReport {
         signature: Vec::new(),
         pcrs: serde_json::json!({}),
         eventlog_gz: None,
+        eventlog_from: None,
         ima: Some(ImaEvidence {
             offset,
             hash_len: 20,

@@ -586,6 +586,7 @@ pub fn answer(
         signature: q.signature,
         pcrs: q.pcrs.to_json(),
         eventlog_gz: Some(eventlog_gz.to_vec()),
+        eventlog_from: None,
         ima: None,
     })
 }

@@ -52,6 +52,20 @@ fn agent_enrolls_attests_and_is_untrusted_after_a_pcr_change() {
         });
     assert_eq!(v["verdicts"][0]["trusted"], true);
     assert!(state.join("device.crt").exists());
+    // The agent sends appended parts of its log: the fleet holds the whole log it appraised and
+    // what that trusted appraisal kept, and offers it in the next challenge.
+    let held = || {
+        let fleet_state = vouch_fleet::config::FleetConfig::load(&fleet.config())
+            .unwrap()
+            .state_dir;
+        vouch_fleet::registry::Registry::open(&fleet_state)
+            .unwrap()
+            .held_head(&id)
+            .unwrap()
+            .expect("the fleet holds the agent's log")
+    };
+    assert_eq!(held().len, std::fs::metadata(&log).unwrap().len());
+    assert!(held().settled.is_some());
     // The device certificate chains to the fleet CA and names the device id.
     let subject = Command::new("openssl")
         .args(["x509", "-noout", "-subject", "-in"])
@@ -74,6 +88,9 @@ fn agent_enrolls_attests_and_is_untrusted_after_a_pcr_change() {
         .unwrap();
     let reasons = v["verdicts"][0]["reasons"].to_string();
     assert!(reasons.contains("pcr7"), "{reasons}");
+    // The restarted agent's log had not changed: it sent none of it, and the steady-state check
+    // caught the PCR; nothing trusted is kept of that log any more.
+    assert!(held().settled.is_none());
 }
 
 #[test]

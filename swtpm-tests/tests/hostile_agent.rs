@@ -175,6 +175,7 @@ fn challenge(nonce: Vec<u8>) -> Vec<u8> {
         nonce,
         pcrs: "sha256:0,1,2,3,4,5,6,7".parse().unwrap(),
         ima_offset: None,
+        eventlog_known: None,
     })
 }
 
@@ -298,6 +299,7 @@ fn an_agent_killed_with_a_10000_entry_outbox_restarts_and_drains_it() {
             signature: vec![0x00; 72],
             pcrs: serde_json::json!({}),
             eventlog_gz: None,
+            eventlog_from: None,
             ima: None,
         });
         let mut data = topic.clone().into_bytes();

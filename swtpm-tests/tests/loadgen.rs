@@ -61,6 +61,7 @@ fn simulated_devices_are_trusted_certified_and_registered() {
                 signature: q.signature,
                 pcrs: q.pcrs.to_json(),
                 eventlog_gz: Some(image.eventlog_gz.to_vec()),
+                eventlog_from: None,
                 ima: None,
             };
             let a = verifier.appraise(&AppraisalInput {
@@ -70,6 +71,8 @@ fn simulated_devices_are_trusted_certified_and_registered() {
                 report: &report,
                 previous: previous.as_deref(),
                 policy: Resolved::None,
+                policy_id: None,
+                held: None,
             });
             assert!(a.trusted(), "{}: {:?}", d.id, a.reasons);
             previous = a.verified_attest;
@@ -86,6 +89,7 @@ fn simulated_devices_are_trusted_certified_and_registered() {
                 signature: q.signature,
                 pcrs: q.pcrs.to_json(),
                 eventlog_gz: Some(image.eventlog_gz.to_vec()),
+                eventlog_from: None,
                 ima: None,
             };
             let a = verifier.appraise(&AppraisalInput {
@@ -95,6 +99,8 @@ fn simulated_devices_are_trusted_certified_and_registered() {
                 report: &report,
                 previous: previous.as_deref(),
                 policy: Resolved::None,
+                policy_id: None,
+                held: None,
             });
             let reasons: Vec<String> = a.reasons.iter().map(ToString::to_string).collect();
             assert!(reasons.iter().any(|r| r.contains("pcr7")), "{reasons:?}");

@@ -47,7 +47,7 @@ pub struct ReplayState {
     /// The PCR replayed (10 unless the IMA policy says otherwise).
     pub pcr: u32,
     /// Its value after [`Self::entries`] entries.
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "crate::hex_serde")]
     pub value: Vec<u8>,
     /// How many entries of the list are replayed.
     pub entries: u64,
@@ -119,17 +119,4 @@ pub fn boot_aggregate(bank: HashAlg, pcrs: &crate::PcrBanks) -> Option<Vec<u8>> 
     let last = if bank == HashAlg::Sha1 { 7 } else { 9 };
     let values: Option<Vec<&[u8]>> = (0..=last).map(|i| pcrs.get(bank, i)).collect();
     bank.hash_parts(&values?)
-}
-
-mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(v))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        hex::decode(s).map_err(serde::de::Error::custom)
-    }
 }

@@ -228,7 +228,8 @@ impl Registry {
     }
 
     /// Decommissions a device: status `deleted`, keys and last quote forgotten, its pending
-    /// nonces and attestation requests dropped. Verdicts and the audit log are kept.
+    /// nonces, attestation requests and held event log dropped. Verdicts and the audit log are
+    /// kept.
     pub fn forget_device(&mut self, id: &str, now_ms: i64) -> Result<(), RegistryError> {
         self.tx(|tx| {
             let n = tx
@@ -248,6 +249,8 @@ impl Registry {
                 params![id],
             )
             .map_err(q("delete device requests"))?;
+            tx.exec("DELETE FROM held_logs WHERE device_id = $1", params![id])
+                .map_err(q("delete device held log"))?;
             Ok(())
         })
     }

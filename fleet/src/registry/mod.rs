@@ -1,6 +1,6 @@
 //! The fleet's registry: the enrolled devices and their keys, verdicts, challenge nonces,
-//! on-demand attestation requests, each device's IMA replay state and the append-only,
-//! hash-chained audit log.
+//! on-demand attestation requests, each device's IMA replay state, the event log held for
+//! steady-state reports and the append-only, hash-chained audit log.
 //!
 //! It lives in an embedded SQLite database (`registry.db` in the state directory; the default)
 //! or in PostgreSQL (`[storage] backend = "postgres"`, for fleets with more than one server).
@@ -17,6 +17,7 @@ mod devices;
 mod escrow;
 mod ima;
 mod liveness;
+mod logs;
 mod nonces;
 mod requests;
 pub mod schema;
@@ -30,6 +31,7 @@ pub use devices::{Device, DeviceStatus, NewDevice};
 pub use escrow::{Boot, EscrowRelease, StoredEscrow};
 pub use ima::ImaRecord;
 pub use liveness::EscrowApproval;
+pub use logs::{HeldHead, HeldLog};
 pub use nonces::{IssuedNonce, NonceRefusal};
 pub use requests::AttestRequest;
 pub use verdicts::{StoredVerdict, VerdictRecord};

@@ -17,9 +17,10 @@ struct Migration {
     append_only: &'static [&'static str],
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: "
 CREATE TABLE IF NOT EXISTS devices (
     id           TEXT PRIMARY KEY,
     status       TEXT NOT NULL,
@@ -120,11 +121,25 @@ CREATE TABLE IF NOT EXISTS audit (
     hash         TEXT NOT NULL
 );
 ",
-    append_only: &["audit"],
-}];
+        append_only: &["audit"],
+    },
+    // Steady state: the event log held for each device that sends appended parts.
+    Migration {
+        version: 2,
+        sql: "
+CREATE TABLE IF NOT EXISTS held_logs (
+    device_id    TEXT PRIMARY KEY,
+    log          {blob} NOT NULL,
+    sha256       {blob} NOT NULL,
+    settled      TEXT
+);
+",
+        append_only: &[],
+    },
+];
 
 /// The schema version this build writes (the last migration).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// A migration could not be applied.
 #[derive(Debug, thiserror::Error)]

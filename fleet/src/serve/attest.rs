@@ -7,11 +7,13 @@
 //! decision of `vouch_attest::appraisal`), the verdict stored with its reasons, and an untrusted
 //! device is marked, alerted on `fleet/alerts` and, when configured, revoked.
 
-use super::verifier::AppraisalInput;
+use super::verifier::{AppraisalInput, Held};
 use super::{Outgoing, Server};
 use crate::registry::{AuditKind, DeviceStatus, RegistryError, VerdictRecord};
 use vouch_attest::errors::chain;
-use vouch_attest::protocol::{self, Alert, AttestChallenge, AttestationReport, BootAnnouncement};
+use vouch_attest::protocol::{
+    self, Alert, AttestChallenge, AttestationReport, BootAnnouncement, KnownLog,
+};
 use vouch_attest::tpm::PcrSelection;
 use vouch_attest::tpm::TpmPublic;
 
@@ -55,14 +57,21 @@ pub fn challenge(
             )),
             None => None,
         };
-        Ok(Some(ima_offset))
+        // Offered only to devices whose agent sends appended parts (the fleet holds a log only
+        // for those).
+        let known = reg.held_head(device_id)?.map(|h| KnownLog {
+            len: h.len,
+            sha256: h.sha256,
+        });
+        Ok(Some((ima_offset, known)))
     })?;
-    Ok(issued.map(|ima_offset| Outgoing {
+    Ok(issued.map(|(ima_offset, eventlog_known)| Outgoing {
         topic: format!("devices/{device_id}/cmd/attest"),
         payload: protocol::encode(&AttestChallenge {
             nonce,
             pcrs,
             ima_offset,
+            eventlog_known,
         }),
     }))
 }
@@ -147,10 +156,15 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
             }
             _ => None,
         };
-        Ok((device, nonce, reg.policy_of(device_id)?))
+        // The held log, when the report continues it.
+        let held = match report.eventlog_from {
+            Some(from) if from > 0 => reg.held_log(device_id)?,
+            _ => None,
+        };
+        Ok((device, nonce, reg.policy_of(device_id)?, held))
     });
-    let (device, nonce, assigned) = match looked_up {
-        Ok((Some(d), Some(n), assigned)) => (d, n, assigned),
+    let (device, nonce, assigned, held) = match looked_up {
+        Ok((Some(d), Some(n), assigned, held)) => (d, n, assigned, held),
         Ok(_) => {
             return refuse(
                 srv,
@@ -195,13 +209,20 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
         None => selection.clone(),
     };
     let mut appraisal = srv.with_policies(|store| {
+        let policy = store.resolve(assigned.as_deref(), srv.cfg.default_policy.as_deref());
+        let policy_id = match policy {
+            super::policies::Resolved::Policy(name, _) => store.identity(name),
+            _ => None,
+        };
         srv.verifier.appraise(&AppraisalInput {
             ak: &ak,
             nonce: &report.nonce,
             selection: &log_selection,
             report: &report,
             previous: device.last_attest.as_deref(),
-            policy: store.resolve(assigned.as_deref(), srv.cfg.default_policy.as_deref()),
+            policy,
+            policy_id,
+            held: held.as_ref(),
         })
     });
     srv.observer.metrics.appraisal_latency(started.elapsed());
@@ -269,6 +290,17 @@ pub fn handle_report(srv: &Server, device_id: &str, payload: &[u8], now_ms: i64)
         }
         if let Some(r) = &ima_store {
             reg.set_ima_state(device_id, r)?;
+        }
+        match &appraisal.held {
+            Held::Drop => reg.drop_held_log(device_id)?,
+            Held::Unchanged { trusted: true } => {}
+            // Not trusted now: the next report on this log is appraised in full again.
+            Held::Unchanged { trusted: false } => reg.set_settled(device_id, None)?,
+            // With IMA incomplete or failing the verdict is not the log's alone: keep the log,
+            // not the verdict.
+            Held::Replace(log, settled) => {
+                reg.hold_log(device_id, log, settled.as_ref().filter(|_| trusted))?
+            }
         }
         reg.set_status(device_id, status, now_ms)?;
         reg.store_verdict(

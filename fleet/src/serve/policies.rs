@@ -17,6 +17,8 @@ const POLICY_LIMIT: u64 = 1 << 20;
 #[derive(Debug, Default)]
 pub struct PolicyStore {
     loaded: HashMap<String, Policy>,
+    /// `vouch_attest::appraisal::policy_identity` of each loaded policy.
+    identities: HashMap<String, String>,
     broken: HashMap<String, String>,
 }
 
@@ -72,6 +74,8 @@ impl PolicyStore {
             };
             match load_file(&path) {
                 Ok(p) => {
+                    let id = vouch_attest::appraisal::policy_identity(&name, &p);
+                    store.identities.insert(name.clone(), id);
                     store.loaded.insert(name, p);
                 }
                 Err(e) => {
@@ -93,6 +97,12 @@ impl PolicyStore {
             .collect();
         bad.sort_unstable();
         (ok, bad)
+    }
+
+    /// The identity of a loaded policy (its name and a digest of its contents), under which a
+    /// steady-state appraisal keeps its verdict.
+    pub fn identity(&self, name: &str) -> Option<&str> {
+        self.identities.get(name).map(String::as_str)
     }
 
     /// Resolves a device's policy: its assignment, else `default`.

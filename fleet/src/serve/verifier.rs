@@ -3,11 +3,19 @@
 //! PCRs, the device's policy), the same one `vouch-fleet quote verify` makes; this module only
 //! decodes the report's parts (signature, PCR values as JSON, the gzip-compressed log) and turns
 //! every failed check into a [`Reason`]. The verdict is trusted exactly when there is no reason.
+//!
+//! **Steady state.** A report may carry only what was appended to the device's log since the part
+//! the fleet holds (`eventlog_from`): the whole log is the held one followed by those bytes. When
+//! nothing was appended and the last appraisal of the held log was trusted, the report is appraised
+//! against what that appraisal kept (`LogEvidence::Settled`: quote checks and a comparison of
+//! values, no parsing); if that does not apply (another policy, another TPM firmware version), the
+//! held log is appraised again in full.
 
 use super::evidence;
 use super::policies::Resolved;
+use crate::registry::HeldLog;
 use serde::Serialize;
-use vouch_attest::appraisal::{self, LogEvidence, PolicyInput};
+use vouch_attest::appraisal::{self, Failure, LogEvidence, PolicyInput, SettledLog};
 use vouch_attest::errors::chain;
 use vouch_attest::eventlog::EventLog;
 use vouch_attest::protocol::AttestationReport;
@@ -55,6 +63,10 @@ pub struct AppraisalInput<'a> {
     pub previous: Option<&'a [u8]>,
     /// The reference-value policy that applies to the device.
     pub policy: Resolved<'a>,
+    /// Its identity (`vouch_attest::appraisal::policy_identity`), when it is loaded.
+    pub policy_id: Option<&'a str>,
+    /// The log the fleet holds for the device, when its report continues one.
+    pub held: Option<&'a HeldLog>,
 }
 
 /// The outcome of an appraisal.
@@ -66,6 +78,67 @@ pub struct Appraisal {
     pub verified_attest: Option<Vec<u8>>,
     /// The applied policy asks for revocation when the device is untrusted.
     pub revoke: bool,
+    /// What the fleet holds for the device from now on, when the report came from an agent that
+    /// sends appended parts ([`Held`]).
+    pub held: Held,
+}
+
+/// What happens to the log the fleet holds for a device after a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// The device sends whole logs only (an older agent), or its log could not be had: hold
+    /// nothing.
+    Drop,
+    /// The held log is still the device's log; what was kept of it stays, or goes when this
+    /// appraisal of it was not trusted.
+    Unchanged {
+        /// This appraisal was trusted.
+        trusted: bool,
+    },
+    /// Hold this log from now on, with what its appraisal kept (`None`: not trusted).
+    Replace(Vec<u8>, Option<SettledLog>),
+}
+
+/// The report's log, whole, as far as it can be had.
+enum ReportLog<'a> {
+    Missing,
+    Undecodable(String),
+    /// The held log, nothing appended.
+    Held(&'a HeldLog),
+    /// A log to parse (sent whole, or the held one with appended bytes).
+    Bytes(Vec<u8>),
+}
+
+fn report_log<'a>(report: &AttestationReport, held: Option<&'a HeldLog>) -> ReportLog<'a> {
+    let Some(gz) = report.eventlog_gz.as_deref() else {
+        return ReportLog::Missing;
+    };
+    let sent = match evidence::gunzip_eventlog(gz) {
+        Ok(b) => b,
+        Err(e) => return ReportLog::Undecodable(chain(&e)),
+    };
+    let from = report.eventlog_from.unwrap_or(0);
+    if from == 0 {
+        return ReportLog::Bytes(sent);
+    }
+    let Some(held) = held.filter(|h| h.log.len() as u64 == from) else {
+        return ReportLog::Undecodable(format!(
+            "the report continues the event log at byte {from}, but the fleet holds {}",
+            held.map_or_else(
+                || "none of it".to_string(),
+                |h| format!("{} bytes", h.log.len())
+            )
+        ));
+    };
+    if sent.is_empty() {
+        return ReportLog::Held(held);
+    }
+    if held.log.len() + sent.len() > evidence::MAX_EVENTLOG_BYTES as usize {
+        return ReportLog::Undecodable(chain(&evidence::EvidenceError::TooLarge));
+    }
+    let mut whole = held.log.clone();
+    whole.extend_from_slice(&sent);
+    ReportLog::Bytes(whole)
 }
 
 impl Appraisal {
@@ -102,45 +175,82 @@ impl Verifier {
                 reasons,
                 verified_attest: None,
                 revoke,
+                held: Held::Drop,
             };
-        };
-        let (why, bytes, parsed);
-        let eventlog = match report.eventlog_gz.as_deref().map(evidence::gunzip_eventlog) {
-            None => LogEvidence::Missing,
-            Some(Err(e)) => {
-                why = chain(&e);
-                LogEvidence::Undecodable(&why)
-            }
-            Some(Ok(inflated)) => {
-                bytes = inflated;
-                parsed = EventLog::parse(&bytes);
-                match &parsed {
-                    Ok(log) => LogEvidence::Log(log),
-                    Err(e) => LogEvidence::Malformed(e),
-                }
-            }
         };
         let policy = match input.policy {
             Resolved::None => PolicyInput::None,
             Resolved::Policy(name, p) => PolicyInput::Policy(name, p),
             Resolved::Unusable(name, why) => PolicyInput::Unusable(name, why),
         };
-        let result = appraisal::appraise(&appraisal::AppraisalInput {
-            ak: &ak,
-            attest: &report.quote,
-            signature: &signature,
-            nonce: input.nonce,
-            pcrs: &pcrs,
-            challenged: Some(selection),
-            eventlog,
-            policy,
-            previous: input.previous,
-        });
+        let policy_id = match input.policy {
+            Resolved::Policy(..) => input.policy_id,
+            _ => None,
+        };
+        let run = |eventlog: LogEvidence<'_>| {
+            appraisal::appraise(&appraisal::AppraisalInput {
+                ak: &ak,
+                attest: &report.quote,
+                signature: &signature,
+                nonce: input.nonce,
+                pcrs: &pcrs,
+                challenged: Some(selection),
+                eventlog,
+                policy,
+                previous: input.previous,
+            })
+        };
+        // The whole log: appraised, and what to hold of it.
+        let whole = |bytes: &[u8]| {
+            let result = match EventLog::parse(bytes) {
+                Ok(log) => run(LogEvidence::Log(&log)),
+                Err(e) => run(LogEvidence::Malformed(&e)),
+            };
+            let settled = SettledLog::new(bytes, &result, policy_id);
+            (result, settled)
+        };
+        let sends_parts = report.eventlog_from.is_some();
+        let (result, held) = match report_log(report, input.held) {
+            ReportLog::Missing => (run(LogEvidence::Missing), Held::Drop),
+            ReportLog::Undecodable(why) => (run(LogEvidence::Undecodable(&why)), Held::Drop),
+            ReportLog::Held(h) => {
+                let steady = h
+                    .settled
+                    .as_ref()
+                    .filter(|s| s.log_len == h.log.len() as u64)
+                    .map(|s| run(LogEvidence::Settled(s, policy_id)))
+                    .filter(|r| {
+                        !r.failures
+                            .iter()
+                            .any(|f| matches!(f, Failure::SettledStale(_)))
+                    });
+                match steady {
+                    Some(r) => {
+                        let trusted = r.trusted();
+                        (r, Held::Unchanged { trusted })
+                    }
+                    None => {
+                        let (r, settled) = whole(&h.log);
+                        (r, Held::Replace(h.log.clone(), settled))
+                    }
+                }
+            }
+            ReportLog::Bytes(bytes) => {
+                let (r, settled) = whole(&bytes);
+                let held = if sends_parts {
+                    Held::Replace(bytes, settled)
+                } else {
+                    Held::Drop
+                };
+                (r, held)
+            }
+        };
         reasons.extend(result.failures.iter().map(|f| Reason::new(f.check(), f)));
         Appraisal {
             reasons,
             verified_attest: result.quote_signed().then(|| report.quote.clone()),
             revoke,
+            held,
         }
     }
 }

@@ -253,8 +253,21 @@ impl TestAgent {
         .await
     }
 
-    /// Answers a challenge: a quote of the asked PCRs and the gzip event log.
+    /// Answers a challenge as the agent does: a quote of the asked PCRs and the gzip event log,
+    /// only its appended part when the challenge names a part the fleet holds that `log` starts
+    /// with (`vouch_agent::daemon::answer::log_part`).
     pub fn answer(&self, challenge: &[u8], log: &[u8]) -> AttestationReport {
+        let ch: AttestChallenge = protocol::decode("challenge", challenge).unwrap();
+        let part = vouch_agent::daemon::answer::log_part(log, ch.eventlog_known.as_ref()).unwrap();
+        let mut report = self.answer_as_older_agent(challenge, log);
+        report.eventlog_gz = part.gz;
+        report.eventlog_from = part.from;
+        report
+    }
+
+    /// Answers a challenge as agents before steady state did: always the whole log, no
+    /// `eventlog_from`.
+    pub fn answer_as_older_agent(&self, challenge: &[u8], log: &[u8]) -> AttestationReport {
         let ch: AttestChallenge = protocol::decode("challenge", challenge).unwrap();
         let sel: PcrSelection = ch.pcrs.clone();
         let q = self.tpm.lock().unwrap().quote(&ch.nonce, &sel).unwrap();
@@ -266,6 +279,7 @@ impl TestAgent {
             signature: q.signature,
             pcrs: q.pcrs.to_json(),
             eventlog_gz: Some(gz.finish().unwrap()),
+            eventlog_from: None,
             ima: None,
         }
     }

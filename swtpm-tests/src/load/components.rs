@@ -108,8 +108,9 @@ pub fn measure(tpm: &Swtpm, eventlog: &Path, rounds: u32) -> Result<Components, 
             .map_err(ComponentError::Tpm)?;
         let quoted = t.elapsed();
         let t = Instant::now();
-        let gz = read_eventlog(eventlog)
+        let gz = read_eventlog(eventlog, None)
             .map_err(ComponentError::EventLog)?
+            .gz
             .ok_or_else(|| ComponentError::NoEventLog(eventlog.to_path_buf()))?;
         let gzipped = t.elapsed();
         let report = AttestationReport {
@@ -118,6 +119,7 @@ pub fn measure(tpm: &Swtpm, eventlog: &Path, rounds: u32) -> Result<Components, 
             signature: q.signature,
             pcrs: q.pcrs.to_json(),
             eventlog_gz: Some(gz),
+            eventlog_from: None,
             ima: None,
         };
         let payload = vouch_attest::protocol::encode(&report);
@@ -135,6 +137,8 @@ pub fn measure(tpm: &Swtpm, eventlog: &Path, rounds: u32) -> Result<Components, 
             report: &report,
             previous: previous.as_deref(),
             policy: vouch_fleet::serve::policies::Resolved::None,
+            policy_id: None,
+            held: None,
         });
         let appraised = t.elapsed();
         if !a.trusted() {

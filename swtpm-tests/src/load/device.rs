@@ -109,6 +109,7 @@ fn answer(dev: &SimDevice, gz: &[u8], payload: &[u8]) -> Result<Vec<u8>, String>
         signature: q.signature,
         pcrs: q.pcrs.to_json(),
         eventlog_gz: Some(gz.to_vec()),
+        eventlog_from: None,
         ima: None,
     }))
 }

@@ -19,6 +19,14 @@
 //! authenticate event data, is the first challenged bank (sha256 when the selection is empty).
 //!
 //! The evidence is trusted exactly when no check failed.
+//!
+//! **Steady state** ([`settled`]): a report whose log has not changed since an earlier trusted
+//! appraisal is checked against what that appraisal kept ([`LogEvidence::Settled`]) instead of
+//! the log: the quote checks above, then each challenged PCR against its kept value.
+
+mod settled;
+
+pub use settled::{policy_identity, SettledLog, SettledPcr};
 
 use crate::alg::HashAlg;
 use crate::eventlog::{match_quoted, EventLog, LogMatch, MatchError, ParseError, PcrMismatch};
@@ -44,6 +52,9 @@ pub enum LogEvidence<'a> {
     Malformed(&'a ParseError),
     /// The parsed log.
     Log(&'a EventLog<'a>),
+    /// The log is the one an earlier trusted appraisal kept ([`SettledLog`]), and this is the
+    /// identity of the policy that applies now ([`policy_identity`]; `None`: no policy).
+    Settled(&'a SettledLog, Option<&'a str>),
 }
 
 /// The reference-value policy that applies.
@@ -129,6 +140,10 @@ pub enum Failure {
     /// A policy rule failed.
     #[error("{}", fmt_rule(.0))]
     Policy(RuleFailure),
+    /// The kept appraisal of the log does not apply to this report (the verifier appraises the
+    /// whole log again): what differs.
+    #[error("the earlier appraisal of this log does not apply: {0}")]
+    SettledStale(String),
 }
 
 fn fmt_pcrs(p: &[(HashAlg, u32)]) -> String {
@@ -166,6 +181,7 @@ pub enum Area {
 impl Failure {
     /// The check's name in verdict reasons: `quote.nonce`, `quote.selection`,
     /// `eventlog.missing`, `eventlog.size`, `eventlog.parse`, `eventlog.match`, `eventlog.pcr7`,
+    /// `eventlog.settled`,
     /// `policy.unusable`, `policy.evidence`, `policy.<rule>`.
     pub fn check(&self) -> String {
         match self {
@@ -179,6 +195,7 @@ impl Failure {
             Failure::PolicyUnusable { .. } => "policy.unusable".into(),
             Failure::PolicyNotEvaluated(_) => "policy.evidence".into(),
             Failure::Policy(f) => format!("policy.{}", f.rule.as_str()),
+            Failure::SettledStale(_) => "eventlog.settled".into(),
         }
     }
 
@@ -191,7 +208,8 @@ impl Failure {
             | Failure::EventlogUndecodable(_)
             | Failure::EventlogMalformed(_)
             | Failure::EventlogNotCompared(_)
-            | Failure::EventlogPcr { .. } => Area::Eventlog,
+            | Failure::EventlogPcr { .. }
+            | Failure::SettledStale(_) => Area::Eventlog,
             Failure::PolicyUnusable { .. }
             | Failure::PolicyNotEvaluated(_)
             | Failure::Policy(_) => Area::Policy,
@@ -298,8 +316,24 @@ pub fn appraise(input: &AppraisalInput<'_>) -> Appraisal {
                 .collect()
         })
         .unwrap_or_default();
+    if let LogEvidence::Settled(kept, policy_id) = input.eventlog {
+        let eventlog = settled_banks(
+            kept,
+            policy_id,
+            &quote,
+            &banks,
+            &input.policy,
+            &mut failures,
+        );
+        return Appraisal {
+            quote,
+            eventlog: Some(eventlog),
+            policy: None,
+            failures,
+        };
+    }
     let log = match input.eventlog {
-        LogEvidence::NotChecked => None,
+        LogEvidence::NotChecked | LogEvidence::Settled(..) => None,
         LogEvidence::Missing => {
             failures.push(Failure::EventlogMissing);
             Some(None)
@@ -356,6 +390,91 @@ pub fn appraise(input: &AppraisalInput<'_>) -> Appraisal {
         policy,
         failures,
     }
+}
+
+/// The log check of a steady-state report (see [`settled`]): each challenged PCR's verified
+/// quoted value against the value kept; the policy's verdict is the kept one when the policy and
+/// the firmware version are those it was evaluated under.
+fn settled_banks(
+    kept: &SettledLog,
+    policy_id: Option<&str>,
+    quote: &QuoteVerification,
+    banks: &[(HashAlg, Vec<u32>)],
+    policy: &PolicyInput<'_>,
+    failures: &mut Vec<Failure>,
+) -> LogCheck {
+    let not_passed = LogCheck {
+        passed: false,
+        banks: Vec::new(),
+    };
+    if let PolicyInput::Unusable(name, why) = policy {
+        failures.push(Failure::PolicyUnusable {
+            name: (*name).to_owned(),
+            why: (*why).to_owned(),
+        });
+    }
+    let (Some(quoted), Some(attest)) = (&quote.quoted, &quote.attest) else {
+        // Nothing vouched for the values: the quote's failures say why.
+        if let PolicyInput::Policy(name, _) = policy {
+            failures.push(Failure::PolicyNotEvaluated((*name).to_owned()));
+        }
+        return not_passed;
+    };
+    let applied = match policy {
+        PolicyInput::Policy(..) => policy_id,
+        _ => None,
+    };
+    let mut stale = Vec::new();
+    if kept.policy.as_deref() != applied {
+        stale.push(format!(
+            "kept under policy {}, now {}",
+            kept.policy.as_deref().unwrap_or("(none)"),
+            applied.unwrap_or("(none)")
+        ));
+    }
+    if applied.is_some() && kept.firmware_version != attest.firmware_version {
+        stale.push(format!(
+            "TPM firmware version {:#x}, kept under {:#x}",
+            attest.firmware_version, kept.firmware_version
+        ));
+    }
+    let mut out = Vec::with_capacity(banks.len());
+    for (bank, pcrs) in banks {
+        let mut mismatches = Vec::new();
+        for &pcr in pcrs {
+            match (kept.value(*bank, pcr), quoted.get(*bank, pcr)) {
+                (Some(k), Some(q)) if k == q => {}
+                (Some(k), Some(q)) => mismatches.push(PcrMismatch {
+                    pcr,
+                    replayed: k.to_vec(),
+                    quoted: q.to_vec(),
+                }),
+                (None, _) => stale.push(format!("{bank}:{pcr} was not kept")),
+                // A challenged PCR the quote lacks: the selection check has said so.
+                (Some(_), None) => stale.push(format!("{bank}:{pcr} not quoted")),
+            }
+        }
+        failures.extend(mismatches.iter().map(|mm| Failure::EventlogPcr {
+            bank: *bank,
+            mismatch: mm.clone(),
+        }));
+        out.push(BankMatch::Compared(LogMatch {
+            bank: *bank,
+            pcrs: pcrs.clone(),
+            matched: mismatches.is_empty(),
+            workaround: None,
+            mismatches,
+        }));
+    }
+    if !stale.is_empty() {
+        failures.push(Failure::SettledStale(stale.join("; ")));
+        return not_passed;
+    }
+    let passed = !out.is_empty()
+        && out
+            .iter()
+            .all(|b| matches!(b, BankMatch::Compared(m) if m.matched));
+    LogCheck { passed, banks: out }
 }
 
 /// Replays the log for each challenged bank and records every bank that cannot be compared and

@@ -77,7 +77,7 @@ fn corrupt_primary_falls_back_to_secondary_without_writing() {
 fn tokens_are_added_listed_and_checked() {
     let (mut dev, _) = formatted();
     let mut vol = Luks2Volume::read(&mut dev).expect("read");
-    let mut fields = serde_json::Map::new();
+    let mut fields = super::json::Fields::new();
     fields.insert("pcrs".into(), serde_json::json!([7, 11]));
     let t = token::Token {
         kind: "vouch-tpm2".into(),

@@ -15,6 +15,7 @@ pub mod load;
 pub mod stack;
 mod swtpm;
 mod template;
+pub mod tpm_dev;
 pub mod vm;
 
 pub use bins::{bin_path, run, Output};

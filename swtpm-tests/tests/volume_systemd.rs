@@ -267,7 +267,13 @@ fn systemd_enrolled_volume_is_adopted_and_keeps_systemds_token() {
 
     // Vouch's unlock path: unseal and open Vouch's keyslot.
     let o = env.agent(&[
-        "volume", "unlock", "--device", &image, "--name", "adopted", "--dry-run",
+        "volume",
+        "unlock",
+        "--device",
+        &image,
+        "--name",
+        "adopted",
+        "--dry-run",
     ]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(
@@ -275,9 +281,20 @@ fn systemd_enrolled_volume_is_adopted_and_keeps_systemds_token() {
         "{}",
         o.stderr
     );
-    let o = env.agent(&["volume", "adopt", "--device", &image, "--escrow-key", &env.p("escrow.pub.pem")]);
+    let o = env.agent(&[
+        "volume",
+        "adopt",
+        "--device",
+        &image,
+        "--escrow-key",
+        &env.p("escrow.pub.pem"),
+    ]);
     assert_eq!(o.code, 2, "{}", o.stderr);
-    assert!(o.stderr.contains("already has a vouch-tpm2 token"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("already has a vouch-tpm2 token"),
+        "{}",
+        o.stderr
+    );
 
     // systemd's own code still unlocks systemd's keyslot through systemd's token.
     let dev = TpmDevice::start(tpm.port()).unwrap();
@@ -331,12 +348,7 @@ fn vouch_volume_with_systemd_token_is_unlocked_by_systemd() {
         ];
         let key = env.p("escrow.pub.pem");
         args.push(&key);
-        args.extend_from_slice(&[
-            "--recovery-kdf-memory",
-            "8192",
-            "--recovery-kdf-time",
-            "1",
-        ]);
+        args.extend_from_slice(&["--recovery-kdf-memory", "8192", "--recovery-kdf-time", "1"]);
         args.extend_from_slice(extra);
         let o = env.agent(&args);
         assert_eq!(o.code, 0, "{}", o.stderr);

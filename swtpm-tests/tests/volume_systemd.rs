@@ -321,6 +321,45 @@ fn systemd_enrolled_volume_is_adopted_and_keeps_systemds_token() {
     assert!(o.stderr.contains("sha256:7"), "{}", o.stderr);
     let o = systemd_plugin_unlock(&dev, &image);
     assert!(!o.status.success(), "{}", text(&o));
+    drop(dev);
+
+    // Vouch's side recovers as for its own volumes: the fleet-released passphrase opens the
+    // recovery keyslot and re-seals Vouch's keyslot (its id, not 0) to the new PCR 7.
+    let o = env.agent(&[
+        "volume",
+        "unlock",
+        "--device",
+        &image,
+        "--name",
+        "adopted",
+        "--dry-run",
+    ]);
+    assert_eq!(o.code, 7, "{}", o.stderr);
+    let o = env.agent(&[
+        "volume",
+        "reseal",
+        "--device",
+        &image,
+        "--recovery-file",
+        &pass_file,
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = env.agent(&[
+        "volume",
+        "unlock",
+        "--device",
+        &image,
+        "--name",
+        "adopted",
+        "--dry-run",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!("keyslot {vouch_slot} opened")),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(token_export(&image, 0), before);
 }
 
 #[test]

@@ -113,8 +113,11 @@ pub fn reseal(
             eprintln!("warning: cannot remove {}: {e}", path.display());
         }
     }
+    let sealed_slot =
+        crate::volume::tpm_token::token_keyslot(&volume, crate::volume::tpm_token::TPM_TOKEN)
+            .unwrap_or(crate::volume::luks2::format::SECRET_KEYSLOT);
     eprintln!(
-        "{}: keyslot 0 re-sealed to the current boot state",
+        "{}: keyslot {sealed_slot} re-sealed to the current boot state",
         device.display()
     );
     Ok(())

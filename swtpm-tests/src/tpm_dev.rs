@@ -14,21 +14,21 @@
 //!
 //! Needs root, `/dev/fuse` and `fusermount3` (package fuse3).
 
+use fuser::consts::FOPEN_DIRECT_IO;
 use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyWrite, Request, WriteFlags,
+    FileAttr, FileType, Filesystem, MountOption, ReplyAttr, ReplyData, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyWrite, Request,
 };
+use libc::{EAGAIN, EBUSY, EIO, EISDIR, ENOENT};
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-const ROOT: INodeNo = INodeNo(1);
-const FILE: INodeNo = INodeNo(2);
+const ROOT: u64 = fuser::FUSE_ROOT_ID;
+const FILE: u64 = 2;
 const NAME: &str = "tpmrm0";
 const TTL: Duration = Duration::from_secs(1);
 const HEADER: usize = 10;
@@ -42,10 +42,10 @@ struct State {
 
 struct Fs {
     port: u16,
-    state: Mutex<State>,
+    state: State,
 }
 
-fn attr(ino: INodeNo) -> FileAttr {
+fn attr(ino: u64) -> FileAttr {
     let dir = ino == ROOT;
     FileAttr {
         ino,
@@ -113,65 +113,56 @@ fn flush_all(conn: &mut TcpStream) {
 }
 
 impl Filesystem for Fs {
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
         if parent == ROOT && name == NAME {
-            reply.entry(&TTL, &attr(FILE), Generation(0));
+            reply.entry(&TTL, &attr(FILE), 0);
         } else {
-            reply.error(Errno::ENOENT);
+            reply.error(ENOENT);
         }
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
         if ino == ROOT || ino == FILE {
             reply.attr(&TTL, &attr(ino));
         } else {
-            reply.error(Errno::ENOENT);
+            reply.error(ENOENT);
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
         if ino != FILE {
-            return reply.error(Errno::EISDIR);
+            return reply.error(EISDIR);
         }
-        let Ok(mut st) = self.state.lock() else {
-            return reply.error(Errno::EIO);
-        };
-        if st.conn.is_some() {
+        if self.state.conn.is_some() {
             // One client at a time, as swtpm serves one connection at a time.
-            return reply.error(Errno::EBUSY);
+            return reply.error(EBUSY);
         }
         match TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)) {
             Ok(c) => {
                 let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
-                *st = State {
+                self.state = State {
                     conn: Some(c),
                     ..State::default()
                 };
-                reply.opened(
-                    FileHandle(1),
-                    FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NONSEEKABLE,
-                );
+                reply.opened(1, FOPEN_DIRECT_IO);
             }
-            Err(_) => reply.error(Errno::EIO),
+            Err(_) => reply.error(EIO),
         }
     }
 
     fn write(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _fh: u64,
+        _offset: i64,
         data: &[u8],
-        _write_flags: WriteFlags,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        _write_flags: u32,
+        _flags: i32,
+        _lock_owner: Option<u64>,
         reply: ReplyWrite,
     ) {
-        let Ok(mut st) = self.state.lock() else {
-            return reply.error(Errno::EIO);
-        };
-        let st = &mut *st;
+        let st = &mut self.state;
         st.pending.extend_from_slice(data);
         if st.pending.len() >= HEADER {
             let p = &st.pending;
@@ -179,11 +170,11 @@ impl Filesystem for Fs {
             if st.pending.len() >= len {
                 let cmd = std::mem::take(&mut st.pending);
                 let Some(conn) = st.conn.as_mut() else {
-                    return reply.error(Errno::EIO);
+                    return reply.error(EIO);
                 };
                 match exchange(conn, &cmd) {
                     Ok(answer) => st.answer.extend_from_slice(&answer),
-                    Err(_) => return reply.error(Errno::EIO),
+                    Err(_) => return reply.error(EIO),
                 }
             }
         }
@@ -191,21 +182,19 @@ impl Filesystem for Fs {
     }
 
     fn read(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _fh: u64,
+        _offset: i64,
         size: u32,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        _flags: i32,
+        _lock_owner: Option<u64>,
         reply: ReplyData,
     ) {
-        let Ok(mut st) = self.state.lock() else {
-            return reply.error(Errno::EIO);
-        };
+        let st = &mut self.state;
         if st.answer.is_empty() {
-            return reply.error(Errno::EAGAIN);
+            return reply.error(EAGAIN);
         }
         let n = (size as usize).min(st.answer.len());
         let out: Vec<u8> = st.answer.drain(..n).collect();
@@ -213,21 +202,19 @@ impl Filesystem for Fs {
     }
 
     fn release(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _fh: u64,
+        _flags: i32,
+        _lock_owner: Option<u64>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if let Ok(mut st) = self.state.lock() {
-            if let Some(conn) = st.conn.as_mut() {
-                flush_all(conn);
-            }
-            *st = State::default();
+        if let Some(conn) = self.state.conn.as_mut() {
+            flush_all(conn);
         }
+        self.state = State::default();
         reply.ok();
     }
 }
@@ -244,13 +231,11 @@ impl TpmDevice {
         let dir = tempfile::Builder::new().prefix("vouch-tpmdev-").tempdir()?;
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt)?;
-        let mut config = Config::default();
-        config.mount_options = vec![MountOption::FSName("vouch-tpmdev".into())];
         let fs = Fs {
             port,
-            state: Mutex::new(State::default()),
+            state: State::default(),
         };
-        let session = fuser::spawn_mount(fs, &mnt, &config)?;
+        let session = fuser::spawn_mount2(fs, &mnt, &[MountOption::FSName("vouch-tpmdev".into())])?;
         Ok(TpmDevice {
             _session: session,
             dir,

@@ -90,6 +90,10 @@ run() {
 seed_attest
 run "$root/attest/fuzz"
 if [ -d "$root/agent/fuzz" ]; then
+    # A token systemd-cryptenroll 252 wrote (swtpm, --tpm2-pcrs=7).
+    mkdir -p "$root/agent/fuzz/corpus/systemd_token"
+    printf '%s' '{"type":"systemd-tpm2","keyslots":["1"],"tpm2-blob":"AJ4AIIgTN6FkyoYqleiCH3vP09YAruD2Wv4VIkfvrfpIrRY2ABAVhycXuw7Vs6gPGD+xRWWn/3XtHfZhuRQBVOMgzIjjJa0qZHTxADFxCwL7YLOCXgOMbZIWKvPH3TV2lNkT3IsJMP9RCP6XqvGfRO6RuKkl1B4dnKOt8bbKLXfaSIwXG9w2vOJjEihPS9ZXlKl83X8FJgfzidJLSyznRwBOAAgACwAAABIAIItWgtgbKUNdCNeSeBUGEdx+WSOy/vzOaEoJV3tAEwqLABAAIL4SuDuOwo0qxzLkXhBdUgrWhBB5S3gGUnrkL4btY1hI","tpm2-pcrs":[7],"tpm2-pcr-bank":"sha256","tpm2-primary-alg":"ecc","tpm2-policy-hash":"8b5682d81b29435d08d79278150611dc7e5923b2fefcce684a09577b40130a8b","tpm2-pin":false}' \
+        >"$root/agent/fuzz/corpus/systemd_token/seed_systemd252.json"
     run "$root/agent/fuzz"
 fi
 # The fleet's HTTP API router on a real (empty) fleet directory (needs mosquitto's

@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config
   libtss2-dev tpm2-tools swtpm swtpm-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus
-  openssl cryptsetup-bin systemd binutils dpkg-dev ima-evm-utils
+  openssl cryptsetup-bin systemd binutils dpkg-dev ima-evm-utils fuse3 libtss2-tcti-swtpm0
   mosquitto mosquitto-clients
   postgresql
   prometheus python3-venv chromium

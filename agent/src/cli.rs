@@ -187,6 +187,53 @@ pub enum VolumeCmd {
     Status(StatusArgs),
     /// Re-seal keyslot 0 to the current boot state, using the recovery passphrase.
     Reseal(ResealArgs),
+    /// Take over a volume enrolled by `systemd-cryptenroll --tpm2-device=`: unlock it through
+    /// systemd's token, escrow a recovery keyslot and add Vouch's sealed keyslot; systemd's
+    /// token and keyslot stay as they are.
+    Adopt(AdoptArgs),
+    /// Add a `systemd-tpm2` token and keyslot to a Vouch volume (unlocked with Vouch's sealed
+    /// secret), so that systemd-cryptsetup and cryptsetup's systemd plugin can unlock it too.
+    EnrollSystemd(EnrollSystemdArgs),
+}
+
+/// Arguments of `volume adopt`.
+#[derive(Args, Debug)]
+pub struct AdoptArgs {
+    /// The LUKS2 device (or image file) with a `systemd-tpm2` token.
+    #[arg(long)]
+    pub device: PathBuf,
+    /// Which `systemd-tpm2` token to unlock with, when there are several.
+    #[arg(long, value_name = "ID")]
+    pub systemd_token: Option<u32>,
+    #[command(flatten)]
+    pub seal: SealTarget,
+    /// The fleet's escrow public key PEM (`vouch-fleet escrow keygen`).
+    #[arg(long, value_name = "PEM")]
+    pub escrow_key: PathBuf,
+    /// Also write the escrow record (ciphertext only) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub escrow_out: Option<PathBuf>,
+    /// Argon2id memory of the recovery keyslot, KiB.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub recovery_kdf_memory: u32,
+    /// Argon2id passes of the recovery keyslot.
+    #[arg(long, default_value_t = 4)]
+    pub recovery_kdf_time: u32,
+}
+
+/// Arguments of `volume enroll-systemd`.
+#[derive(Args, Debug)]
+pub struct EnrollSystemdArgs {
+    /// The Vouch LUKS2 device (or image file).
+    #[arg(long)]
+    pub device: PathBuf,
+    /// PCRs of the systemd-tpm2 token's policy (one bank), as systemd-cryptenroll's
+    /// `--tpm2-pcrs` with the bank named, e.g. sha256:7.
+    #[arg(long, value_name = "BANK:PCRS", default_value = "sha256:7")]
+    pub systemd_pcrs: vouch_attest::tpm::PcrSelection,
+    /// Signed policy for fleet-authorized seals.
+    #[arg(long, value_name = "FILE")]
+    pub signed_policy: Option<PathBuf>,
 }
 
 /// What the secret is sealed to.
@@ -239,6 +286,10 @@ pub struct CreateArgs {
     /// Argon2id passes of the recovery keyslot.
     #[arg(long, default_value_t = 4)]
     pub recovery_kdf_time: u32,
+    /// Also add a `systemd-tpm2` token and keyslot sealed the way systemd-cryptenroll seals,
+    /// to these PCRs (one bank, e.g. sha256:7), for systemd-cryptsetup to unlock.
+    #[arg(long, value_name = "BANK:PCRS", conflicts_with = "encrypt_existing")]
+    pub systemd_tpm2: Option<vouch_attest::tpm::PcrSelection>,
 }
 
 /// Arguments of `volume unlock`.

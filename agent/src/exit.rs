@@ -68,6 +68,7 @@ fn tpm(e: &TpmError) -> u8 {
     match e {
         T::Connect { .. } => NO_TPM,
         T::Policy(p) => policy(p),
+        T::SystemdPolicyMismatch { .. } => BOOT_STATE,
         // A signed policy the TPM refused: the check said no.
         T::ApprovalRefused(_) => FAILED,
         #[cfg(any(test, feature = "memory-tpm"))]
@@ -151,6 +152,13 @@ pub fn volume(e: &VolumeError) -> u8 {
         V::RecoveryFile(_) => USAGE,
         V::NoReleasedPassphrase { .. } => FAILED,
         V::ReleasedForOtherBoot { .. } => BOOT_STATE,
+        V::NoSystemdToken { .. }
+        | V::SeveralSystemdTokens { .. }
+        | V::SystemdUnsupported { .. }
+        | V::SystemdSelection { .. }
+        | V::AlreadyVouch { .. } => USAGE,
+        V::SystemdToken { .. } => FAILED,
+        V::AddKeyslot { .. } => IO,
     }
 }
 

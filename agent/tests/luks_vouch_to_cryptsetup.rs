@@ -94,7 +94,7 @@ fn cryptsetup_sees_vouch_tokens_and_vouch_sees_imported_ones() {
     let img = image(dir.path(), "vol.img", 20 << 20);
     let mut dev = open_rw(&img);
     let (mut vol, _) = format(&mut dev, &secret(), &recovery(), &cheap_options()).expect("format");
-    let mut fields = serde_json::Map::new();
+    let mut fields = vouch_agent::volume::luks2::json::Fields::new();
     fields.insert("pcrs".into(), serde_json::json!([0, 7]));
     fields.insert("sealed".into(), serde_json::json!("AAECAw=="));
     let tok = Token {

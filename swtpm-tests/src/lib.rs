@@ -16,6 +16,7 @@ pub mod postgres;
 pub mod stack;
 mod swtpm;
 mod template;
+pub mod tpm_dev;
 pub mod vm;
 
 pub use bins::{bin_path, run, Output};

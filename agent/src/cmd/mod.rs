@@ -96,6 +96,8 @@ fn run_volume(
         volume::VolumeCmd::Lock { name } => volume::unlock::lock(name),
         volume::VolumeCmd::Status(a) => volume::unlock::status(Some(tpm), state_dir, a),
         volume::VolumeCmd::Reseal(a) => volume::reseal::run(tpm, state_dir, a),
+        volume::VolumeCmd::Adopt(a) => volume::adopt::run(tpm, state_dir, a),
+        volume::VolumeCmd::EnrollSystemd(a) => volume::adopt::enroll_systemd(tpm, state_dir, a),
     }
 }
 

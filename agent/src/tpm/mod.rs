@@ -143,6 +143,21 @@ pub trait Tpm: Send {
         sealed: &crate::seal::SealedObject,
         authorization: Option<&vouch_attest::policy_digest::SignedPolicy>,
     ) -> Result<Zeroizing<Vec<u8>>, TpmError>;
+    /// Seals a 32-byte `secret` the way systemd-cryptenroll 252 does for its `systemd-tpm2`
+    /// token: under systemd's ECC primary template, with TPM2_PolicyPCR over `pcrs` of `bank`
+    /// at their current values ([`crate::volume::systemd_token`]).
+    fn seal_systemd(
+        &mut self,
+        secret: &[u8],
+        bank: HashAlg,
+        pcrs: &[u32],
+    ) -> Result<crate::volume::systemd_token::SystemdSeal, TpmError>;
+    /// Unseals a secret sealed by systemd (or [`Tpm::seal_systemd`]). A policy digest that
+    /// differs from the token's gives [`TpmError::SystemdPolicyMismatch`].
+    fn unseal_systemd(
+        &mut self,
+        seal: &crate::volume::systemd_token::SystemdSeal,
+    ) -> Result<Zeroizing<Vec<u8>>, TpmError>;
 }
 
 /// Errors of TPM operations, one variant per operation.
@@ -270,6 +285,18 @@ pub enum TpmError {
     #[cfg(any(test, feature = "memory-tpm"))]
     #[error("in-memory TPM: {0}")]
     Memory(&'static str),
+    /// Creating the primary key of systemd's template failed.
+    #[error("creating the primary key of systemd's template failed")]
+    SystemdPrimary(#[source] TssError),
+    /// Sealing a secret for a systemd-tpm2 token failed.
+    #[error("sealing the systemd-tpm2 secret failed")]
+    SystemdSeal(#[source] TssError),
+    /// Loading or unsealing the object of a systemd-tpm2 token failed.
+    #[error("unsealing the systemd-tpm2 token's secret failed")]
+    SystemdUnseal(#[source] TssError),
+    /// The PCR policy digest of the current boot differs from the token's `tpm2-policy-hash`.
+    #[error("the current values of PCRs {selection} do not give the systemd-tpm2 token's policy hash: the boot state changed since enrolment")]
+    SystemdPolicyMismatch { selection: String },
     /// The TPM worker thread is gone (it panicked or was shut down).
     #[error("the TPM worker thread has stopped")]
     WorkerGone,

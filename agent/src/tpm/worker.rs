@@ -170,6 +170,20 @@ mod tests {
         fn pcr_extend(&mut self, pcr: u32, d: &[(HashAlg, Vec<u8>)]) -> Result<(), TpmError> {
             self.inner.pcr_extend(pcr, d)
         }
+        fn seal_systemd(
+            &mut self,
+            secret: &[u8],
+            bank: HashAlg,
+            pcrs: &[u32],
+        ) -> Result<crate::volume::systemd_token::SystemdSeal, TpmError> {
+            self.inner.seal_systemd(secret, bank, pcrs)
+        }
+        fn unseal_systemd(
+            &mut self,
+            seal: &crate::volume::systemd_token::SystemdSeal,
+        ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
+            self.inner.unseal_systemd(seal)
+        }
         fn quote(&mut self, n: &[u8], s: &PcrSelection) -> Result<crate::tpm::Quote, TpmError> {
             self.inner.quote(n, s)
         }

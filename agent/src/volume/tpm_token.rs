@@ -7,17 +7,21 @@
 //!   key (`vouch_attest::escrow::EscrowRecord` fields: `format`, `device_id`, `volume_uuid`,
 //!   `blob`). Ciphertext only: only the fleet can open it.
 //!
-//! [`replace_secret_keyslot`] rewrites keyslot 0 in its own area with a new secret (re-sealing
+//! Volumes Vouch creates use keyslots 0 (sealed) and 1 (recovery); adopted volumes use the
+//! keyslots their tokens name ([`token_keyslot`]).
+//!
+//! [`replace_secret_keyslot`] rewrites the sealed secret's keyslot in its own area with a new secret (re-sealing
 //! after recovery). It is not atomic: a crash between the area write and the header write
 //! leaves keyslot 0 unusable, while keyslot 1 (recovery) keeps working, so reseal can be rerun.
 
 use base64::Engine;
 use rand_core::OsRng;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use zeroize::Zeroizing;
 
 use super::device::BlockDevice;
 use super::luks2::format::{RECOVERY_KEYSLOT, SECRET_KEYSLOT};
+use super::luks2::json::Fields;
 use super::luks2::json::Id;
 use super::luks2::kdf::Kdf;
 use super::luks2::keyslot::{self, KeyslotError};
@@ -69,20 +73,20 @@ pub enum TokenError {
     /// Writing a token or header failed.
     #[error("updating the LUKS2 header failed")]
     Update(#[source] Luks2Error),
-    /// Keyslot 0 is missing or has no KDF.
-    #[error("keyslot {SECRET_KEYSLOT} is missing or has no KDF")]
-    SecretKeyslot,
-    /// Rewriting keyslot 0 failed.
-    #[error("rewriting keyslot {SECRET_KEYSLOT} failed")]
-    Keyslot(#[source] KeyslotError),
-    /// The KDF of keyslot 0 is unreadable.
-    #[error("the KDF of keyslot {SECRET_KEYSLOT} is unusable")]
-    Kdf(#[source] super::luks2::kdf::KdfError),
+    /// The sealed secret's keyslot is missing or has no KDF.
+    #[error("keyslot {0} is missing or has no KDF")]
+    SecretKeyslot(u32),
+    /// Rewriting the sealed secret's keyslot failed.
+    #[error("rewriting keyslot {0} failed")]
+    Keyslot(u32, #[source] KeyslotError),
+    /// The KDF of the sealed secret's keyslot is unreadable.
+    #[error("the KDF of keyslot {0} is unusable")]
+    Kdf(u32, #[source] super::luks2::kdf::KdfError),
 }
 
-/// The `vouch-tpm2` token of a sealed object.
-pub fn tpm_token(sealed: &SealedObject) -> Token {
-    let mut fields = Map::new();
+/// The `vouch-tpm2` token of a sealed object opening `keyslot` (0 on volumes Vouch created).
+pub fn tpm_token(sealed: &SealedObject, keyslot: u32) -> Token {
+    let mut fields = Fields::new();
     let b64 = base64::engine::general_purpose::STANDARD.encode(blob::encode(sealed));
     fields.insert("vouch_sealed".into(), Value::String(b64));
     match &sealed.binding {
@@ -96,14 +100,14 @@ pub fn tpm_token(sealed: &SealedObject) -> Token {
     }
     Token {
         kind: TPM_TOKEN.into(),
-        keyslots: vec![SECRET_KEYSLOT],
+        keyslots: vec![keyslot],
         fields,
     }
 }
 
-/// The `vouch-escrow` token of an escrow record.
-pub fn escrow_token(record: &EscrowRecord) -> Token {
-    let mut fields = Map::new();
+/// The `vouch-escrow` token of an escrow record for `keyslot` (1 on volumes Vouch created).
+pub fn escrow_token(record: &EscrowRecord, keyslot: u32) -> Token {
+    let mut fields = Fields::new();
     for (k, v) in [
         ("format", &record.format),
         ("device_id", &record.device_id),
@@ -114,7 +118,7 @@ pub fn escrow_token(record: &EscrowRecord) -> Token {
     }
     Token {
         kind: ESCROW_TOKEN.into(),
-        keyslots: vec![RECOVERY_KEYSLOT],
+        keyslots: vec![keyslot],
         fields,
     }
 }
@@ -137,6 +141,18 @@ fn field<'a>(
         .get(field)
         .and_then(Value::as_str)
         .ok_or(TokenError::Field { token, id, field })
+}
+
+/// The keyslot of the volume's token of type `kind`: its first keyslot, or Vouch's fixed
+/// keyslot (0 for `vouch-tpm2`, 1 for `vouch-escrow`) when it names none.
+pub fn token_keyslot(volume: &Luks2Volume, kind: &'static str) -> Result<u32, TokenError> {
+    let (_, t) = find(volume, kind)?;
+    let fixed = if kind == ESCROW_TOKEN {
+        RECOVERY_KEYSLOT
+    } else {
+        SECRET_KEYSLOT
+    };
+    Ok(t.keyslots.first().copied().unwrap_or(fixed))
 }
 
 /// The sealed object of the volume's `vouch-tpm2` token, with the token id.
@@ -181,13 +197,14 @@ pub fn replace_secret_keyslot<D: BlockDevice>(
     secret: &Zeroizing<Vec<u8>>,
     sealed: &SealedObject,
 ) -> Result<(), TokenError> {
+    let slot = token_keyslot(volume, TPM_TOKEN).unwrap_or(SECRET_KEYSLOT);
     let old = volume
         .metadata
         .keyslots
-        .get(&Id(SECRET_KEYSLOT))
-        .ok_or(TokenError::SecretKeyslot)?;
-    let kdf_json = old.kdf.as_ref().ok_or(TokenError::SecretKeyslot)?;
-    let (kdf, _) = Kdf::from_json(kdf_json).map_err(TokenError::Kdf)?;
+        .get(&Id(slot))
+        .ok_or(TokenError::SecretKeyslot(slot))?;
+    let kdf_json = old.kdf.as_ref().ok_or(TokenError::SecretKeyslot(slot))?;
+    let (kdf, _) = Kdf::from_json(kdf_json).map_err(|e| TokenError::Kdf(slot, e))?;
     let ks = keyslot::create(
         dev,
         volume_key,
@@ -197,9 +214,9 @@ pub fn replace_secret_keyslot<D: BlockDevice>(
         old.priority,
         &mut OsRng,
     )
-    .map_err(TokenError::Keyslot)?;
+    .map_err(|e| TokenError::Keyslot(slot, e))?;
     let mut md = volume.metadata.clone();
-    md.keyslots.insert(Id(SECRET_KEYSLOT), ks);
+    md.keyslots.insert(Id(slot), ks);
     let stale: Vec<Id> = md
         .tokens
         .iter()
@@ -209,7 +226,7 @@ pub fn replace_secret_keyslot<D: BlockDevice>(
     for id in stale {
         md.tokens.remove(&id);
     }
-    super::luks2::token::add(&mut md, &tpm_token(sealed))
+    super::luks2::token::add(&mut md, &tpm_token(sealed, slot))
         .map_err(|e| TokenError::Update(Luks2Error::Token(e)))?;
     let previous = std::mem::replace(&mut volume.metadata, md);
     if let Err(e) = volume.write_headers(dev) {

@@ -122,12 +122,14 @@ pub fn unseal_and_open(
     let secret: Zeroizing<Vec<u8>> = tpm.call(move |t| t.unseal(&sealed, auth.as_ref()))?;
     let unseal = t0.elapsed();
     let t1 = Instant::now();
-    let unlocked = volume
-        .open(dev, &secret, Some(SECRET_KEYSLOT))
-        .map_err(|source| VolumeError::SecretRejected {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })?;
+    let slot = tpm_token::token_keyslot(volume, tpm_token::TPM_TOKEN).unwrap_or(SECRET_KEYSLOT);
+    let unlocked =
+        volume
+            .open(dev, &secret, Some(slot))
+            .map_err(|source| VolumeError::SecretRejected {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            })?;
     Ok(Opened {
         unlocked,
         unseal,

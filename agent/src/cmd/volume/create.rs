@@ -74,7 +74,7 @@ fn open_or_create(path: &Path, size: Option<u64>) -> Result<File, VolumeError> {
     Ok(f)
 }
 
-fn escrow_key(path: &Path) -> Result<p256::PublicKey, VolumeError> {
+pub(super) fn escrow_key(path: &Path) -> Result<p256::PublicKey, VolumeError> {
     let pem = read_bounded(path, 16 * 1024)?;
     let text = String::from_utf8_lossy(&pem);
     escrow::public_from_pem(&text).map_err(|source| VolumeError::Escrow {
@@ -134,12 +134,25 @@ pub fn run(tpm: &TpmClient, state_dir: &Path, args: &CreateArgs) -> Result<(), V
         let s = secret.clone();
         let sealed = tpm.call(move |t| t.seal(&s, &policy))?;
         let uuid = uuid_string(&uuid_bytes);
-        let (volume, _key) =
+        let (mut volume, key) =
             crate::volume::luks2::format(&mut dev, &secret, &recovery, &opts_for(uuid.clone()))
                 .map_err(|source| VolumeError::Format {
                     path: args.device.clone(),
                     source: Box::new(source),
                 })?;
+        if let Some(selection) = &args.systemd_tpm2 {
+            let slot = super::adopt::add_systemd(
+                tpm,
+                &args.device,
+                &mut dev,
+                &mut volume,
+                &key,
+                selection,
+            )?;
+            eprintln!(
+                "keyslot {slot}: sealed the way systemd-cryptenroll seals (systemd-tpm2 token, PCRs {selection})"
+            );
+        }
         let record = seal_escrow(
             &public,
             &recovery,
@@ -168,7 +181,7 @@ fn uuid_string(b: &[u8; 16]) -> String {
     )
 }
 
-fn seal_escrow(
+pub(super) fn seal_escrow(
     public: &p256::PublicKey,
     recovery: &[u8],
     uuid: &str,
@@ -197,7 +210,10 @@ fn finish(
     };
     // A rerun of a finished --encrypt-existing job finds its tokens already there (the escrow
     // record of the first run: ECIES makes every sealing different), and keeps them.
-    for token in [tpm_token(sealed), escrow_token(record)] {
+    for token in [
+        tpm_token(sealed, crate::volume::luks2::format::SECRET_KEYSLOT),
+        escrow_token(record, RECOVERY_KEYSLOT),
+    ] {
         let present = volume
             .tokens()
             .iter()

@@ -6,17 +6,24 @@
 //!   `vouch-escrow` tokens ([`crate::volume::tpm_token`]); see [`create`].
 //! - `unlock` unseals, opens keyslot 0 and maps the volume with device-mapper; `status` shows
 //!   the header and tokens; `lock` removes the mapping ([`unlock`]).
+//! - `adopt` takes over a volume enrolled by systemd-cryptenroll (its `systemd-tpm2` token),
+//!   and `create --systemd-tpm2` / `enroll-systemd` add such a token to a Vouch volume
+//!   ([`adopt`]).
 //! - `reseal` re-seals keyslot 0 to the current boot state with the recovery passphrase
 //!   released by the fleet ([`reseal`]).
 //!
 //! Secrets live in `Zeroizing` buffers and are never logged or written in clear.
 
+pub(super) mod adopt;
 mod common;
 pub(super) mod create;
 pub(super) mod reseal;
 pub(super) mod unlock;
 
-pub use crate::cli::{CreateArgs, ResealArgs, SealTarget, StatusArgs, UnlockArgs, VolumeCmd};
+pub use crate::cli::{
+    AdoptArgs, CreateArgs, EnrollSystemdArgs, ResealArgs, SealTarget, StatusArgs, UnlockArgs,
+    VolumeCmd,
+};
 
 use crate::seal::SealError;
 use crate::tpm::TpmError;
@@ -99,15 +106,15 @@ pub enum VolumeError {
     /// The device identity could not be read.
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
-    /// The unsealed secret does not open keyslot 0.
-    #[error("{path}: the unsealed secret does not open keyslot 0")]
+    /// The unsealed secret does not open its keyslot.
+    #[error("{path}: the unsealed secret does not open its keyslot")]
     SecretRejected {
         path: PathBuf,
         #[source]
         source: Box<Luks2Error>,
     },
-    /// The recovery passphrase does not open keyslot 1.
-    #[error("{path}: the recovery passphrase does not open keyslot 1")]
+    /// The recovery passphrase does not open its keyslot.
+    #[error("{path}: the recovery passphrase does not open its keyslot")]
     RecoveryRejected {
         path: PathBuf,
         #[source]
@@ -154,6 +161,42 @@ pub enum VolumeError {
     /// No passphrase was given and the fleet released none for this volume.
     #[error("no --recovery-file given and the fleet has released no passphrase for volume {uuid} ({path} is missing): ask the fleet operator for `vouch-fleet escrow release DEVICE {uuid}` while `vouch-agent run` is connected")]
     NoReleasedPassphrase { uuid: String, path: PathBuf },
+    /// The volume has no usable `systemd-tpm2` token.
+    #[error("{path} has no systemd-tpm2 token (enrolled with systemd-cryptenroll --tpm2-device?)")]
+    NoSystemdToken { path: PathBuf },
+    /// The volume has several `systemd-tpm2` tokens and none was chosen.
+    #[error("{path} has systemd-tpm2 tokens {ids:?}: choose one with --systemd-token")]
+    SeveralSystemdTokens { path: PathBuf, ids: Vec<u32> },
+    /// A `systemd-tpm2` token is malformed.
+    #[error("{path}: token {id}")]
+    SystemdToken {
+        path: PathBuf,
+        id: u32,
+        #[source]
+        source: crate::volume::systemd_token::SystemdTokenError,
+    },
+    /// The `systemd-tpm2` token needs something adopt does not do.
+    #[error(
+        "{path}: systemd-tpm2 token {id} {what}; adopt unlocks PCR-bound tokens without a PIN only"
+    )]
+    SystemdUnsupported {
+        path: PathBuf,
+        id: u32,
+        what: &'static str,
+    },
+    /// A systemd-tpm2 token binds PCRs of exactly one bank.
+    #[error("PCRs {selection}: a systemd-tpm2 token binds PCRs of exactly one bank")]
+    SystemdSelection { selection: String },
+    /// The volume already carries a Vouch token.
+    #[error("{path} already has a {kind} token (already adopted or created by Vouch)")]
+    AlreadyVouch { path: PathBuf, kind: &'static str },
+    /// Adding a keyslot failed.
+    #[error("adding a keyslot to {path} failed")]
+    AddKeyslot {
+        path: PathBuf,
+        #[source]
+        source: Box<crate::volume::luks2::add::AddKeyslotError>,
+    },
     /// The fleet-released passphrase is no longer for this boot.
     #[error("the passphrase the fleet released for volume {uuid} was sealed to another boot state ({path})")]
     ReleasedForOtherBoot {

@@ -81,12 +81,15 @@ pub fn reseal(
             (pass, Some(path))
         }
     };
-    let unlocked = volume
-        .open(&mut dev, &pass, Some(RECOVERY_KEYSLOT))
-        .map_err(|source| VolumeError::RecoveryRejected {
+    let slot =
+        crate::volume::tpm_token::token_keyslot(&volume, crate::volume::tpm_token::ESCROW_TOKEN)
+            .unwrap_or(RECOVERY_KEYSLOT);
+    let unlocked = volume.open(&mut dev, &pass, Some(slot)).map_err(|source| {
+        VolumeError::RecoveryRejected {
             path: device.to_path_buf(),
             source: Box::new(source),
-        })?;
+        }
+    })?;
     let mut secret = Zeroizing::new(vec![0u8; SECRET_LEN]);
     OsRng
         .try_fill_bytes(&mut secret)
@@ -110,8 +113,11 @@ pub fn reseal(
             eprintln!("warning: cannot remove {}: {e}", path.display());
         }
     }
+    let sealed_slot =
+        crate::volume::tpm_token::token_keyslot(&volume, crate::volume::tpm_token::TPM_TOKEN)
+            .unwrap_or(crate::volume::luks2::format::SECRET_KEYSLOT);
     eprintln!(
-        "{}: keyslot 0 re-sealed to the current boot state",
+        "{}: keyslot {sealed_slot} re-sealed to the current boot state",
         device.display()
     );
     Ok(())

@@ -80,3 +80,56 @@ fn ecc_signing_template(restricted: bool) -> tss_esapi::Result<Public> {
         .with_ecc_unique_identifier(EccPoint::default())
         .build()
 }
+
+/// The primary key template of systemd's TPM2 seals (systemd 252 `tpm2_make_primary`): a
+/// restricted decryption key in the owner hierarchy, fixedTPM, fixedParent,
+/// sensitiveDataOrigin, userWithAuth (no noDA), SHA-256 Name, AES-128-CFB, no scheme, empty
+/// unique; ECC NIST P-256 with a NULL KDF, or RSA 2048 with the default exponent.
+pub fn systemd_primary_template(
+    alg: crate::volume::systemd_token::PrimaryAlg,
+) -> tss_esapi::Result<Public> {
+    use crate::volume::systemd_token::PrimaryAlg;
+    use tss_esapi::interface_types::key_bits::RsaKeyBits;
+    use tss_esapi::structures::{PublicKeyRsa, PublicRsaParametersBuilder, RsaExponent, RsaScheme};
+    let attrs = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_restricted(true)
+        .with_decrypt(true)
+        .build()?;
+    let builder = PublicBuilder::new()
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attrs);
+    match alg {
+        PrimaryAlg::Ecc => builder
+            .with_public_algorithm(PublicAlgorithm::Ecc)
+            .with_ecc_parameters(
+                PublicEccParametersBuilder::new()
+                    .with_symmetric(SymmetricDefinitionObject::AES_128_CFB)
+                    .with_ecc_scheme(EccScheme::Null)
+                    .with_curve(EccCurve::NistP256)
+                    .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Null)
+                    .with_is_decryption_key(true)
+                    .with_restricted(true)
+                    .build()?,
+            )
+            .with_ecc_unique_identifier(EccPoint::default())
+            .build(),
+        PrimaryAlg::Rsa => builder
+            .with_public_algorithm(PublicAlgorithm::Rsa)
+            .with_rsa_parameters(
+                PublicRsaParametersBuilder::new()
+                    .with_symmetric(SymmetricDefinitionObject::AES_128_CFB)
+                    .with_scheme(RsaScheme::Null)
+                    .with_key_bits(RsaKeyBits::Rsa2048)
+                    .with_exponent(RsaExponent::default())
+                    .with_is_decryption_key(true)
+                    .with_restricted(true)
+                    .build()?,
+            )
+            .with_rsa_unique_identifier(PublicKeyRsa::default())
+            .build(),
+    }
+}

@@ -12,6 +12,7 @@ mod credential;
 mod flush;
 pub mod keys;
 mod seal;
+mod systemd;
 mod tls;
 
 use super::{
@@ -408,6 +409,22 @@ impl Tpm for EsapiTpm {
         authorization: Option<&vouch_attest::policy_digest::SignedPolicy>,
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
         seal::unseal(self, sealed, authorization)
+    }
+
+    fn seal_systemd(
+        &mut self,
+        secret: &[u8],
+        bank: HashAlg,
+        pcrs: &[u32],
+    ) -> Result<crate::volume::systemd_token::SystemdSeal, TpmError> {
+        systemd::seal(self, secret, bank, pcrs)
+    }
+
+    fn unseal_systemd(
+        &mut self,
+        seal: &crate::volume::systemd_token::SystemdSeal,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
+        systemd::unseal(self, seal)
     }
 }
 

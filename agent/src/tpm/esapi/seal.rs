@@ -59,7 +59,7 @@ fn sealed_template(policy: &[u8]) -> tss_esapi::Result<Public> {
 /// Starts a session salted to the SRK with AES-128-CFB parameter encryption in the direction
 /// given: `decrypt` (command parameter) or `encrypt` (response parameter). Flushed when the
 /// returned guard drops.
-fn salted_session(
+pub(super) fn salted_session(
     tpm: &mut EsapiTpm,
     srk: KeyHandle,
     kind: SessionType,

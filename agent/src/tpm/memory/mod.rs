@@ -256,6 +256,22 @@ impl Tpm for MemoryTpm {
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
         seal::unseal(self, sealed, authorization)
     }
+
+    fn seal_systemd(
+        &mut self,
+        _secret: &[u8],
+        _bank: HashAlg,
+        _pcrs: &[u32],
+    ) -> Result<crate::volume::systemd_token::SystemdSeal, TpmError> {
+        Err(TpmError::Memory("systemd's TPM2 seal is not modelled"))
+    }
+
+    fn unseal_systemd(
+        &mut self,
+        _seal: &crate::volume::systemd_token::SystemdSeal,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
+        Err(TpmError::Memory("systemd's TPM2 seal is not modelled"))
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! reading or opening. The next header update ([`Luks2Volume::write_headers`], e.g. when
 //! adding a token) rewrites both copies from the good one.
 
+pub mod add;
 pub mod af;
 pub mod cipher;
 pub mod digest;
@@ -308,7 +309,9 @@ impl Luks2Volume {
         Ok(t)
     }
 
-    fn commit<D: BlockDevice>(&mut self, dev: &mut D, md: Metadata) -> Result<(), Luks2Error> {
+    /// Replaces the metadata with `md` and writes both headers; on failure the old metadata
+    /// stays in memory.
+    pub fn commit<D: BlockDevice>(&mut self, dev: &mut D, md: Metadata) -> Result<(), Luks2Error> {
         let old = std::mem::replace(&mut self.metadata, md);
         if let Err(e) = self.write_headers(dev) {
             self.metadata = old;

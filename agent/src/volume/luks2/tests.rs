@@ -77,7 +77,7 @@ fn corrupt_primary_falls_back_to_secondary_without_writing() {
 fn tokens_are_added_listed_and_checked() {
     let (mut dev, _) = formatted();
     let mut vol = Luks2Volume::read(&mut dev).expect("read");
-    let mut fields = serde_json::Map::new();
+    let mut fields = super::json::Fields::new();
     fields.insert("pcrs".into(), serde_json::json!([7, 11]));
     let t = token::Token {
         kind: "vouch-tpm2".into(),
@@ -149,5 +149,53 @@ fn short_secret_is_refused() {
             &cheap()
         ),
         Err(FormatError::SecretTooShort(8))
+    ));
+}
+
+#[test]
+fn added_keyslots_take_free_ids_and_areas_and_open() {
+    use super::add::{add_keyslot, free_area, AddKeyslotError};
+    use super::hash::LuksHash;
+    use super::kdf::Kdf;
+    let (mut dev, key) = formatted();
+    let mut vol = Luks2Volume::read(&mut dev).expect("read");
+    let kdf = Kdf::Pbkdf2 {
+        hash: LuksHash::Sha512,
+        iterations: 1000,
+    };
+    let hdr = vol.header.hdr_size;
+    let mut md = vol.metadata.clone();
+    // Keyslot 0 removed: its id and area are the first free ones.
+    let slot0 = md.keyslots.remove(&json::Id(0)).expect("keyslot 0");
+    let new_secret = Zeroizing::new(vec![7u8; 32]);
+    let id = add_keyslot(&mut md, &mut dev, hdr, &key, &new_secret, kdf).expect("add");
+    assert_eq!(id, 0);
+    assert_eq!(md.keyslots[&json::Id(0)].area.offset, slot0.area.offset);
+    // The next goes after the last area, at id 2.
+    let id = add_keyslot(&mut md, &mut dev, hdr, &key, &recovery(), kdf).expect("add");
+    assert_eq!(id, 2);
+    let ends: Vec<u64> = md
+        .keyslots
+        .values()
+        .map(|k| k.area.offset.0 + k.area.size.0)
+        .collect();
+    assert_eq!(md.keyslots[&json::Id(2)].area.offset.0, ends[1]);
+    vol.commit(&mut dev, md).expect("write");
+    let vol = Luks2Volume::read(&mut dev).expect("reread");
+    let opened = vol.open(&mut dev, &new_secret, Some(0)).expect("open 0");
+    assert_eq!(opened.volume_key.as_slice(), key.as_slice());
+    assert!(vol.open(&mut dev, &recovery(), Some(2)).is_ok());
+    // A wrong volume key matches no digest; a full keyslots area has no room.
+    let mut md = vol.metadata.clone();
+    let wrong = Zeroizing::new(vec![0u8; key.len()]);
+    assert!(matches!(
+        add_keyslot(&mut md, &mut dev, hdr, &wrong, &recovery(), kdf),
+        Err(AddKeyslotError::NoDigest)
+    ));
+    md.config.keyslots_size = json::Dec(ends[1] + 4096 - 2 * hdr);
+    assert_eq!(free_area(&md, hdr, 258_048), None);
+    assert!(matches!(
+        add_keyslot(&mut md, &mut dev, hdr, &key, &recovery(), kdf),
+        Err(AddKeyslotError::NoSpace { .. })
     ));
 }

@@ -3,9 +3,7 @@
 //! its TPM2 seal description in one (type such as `vouch-tpm2`); the `luks2-` type prefix
 //! is reserved for cryptsetup's built-in tokens.
 
-use serde_json::{Map, Value};
-
-use super::json::{Id, Metadata, TokenJson};
+use super::json::{Fields, Id, Metadata, TokenJson};
 
 /// Largest token id cryptsetup accepts.
 pub const MAX_TOKENS: u32 = 32;
@@ -37,8 +35,8 @@ pub struct Token {
     pub kind: String,
     /// Keyslots it unlocks.
     pub keyslots: Vec<u32>,
-    /// Other fields (the seal description).
-    pub fields: Map<String, Value>,
+    /// Other fields (the seal description), in order.
+    pub fields: Fields,
 }
 
 impl Token {
@@ -67,7 +65,7 @@ pub fn add(md: &mut Metadata, token: &Token) -> Result<u32, TokenError> {
     }
     if let Some(f) = ["type", "keyslots"]
         .iter()
-        .find(|f| token.fields.contains_key(**f))
+        .find(|f| token.fields.contains_key(f))
     {
         return Err(TokenError::ReservedField((*f).to_string()));
     }

@@ -171,34 +171,27 @@ fn full(s: &Setup) -> bool {
     let Ok(log) = EventLog::parse(&s.bytes) else {
         return false;
     };
-    appraise(&AppraisalInput {
+    appraise(&input(s, LogEvidence::Log(&log))).trusted()
+}
+
+/// The appraisal input of the bench's quote with `eventlog`, under the recorded policy.
+fn input<'a>(s: &'a Setup, eventlog: LogEvidence<'a>) -> AppraisalInput<'a> {
+    AppraisalInput {
         ak: &s.verifier,
         attest: &s.attest,
         signature: &s.signature,
         nonce: &s.nonce,
         pcrs: &s.pcrs,
         challenged: None,
-        eventlog: LogEvidence::Log(&log),
+        eventlog,
         policy: PolicyInput::Policy("recorded", &s.policy),
         previous: None,
-    })
-    .trusted()
+    }
 }
 
 /// One steady-state verification: the quote checked in full, its values against those `kept`.
 fn steady(s: &Setup, kept: &SettledLog, policy_id: &str) -> bool {
-    appraise(&AppraisalInput {
-        ak: &s.verifier,
-        attest: &s.attest,
-        signature: &s.signature,
-        nonce: &s.nonce,
-        pcrs: &s.pcrs,
-        challenged: None,
-        eventlog: LogEvidence::Settled(kept, Some(policy_id)),
-        policy: PolicyInput::Policy("recorded", &s.policy),
-        previous: None,
-    })
-    .trusted()
+    appraise(&input(s, LogEvidence::Settled(kept, Some(policy_id)))).trusted()
 }
 
 /// OpenSSL's P-256 verifications per second (`openssl speed ecdsap256`, one process), or why not.
@@ -293,17 +286,7 @@ fn main() {
     }
     // Steady state: what the full appraisal of this log keeps, then reports on the unchanged log.
     let policy_id = policy_identity("recorded", &s.policy);
-    let first = appraise(&AppraisalInput {
-        ak: &s.verifier,
-        attest: &s.attest,
-        signature: &s.signature,
-        nonce: &s.nonce,
-        pcrs: &s.pcrs,
-        challenged: None,
-        eventlog: LogEvidence::Log(&log),
-        policy: PolicyInput::Policy("recorded", &s.policy),
-        previous: None,
-    });
+    let first = appraise(&input(&s, LogEvidence::Log(&log)));
     let kept = SettledLog::new(&s.bytes, &first, Some(&policy_id)).expect("trusted, kept");
     let steady_rate = rate("STEADY-STATE verification", secs, || {
         steady(&s, &kept, &policy_id)

@@ -16,9 +16,7 @@ use serve_support::agent::TestAgent;
 use serve_support::{free_port_besides, mqtt, testdata, Fleet, Settings, BOOT_LOG};
 use std::time::{Duration, Instant};
 use swtpm_tests::Swtpm;
-use vouch_agent::tpm::Tpm;
 use vouch_attest::protocol::{self, Alert, BootAnnouncement, EnrollResponse};
-use vouch_attest::HashAlg;
 
 const SECS: Duration = Duration::from_secs(10);
 const WEBHOOK_KEY: &str = "3f1c0ffee-webhook-key";
@@ -266,18 +264,7 @@ async fn api_metrics_ear_stale_webhooks_and_page_against_a_live_fleet() {
 
     // Something is measured into PCR7 that the log does not show; on-demand attestation through
     // the API: untrusted, the reason names the check and the PCR.
-    agent
-        .tpm
-        .lock()
-        .unwrap()
-        .pcr_extend(
-            7,
-            &[
-                (HashAlg::Sha256, vec![0x42; 32]),
-                (HashAlg::Sha1, vec![0x42; 20]),
-            ],
-        )
-        .unwrap();
+    agent.measure_unlogged(7);
     let r = c
         .post(format!("{base}/api/v1/devices/{device_id}/attest"))
         .send()

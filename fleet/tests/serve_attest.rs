@@ -11,10 +11,8 @@ use serve_support::agent::TestAgent;
 use serve_support::{mqtt, testdata, Fleet, Settings, BOOT_LOG};
 use std::time::Duration;
 use swtpm_tests::Swtpm;
-use vouch_agent::tpm::Tpm;
 use vouch_attest::protocol::{self, Alert, BootAnnouncement, EnrollResponse, MAX_MESSAGE_BYTES};
 use vouch_attest::tpm::TpmPublic;
-use vouch_attest::HashAlg;
 use vouch_fleet::config::FleetConfig;
 use vouch_fleet::registry::{now_ms, DeviceStatus};
 use vouch_fleet::serve::verifier::Verifier;
@@ -149,30 +147,8 @@ async fn enroll_attest_refusals_then_untrusted_and_revoked(postgres: bool) {
     assert_eq!(fleet.registry().verdicts(&device_id, 10).unwrap().len(), 1);
 
     // Something is measured into PCR7 that the event log does not show.
-    agent
-        .tpm
-        .lock()
-        .unwrap()
-        .pcr_extend(
-            7,
-            &[
-                (HashAlg::Sha256, vec![0x42; 32]),
-                (HashAlg::Sha1, vec![0x42; 20]),
-            ],
-        )
-        .unwrap();
-    let (bin, config, id) = (
-        env!("CARGO_BIN_EXE_vouch-fleet"),
-        fleet.config.clone(),
-        device_id.clone(),
-    );
-    let cli = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(bin)
-            .args(["attest", &id, "--wait", "10", "--config"])
-            .arg(config)
-            .output()
-            .unwrap()
-    });
+    agent.measure_unlogged(7);
+    let cli = fleet.attest_in_background(&device_id);
     let ch = dev.next_on(&cmd, SECS).await;
     dev.publish(&att, protocol::encode(&agent.answer(&ch, &log)))
         .await;

@@ -42,24 +42,6 @@ fn action_event(pcr: u32, text: &str) -> (Vec<u8>, Vec<(HashAlg, Vec<u8>)>) {
     (ev, digests)
 }
 
-/// Asks for an attestation through the CLI (in the background); returns its exit code.
-fn attest_cli(fleet: &Fleet, id: &str) -> tokio::task::JoinHandle<Option<i32>> {
-    let (bin, config, id) = (
-        env!("CARGO_BIN_EXE_vouch-fleet"),
-        fleet.config.clone(),
-        id.to_string(),
-    );
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(bin)
-            .args(["attest", &id, "--wait", "10", "--config"])
-            .arg(config)
-            .output()
-            .unwrap()
-            .status
-            .code()
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_state_reports_carry_no_log_and_changes_are_still_caught() {
     let swtpm = Swtpm::start().unwrap();
@@ -119,7 +101,7 @@ async fn steady_state_reports_carry_no_log_and_changes_are_still_caught() {
     assert!(head.settled.is_some());
 
     // Steady state: the challenge names the held log, the report carries none of it.
-    let cli = attest_cli(&fleet, &device_id);
+    let cli = fleet.attest_in_background(&device_id);
     let ch = dev.next_on(&cmd, SECS).await;
     let known = decode(&ch).eventlog_known.expect("the held log is offered");
     assert_eq!(known.len, log.len() as u64);
@@ -133,7 +115,12 @@ async fn steady_state_reports_carry_no_log_and_changes_are_still_caught() {
     );
     assert!(steady.len() < 2048, "{} bytes", steady.len());
     dev.publish(&att, steady).await;
-    assert_eq!(cli.await.unwrap(), Some(0), "{}", fleet.server_log());
+    assert_eq!(
+        cli.await.unwrap().status.code(),
+        Some(0),
+        "{}",
+        fleet.server_log()
+    );
     let v = fleet.wait_verdict(&device_id, v.id, SECS);
     assert!(v.trusted, "{:?}", v.reasons);
 
@@ -142,36 +129,35 @@ async fn steady_state_reports_carry_no_log_and_changes_are_still_caught() {
     agent.tpm.lock().unwrap().pcr_extend(8, &digests).unwrap();
     let mut grown = log.clone();
     grown.extend(&event);
-    let cli = attest_cli(&fleet, &device_id);
+    let cli = fleet.attest_in_background(&device_id);
     let ch = dev.next_on(&cmd, SECS).await;
     let report = agent.answer(&ch, &grown);
     assert_eq!(report.eventlog_from, Some(log.len() as u64));
     dev.publish(&att, protocol::encode(&report)).await;
-    assert_eq!(cli.await.unwrap(), Some(0), "{}", fleet.server_log());
+    assert_eq!(
+        cli.await.unwrap().status.code(),
+        Some(0),
+        "{}",
+        fleet.server_log()
+    );
     let v = fleet.wait_verdict(&device_id, v.id, SECS);
     assert!(v.trusted, "{:?}", v.reasons);
     let head = fleet.registry().held_head(&device_id).unwrap().unwrap();
     assert_eq!(head.len, grown.len() as u64);
 
     // PCR 7 changed with no event in the log: the steady-state report names it.
-    agent
-        .tpm
-        .lock()
-        .unwrap()
-        .pcr_extend(
-            7,
-            &[
-                (HashAlg::Sha256, vec![0x42; 32]),
-                (HashAlg::Sha1, vec![0x42; 20]),
-            ],
-        )
-        .unwrap();
-    let cli = attest_cli(&fleet, &device_id);
+    agent.measure_unlogged(7);
+    let cli = fleet.attest_in_background(&device_id);
     let ch = dev.next_on(&cmd, SECS).await;
     let report = agent.answer(&ch, &grown);
     assert_eq!(report.eventlog_from, Some(grown.len() as u64));
     dev.publish(&att, protocol::encode(&report)).await;
-    assert_eq!(cli.await.unwrap(), Some(1), "{}", fleet.server_log());
+    assert_eq!(
+        cli.await.unwrap().status.code(),
+        Some(1),
+        "{}",
+        fleet.server_log()
+    );
     let v = fleet.wait_verdict(&device_id, v.id, SECS);
     assert!(!v.trusted);
     assert!(
@@ -185,14 +171,19 @@ async fn steady_state_reports_carry_no_log_and_changes_are_still_caught() {
 
     // An older agent (whole logs, no `eventlog_from`) is appraised as before; the fleet then
     // holds nothing for it and offers nothing.
-    let cli = attest_cli(&fleet, &device_id);
+    let cli = fleet.attest_in_background(&device_id);
     let ch = dev.next_on(&cmd, SECS).await;
     dev.publish(
         &att,
         protocol::encode(&agent.answer_as_older_agent(&ch, &grown)),
     )
     .await;
-    assert_eq!(cli.await.unwrap(), Some(1), "{}", fleet.server_log());
+    assert_eq!(
+        cli.await.unwrap().status.code(),
+        Some(1),
+        "{}",
+        fleet.server_log()
+    );
     let v = fleet.wait_verdict(&device_id, v.id, SECS);
     assert!(
         v.reasons.iter().any(|r| r.starts_with("eventlog.pcr7:")),
@@ -200,10 +191,10 @@ async fn steady_state_reports_carry_no_log_and_changes_are_still_caught() {
         v.reasons
     );
     assert!(fleet.registry().held_head(&device_id).unwrap().is_none());
-    let cli = attest_cli(&fleet, &device_id);
+    let cli = fleet.attest_in_background(&device_id);
     let ch = dev.next_on(&cmd, SECS).await;
     assert_eq!(decode(&ch).eventlog_known, None);
     dev.publish(&att, protocol::encode(&agent.answer(&ch, &grown)))
         .await;
-    assert_eq!(cli.await.unwrap(), Some(1));
+    assert_eq!(cli.await.unwrap().status.code(), Some(1));
 }

@@ -253,6 +253,22 @@ impl TestAgent {
         .await
     }
 
+    /// Measures something into `pcr` (sha256 and sha1 banks) that no event log shows.
+    pub fn measure_unlogged(&self, pcr: u32) {
+        use vouch_agent::tpm::Tpm;
+        self.tpm
+            .lock()
+            .unwrap()
+            .pcr_extend(
+                pcr,
+                &[
+                    (vouch_attest::HashAlg::Sha256, vec![0x42; 32]),
+                    (vouch_attest::HashAlg::Sha1, vec![0x42; 20]),
+                ],
+            )
+            .unwrap();
+    }
+
     /// Answers a challenge as the agent does: a quote of the asked PCRs and the gzip event log,
     /// only its appended part when the challenge names a part the fleet holds that `log` starts
     /// with (`vouch_agent::daemon::answer::log_part`).

@@ -240,6 +240,23 @@ impl Fleet {
         }
     }
 
+    /// Runs `vouch-fleet attest ID --wait 10` in the background (the test answers the challenge
+    /// meanwhile).
+    pub fn attest_in_background(&self, id: &str) -> tokio::task::JoinHandle<std::process::Output> {
+        let (bin, config, id) = (
+            env!("CARGO_BIN_EXE_vouch-fleet"),
+            self.config.clone(),
+            id.to_string(),
+        );
+        tokio::task::spawn_blocking(move || {
+            Command::new(bin)
+                .args(["attest", &id, "--wait", "10", "--config"])
+                .arg(config)
+                .output()
+                .unwrap()
+        })
+    }
+
     /// Waits for an audit row of `kind` whose detail contains `needle`.
     pub fn wait_audit(&self, kind: &str, needle: &str, timeout: Duration) -> AuditEntry {
         let deadline = Instant::now() + timeout;

@@ -87,7 +87,8 @@ pub enum Backend {
     /// AES-NI and PCLMULQDQ on the 32 128-bit registers of AVX-512VL (AVX-512 CPUs
     /// without VAES), 8 blocks in flight.
     AesNiAvx512,
-    /// AES-NI and PCLMULQDQ on the 16 128-bit registers of AVX, 8 blocks in flight.
+    /// AES-NI and PCLMULQDQ on the 16 128-bit registers of AVX, 8 blocks in flight (in
+    /// `asm!`, the tweaks kept in memory).
     AesNi,
     /// RustCrypto's `aes` crate, which picks its own implementation (portable).
     RustCrypto,

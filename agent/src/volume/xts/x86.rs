@@ -1,10 +1,15 @@
 //! Hand-written x86-64 XTS backends: VAES on AVX-512 registers (4 blocks per ZMM), VAES on
 //! AVX2 registers (2 blocks per YMM, e.g. AMD Zen 3) and AES-NI (1 block per XMM), the
-//! latter on the 32 XMM registers of AVX-512VL where there are, and on the 16 of AVX in
-//! `asm!` ([`xmm_xts`]: 8 blocks and their 8 tweaks fill 16 registers, and LLVM then ran
-//! part of each group one block at a time, 0.90-0.94x OpenSSL; the `asm!` pass keeps the
-//! tweaks in memory, prepares them between the rounds as OpenSSL does, and measured
-//! 1.0-1.1x). The only module of the XTS engine with `unsafe` code.
+//! latter on the 16 registers of AVX in `asm!` ([`xmm_xts`]: 8 blocks and their 8 tweaks
+//! fill 16 registers, and LLVM then ran part of each group one block at a time, 0.90-0.94x
+//! OpenSSL; the `asm!` pass keeps the tweaks in memory, prepares them between the rounds as
+//! OpenSSL does, and measured 1.0-1.1x) and in intrinsics on the 32 of AVX-512VL
+//! ([`xmm32_xts`], 0.99-1.02x: slower than the `asm!` pass, so run-time detection never
+//! picks it; it stays for comparison). The only module of the XTS engine with `unsafe` code.
+//!
+//! Wiping: the passes zeroize their per-call secrets (broadcast round keys, encrypted
+//! tweaks, the `asm!` pass's tweak state) with vector-sized stores, never through a memset
+//! call (in the `asm!` pass that call cost about 200 cycles, 5-10%, per 4096-byte call).
 //!
 //! Why hand-written: RustCrypto's `aes` 0.9 does select VAES at run time, but only
 //! behind its block-cipher interface: XTS has to XOR tweaks into the blocks in memory
@@ -492,10 +497,11 @@ macro_rules! xts_width {
                     for (unit, t) in units.zip(tweaks.as_chunks::<BLOCK>().0) {
                         sector::<R, DEC>(&data, unit, u128::from_le_bytes(*t), poly);
                     }
-                    // The encrypted tweaks, as the `aes-ni` pass wipes its own: a fixed
-                    // size of 128 or 256 bytes, which compiles to vector stores (no memset
-                    // call), once per GROUP sectors.
-                    tweaks.zeroize();
+                    // The encrypted tweaks, as the `aes-ni` pass wipes its own. Wiped as a
+                    // slice (a fill and an optimization barrier: a few vector stores for
+                    // these 128 or 256 bytes, no memset call); `zeroize` on the array would
+                    // write it byte by byte, once per GROUP sectors.
+                    tweaks.as_mut_slice().zeroize();
                     index += GROUP as u128;
                 }
                 // The broadcast round keys (what spilled to the stack is beyond reach, as

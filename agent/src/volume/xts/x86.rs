@@ -4,8 +4,9 @@
 //! fill 16 registers, and LLVM then ran part of each group one block at a time, 0.90-0.94x
 //! OpenSSL; the `asm!` pass keeps the tweaks in memory, prepares them between the rounds as
 //! OpenSSL does, and measured 1.0-1.1x) and in intrinsics on the 32 of AVX-512VL
-//! ([`xmm32_xts`], 0.99-1.02x: slower than the `asm!` pass, so run-time detection never
-//! picks it; it stays for comparison). The only module of the XTS engine with `unsafe` code.
+//! ([`xmm32_xts`], medians 0.98-1.00x: slower than the `asm!` pass in every run, so
+//! never chosen at run time; it stays for comparison). The only module of the XTS engine
+//! with `unsafe` code.
 //!
 //! Wiping: the passes zeroize their per-call secrets (broadcast round keys, encrypted
 //! tweaks, the `asm!` pass's tweak state) with vector-sized stores, never through a memset

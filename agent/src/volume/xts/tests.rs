@@ -268,6 +268,20 @@ fn detect_picks_the_fastest_available_backend() {
     }
 }
 
+/// AVX-512 CPUs without VAES run `aes-ni`, which the bench measured faster than
+/// `aes-ni-avx512` (module docs): every CPU that runs `aes-ni-avx512` also runs `aes-ni`,
+/// and `aes-ni` comes first, so `detect` can never pick `aes-ni-avx512`.
+#[test]
+fn detect_prefers_aes_ni_over_aes_ni_avx512() {
+    let pos = |b: Backend| Backend::ALL.iter().position(|x| *x == b).expect("listed");
+    assert!(pos(Backend::AesNi) < pos(Backend::AesNiAvx512));
+    assert!(pos(Backend::VaesAvx2) < pos(Backend::AesNi));
+    for f in Backend::AesNi.cpu_features() {
+        assert!(Backend::AesNiAvx512.cpu_features().contains(f), "{f}");
+    }
+    assert_ne!(Backend::detect(), Backend::AesNiAvx512);
+}
+
 /// Every backend agrees with every other (and decrypts what the others encrypted) on
 /// random keys, sectors, sector counts and IVs, for 512- and 4096-byte sectors, AES-128
 /// and AES-256, and on single units of any block count with random 128-bit tweaks. The

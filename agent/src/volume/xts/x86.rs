@@ -1,9 +1,16 @@
 //! Hand-written x86-64 XTS backends: VAES on AVX-512 registers (4 blocks per ZMM), VAES on
 //! AVX2 registers (2 blocks per YMM, e.g. AMD Zen 3) and AES-NI (1 block per XMM), the
-//! latter on the 32 XMM registers of AVX-512VL where there are (8 blocks and their 8
-//! tweaks fill the 16 of AVX, and the compiler then runs a group as two halves of 4:
-//! 0.92-0.94x OpenSSL against 1.0x with 32 registers on the same CPU). The only module
-//! of the XTS engine with `unsafe` code.
+//! latter on the 16 registers of AVX in `asm!` ([`xmm_xts`]: 8 blocks and their 8 tweaks
+//! fill 16 registers, and LLVM then ran part of each group one block at a time, 0.90-0.94x
+//! OpenSSL; the `asm!` pass keeps the tweaks in memory, prepares them between the rounds as
+//! OpenSSL does, and measured 1.0-1.1x) and in intrinsics on the 32 of AVX-512VL
+//! ([`xmm32_xts`], medians 0.98-1.00x: slower than the `asm!` pass in every run, so
+//! never chosen at run time; it stays for comparison). The only module of the XTS engine
+//! with `unsafe` code.
+//!
+//! Wiping: the passes zeroize their per-call secrets (broadcast round keys, encrypted
+//! tweaks, the `asm!` pass's tweak state) with vector-sized stores, never through a memset
+//! call (in the `asm!` pass that call cost about 200 cycles, 5-10%, per 4096-byte call).
 //!
 //! Why hand-written: RustCrypto's `aes` 0.9 does select VAES at run time, but only
 //! behind its block-cipher interface: XTS has to XOR tweaks into the blocks in memory
@@ -16,7 +23,7 @@
 //! XOR after the last round is folded into the last round key (AESENCLAST XORs its key
 //! last), 16 blocks (8 for AES-NI) are in flight, the round keys are broadcast once per
 //! call, and the tweaks of up to 16 sectors are encrypted together. The same code is
-//! instantiated for the three register widths by two macros (`width_ops!` defines a
+//! instantiated for the three widths with enough registers by two macros (`width_ops!` defines a
 //! width's operations, `xts_width!` the pass over them).
 //!
 //! `unsafe` discipline (as in `volume::dm`): each width's operations are safe functions
@@ -25,7 +32,9 @@
 //! expansion in [`Keys::new`]), which holds a [`Cpu`] token that exists only when
 //! `is_x86_feature_detected!` confirmed every feature of that width. Those entry calls
 //! and the unaligned vector loads and stores (pointers from references to arrays of the
-//! vector's size) are the `unsafe` blocks, each with its `SAFETY:` note.
+//! vector's size) are the `unsafe` blocks, each with its `SAFETY:` note, and so is the one
+//! `asm!` block of the 16-register AES-NI pass (the registers and memory it touches are
+//! listed in its note).
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
@@ -489,6 +498,11 @@ macro_rules! xts_width {
                     for (unit, t) in units.zip(tweaks.as_chunks::<BLOCK>().0) {
                         sector::<R, DEC>(&data, unit, u128::from_le_bytes(*t), poly);
                     }
+                    // The encrypted tweaks, as the `aes-ni` pass wipes its own. Wiped as a
+                    // slice (a fill and an optimization barrier: a few vector stores for
+                    // these 128 or 256 bytes, no memset call); `zeroize` on the array would
+                    // write it byte by byte, once per GROUP sectors.
+                    tweaks.as_mut_slice().zeroize();
                     index += GROUP as u128;
                 }
                 // The broadcast round keys (what spilled to the stack is beyond reach, as
@@ -628,24 +642,6 @@ width_ops! {
 }
 
 width_ops! {
-    #[target_feature(enable = "aes,pclmulqdq,avx")]
-    mod xmm {
-        type V = __m128i;
-        const W: usize = 1;
-        load = _mm_loadu_si128, store = _mm_storeu_si128, xor = _mm_xor_si128,
-        splat = std::convert::identity,
-        enc = _mm_aesenc_si128, enc_last = _mm_aesenclast_si128,
-        dec = _mm_aesdec_si128, dec_last = _mm_aesdeclast_si128,
-        shl = _mm_bslli_si128, shr = _mm_bsrli_si128, clmul = _mm_clmulepi64_si128,
-        poly = _mm_set_epi64x(0, 0x87),
-        lanes = |l| {
-            let (h0, l0) = l(0);
-            _mm_set_epi64x(h0, l0)
-        },
-    }
-}
-
-width_ops! {
     #[target_feature(enable = "aes,pclmulqdq,avx,avx512f,avx512vl")]
     mod xmm32 {
         type V = __m128i;
@@ -678,7 +674,286 @@ xts_width! {
     mod xmm32_xts for xmm32 { G = 8, step = p::mul_alpha_bytes::<1, 15> }
 }
 
-xts_width! {
+/// The instructions of one group of 8 blocks of the `aes-ni` pass (see [`xmm_xts`]).
+/// `$aes`/`$aes_last` name the round instructions (`vaesenc`/`vaesenclast` or the `dec`
+/// pair); each `($key, $block)` is a middle round (key offset in bytes) that also prepares
+/// one block (offset) of the next group; each `$key` after the `;` is a plain middle round.
+///
+/// Registers: xmm0-7 the 8 blocks, xmm8 the round key, xmm9-10 scratch for the tweaks,
+/// xmm11 the first round key, xmm12 the last, xmm13 x^7 + x^2 + x + 1. Memory (16-byte
+/// unaligned loads and stores): `{buf}` the 128 bytes, `{keys}` the round keys, `{cur}` this
+/// group's prepared tweaks (8 of tweak XOR first round key, then 8 of tweak XOR last round
+/// key), `{next}` the next group's (written here), `{tw}` the 8 tweaks of the next group
+/// (replaced by those of the group after it).
+macro_rules! xts8_asm {
+    ($aes:literal, $aes_last:literal; $(($kp:literal, $bp:literal))*; $($k:literal)*) => {
+        concat!(
+            xts8_asm!(@enter "xmm0", 0), xts8_asm!(@enter "xmm1", 16),
+            xts8_asm!(@enter "xmm2", 32), xts8_asm!(@enter "xmm3", 48),
+            xts8_asm!(@enter "xmm4", 64), xts8_asm!(@enter "xmm5", 80),
+            xts8_asm!(@enter "xmm6", 96), xts8_asm!(@enter "xmm7", 112),
+            $( xts8_asm!(@round $aes, $kp), xts8_asm!(@prepare $bp), )*
+            $( xts8_asm!(@round $aes, $k), )*
+            xts8_asm!(@leave $aes_last, "xmm0", 0), xts8_asm!(@leave $aes_last, "xmm1", 16),
+            xts8_asm!(@leave $aes_last, "xmm2", 32), xts8_asm!(@leave $aes_last, "xmm3", 48),
+            xts8_asm!(@leave $aes_last, "xmm4", 64), xts8_asm!(@leave $aes_last, "xmm5", 80),
+            xts8_asm!(@leave $aes_last, "xmm6", 96), xts8_asm!(@leave $aes_last, "xmm7", 112),
+        )
+    };
+    // Block = data XOR (tweak XOR first round key): the tweak and round 0 in one XOR.
+    (@enter $x:literal, $o:literal) => {
+        concat!(
+            "vmovdqu ", $x, ", xmmword ptr [{cur} + ", $o, "]\n",
+            "vpxor ", $x, ", ", $x, ", xmmword ptr [{buf} + ", $o, "]\n",
+        )
+    };
+    // One middle round of the 8 blocks.
+    (@round $aes:literal, $k:literal) => {
+        concat!(
+            "vmovdqu xmm8, xmmword ptr [{keys} + ", $k, "]\n",
+            $aes, " xmm0, xmm0, xmm8\n", $aes, " xmm1, xmm1, xmm8\n",
+            $aes, " xmm2, xmm2, xmm8\n", $aes, " xmm3, xmm3, xmm8\n",
+            $aes, " xmm4, xmm4, xmm8\n", $aes, " xmm5, xmm5, xmm8\n",
+            $aes, " xmm6, xmm6, xmm8\n", $aes, " xmm7, xmm7, xmm8\n",
+        )
+    };
+    // One block of the next group, between the rounds of this one (so the vector ALUs
+    // that AES leaves free do it): its tweak XOR the first and the last round key, and the
+    // tweak 8 blocks later (times alpha^8: a byte shift left, the byte shifted out times
+    // x^7 + x^2 + x + 1 with one carry-less multiply).
+    (@prepare $o:literal) => {
+        concat!(
+            "vmovdqu xmm9, xmmword ptr [{tw} + ", $o, "]\n",
+            "vpxor xmm10, xmm9, xmm11\n",
+            "vmovdqu xmmword ptr [{next} + ", $o, "], xmm10\n",
+            "vpxor xmm10, xmm9, xmm12\n",
+            "vmovdqu xmmword ptr [{next} + ", $o, " + 128], xmm10\n",
+            "vpsrldq xmm10, xmm9, 15\n",
+            "vpslldq xmm9, xmm9, 1\n",
+            "vpclmulqdq xmm10, xmm10, xmm13, 0\n",
+            "vpxor xmm9, xmm9, xmm10\n",
+            "vmovdqu xmmword ptr [{tw} + ", $o, "], xmm9\n",
+        )
+    };
+    // The last round, whose key already holds the tweak (AESENCLAST XORs its key last),
+    // and the store.
+    (@leave $aes_last:literal, $x:literal, $o:literal) => {
+        concat!(
+            $aes_last, " ", $x, ", ", $x, ", xmmword ptr [{cur} + ", $o, " + 128]\n",
+            "vmovdqu xmmword ptr [{buf} + ", $o, "], ", $x, "\n",
+        )
+    };
+}
+
+/// The `aes-ni` pass (AES-NI on the 16 XMM registers of AVX), in `asm!`: 8 blocks in
+/// flight, as in the other passes, but with the tweak material in memory rather than in
+/// registers, where 8 blocks, their 8 tweaks and the round keys do not fit. Written with
+/// intrinsics, LLVM's scheduler ran part of each group one block after another to save
+/// registers (0.90-0.94x OpenSSL); in `asm!` the register use is fixed: each group is one
+/// `asm!` block ([`xts8_asm!`]) whose middle rounds also prepare the next group's tweaks,
+/// the way OpenSSL's `aesni_xts_encrypt` interleaves its tweak arithmetic with the rounds.
+/// The per-call scratch is zeroized with 16-byte stores: zeroizing it through memset
+/// (`rep stosb`) cost 5-10% on 4096-byte calls.
+mod xmm_xts {
+    use std::arch::x86_64::*;
+
+    use zeroize::Zeroize;
+
+    use super::{to_m128, Dir, Job, BLOCK, MAX_KEYS};
+
+    /// Blocks in flight.
+    const GROUP: usize = 8;
+    /// Bytes in flight.
+    const GROUP_BYTES: usize = GROUP * BLOCK;
+
+    /// A group's prepared tweaks: each block's tweak XOR the first round key, then each
+    /// block's tweak XOR the last round key.
+    type Prepared = [__m128i; 2 * GROUP];
+
+    /// Tweak material of one call, kept in memory between groups (zeroized at the end).
+    struct State {
+        /// The current group's and the next group's prepared tweaks (they swap roles
+        /// after every group).
+        prepared: [Prepared; 2],
+        /// The tweaks of the group after the next.
+        tweaks: [__m128i; GROUP],
+    }
+
+    /// XTS over all sectors of `buf` (see [`super::Keys::run`]).
     #[target_feature(enable = "aes,pclmulqdq,avx")]
-    mod xmm_xts for xmm { G = 8, step = p::mul_alpha_bytes::<1, 15> }
+    pub(super) fn run(job: &Job<'_>, buf: &mut [u8]) {
+        match (job.keys.rounds, job.dir) {
+            (10, Dir::Encrypt) => sectors::<10, false>(job, buf),
+            (10, Dir::Decrypt) => sectors::<10, true>(job, buf),
+            (_, Dir::Encrypt) => sectors::<14, false>(job, buf),
+            (_, Dir::Decrypt) => sectors::<14, true>(job, buf),
+        }
+    }
+
+    #[target_feature(enable = "aes,pclmulqdq,avx")]
+    fn sectors<const R: usize, const DEC: bool>(job: &Job<'_>, buf: &mut [u8]) {
+        let keys = job.keys;
+        let data = if DEC { &keys.data_dec } else { &keys.data_enc };
+        // Every slot is written before it is read; a filler that is not a constant keeps
+        // the compiler from initializing through memset.
+        let fill = to_m128(data[0]);
+        let mut state = State {
+            prepared: [[fill; 2 * GROUP]; 2],
+            tweaks: [fill; GROUP],
+        };
+        let mut iv = job.first;
+        for unit in buf.chunks_exact_mut(job.sector_size) {
+            // Each sector's tweak on its own: out-of-order execution overlaps it with the
+            // previous sector's last groups.
+            let tweak = encrypt_block::<R>(&keys.tweak_enc, to_m128(iv));
+            sector::<R, DEC>(data, unit, tweak, &mut state);
+            iv = iv.wrapping_add(job.step);
+        }
+        state.prepared.zeroize();
+        state.tweaks.zeroize();
+    }
+
+    /// AES encryption of one block (a sector's tweak).
+    #[target_feature(enable = "aes,pclmulqdq,avx")]
+    #[inline]
+    fn encrypt_block<const R: usize>(keys: &[u128; MAX_KEYS], x: __m128i) -> __m128i {
+        let mut x = _mm_xor_si128(x, to_m128(keys[0]));
+        for k in &keys[1..R] {
+            x = _mm_aesenc_si128(x, to_m128(*k));
+        }
+        _mm_aesenclast_si128(x, to_m128(keys[R]))
+    }
+
+    /// `t` times alpha^S (S < 64, SR = 64 - S): both 64-bit halves shifted left by S bits,
+    /// the low half's top bits carried into the high half, and the high half's top bits
+    /// folded back in times x^7 + x^2 + x + 1 with one carry-less multiply.
+    #[target_feature(enable = "aes,pclmulqdq,avx")]
+    #[inline]
+    fn mul_alpha_bits<const S: i32, const SR: i32>(t: __m128i, poly: __m128i) -> __m128i {
+        let out = _mm_srli_epi64::<SR>(t);
+        let shifted = _mm_xor_si128(_mm_slli_epi64::<S>(t), _mm_bslli_si128::<8>(out));
+        _mm_xor_si128(shifted, _mm_clmulepi64_si128::<0x01>(out, poly))
+    }
+
+    /// `t` times alpha^8 (as the `asm!` group does it).
+    #[target_feature(enable = "aes,pclmulqdq,avx")]
+    #[inline]
+    fn mul_alpha8(t: __m128i, poly: __m128i) -> __m128i {
+        let out = _mm_bsrli_si128::<15>(t);
+        _mm_xor_si128(
+            _mm_bslli_si128::<1>(t),
+            _mm_clmulepi64_si128::<0x00>(out, poly),
+        )
+    }
+
+    /// XTS over one data unit with encrypted tweak `tweak`.
+    #[target_feature(enable = "aes,pclmulqdq,avx")]
+    #[inline]
+    fn sector<const R: usize, const DEC: bool>(
+        rk: &[u128; MAX_KEYS],
+        unit: &mut [u8],
+        tweak: __m128i,
+        state: &mut State,
+    ) {
+        let poly = _mm_set_epi64x(0, 0x87);
+        let (first_key, last_key) = (to_m128(rk[0]), to_m128(rk[R]));
+        // The first group's tweaks: tweak times alpha^i for block i.
+        let tweaks = [
+            tweak,
+            mul_alpha_bits::<1, 63>(tweak, poly),
+            mul_alpha_bits::<2, 62>(tweak, poly),
+            mul_alpha_bits::<3, 61>(tweak, poly),
+            mul_alpha_bits::<4, 60>(tweak, poly),
+            mul_alpha_bits::<5, 59>(tweak, poly),
+            mul_alpha_bits::<6, 58>(tweak, poly),
+            mul_alpha_bits::<7, 57>(tweak, poly),
+        ];
+        let [cur, next] = &mut state.prepared;
+        let (mut cur, mut next) = (cur, next);
+        for (i, t) in tweaks.into_iter().enumerate() {
+            cur[i] = _mm_xor_si128(t, first_key);
+            cur[GROUP + i] = _mm_xor_si128(t, last_key);
+            state.tweaks[i] = mul_alpha8(t, poly);
+        }
+        let (groups, tail) = unit.as_chunks_mut::<GROUP_BYTES>();
+        for g in groups {
+            group::<R, DEC>(rk, g, cur, next, &mut state.tweaks);
+            std::mem::swap(&mut cur, &mut next);
+        }
+        if !tail.is_empty() {
+            // Fewer blocks than a group (units that are not a multiple of 128 bytes): run a
+            // whole group over a copy and keep the blocks that exist.
+            let mut scratch = [0u8; GROUP_BYTES];
+            let n = tail.len();
+            if let Some(part) = scratch.get_mut(..n) {
+                part.copy_from_slice(tail);
+            }
+            group::<R, DEC>(rk, &mut scratch, cur, next, &mut state.tweaks);
+            if let Some(part) = scratch.get(..n) {
+                tail.copy_from_slice(part);
+            }
+            scratch.zeroize();
+        }
+    }
+
+    /// XTS over one group of 8 blocks whose prepared tweaks are in `cur`; prepares the
+    /// next group's into `next` and advances `tweaks` by 8 blocks.
+    #[target_feature(enable = "aes,pclmulqdq,avx")]
+    #[inline]
+    fn group<const R: usize, const DEC: bool>(
+        rk: &[u128; MAX_KEYS],
+        bytes: &mut [u8; GROUP_BYTES],
+        cur: &Prepared,
+        next: &mut Prepared,
+        tweaks: &mut [__m128i; GROUP],
+    ) {
+        let first_key = to_m128(rk[0]);
+        let last_key = to_m128(rk[R]);
+        let poly = _mm_set_epi64x(0, 0x87);
+        macro_rules! group_asm {
+            ($($rounds:tt)*) => {
+                // SAFETY: this function is compiled with AES, PCLMULQDQ and AVX (the only
+                // instruction sets the block uses), and only runs where `Cpu::detect`
+                // confirmed them (see `Keys::run`). The block touches memory only through
+                // the five pointers, each from a reference to an array at least as long as
+                // every offset it uses: `buf` 128 bytes (offsets 0-127, read and written,
+                // `&mut`), `keys` 15 round keys (offsets 16 to 16 (R - 1) <= 208, read), `cur`
+                // 16 blocks (read), `next` 16 blocks and `tw` 8 blocks (written, `&mut`,
+                // distinct from `cur`). It writes xmm0-xmm10 (declared clobbered), only
+                // reads its inputs xmm11-xmm13, uses no stack and leaves the flags alone.
+                unsafe {
+                    std::arch::asm!(
+                        xts8_asm!($($rounds)*),
+                        buf = in(reg) bytes.as_mut_ptr(),
+                        keys = in(reg) rk.as_ptr(),
+                        cur = in(reg) cur.as_ptr(),
+                        next = in(reg) next.as_mut_ptr(),
+                        tw = in(reg) tweaks.as_mut_ptr(),
+                        in("xmm11") first_key,
+                        in("xmm12") last_key,
+                        in("xmm13") poly,
+                        out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
+                        out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
+                        out("xmm8") _, out("xmm9") _, out("xmm10") _,
+                        options(nostack, preserves_flags),
+                    )
+                }
+            };
+        }
+        // Rounds 1-8 each prepare one block of the next group; the rest are plain.
+        match (R, DEC) {
+            (10, false) => group_asm!("vaesenc", "vaesenclast";
+                (16, 0) (32, 16) (48, 32) (64, 48) (80, 64) (96, 80) (112, 96) (128, 112);
+                144),
+            (10, true) => group_asm!("vaesdec", "vaesdeclast";
+                (16, 0) (32, 16) (48, 32) (64, 48) (80, 64) (96, 80) (112, 96) (128, 112);
+                144),
+            (_, false) => group_asm!("vaesenc", "vaesenclast";
+                (16, 0) (32, 16) (48, 32) (64, 48) (80, 64) (96, 80) (112, 96) (128, 112);
+                144 160 176 192 208),
+            (_, true) => group_asm!("vaesdec", "vaesdeclast";
+                (16, 0) (32, 16) (48, 32) (64, 48) (80, 64) (96, 80) (112, 96) (128, 112);
+                144 160 176 192 208),
+        }
+    }
 }

@@ -53,6 +53,8 @@ pub enum AuditKind {
     EscrowApproval,
     /// An operator certificate of the HTTP API was issued or revoked.
     Operator,
+    /// A release was approved or removed (`vouch-fleet release approve|remove`).
+    Release,
 }
 
 impl AuditKind {
@@ -75,6 +77,7 @@ impl AuditKind {
             AuditKind::Stale => "stale",
             AuditKind::EscrowApproval => "escrow_approval",
             AuditKind::Operator => "operator",
+            AuditKind::Release => "release",
         }
     }
 }

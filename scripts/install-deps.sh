@@ -10,6 +10,7 @@ PKGS=(
   mosquitto mosquitto-clients
   prometheus python3-venv chromium
   qemu-system-x86 ovmf busybox-static dmsetup mtools
+  pesign shim-signed grub-efi-amd64-signed
   "$@"
 )
 

@@ -53,6 +53,9 @@ seed_attest() {
         echo "fuzz-smoke: shared/testdata not found; running without seed corpora" >&2
     fi
     seed "$fz" policy "$root"/tpm-policies/*.toml
+    seed "$fz" release "$root"/tpm-policies/releases/*.toml
+    # Real EFI images where Debian's signed shim and GRUB are installed (install-deps.sh).
+    seed "$fz" authenticode /usr/lib/shim/shimx64.efi.signed /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed
     # A few well-formed MQTT messages, so the protocol target starts inside the JSON shapes.
     local p=$fz/corpus/protocol
     mkdir -p "$p"

@@ -238,3 +238,41 @@ fn merged_recordings_trust_each_golden_boot() {
     let tdx = read_log(TDX_HOST);
     assert!(!check(&merged, &EventLog::parse(&tdx).unwrap()).trusted);
 }
+
+/// The example release in tpm-policies/releases loads, and a policy referencing only it trusts
+/// the log it was approved from and no other.
+#[test]
+fn example_release_trusts_its_log() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tpm-policies/releases/ubuntu-2404-gcp.toml");
+    let release = Release::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(release, {
+        let mut r = release_of(UBUNTU);
+        r.description = release.description.clone();
+        for c in r
+            .boot_applications
+            .iter_mut()
+            .chain(&mut r.load_options)
+            .chain(&mut r.grub_files)
+        {
+            c.source = c
+                .source
+                .as_ref()
+                .map(|s| s.replace(UBUNTU, "the known-good log"));
+        }
+        for c in &mut r.kernel_cmdlines {
+            c.source = c
+                .source
+                .as_ref()
+                .map(|s| s.replace(UBUNTU, "the known-good log"));
+        }
+        r
+    });
+    let policy = Policy::from_toml("version = 1\nreleases = [\"ubuntu-2404-gcp\"]\n").unwrap();
+    let eff = effective(&policy, |_| Lookup::Found(&release)).unwrap();
+    for (name, trusted) in [(UBUNTU, true), (FEDORA, false), (TDX_HOST, false)] {
+        let bytes = read_log(name);
+        let v = check(&eff, &EventLog::parse(&bytes).unwrap());
+        assert_eq!(v.trusted, trusted, "{name}: {:?}", v.failures);
+    }
+}

@@ -165,4 +165,44 @@ mod tests {
             !valid_policy_name("../x") && !valid_policy_name("") && valid_policy_name("rhel9-sb")
         );
     }
+
+    /// The server's store: a policy referencing a release is stored as its effective policy; one
+    /// referencing a release that does not exist, or does not load, is unusable with the name.
+    #[test]
+    fn policies_referencing_releases_are_effective_or_unusable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (policies, releases) = (dir.path().join("policies"), dir.path().join("releases"));
+        std::fs::create_dir_all(&policies).unwrap();
+        std::fs::create_dir_all(&releases).unwrap();
+        let digest = "ab".repeat(32);
+        std::fs::write(
+            releases.join("r1.toml"),
+            format!("version = 1\n[[initrds]]\nsha256 = \"{digest}\"\n"),
+        )
+        .unwrap();
+        std::fs::write(releases.join("broken.toml"), "version = 1\nx = 1\n").unwrap();
+        for (name, refs) in [("uses", "r1"), ("missing", "r2"), ("bad", "broken")] {
+            std::fs::write(
+                policies.join(format!("{name}.toml")),
+                format!("version = 1\nreleases = [\"{refs}\"]\n"),
+            )
+            .unwrap();
+        }
+        let store = PolicyStore::load(&policies, &releases);
+        let Resolved::Policy(_, p) = store.resolve(Some("uses"), None) else {
+            panic!("{:?}", store.summary());
+        };
+        assert_eq!(p.initrd.as_ref().unwrap().sha256[0].to_string(), digest);
+        let Resolved::Unusable(_, why) = store.resolve(Some("missing"), None) else {
+            panic!("missing release accepted");
+        };
+        assert!(why.contains("\"r2\" is not an approved release"), "{why}");
+        let Resolved::Unusable(_, why) = store.resolve(Some("bad"), None) else {
+            panic!("broken release accepted");
+        };
+        assert!(
+            why.contains("broken") && why.contains("does not load"),
+            "{why}"
+        );
+    }
 }

@@ -101,6 +101,13 @@ if [ -d "$root/fleet/fuzz" ]; then
     mkdir -p "$root/fleet/fuzz/corpus/http_api"
     printf '\000\000api/v1/devices/%064d?limit=5' 0 >"$root/fleet/fuzz/corpus/http_api/seed_device"
     printf '\002\000api/v1/devices/%064d/policy\000{"policy":"p"}' 0 >"$root/fleet/fuzz/corpus/http_api/seed_policy"
+    # A small package built by dpkg-deb (gzip, so inputs stay small), for the deb target.
+    d=$(mktemp -d)
+    mkdir -p "$d/pkg/DEBIAN" "$d/pkg/boot" "$root/fleet/fuzz/corpus/deb"
+    printf 'Package: seed\nVersion: 1\nArchitecture: all\nMaintainer: s <s@example.org>\nDescription: s\n' >"$d/pkg/DEBIAN/control"
+    printf 'MZ' >"$d/pkg/boot/vmlinuz-seed"
+    dpkg-deb --root-owner-group -Zgzip --build "$d/pkg" "$root/fleet/fuzz/corpus/deb/seed.deb" >/dev/null || true
+    rm -rf "$d"
     run "$root/fleet/fuzz"
 fi
 echo "fuzz-smoke: all targets ran without a crash" >&2

@@ -215,6 +215,8 @@ fn release_cmd(e: &ReleaseCliError) -> u8 {
         | R::TooLarge { .. }
         | R::Image { .. }
         | R::Eventlog { .. }
+        | R::Deb { .. }
+        | R::DebEmpty(_)
         | R::Empty(_)
         | R::Exists(_)
         | R::NoRelease(_)

@@ -277,3 +277,69 @@ fn policy_record_merges_golden_boots_without_pcrs() {
         assert_eq!(o.status.code(), Some(code), "{l}: {}", out(&o));
     }
 }
+
+/// `--deb`: a package built by dpkg-deb (xz and gzip) holding Debian's signed shim as an EFI
+/// image and GRUB's signed image as a "kernel": both Authenticode digests equal pesign's, and
+/// the kernel's file digest is approved for GRUB's PCR 9.
+#[test]
+fn approve_reads_boot_files_from_a_debian_package() {
+    let (dir, cfg) = new_fleet();
+    let pkg = dir.path().join("pkg");
+    std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(pkg.join("usr/lib/shim")).unwrap();
+    std::fs::create_dir_all(pkg.join("boot")).unwrap();
+    std::fs::write(
+        pkg.join("DEBIAN/control"),
+        "Package: vouch-test\nVersion: 1\nArchitecture: amd64\nMaintainer: t <t@example.org>\nDescription: t\n",
+    )
+    .unwrap();
+    let shim = Path::new("/usr/lib/shim/shimx64.efi.signed");
+    let grub = Path::new("/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed");
+    std::fs::copy(shim, pkg.join("usr/lib/shim/shimx64.efi.signed")).unwrap();
+    std::fs::copy(grub, pkg.join("boot/vmlinuz-6.1.0-99-amd64")).unwrap();
+    use sha2::Digest;
+    let grub_sha = hex::encode(sha2::Sha256::digest(std::fs::read(grub).unwrap()));
+    for (n, z) in ["xz", "gzip"].iter().enumerate() {
+        let deb = dir.path().join(format!("t-{z}.deb"));
+        let o = Command::new("dpkg-deb")
+            .args(["--root-owner-group", &format!("-Z{z}"), "--build"])
+            .arg(&pkg)
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", out(&o));
+        let name = format!("deb{n}");
+        let o = fleet(
+            &cfg,
+            &[
+                "release",
+                "approve",
+                &name,
+                "--json",
+                "--deb",
+                &deb.to_string_lossy(),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let values = |kind: &str| -> Vec<String> {
+            report["components"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["kind"] == kind)
+                .map(|c| c["value"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let mut apps = values("boot_application");
+        apps.sort();
+        let mut want = vec![pesign(shim), pesign(grub)];
+        want.sort();
+        assert_eq!(apps, want, "{report}");
+        assert_eq!(values("grub_file"), vec![grub_sha.clone()], "{report}");
+    }
+    // Not a package: an input error naming the file.
+    let o = fleet(&cfg, &["release", "approve", "x", "--deb", "/etc/hostname"]);
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert!(out(&o).contains("--deb /etc/hostname"), "{}", out(&o));
+}

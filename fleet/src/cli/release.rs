@@ -84,6 +84,10 @@ struct ApproveArgs {
     /// Another file GRUB reads (grub.cfg, grubenv, a font): its SHA-256 (PCR 9). Repeatable.
     #[arg(long, value_name = "FILE")]
     grub_file: Vec<PathBuf>,
+    /// A Debian package (.deb): every kernel (boot/vmlinuz-*, as --kernel) and EFI image
+    /// (*.efi, *.efi.signed, as --efi) it holds. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    deb: Vec<PathBuf>,
     /// A known-good event log: every component it measured. Repeatable.
     #[arg(long, value_name = "FILE")]
     eventlog: Vec<PathBuf>,
@@ -135,6 +139,17 @@ pub enum ReleaseCliError {
         /// Why.
         source: AuthenticodeError,
     },
+    /// A Debian package does not read.
+    #[error("--deb {path}: unreadable package")]
+    Deb {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: vouch_fleet::deb::DebError,
+    },
+    /// A Debian package holds no boot file.
+    #[error("--deb {0}: no kernel (boot/vmlinuz-*) or EFI image (*.efi, *.efi.signed) in it")]
+    DebEmpty(PathBuf),
     /// An event log does not parse.
     #[error("--eventlog {path}: malformed event log")]
     Eventlog {
@@ -144,7 +159,7 @@ pub enum ReleaseCliError {
         source: ParseError,
     },
     /// Nothing to approve.
-    #[error("release {0}: no components given (--efi, --kernel, --initrd, --cmdline, --grub-file, --eventlog)")]
+    #[error("release {0}: no components given (--efi, --kernel, --initrd, --cmdline, --grub-file, --deb, --eventlog)")]
     Empty(String),
     /// A release of that name exists.
     #[error("release {0} exists; give --replace to replace it")]
@@ -314,6 +329,26 @@ fn build(a: &ApproveArgs) -> Result<Release, ReleaseCliError> {
                 &load_options_sha256(text, form),
                 Some(format!("--cmdline, {what}")),
             );
+        }
+    }
+    for path in &a.deb {
+        let bytes = read("deb", path)?;
+        let files =
+            vouch_fleet::deb::boot_files(&bytes).map_err(|source| ReleaseCliError::Deb {
+                path: path.clone(),
+                source,
+            })?;
+        if files.is_empty() {
+            return Err(ReleaseCliError::DebEmpty(path.clone()));
+        }
+        for f in files {
+            let source = Some(format!("{} in {}", f.path, file_name(path)));
+            let in_pkg = path.join(&f.path);
+            let d = authenticode("deb", &in_pkg, &f.data)?;
+            r.add_boot_application(&d, source.clone());
+            if f.kind == vouch_fleet::deb::BootFileKind::Kernel {
+                r.add_grub_file(&Sha256::digest(&f.data), source);
+            }
         }
     }
     for path in &a.eventlog {

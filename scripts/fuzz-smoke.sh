@@ -53,6 +53,9 @@ seed_attest() {
         echo "fuzz-smoke: shared/testdata not found; running without seed corpora" >&2
     fi
     seed "$fz" policy "$root"/tpm-policies/*.toml
+    seed "$fz" release "$root"/tpm-policies/releases/*.toml
+    # Real EFI images where Debian's signed shim and GRUB are installed (install-deps.sh).
+    seed "$fz" authenticode /usr/lib/shim/shimx64.efi.signed /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed
     # A few well-formed MQTT messages, so the protocol target starts inside the JSON shapes.
     local p=$fz/corpus/protocol
     mkdir -p "$p"
@@ -102,6 +105,13 @@ if [ -d "$root/fleet/fuzz" ]; then
     mkdir -p "$root/fleet/fuzz/corpus/http_api"
     printf '\000\000api/v1/devices/%064d?limit=5' 0 >"$root/fleet/fuzz/corpus/http_api/seed_device"
     printf '\002\000api/v1/devices/%064d/policy\000{"policy":"p"}' 0 >"$root/fleet/fuzz/corpus/http_api/seed_policy"
+    # A small package built by dpkg-deb (gzip, so inputs stay small), for the deb target.
+    d=$(mktemp -d)
+    mkdir -p "$d/pkg/DEBIAN" "$d/pkg/boot" "$root/fleet/fuzz/corpus/deb"
+    printf 'Package: seed\nVersion: 1\nArchitecture: all\nMaintainer: s <s@example.org>\nDescription: s\n' >"$d/pkg/DEBIAN/control"
+    printf 'MZ' >"$d/pkg/boot/vmlinuz-seed"
+    dpkg-deb --root-owner-group -Zgzip --build "$d/pkg" "$root/fleet/fuzz/corpus/deb/seed.deb" >/dev/null || true
+    rm -rf "$d"
     run "$root/fleet/fuzz"
 fi
 echo "fuzz-smoke: all targets ran without a crash" >&2

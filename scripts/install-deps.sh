@@ -11,6 +11,7 @@ PKGS=(
   postgresql
   prometheus python3-venv chromium
   qemu-system-x86 ovmf busybox-static dmsetup mtools
+  pesign shim-signed grub-efi-amd64-signed
   "$@"
 )
 

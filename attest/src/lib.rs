@@ -27,6 +27,7 @@ pub mod policy;
 pub mod policy_digest;
 pub mod protocol;
 pub mod quote;
+pub mod release;
 pub mod tpm;
 
 pub use alg::HashAlg;

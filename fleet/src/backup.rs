@@ -103,6 +103,7 @@ const PATH_KEYS: &[(&str, &str, bool)] = &[
     ("state_dir", "state", true),
     ("trust_roots_dir", "trust-roots", true),
     ("policies_dir", "policies", true),
+    ("releases_dir", "releases", true),
 ];
 
 fn config_path(cfg: &FleetConfig, key: &str) -> PathBuf {
@@ -114,6 +115,7 @@ fn config_path(cfg: &FleetConfig, key: &str) -> PathBuf {
         "crl" => cfg.crl.clone(),
         "state_dir" => cfg.state_dir.clone(),
         "trust_roots_dir" => cfg.trust_roots_dir.clone(),
+        "releases_dir" => cfg.releases_dir.clone(),
         _ => cfg.policies_dir.clone(),
     }
 }
@@ -127,6 +129,10 @@ fn file_path_mut<'a>(file: &'a mut ConfigFile, key: &str) -> &'a mut PathBuf {
         "crl" => &mut file.pki.crl,
         "state_dir" => &mut file.storage.state_dir,
         "trust_roots_dir" => &mut file.storage.trust_roots_dir,
+        "releases_dir" => {
+            let default = crate::config::default_releases_dir(&file.storage.policies_dir);
+            file.storage.releases_dir.get_or_insert(default)
+        }
         _ => &mut file.storage.policies_dir,
     }
 }

@@ -216,6 +216,9 @@ pub struct StorageSection {
     pub trust_roots_dir: PathBuf,
     /// Verification policies.
     pub policies_dir: PathBuf,
+    /// Approved releases policies reference (default: `releases` beside `policies_dir`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub releases_dir: Option<PathBuf>,
     /// The registry's database engine (default `sqlite`: `registry.db` in `state_dir`).
     #[serde(default)]
     pub backend: StorageBackend,
@@ -225,6 +228,12 @@ pub struct StorageSection {
     /// `backend = "postgres"`: the most connections one process opens (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_size: Option<u32>,
+}
+
+/// The releases directory when `storage.releases_dir` is unset: `releases` beside the
+/// policies directory.
+pub fn default_releases_dir(policies_dir: &Path) -> PathBuf {
+    policies_dir.with_file_name("releases")
 }
 
 /// `[storage] backend`: the registry's database engine.
@@ -394,6 +403,7 @@ impl ConfigFile {
                 state_dir: "state".into(),
                 trust_roots_dir: "trust-roots".into(),
                 policies_dir: "policies".into(),
+                releases_dir: Some("releases".into()),
                 backend: StorageBackend::Sqlite,
                 url: None,
                 pool_size: None,
@@ -444,6 +454,8 @@ pub struct FleetConfig {
     pub trust_roots_dir: PathBuf,
     /// Policies directory.
     pub policies_dir: PathBuf,
+    /// Approved releases directory.
+    pub releases_dir: PathBuf,
     /// Challenge interval.
     pub challenge_interval: Duration,
     /// Maximum random extra delay per challenge.
@@ -542,6 +554,17 @@ impl FleetConfig {
             if value.as_os_str().is_empty() {
                 return Err(ConfigError::Empty { path: p(), key });
             }
+        }
+        if file
+            .storage
+            .releases_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(ConfigError::Empty {
+                path: p(),
+                key: "storage.releases_dir",
+            });
         }
         if file
             .broker
@@ -698,6 +721,12 @@ impl FleetConfig {
             storage,
             trust_roots_dir: abs(&file.storage.trust_roots_dir),
             policies_dir: abs(&file.storage.policies_dir),
+            releases_dir: abs(file
+                .storage
+                .releases_dir
+                .clone()
+                .unwrap_or_else(|| default_releases_dir(&file.storage.policies_dir))
+                .as_path()),
             challenge_interval: Duration::from_secs(c.interval_secs),
             challenge_jitter: Duration::from_secs(c.jitter_secs),
             nonce_lifetime: Duration::from_secs(c.nonce_lifetime_secs),

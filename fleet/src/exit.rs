@@ -22,6 +22,7 @@ use crate::cli::ima::ImaCliError;
 use crate::cli::policy::PolicyCliError;
 use crate::cli::policy_sign::PolicySignError;
 use crate::cli::quote::QuoteError;
+use crate::cli::release::ReleaseCliError;
 use crate::cli::revoke::RevokeCmdError;
 use crate::cli::serve::ServeCmdError;
 use crate::cli::{CliError, Outcome};
@@ -65,6 +66,7 @@ pub fn code(e: &CliError) -> u8 {
         CliError::Attest(e) => attest(e),
         CliError::Revoke(e) => revoke(e),
         CliError::Policy(e) => policy(e),
+        CliError::Release(e) => release_cmd(e),
         CliError::PolicySign(e) => policy_sign(e),
         CliError::Escrow(e) => escrow(e),
         CliError::Backup(e) => backup(e),
@@ -195,8 +197,37 @@ fn revoke(e: &RevokeCmdError) -> u8 {
 fn policy(e: &PolicyCliError) -> u8 {
     use PolicyCliError as P;
     match e {
-        P::Read { .. } | P::Policy { .. } | P::Eventlog { .. } => INPUT,
+        P::Read { .. }
+        | P::Policy { .. }
+        | P::Releases { .. }
+        | P::Merge { .. }
+        | P::Eventlog { .. } => INPUT,
         P::Encode(_) | P::Write { .. } | P::Json(_) => INTERNAL,
+    }
+}
+
+fn release_cmd(e: &ReleaseCliError) -> u8 {
+    use ReleaseCliError as R;
+    match e {
+        R::Setup(s) => setup(s),
+        R::Name(_)
+        | R::Read { .. }
+        | R::TooLarge { .. }
+        | R::Image { .. }
+        | R::Eventlog { .. }
+        | R::Deb { .. }
+        | R::DebEmpty(_)
+        | R::Empty(_)
+        | R::Exists(_)
+        | R::NoRelease(_)
+        | R::Unusable { .. }
+        | R::Referenced { .. } => INPUT,
+        R::Encode(_)
+        | R::Write { .. }
+        | R::CreateDir { .. }
+        | R::Remove { .. }
+        | R::Audit(_)
+        | R::Json(_) => INTERNAL,
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod backup;
 pub mod config;
+pub mod deb;
 pub mod http;
 pub mod pki;
 pub mod registry;

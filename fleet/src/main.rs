@@ -48,6 +48,8 @@ enum Command {
     Audit(cli::devices::AuditArgs),
     /// Policies: check an event log against a policy, or record one from a known-good log.
     Policy(cli::policy::PolicyArgs),
+    /// Approved releases: sets of allowed boot components policies reference.
+    Release(cli::release::ReleaseArgs),
     /// PCR policy signing for sealed secrets: the fleet key and signed policies for devices.
     #[command(name = "seal-policy")]
     SealPolicy(cli::policy_sign::SealPolicyArgs),
@@ -81,6 +83,7 @@ impl Command {
             Command::Delete(_) => "delete",
             Command::Audit(_) => "audit",
             Command::Policy(a) => a.name(),
+            Command::Release(a) => a.name(),
             Command::SealPolicy(a) => a.name(),
             Command::Escrow(a) => a.name(),
             Command::Backup(a) => a.name(),
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Delete(args) => cli::revoke::run(args, true),
         Command::Audit(args) => cli::devices::run_audit(args),
         Command::Policy(args) => cli::policy::run(args),
+        Command::Release(args) => cli::release::run(args),
         Command::SealPolicy(args) => cli::policy_sign::run(args),
         Command::Escrow(args) => cli::escrow::run(args),
         Command::Backup(args) => cli::backup::run(args),

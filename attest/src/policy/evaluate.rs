@@ -3,6 +3,7 @@
 
 use super::facts::{Facts, KeyDb, Needs, Topic, PCR_BOOT_APPS, PCR_SECURE_BOOT};
 use super::format::{BootAppPolicy, CmdlinePolicy, FirmwarePolicy, Policy, SecureBootPolicy};
+use super::grub;
 use super::pcrs::PcrPolicy;
 use super::siglist;
 use super::stub;
@@ -43,6 +44,9 @@ pub fn evaluate(policy: &Policy, evidence: &Evidence<'_>) -> Verdict {
     if let Some(i) = &policy.initrd {
         stub::initrd(i, &facts, &mut f.0);
     }
+    if let Some(g) = &policy.grub_files {
+        grub::check(g, &facts, &mut f.0);
+    }
     if let Some(fw) = &policy.firmware {
         firmware(fw, evidence, &facts, &mut f);
     }
@@ -62,6 +66,7 @@ fn needs(policy: &Policy) -> Needs {
         secure_boot: policy.secure_boot.is_some(),
         boot_apps: policy.boot_applications.is_some(),
         cmdlines: policy.kernel_cmdline.is_some(),
+        grub_files: policy.grub_files.is_some(),
         stub: policy.kernel_cmdline.is_some() || policy.initrd.is_some(),
         s_crtm: policy
             .firmware

@@ -16,6 +16,9 @@ use crate::eventlog::{
 pub const PCR_SECURE_BOOT: u32 = 7;
 /// PCR of boot applications.
 pub const PCR_BOOT_APPS: u32 = 4;
+/// PCR GRUB measures the files it reads into (and the Linux EFI stub its command line and
+/// initrd).
+pub const PCR_GRUB_FILES: u32 = 9;
 
 /// A fact and where it was measured.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +99,9 @@ pub struct Facts<'a, 'l> {
     pub boot_apps: Vec<&'l Event<'a>>,
     /// Kernel command lines.
     pub cmdlines: Vec<Measured<String>>,
+    /// Files GRUB read (PCR 9 EV_IPL): known by their digests, which the quote covers; the
+    /// file name in the event data is not covered.
+    pub grub_files: Vec<&'l Event<'a>>,
     /// S-CRTM versions (text, a GUID in registry form, or the data in hex).
     pub s_crtm: Vec<Measured<String>>,
     /// Objects the Linux EFI stub measured (EV_EVENT_TAG: command line, initrd), known only by
@@ -139,6 +145,8 @@ pub struct Needs {
     pub boot_apps: bool,
     /// [`Facts::cmdlines`] (EV_IPL).
     pub cmdlines: bool,
+    /// [`Facts::grub_files`] (PCR 9 EV_IPL).
+    pub grub_files: bool,
     /// [`Facts::stub`] (EV_EVENT_TAG).
     pub stub: bool,
     /// [`Facts::s_crtm`].
@@ -151,6 +159,7 @@ impl Needs {
         secure_boot: true,
         boot_apps: true,
         cmdlines: true,
+        grub_files: true,
         stub: true,
         s_crtm: true,
     };
@@ -170,6 +179,7 @@ impl<'a, 'l> Facts<'a, 'l> {
             key_dbs: Vec::new(),
             boot_apps: Vec::new(),
             cmdlines: Vec::new(),
+            grub_files: Vec::new(),
             s_crtm: Vec::new(),
             stub: Vec::new(),
             unusable: Vec::new(),
@@ -186,7 +196,14 @@ impl<'a, 'l> Facts<'a, 'l> {
                 {
                     f.secure_boot_variable(ev);
                 }
-                EventType::EV_IPL if needs.cmdlines => f.ipl(ev),
+                EventType::EV_IPL => {
+                    if needs.grub_files && ev.pcr == PCR_GRUB_FILES {
+                        f.grub_files.push(ev);
+                    }
+                    if needs.cmdlines {
+                        f.ipl(ev);
+                    }
+                }
                 EventType::EV_EVENT_TAG if needs.stub => {
                     if let Ok(EventData::Tagged { tag: Some(tag), .. }) = ev.decode() {
                         f.stub.push((tag, ev));

@@ -37,6 +37,14 @@ pub enum PolicyError {
         /// The version written.
         found: u32,
     },
+    /// An entry of `releases` is not a release name.
+    #[error("releases[{index}]: {name:?} is not a release name (1 to 64 of A-Z a-z 0-9 . _ -, not starting with .)")]
+    ReleaseName {
+        /// Position in the list.
+        index: usize,
+        /// The entry.
+        name: String,
+    },
     /// A digest in a list has the wrong length.
     #[error("{field}[{index}]: {found}-byte digest, expected {expected} bytes")]
     DigestLength {
@@ -69,6 +77,10 @@ pub struct Policy {
     /// Free text for operators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Approved releases whose components this policy also allows (see
+    /// [`crate::release::effective`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<String>,
     /// Whether the fleet revokes a device's certificate when its evidence is untrusted.
     #[serde(default)]
     pub revoke_on_untrusted: bool,
@@ -84,6 +96,10 @@ pub struct Policy {
     /// Allowed initrds (measured by the Linux EFI stub).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initrd: Option<InitrdPolicy>,
+    /// Allowed digests of the files GRUB reads and measures into PCR 9 (kernel, initrd,
+    /// grub.cfg, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grub_files: Option<GrubFilePolicy>,
     /// TPM and platform firmware versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firmware: Option<FirmwarePolicy>,
@@ -158,6 +174,16 @@ pub struct InitrdPolicy {
     pub sha256: Vec<HexBytes>,
 }
 
+/// `[grub_files]`: every file GRUB measured into PCR 9 (EV_IPL, the event data naming the file)
+/// must have one of these SHA-256 digests. The file name in the log is not covered by the quote
+/// (the digest is of the file's contents), so every such event is checked, whatever it names.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrubFilePolicy {
+    /// Allowed SHA-256 digests of file contents.
+    pub sha256: Vec<HexBytes>,
+}
+
 /// `[firmware]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,6 +195,17 @@ pub struct FirmwarePolicy {
     /// strings have no common ordering).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s_crtm_versions: Option<Vec<String>>,
+}
+
+/// True for a policy or release name: 1 to 64 ASCII letters, digits, `.`, `_`, `-`, not
+/// starting with `.` (so it is a plain file name).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn check_lengths(
@@ -195,11 +232,13 @@ impl Policy {
         Policy {
             version: FORMAT_VERSION,
             description: None,
+            releases: Vec::new(),
             revoke_on_untrusted: false,
             secure_boot: None,
             boot_applications: None,
             kernel_cmdline: None,
             initrd: None,
+            grub_files: None,
             firmware: None,
             pcrs: PcrPolicy::default(),
         }
@@ -224,6 +263,17 @@ impl Policy {
             return Err(PolicyError::Version {
                 found: self.version,
             });
+        }
+        for (index, name) in self.releases.iter().enumerate() {
+            if !valid_name(name) {
+                return Err(PolicyError::ReleaseName {
+                    index,
+                    name: name.clone(),
+                });
+            }
+        }
+        if let Some(g) = &self.grub_files {
+            check_lengths("grub_files.sha256", Some(&g.sha256), 32)?;
         }
         if let Some(sb) = &self.secure_boot {
             check_lengths("secure_boot.pk", sb.pk.as_ref(), 32)?;

@@ -14,6 +14,8 @@
 mod evaluate;
 mod facts;
 mod format;
+mod grub;
+mod merge;
 mod pcrs;
 mod record;
 mod siglist;
@@ -24,9 +26,10 @@ mod verdict;
 pub use evaluate::evaluate;
 pub use facts::preferred_bank;
 pub use format::{
-    BootAppPolicy, CmdlinePolicy, FirmwarePolicy, InitrdPolicy, Policy, PolicyError,
-    SecureBootPolicy, FORMAT_VERSION, MAX_POLICY_BYTES,
+    valid_name, BootAppPolicy, CmdlinePolicy, FirmwarePolicy, GrubFilePolicy, InitrdPolicy, Policy,
+    PolicyError, SecureBootPolicy, FORMAT_VERSION, MAX_POLICY_BYTES,
 };
+pub use merge::{union, MergeError};
 pub use pcrs::{PcrPolicy, PcrPolicyError, MAX_PCR};
 pub use siglist::{entries as signature_entries, SigListError};
 pub use values::{FirmwareVersion, HexBytes};

@@ -4,7 +4,8 @@
 //! Recorded: Secure Boot required when it was on; the PK/KEK/db/dbx digests measured; the boot
 //! applications' digests in the log's preferred bank (sha256, else the first computable); the
 //! kernel command lines (exact, required when present) and the SHA-256 digests of the command
-//! lines and initrds the Linux EFI stub measured (PCR 9 EV_EVENT_TAG); the S-CRTM version strings; and every
+//! lines and initrds the Linux EFI stub measured (PCR 9 EV_EVENT_TAG); the SHA-256 digests of
+//! the files GRUB read (PCR 9 EV_IPL); the S-CRTM version strings; and every
 //! replayed PCR of every computable bank. Facts are read only from events whose data hashes to
 //! their digest in the preferred bank. Not recorded (not in a log): `min_tpm_version`,
 //! `dbx_contains`.
@@ -14,6 +15,7 @@ use super::format::InitrdPolicy;
 use super::format::{
     BootAppPolicy, CmdlinePolicy, FirmwarePolicy, Policy, SecureBootPolicy, FORMAT_VERSION,
 };
+use super::grub;
 use super::pcrs::PcrPolicy;
 use super::stub;
 use super::values::HexBytes;
@@ -91,6 +93,7 @@ impl Policy {
             });
         policy.initrd =
             stub::record(&facts, EventTag::Initrd).map(|sha256| InitrdPolicy { sha256 });
+        policy.grub_files = grub::record(&facts);
         policy.firmware = (!versions.is_empty()).then_some(FirmwarePolicy {
             min_tpm_version: None,
             s_crtm_versions: Some(versions),

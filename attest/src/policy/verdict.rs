@@ -51,6 +51,8 @@ pub enum Rule {
     KernelCmdline,
     /// `initrd`.
     Initrd,
+    /// `grub_files`.
+    GrubFile,
     /// `pcrs`.
     PcrValue,
     /// `firmware.min_tpm_version`.
@@ -75,6 +77,7 @@ impl Rule {
             Rule::BootApplication => "boot_application",
             Rule::KernelCmdline => "kernel_cmdline",
             Rule::Initrd => "initrd",
+            Rule::GrubFile => "grub_file",
             Rule::PcrValue => "pcr_value",
             Rule::TpmFirmwareVersion => "tpm_firmware_version",
             Rule::ScrtmVersion => "s_crtm_version",
@@ -146,6 +149,7 @@ mod tests {
             Rule::BootApplication,
             Rule::KernelCmdline,
             Rule::Initrd,
+            Rule::GrubFile,
             Rule::PcrValue,
             Rule::TpmFirmwareVersion,
             Rule::ScrtmVersion,

@@ -76,7 +76,8 @@ fn run_set_policy(args: SetPolicyArgs) -> Result<Outcome, CliError> {
         return Err(DevicesError::PolicyName(args.policy).into());
     }
     let path = vouch_fleet::serve::policies::path_of(&cfg.policies_dir, &args.policy);
-    vouch_fleet::serve::policies::load_file(&path).map_err(DevicesError::Policy)?;
+    let releases = vouch_fleet::serve::releases::ReleaseStore::load(&cfg.releases_dir);
+    vouch_fleet::serve::policies::load_file(&path, &releases).map_err(DevicesError::Policy)?;
     reg.set_policy(&args.id, &args.policy)
         .map_err(DevicesError::from)?;
     println!("device {} now uses policy {}", args.id, args.policy);

@@ -16,6 +16,7 @@ pub mod operator;
 pub mod policy;
 pub mod policy_sign;
 pub mod quote;
+pub mod release;
 pub mod revoke;
 pub mod serve;
 
@@ -73,6 +74,9 @@ pub enum CliError {
     /// `policy check|record`.
     #[error(transparent)]
     Policy(#[from] policy::PolicyCliError),
+    /// `release approve|list|show|remove`.
+    #[error(transparent)]
+    Release(release::ReleaseCliError),
     /// `seal-policy keygen|sign`, `policy sign`.
     #[error(transparent)]
     PolicySign(#[from] policy_sign::PolicySignError),

@@ -1,6 +1,7 @@
 //! `vouch-fleet policy`: check an event log against a policy (`check`), or record a policy from
-//! a known-good device's log (`record`). Loading, evaluating and recording are done by
-//! `vouch_attest::policy`; this module reads files and prints.
+//! known-good devices' logs (`record`, several logs merged). Loading, evaluating, recording and
+//! merging are done by `vouch_attest::policy`, the releases a policy references are applied by
+//! `vouch_attest::release::effective`; this module reads files and prints.
 
 use super::{CliError, Outcome};
 use clap::{Args, Subcommand};
@@ -27,15 +28,22 @@ enum PolicyCommand {
         /// The binary event log (binary_bios_measurements).
         #[arg(long, value_name = "FILE")]
         eventlog: PathBuf,
+        #[command(flatten)]
+        releases: ReleasesDirArg,
         /// Print a JSON verdict instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// Record a policy from a known-good device's event log.
+    /// Record a policy from known-good devices' event logs.
     Record {
-        /// The binary event log (binary_bios_measurements).
-        #[arg(long, value_name = "FILE")]
-        eventlog: PathBuf,
+        /// The binary event log (binary_bios_measurements) of a known-good boot. Repeatable
+        /// (`--merge` is the same): the components of every log are unioned, and no PCR value
+        /// is pinned (a PCR has one value per boot).
+        #[arg(long, visible_alias = "merge", value_name = "FILE", required = true)]
+        eventlog: Vec<PathBuf>,
+        /// Record components only, no PCR values (implied by more than one log).
+        #[arg(long)]
+        no_pcrs: bool,
         /// Where to write the policy (default: standard output).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -58,6 +66,15 @@ enum PolicyCommand {
     /// Approve PCR values for sealed secrets: a signed policy devices use with PolicyAuthorize
     /// (the same as `seal-policy sign`).
     Sign(super::policy_sign::SignArgs),
+}
+
+/// `--releases-dir`: where the releases a policy references are read from.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ReleasesDirArg {
+    /// Directory of the approved releases the policy references (`releases = [...]`).
+    /// Default: `releases` beside the policy file's directory (the fleet layout).
+    #[arg(long, value_name = "DIR")]
+    pub releases_dir: Option<PathBuf>,
 }
 
 /// PCR indices from `--pcrs`.
@@ -110,6 +127,22 @@ pub enum PolicyCliError {
         /// What was wrong.
         source: PolicyError,
     },
+    /// The policy references a release that is missing or broken.
+    #[error("--policy {path}: unusable policy")]
+    Releases {
+        /// The file.
+        path: PathBuf,
+        /// Which release and why.
+        source: vouch_attest::release::EffectiveError,
+    },
+    /// The recorded logs cannot be merged.
+    #[error("--eventlog {path}: cannot merge its components with the other logs'")]
+    Merge {
+        /// The log.
+        path: PathBuf,
+        /// Why.
+        source: vouch_attest::policy::MergeError,
+    },
     /// The event log does not parse.
     #[error("--eventlog {path}: malformed event log")]
     Eventlog {
@@ -151,10 +184,12 @@ pub fn run(args: PolicyArgs) -> Result<Outcome, CliError> {
         PolicyCommand::Check {
             policy,
             eventlog,
+            releases,
             json,
-        } => check(&policy, &eventlog, json)?,
+        } => check(&policy, &eventlog, &releases, json)?,
         PolicyCommand::Record {
             eventlog,
+            no_pcrs,
             out,
             description,
             revoke_on_untrusted,
@@ -162,6 +197,7 @@ pub fn run(args: PolicyArgs) -> Result<Outcome, CliError> {
             pcrs,
         } => record(
             &eventlog,
+            no_pcrs,
             out.as_deref(),
             description,
             revoke_on_untrusted,
@@ -181,13 +217,35 @@ fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, PolicyCliError> {
     })
 }
 
-/// Reads and validates a policy file (also used by `quote verify --policy`).
-pub fn load_policy(path: &Path) -> Result<Policy, PolicyCliError> {
+/// Reads and validates a policy file and applies the releases it references (also used by
+/// `quote verify --policy`): the effective policy, as the fleet server evaluates it.
+pub fn load_policy(path: &Path, releases: &ReleasesDirArg) -> Result<Policy, PolicyCliError> {
     let bytes = read("policy", path)?;
     let text = String::from_utf8_lossy(&bytes);
-    Policy::from_toml(&text).map_err(|source| PolicyCliError::Policy {
+    let policy = Policy::from_toml(&text).map_err(|source| PolicyCliError::Policy {
         path: path.to_path_buf(),
         source,
+    })?;
+    if policy.releases.is_empty() {
+        return Ok(policy);
+    }
+    let dir = releases.releases_dir.clone().unwrap_or_else(|| {
+        let parent = path.parent().unwrap_or(Path::new("."));
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        vouch_fleet::config::default_releases_dir(
+            &std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf()),
+        )
+    });
+    let store = vouch_fleet::serve::releases::ReleaseStore::load(&dir);
+    vouch_attest::release::effective(&policy, |name| store.lookup(name)).map_err(|source| {
+        PolicyCliError::Releases {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
@@ -206,8 +264,13 @@ struct CheckReport<'a> {
     verdict: &'a Verdict,
 }
 
-fn check(policy_path: &Path, log_path: &Path, json: bool) -> Result<Outcome, PolicyCliError> {
-    let policy = load_policy(policy_path)?;
+fn check(
+    policy_path: &Path,
+    log_path: &Path,
+    releases: &ReleasesDirArg,
+    json: bool,
+) -> Result<Outcome, PolicyCliError> {
+    let policy = load_policy(policy_path, releases)?;
     let bytes = read("eventlog", log_path)?;
     let log = parse_log(log_path, &bytes)?;
     let replay = log.replay();
@@ -256,39 +319,61 @@ fn print_verdict(verdict: &Verdict) {
 }
 
 fn record(
-    log_path: &Path,
+    log_paths: &[PathBuf],
+    no_pcrs: bool,
     out: Option<&Path>,
     description: Option<String>,
     revoke_on_untrusted: bool,
     banks: &[vouch_attest::HashAlg],
     pcrs: Option<&[u32]>,
 ) -> Result<Outcome, PolicyCliError> {
-    let bytes = read("eventlog", log_path)?;
-    let log = parse_log(log_path, &bytes)?;
-    let replay = if banks.is_empty() {
-        log.replay()
-    } else {
-        log.replay_banks(banks)
-    };
-    let replay = match pcrs {
-        None => replay,
-        Some(keep) => {
-            let mut only = vouch_attest::PcrBanks::new();
-            for (alg, bank) in replay.banks() {
-                for (pcr, v) in bank.iter().filter(|(p, _)| keep.contains(p)) {
-                    only.insert(alg, *pcr, v.clone());
+    let pin_pcrs = !no_pcrs && log_paths.len() == 1;
+    let mut policy = Policy::empty();
+    for log_path in log_paths {
+        let bytes = read("eventlog", log_path)?;
+        let log = parse_log(log_path, &bytes)?;
+        let replay = if !pin_pcrs {
+            vouch_attest::PcrBanks::new()
+        } else if banks.is_empty() {
+            log.replay()
+        } else {
+            log.replay_banks(banks)
+        };
+        let replay = match pcrs {
+            None => replay,
+            Some(keep) => {
+                let mut only = vouch_attest::PcrBanks::new();
+                for (alg, bank) in replay.banks() {
+                    for (pcr, v) in bank.iter().filter(|(p, _)| keep.contains(p)) {
+                        only.insert(alg, *pcr, v.clone());
+                    }
                 }
+                only
             }
-            only
+        };
+        let recorded = Policy::record(&log, &replay);
+        if pin_pcrs {
+            policy = recorded;
+        } else {
+            vouch_attest::policy::union(&mut policy, &recorded).map_err(|source| {
+                PolicyCliError::Merge {
+                    path: log_path.clone(),
+                    source,
+                }
+            })?;
         }
-    };
-    let mut policy = Policy::record(&log, &replay);
+    }
     policy.description = Some(description.unwrap_or_else(|| {
-        let name = log_path.file_name().map_or_else(
-            || log_path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        format!("recorded from {name}")
+        let names: Vec<String> = log_paths
+            .iter()
+            .map(|p| {
+                p.file_name().map_or_else(
+                    || p.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        format!("recorded from {}", names.join(", "))
     }));
     policy.revoke_on_untrusted = revoke_on_untrusted;
     let text = policy.to_toml().map_err(PolicyCliError::Encode)?;

@@ -58,6 +58,8 @@ struct VerifyArgs {
     /// Policy (TOML) to evaluate the log and quote against; needs --eventlog.
     #[arg(long, value_name = "FILE", requires = "eventlog")]
     policy: Option<PathBuf>,
+    #[command(flatten)]
+    releases: super::policy::ReleasesDirArg,
     /// An earlier attestation from the same AK, to check clock and boot counters.
     #[arg(long, value_name = "FILE")]
     previous: Option<PathBuf>,
@@ -219,7 +221,7 @@ fn verify(args: &VerifyArgs) -> Result<Verified, QuoteError> {
         _ => None,
     };
     let policy = match &args.policy {
-        Some(path) => Some(load_policy(path).map_err(QuoteError::Policy)?),
+        Some(path) => Some(load_policy(path, &args.releases).map_err(QuoteError::Policy)?),
         None => None,
     };
     let ak_bytes = read("ak", &args.ak)?;

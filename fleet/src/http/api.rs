@@ -387,9 +387,11 @@ pub async fn set_policy(
         ));
     }
     let dir = st.srv.cfg.policies_dir.clone();
+    let releases_dir = st.srv.cfg.releases_dir.clone();
     with_registry(&st, move |reg| {
         let path = crate::serve::policies::path_of(&dir, &body.policy);
-        crate::serve::policies::load_file(&path)
+        let releases = crate::serve::releases::ReleaseStore::load(&releases_dir);
+        crate::serve::policies::load_file(&path, &releases)
             .map_err(|why| ApiError::conflict("policy_unusable", why))?;
         reg.set_policy(&id, &body.policy).map_err(reg_err)?;
         Ok(Json(json!({ "device_id": id, "policy": body.policy })))

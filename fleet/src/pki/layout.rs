@@ -89,4 +89,6 @@ file_paths! {
     trust_roots_dir => "trust-roots";
     /// Policies.
     policies_dir => "policies";
+    /// Approved releases.
+    releases_dir => "releases";
 }

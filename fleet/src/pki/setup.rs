@@ -147,6 +147,7 @@ pub fn init_fleet(opts: &InitOptions) -> Result<InitOutcome, InitError> {
         paths.state_dir(),
         paths.trust_roots_dir(),
         paths.policies_dir(),
+        paths.releases_dir(),
     ] {
         files::create_private_dir(&sub)?;
     }

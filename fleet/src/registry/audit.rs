@@ -54,6 +54,8 @@ pub enum AuditKind {
     EscrowApproval,
     /// An operator certificate of the HTTP API was issued or revoked.
     Operator,
+    /// A release was approved or removed (`vouch-fleet release approve|remove`).
+    Release,
 }
 
 impl AuditKind {
@@ -76,6 +78,7 @@ impl AuditKind {
             AuditKind::Stale => "stale",
             AuditKind::EscrowApproval => "escrow_approval",
             AuditKind::Operator => "operator",
+            AuditKind::Release => "release",
         }
     }
 }

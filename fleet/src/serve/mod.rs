@@ -29,6 +29,7 @@ pub mod mqtt;
 pub mod ondemand;
 pub mod policies;
 pub mod release;
+pub mod releases;
 pub mod revoke;
 pub mod schedule;
 pub mod trust;
@@ -212,9 +213,9 @@ impl Server {
         self
     }
 
-    /// (Re)loads the policies directory; logs what loaded and what did not.
+    /// (Re)loads the policies directory (with the releases they reference); logs what loaded and what did not.
     pub fn reload_policies(&self) {
-        let store = policies::PolicyStore::load(&self.cfg.policies_dir);
+        let store = policies::PolicyStore::load(&self.cfg.policies_dir, &self.cfg.releases_dir);
         {
             let (ok, bad) = store.summary();
             self.log(&format!("policies loaded: [{}]", ok.join(", ")));

@@ -2,13 +2,17 @@
 //! configured policies directory (format: `tpm-policies/README.md`), loaded at start and again on
 //! SIGHUP. A device uses the policy assigned to it (`vouch-fleet device set-policy`) or the
 //! configured default. A policy that is assigned but missing or invalid makes the verdict
-//! untrusted with a named reason: appraisal fails closed.
+//! untrusted with a named reason: appraisal fails closed. A policy that references releases
+//! (`releases = [...]`) is stored as its effective policy, with the releases read from the
+//! releases directory ([`super::releases`]); a missing or broken release makes it unusable.
 
+use super::releases::ReleaseStore;
 use crate::config::valid_policy_name;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use vouch_attest::errors::chain;
 use vouch_attest::policy::Policy;
+use vouch_attest::release::effective;
 
 /// Largest policy file read.
 const POLICY_LIMIT: u64 = 1 << 20;
@@ -38,8 +42,15 @@ pub fn path_of(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.toml"))
 }
 
-/// Reads and parses one policy file (bounded size).
-pub fn load_file(path: &Path) -> Result<Policy, String> {
+/// Reads and parses one policy file (bounded size) and makes it effective with `releases`.
+pub fn load_file(path: &Path, releases: &ReleaseStore) -> Result<Policy, String> {
+    let policy = read_file(path)?;
+    effective(&policy, |name| releases.lookup(name))
+        .map_err(|e| format!("{}: {}", path.display(), chain(&e)))
+}
+
+/// Reads and parses one policy file (bounded size), as written (releases not applied).
+pub fn read_file(path: &Path) -> Result<Policy, String> {
     use std::io::Read;
     let mut text = String::new();
     std::fs::File::open(path)
@@ -55,9 +66,11 @@ pub fn load_file(path: &Path) -> Result<Policy, String> {
 }
 
 impl PolicyStore {
-    /// Loads every `*.toml` in `dir` (a missing directory is an empty store).
-    pub fn load(dir: &Path) -> PolicyStore {
+    /// Loads every `*.toml` in `dir`, each made effective with the releases in `releases_dir`
+    /// (a missing directory is an empty store).
+    pub fn load(dir: &Path, releases_dir: &Path) -> PolicyStore {
         let mut store = PolicyStore::default();
+        let releases = ReleaseStore::load(releases_dir);
         let Ok(entries) = std::fs::read_dir(dir) else {
             return store;
         };
@@ -72,7 +85,7 @@ impl PolicyStore {
             else {
                 continue;
             };
-            match load_file(&path) {
+            match load_file(&path, &releases) {
                 Ok(p) => {
                     let id = vouch_attest::appraisal::policy_identity(&name, &p);
                     store.identities.insert(name.clone(), id);
@@ -141,7 +154,7 @@ mod tests {
         std::fs::copy(&example, dir.path().join("good.toml")).unwrap();
         std::fs::write(dir.path().join("bad.toml"), "version = 1\nbogus = 2\n").unwrap();
         std::fs::write(dir.path().join(".hidden.toml"), "x").unwrap();
-        let store = PolicyStore::load(dir.path());
+        let store = PolicyStore::load(dir.path(), &dir.path().join("releases"));
         let (ok, bad) = store.summary();
         assert_eq!(ok, ["good"]);
         assert_eq!(bad.len(), 1);
@@ -160,6 +173,46 @@ mod tests {
         assert!(matches!(store.resolve(None, None), Resolved::None));
         assert!(
             !valid_policy_name("../x") && !valid_policy_name("") && valid_policy_name("rhel9-sb")
+        );
+    }
+
+    /// The server's store: a policy referencing a release is stored as its effective policy; one
+    /// referencing a release that does not exist, or does not load, is unusable with the name.
+    #[test]
+    fn policies_referencing_releases_are_effective_or_unusable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (policies, releases) = (dir.path().join("policies"), dir.path().join("releases"));
+        std::fs::create_dir_all(&policies).unwrap();
+        std::fs::create_dir_all(&releases).unwrap();
+        let digest = "ab".repeat(32);
+        std::fs::write(
+            releases.join("r1.toml"),
+            format!("version = 1\n[[initrds]]\nsha256 = \"{digest}\"\n"),
+        )
+        .unwrap();
+        std::fs::write(releases.join("broken.toml"), "version = 1\nx = 1\n").unwrap();
+        for (name, refs) in [("uses", "r1"), ("missing", "r2"), ("bad", "broken")] {
+            std::fs::write(
+                policies.join(format!("{name}.toml")),
+                format!("version = 1\nreleases = [\"{refs}\"]\n"),
+            )
+            .unwrap();
+        }
+        let store = PolicyStore::load(&policies, &releases);
+        let Resolved::Policy(_, p) = store.resolve(Some("uses"), None) else {
+            panic!("{:?}", store.summary());
+        };
+        assert_eq!(p.initrd.as_ref().unwrap().sha256[0].to_string(), digest);
+        let Resolved::Unusable(_, why) = store.resolve(Some("missing"), None) else {
+            panic!("missing release accepted");
+        };
+        assert!(why.contains("\"r2\" is not an approved release"), "{why}");
+        let Resolved::Unusable(_, why) = store.resolve(Some("bad"), None) else {
+            panic!("broken release accepted");
+        };
+        assert!(
+            why.contains("broken") && why.contains("does not load"),
+            "{why}"
         );
     }
 }

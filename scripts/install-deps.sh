@@ -10,6 +10,7 @@ PKGS=(
   mosquitto mosquitto-clients
   prometheus python3-venv chromium
   qemu-system-x86 ovmf busybox-static dmsetup mtools
+  initramfs-tools-core cpio zstd xz-utils
   "$@"
 )
 

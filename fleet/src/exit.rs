@@ -90,7 +90,8 @@ fn ima(e: &ImaCliError) -> u8 {
         | I::Exclude(_)
         | I::Binary { .. }
         | I::Text { .. }
-        | I::Tree { .. } => INPUT,
+        | I::Tree { .. }
+        | I::Initrd { .. } => INPUT,
         I::Encode(_) | I::Write { .. } | I::Json(_) => INTERNAL,
     }
 }

@@ -577,6 +577,13 @@ mod tests {
                     }),
                     INPUT,
                 ),
+                (
+                    C::Ima(I::Initrd {
+                        path: path(),
+                        source: vouch_fleet::initramfs::InitramfsError::NoArchive { len: 0 },
+                    }),
+                    INPUT,
+                ),
                 (C::Ima(I::Encode(rt())), INTERNAL),
                 (
                     C::Ima(I::Write {

@@ -223,6 +223,40 @@ fn the_debian_vm_images_initramfs_reads_as_unmkinitramfs_unpacks_it() {
     eprintln!("{}: {} files; {}", s(&image), got.len(), printed.trim());
 }
 
+/// The kernel reads every frame of a zstd segment as one stream: a cpio archive cut in two
+/// frames in the middle of a file reads whole.
+#[test]
+fn a_zstd_segment_of_two_frames_split_inside_a_file_reads_whole() {
+    if tools().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("main");
+    std::fs::create_dir_all(&main).unwrap();
+    make_tree(&main);
+    let cpio = dir.path().join("main.cpio");
+    sh(&format!(
+        "cd '{}' && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 > '{}'",
+        s(&main),
+        s(&cpio)
+    ));
+    let image = dir.path().join("initrd.img");
+    // 1,000,000 bytes in: inside usr/bin/big (3 MB, sorted before usr/bin/sh).
+    sh(&format!(
+        "{{ head -c 1000000 '{c}' | zstd -q; tail -c +1000001 '{c}' | zstd -q; }} > '{}'",
+        s(&image),
+        c = s(&cpio)
+    ));
+    let (got, printed) = policy(&image, dir.path());
+    let whole = dir.path().join("whole.img");
+    sh(&format!("zstd -q -c '{}' > '{}'", s(&cpio), s(&whole)));
+    std::fs::create_dir_all(dir.path().join("w")).unwrap();
+    let (want, _) = policy(&whole, &dir.path().join("w"));
+    assert_eq!(got, want, "{printed}");
+    assert_eq!(got, oracle(&whole, &dir.path().join("unpacked")));
+    assert!(printed.contains("zstd 8 files"), "{printed}");
+}
+
 #[test]
 fn bad_images_are_refused_naming_what_and_where() {
     let dir = tempfile::tempdir().unwrap();

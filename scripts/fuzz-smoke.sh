@@ -112,6 +112,20 @@ if [ -d "$root/fleet/fuzz" ]; then
     printf 'MZ' >"$d/pkg/boot/vmlinuz-seed"
     dpkg-deb --root-owner-group -Zgzip --build "$d/pkg" "$root/fleet/fuzz/corpus/deb/seed.deb" >/dev/null || true
     rm -rf "$d"
+    # runtime-policy create --initrd: a small Debian-shaped image (uncompressed early cpio, then a
+    # zstd one) and a gzip one, when the tools are there.
+    initrd_corpus=$root/fleet/fuzz/corpus/initramfs
+    mkdir -p "$initrd_corpus"
+    if command -v cpio >/dev/null && command -v zstd >/dev/null; then
+        seed_tmp=$(mktemp -d)
+        mkdir -p "$seed_tmp/t/usr/bin" && printf '#!/bin/sh\n' >"$seed_tmp/t/init"
+        printf 'x' >"$seed_tmp/t/usr/bin/sh" && ln -s usr/bin "$seed_tmp/t/bin"
+        (cd "$seed_tmp/t" && find . | cpio --quiet -o -H newc >"$seed_tmp/early.cpio")
+        (cd "$seed_tmp/t" && find . | cpio --quiet -o -H newc | zstd -q >"$seed_tmp/main.zst")
+        (cd "$seed_tmp/t" && find . | cpio --quiet -o -H newc | gzip -n >"$initrd_corpus/seed_gzip")
+        cat "$seed_tmp/early.cpio" "$seed_tmp/main.zst" >"$initrd_corpus/seed_early_zstd"
+        rm -rf "$seed_tmp"
+    fi
     run "$root/fleet/fuzz"
 fi
 echo "fuzz-smoke: all targets ran without a crash" >&2

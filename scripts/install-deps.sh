@@ -12,6 +12,7 @@ PKGS=(
   prometheus python3-venv chromium
   qemu-system-x86 ovmf busybox-static dmsetup mtools
   pesign shim-signed grub-efi-amd64-signed
+  initramfs-tools-core cpio zstd xz-utils
   "$@"
 )
 

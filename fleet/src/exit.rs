@@ -92,7 +92,8 @@ fn ima(e: &ImaCliError) -> u8 {
         | I::Exclude(_)
         | I::Binary { .. }
         | I::Text { .. }
-        | I::Tree { .. } => INPUT,
+        | I::Tree { .. }
+        | I::Initrd { .. } => INPUT,
         I::Encode(_) | I::Write { .. } | I::Json(_) => INTERNAL,
     }
 }
@@ -607,6 +608,13 @@ mod tests {
                     C::Ima(I::Tree {
                         path: path(),
                         source: io(),
+                    }),
+                    INPUT,
+                ),
+                (
+                    C::Ima(I::Initrd {
+                        path: path(),
+                        source: vouch_fleet::initramfs::InitramfsError::NoArchive { len: 0 },
                     }),
                     INPUT,
                 ),

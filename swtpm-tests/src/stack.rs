@@ -147,6 +147,21 @@ impl FleetStack {
         Ok(stack)
     }
 
+    /// Stops `vouch-fleet serve`, applies `edit` to fleet.toml and starts it again (what
+    /// `serve` reads only at start, such as `[ima] runtime_policy`).
+    pub fn restart_server(
+        &mut self,
+        edit: impl FnOnce(String) -> String,
+    ) -> Result<(), HarnessError> {
+        if let Some(p) = self.server.take() {
+            p.stop();
+        }
+        let config = self.config();
+        let text = std::fs::read_to_string(&config).map_err(|e| HarnessError::io(&config, e))?;
+        std::fs::write(&config, edit(text)).map_err(|e| HarnessError::io(&config, e))?;
+        self.start_server()
+    }
+
     /// Starts `vouch-fleet serve` and waits until it connected to the broker.
     fn start_server(&mut self) -> Result<(), HarnessError> {
         let config = self.config();

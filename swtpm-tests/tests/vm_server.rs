@@ -702,3 +702,122 @@ fn a_secure_boot_debian_server_attests_through_shim_and_grub() {
     assert!(apps >= 2, "{apps} boot applications measured");
     shutdown(vm);
 }
+
+/// Runtime integrity on the real server: the Debian kernel booted with `ima_policy=tcb
+/// ima_hash=sha256` measures what runs; a Keylime runtime policy made by `vouch-fleet
+/// runtime-policy create --tree /` inside the guest (the root file system as installed) gives
+/// `trusted`; a binary that is not in it, run once, makes the next verdict `untrusted` naming
+/// its path and the rule.
+#[test]
+fn a_debian_server_under_ima_is_untrusted_after_running_an_unknown_binary() {
+    if skip("vm_server_ima") {
+        return;
+    }
+    let started = Instant::now();
+    let _one = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
+    let image = debian::image()
+        .unwrap_or_else(|e| panic!("Debian image: {}", vouch_attest::errors::chain(&e)));
+    let mut machine = Machine::new_server(&image, false).unwrap();
+    let mut fleet = FleetStack::start_with_names(&machine.ek_trust(), &[BROKER], quick).unwrap();
+    setup(&machine, &fleet, &[1]);
+    std::fs::copy(
+        swtpm_tests::bin_path("vouch-fleet"),
+        machine.share().join("vouch-fleet"),
+    )
+    .unwrap();
+    let _evidence = Evidence {
+        test: "ima",
+        machine: machine.dir().to_path_buf(),
+        logs: fleet.log_files(),
+    };
+
+    // Boot 1: install; IMA on from the next boot (GRUB's command line).
+    let vm = boot(&mut machine, &fleet);
+    install(&vm);
+    let id = enrolled(&fleet, Duration::from_secs(180));
+    ok(
+        &vm,
+        "sed -i 's/panic=-1$/panic=-1 ima_policy=tcb ima_hash=sha256/' \
+         /boot/efi/EFI/debian/grub.cfg /boot/efi/EFI/BOOT/grub.cfg && sync",
+    );
+    shutdown(vm);
+
+    // Boot 2: the list is there and the agent (user vouch) may read it.
+    let vm = boot(&mut machine, &fleet);
+    assert!(ok(&vm, "cat /proc/cmdline").contains("ima_policy=tcb"));
+    wait_guest(&vm, "vouch-agent active", Duration::from_secs(120), |vm| {
+        prop(vm, "vouch-agent", "ActiveState") == "active"
+    });
+    let list = "/sys/kernel/security/ima/binary_runtime_measurements";
+    assert_eq!(
+        ok(&vm, &format!("stat -c %G {list}")).trim(),
+        "tss",
+        "the unit's ExecStartPre gave the list to the agent's group"
+    );
+    // The policy, made as an operator makes it on a known-good server: every file of the
+    // installed root file system (other mounts are not entered) and of the initramfs the
+    // kernel booted with (IMA measures /init, its shell and scripts before the root is
+    // mounted); paths that change while the system runs are excluded (README "Runtime
+    // integrity").
+    let policy = machine.share().join("runtime-policy.json");
+    let made = ok(
+        &vm,
+        "/mnt/share/vouch-fleet runtime-policy create --tree / \
+         --initrd /boot/initrd.img-$(uname -r) \
+         --exclude '^/var/' --exclude '^/tmp/' --exclude '^/root/' --exclude '^/mnt/' \
+         --exclude '^/dev/shm/\\.#cred[0-9a-f]+$' \
+         --out /mnt/share/runtime-policy.json 2>&1 && echo made",
+    );
+    eprintln!("{}", made.trim());
+    assert!(made.contains("made"), "{made}");
+    let policy_path = policy.to_string_lossy().into_owned();
+    fleet
+        .restart_server(|t| format!("{t}\n[ima]\nruntime_policy = \"{policy_path}\"\n"))
+        .unwrap();
+    let attest = fleet.cli(&["attest", &id, "--wait", "180"]);
+    let v = fleet.device(&id).unwrap();
+    // The guest's list, appraised offline on the host too: every failing entry, not only the
+    // verdict's first ones (kept with the evidence).
+    ok(&vm, &format!("cp {list} /mnt/share/ima-list.bin"));
+    let offline = swtpm_tests::run(
+        "vouch-fleet",
+        &[
+            "ima",
+            "check",
+            "--policy",
+            &policy_path,
+            "--log",
+            &machine.share().join("ima-list.bin").to_string_lossy(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        attest.code, 0,
+        "trusted under its own tree's policy: {}\n{}\noffline check:\n{}",
+        attest.stderr, v["verdicts"][0]["reasons"], offline.stdout
+    );
+    eprintln!(
+        "trusted: {} {}; offline (boot_aggregate not checked there): {}",
+        v["verdicts"][0]["trusted"],
+        v["verdicts"][0]["reasons"],
+        offline.stdout.lines().last().unwrap_or_default()
+    );
+
+    // A binary the policy does not know, run once.
+    ok(
+        &vm,
+        "cp /bin/true /usr/local/bin/vouch-intruder && printf intruder >> /usr/local/bin/vouch-intruder \
+         && /usr/local/bin/vouch-intruder",
+    );
+    let attest = fleet.cli(&["attest", &id, "--wait", "180"]);
+    assert_eq!(attest.code, 1, "{}{}", attest.stdout, attest.stderr);
+    let v = fleet.device(&id).unwrap();
+    let reasons = v["verdicts"][0]["reasons"].to_string();
+    eprintln!("after the intruder: {reasons}");
+    assert!(
+        reasons.contains("/usr/local/bin/vouch-intruder") && reasons.contains("not_in_policy"),
+        "{reasons}"
+    );
+    shutdown(vm);
+    eprintln!("IMA VM test: {} s", started.elapsed().as_secs());
+}

@@ -1,8 +1,9 @@
 //! `vouch-fleet ima check`: appraise an IMA measurement list offline against a Keylime runtime
 //! policy (exit 0 trusted, 1 untrusted, 2 bad input, like `policy check`), and
-//! `vouch-fleet runtime-policy create`: build a Keylime runtime policy from a file tree or a
-//! known-good list. Parsing, replay and evaluation are `vouch_attest::ima`'s; this module reads
-//! files (a list is streamed, never held whole) and prints.
+//! `vouch-fleet runtime-policy create`: build a Keylime runtime policy from a file tree,
+//! initramfs images and/or a known-good list. Parsing, replay and evaluation are
+//! `vouch_attest::ima`'s, initramfs images `vouch_fleet::initramfs`'s; this module reads files
+//! (a list is streamed, never held whole) and prints.
 
 use super::{CliError, Outcome};
 use clap::{Args, Subcommand};
@@ -16,6 +17,7 @@ use vouch_attest::ima::ascii::{self, AsciiError};
 use vouch_attest::ima::binary::{Decoder, ParseError};
 use vouch_attest::ima::{Entry, PolicyError, ReplayState, RuntimePolicy, IMA_PCR};
 use vouch_attest::HashAlg;
+use vouch_fleet::initramfs::{self, InitramfsError};
 
 /// Arguments of `vouch-fleet ima`.
 #[derive(Args, Debug)]
@@ -62,19 +64,22 @@ pub struct RuntimePolicyArgs {
 
 #[derive(Subcommand, Debug)]
 enum RuntimePolicyCommand {
-    /// Build a Keylime runtime policy from a file tree's SHA-256 digests or a known-good IMA
-    /// measurement list.
+    /// Build a Keylime runtime policy from a file tree's SHA-256 digests, the initramfs
+    /// images the device boots and/or a known-good IMA measurement list (any combination).
+    #[command(group = clap::ArgGroup::new("source").required(true).multiple(true)
+        .args(["tree", "initrds", "log"]))]
     Create {
         /// A root file system (mounted or `/`): every regular file under it, recorded by its
         /// path from that root (symbolic links are not followed, other file systems mounted
         /// below it are not entered).
-        #[arg(
-            long,
-            value_name = "DIR",
-            conflicts_with = "log",
-            required_unless_present = "log"
-        )]
+        #[arg(long, value_name = "DIR")]
         tree: Option<PathBuf>,
+        /// An initramfs image as the distribution made it (e.g. `/boot/initrd.img-$(uname
+        /// -r)`; repeatable): every regular file in it under its path at run time (`/init`,
+        /// `/usr/bin/sh`, ...), which IMA measures before the root file system is mounted.
+        /// Uncompressed cpio archives followed by zstd, gzip or xz compressed ones.
+        #[arg(long = "initrd", value_name = "FILE")]
+        initrds: Vec<PathBuf>,
         /// A known-good measurement list (binary or text): every entry's digest under its path
         /// (violations are left out).
         #[arg(long, value_name = "FILE")]
@@ -157,6 +162,14 @@ pub enum ImaCliError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// An initramfs image cannot be read.
+    #[error("--initrd {path}")]
+    Initrd {
+        /// The image.
+        path: PathBuf,
+        /// What is wrong with it, and where.
+        source: InitramfsError,
+    },
     /// The policy could not be encoded.
     #[error("cannot encode the runtime policy")]
     Encode(#[source] PolicyError),
@@ -212,12 +225,14 @@ pub fn run(args: ImaArgs) -> Result<Outcome, CliError> {
 pub fn run_runtime_policy(args: RuntimePolicyArgs) -> Result<Outcome, CliError> {
     let RuntimePolicyCommand::Create {
         tree,
+        initrds,
         log,
         excludes,
         out,
     } = args.command;
     Ok(create(
         tree.as_deref(),
+        &initrds,
         log.as_deref(),
         excludes,
         out.as_deref(),
@@ -398,6 +413,7 @@ fn check(
 
 fn create(
     tree: Option<&Path>,
+    initrds: &[PathBuf],
     log: Option<&Path>,
     excludes: Vec<String>,
     out: Option<&Path>,
@@ -405,7 +421,7 @@ fn create(
     let mut policy = RuntimePolicy::empty();
     policy.excludes = excludes;
     let compiled = policy.compile().map_err(ImaCliError::Exclude)?;
-    let mut summary = String::new();
+    let mut summary = Vec::new();
     if let Some(log) = log {
         let mut violations = 0u64;
         let mut entries = 0u64;
@@ -418,10 +434,11 @@ fn create(
                 policy.add_entry(&e);
             }
         })?;
-        summary = format!(
-            "{} paths from {entries} entries ({violations} violations left out)",
-            policy.digests.len()
-        );
+        summary.push(format!(
+            "{} paths from {entries} entries of {} ({violations} violations left out)",
+            policy.digests.len(),
+            log.display()
+        ));
     }
     if let Some(root) = tree {
         let mut files = 0u64;
@@ -439,8 +456,45 @@ fn create(
             &mut policy,
             &mut files,
         )?;
-        summary = format!("{files} files hashed under {}", root.display());
+        summary.push(format!("{files} files hashed under {}", root.display()));
     }
+    for path in initrds {
+        let image = std::fs::read(path).map_err(|source| ImaCliError::Read {
+            flag: "initrd",
+            path: path.clone(),
+            source,
+        })?;
+        let mut files = 0u64;
+        let mut skipped = 0u64;
+        let segments = initramfs::read_files(&image, initramfs::DEFAULT_MAX_UNPACKED, &mut |f| {
+            // `--exclude` applies as for the tree: an excluded path is not recorded.
+            if compiled.excluded(&f.path) {
+                skipped += 1;
+            } else {
+                policy.allow(&f.path, &f.sha256);
+                files += 1;
+            }
+        })
+        .map_err(|source| ImaCliError::Initrd {
+            path: path.clone(),
+            source,
+        })?;
+        let parts: Vec<String> = segments
+            .iter()
+            .map(|s| format!("{} {} files", s.format, s.files))
+            .collect();
+        summary.push(format!(
+            "{files} files of {} ({}){}",
+            path.display(),
+            parts.join(", "),
+            if skipped > 0 {
+                format!(", {skipped} excluded")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    let summary = summary.join("; ");
     let text = policy.to_json().map_err(ImaCliError::Encode)?;
     match out {
         None => println!("{text}"),

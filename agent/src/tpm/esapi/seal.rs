@@ -123,12 +123,13 @@ pub fn seal(
     })
 }
 
-/// See [`crate::tpm::Tpm::unseal`].
-pub fn unseal(
-    tpm: &mut EsapiTpm,
-    sealed: &SealedObject,
-    authorization: Option<&SignedPolicy>,
-) -> Result<Zeroizing<Vec<u8>>, TpmError> {
+/// Decodes a sealed object's TPM2B_PUBLIC and TPM2B_PRIVATE (`names` say which blobs, for the
+/// error).
+pub(super) fn sealed_parts(
+    public: &[u8],
+    private: &[u8],
+    names: (&'static str, &'static str),
+) -> Result<(Public, Private), TpmError> {
     let corrupt = |what| {
         move |source| TpmError::SealedCorrupt {
             what,
@@ -136,14 +137,28 @@ pub fn unseal(
         }
     };
     let bad_frame = || Error::WrapperError(WrapperErrorKind::InvalidParam);
-    let public = strip_size_prefix(&sealed.public)
+    let public = strip_size_prefix(public)
         .ok_or_else(bad_frame)
         .and_then(Public::unmarshall)
-        .map_err(corrupt("TPM2B_PUBLIC"))?;
-    let private = strip_size_prefix(&sealed.private)
+        .map_err(corrupt(names.0))?;
+    let private = strip_size_prefix(private)
         .ok_or_else(bad_frame)
         .and_then(|b| Private::try_from(b.to_vec()))
-        .map_err(corrupt("TPM2B_PRIVATE"))?;
+        .map_err(corrupt(names.1))?;
+    Ok((public, private))
+}
+
+/// See [`crate::tpm::Tpm::unseal`].
+pub fn unseal(
+    tpm: &mut EsapiTpm,
+    sealed: &SealedObject,
+    authorization: Option<&SignedPolicy>,
+) -> Result<Zeroizing<Vec<u8>>, TpmError> {
+    let (public, private) = sealed_parts(
+        &sealed.public,
+        &sealed.private,
+        ("TPM2B_PUBLIC", "TPM2B_PRIVATE"),
+    )?;
     // Which PCR values the session must see, and (authorized) the approval to present.
     let (selection, approval) = match &sealed.binding {
         Binding::Pcr { selection, .. } => (selection.clone(), None),

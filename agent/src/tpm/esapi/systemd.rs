@@ -12,7 +12,7 @@
 
 use super::flush::Flush;
 use super::keys::systemd_primary_template;
-use super::seal::salted_session;
+use super::seal::{salted_session, sealed_parts};
 use super::{selection_list, tpm2b, EsapiTpm};
 use crate::tpm::tss::{tss, TssError};
 use crate::tpm::TpmError;
@@ -24,12 +24,9 @@ use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Digest, KeyedHashScheme, Private, Public, PublicBuilder, PublicKeyedHashParameters,
-    SensitiveData,
+    Digest, KeyedHashScheme, Public, PublicBuilder, PublicKeyedHashParameters, SensitiveData,
 };
-use tss_esapi::traits::{Marshall, UnMarshall};
-use tss_esapi::{Error, WrapperErrorKind};
-use vouch_attest::tpm::wire::strip_size_prefix;
+use tss_esapi::traits::Marshall;
 use vouch_attest::tpm::PcrSelection;
 use zeroize::Zeroizing;
 
@@ -139,21 +136,14 @@ pub fn seal(
 
 /// See [`crate::tpm::Tpm::unseal_systemd`].
 pub fn unseal(tpm: &mut EsapiTpm, seal: &SystemdSeal) -> Result<Zeroizing<Vec<u8>>, TpmError> {
-    let corrupt = |what| {
-        move |source| TpmError::SealedCorrupt {
-            what,
-            source: TssError(source),
-        }
-    };
-    let bad_frame = || Error::WrapperError(WrapperErrorKind::InvalidParam);
-    let public = strip_size_prefix(&seal.public)
-        .ok_or_else(bad_frame)
-        .and_then(Public::unmarshall)
-        .map_err(corrupt("TPM2B_PUBLIC of the systemd-tpm2 token"))?;
-    let private = strip_size_prefix(&seal.private)
-        .ok_or_else(bad_frame)
-        .and_then(|b| Private::try_from(b.to_vec()))
-        .map_err(corrupt("TPM2B_PRIVATE of the systemd-tpm2 token"))?;
+    let (public, private) = sealed_parts(
+        &seal.public,
+        &seal.private,
+        (
+            "TPM2B_PUBLIC of the systemd-tpm2 token",
+            "TPM2B_PRIVATE of the systemd-tpm2 token",
+        ),
+    )?;
     let selection = seal.selection();
     let mut primary = primary(tpm, seal.primary_alg)?;
     let parent = primary.handle();

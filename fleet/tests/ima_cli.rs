@@ -38,6 +38,21 @@ fn s(p: &Path) -> String {
 }
 
 /// PCR 10 of the VM the kraemr lists come from (`kraemr_vm_pcrs`).
+/// `vouch-fleet ima check --policy POLICY --log LIST --json`: its exit code and JSON verdict.
+fn check_json(policy: &str, list: &Path) -> (Option<i32>, serde_json::Value, String) {
+    let o = fleet(&[
+        "ima",
+        "check",
+        "--policy",
+        policy,
+        "--log",
+        &s(list),
+        "--json",
+    ]);
+    let v = serde_json::from_slice(&o.stdout).unwrap();
+    (o.status.code(), v, out(&o))
+}
+
 fn kraemr_pcr10() -> String {
     let text = std::fs::read_to_string(ima("kraemr_vm_pcrs")).unwrap();
     let line = text
@@ -226,9 +241,8 @@ fn a_policy_from_a_file_tree_trusts_its_files_and_names_one_that_is_not_in_it() 
     std::fs::write(root.join("usr/bin/other"), b"changed").unwrap();
     bad.push(measure(&root.join("usr/bin/other"), "/usr/bin/other", None));
     write_list(&list, &bad);
-    let o = fleet(&["ima", "check", "--policy", &p, "--log", &s(&list), "--json"]);
-    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (code, v, text) = check_json(&p, &list);
+    assert_eq!(code, Some(1), "{text}");
     assert_eq!(v["failed"], 2, "{v}");
     assert_eq!(v["failures"][0]["path"], "/tmp/intruder");
     assert_eq!(v["failures"][0]["rule"], "not_in_policy");
@@ -308,17 +322,8 @@ fn ima_sig_signatures_made_by_evmctl_verify_against_the_policys_keys() {
     let sig = std::fs::read(d("signed-rsa.sig")).unwrap();
     entries[0] = measure(&d("signed-rsa"), "/usr/bin/signed-rsa", Some(&sig));
     write_list(&list, &entries);
-    let o = fleet(&[
-        "ima",
-        "check",
-        "--policy",
-        &s(&p),
-        "--log",
-        &s(&list),
-        "--json",
-    ]);
-    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (code, v, text) = check_json(&s(&p), &list);
+    assert_eq!(code, Some(1), "{text}");
     assert_eq!(v["failed"], 1, "{v}");
     assert_eq!(v["failures"][0]["path"], "/usr/bin/signed-rsa");
     assert_eq!(v["failures"][0]["rule"], "bad_signature");
@@ -333,16 +338,7 @@ fn ima_sig_signatures_made_by_evmctl_verify_against_the_policys_keys() {
     // Without the EC key, the EC-signed file fails too (no key with its id).
     policy.verification_keys = verification_keys(&ders[..1]);
     std::fs::write(&p, policy.to_json().unwrap()).unwrap();
-    let o = fleet(&[
-        "ima",
-        "check",
-        "--policy",
-        &s(&p),
-        "--log",
-        &s(&list),
-        "--json",
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (_, v, _) = check_json(&s(&p), &list);
     assert_eq!(v["failed"], 2, "{v}");
     assert!(v["failures"][1]["detail"]
         .as_str()
@@ -404,17 +400,8 @@ fn a_key_the_list_shows_loaded_onto_a_checked_keyring_verifies_later_signatures(
     let check = |policy: &vouch_attest::ima::RuntimePolicy| {
         let p = d("p.json");
         std::fs::write(&p, policy.to_json().unwrap()).unwrap();
-        let o = fleet(&[
-            "ima",
-            "check",
-            "--policy",
-            &s(&p),
-            "--log",
-            &s(&list),
-            "--json",
-        ]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        (o.status.code(), v)
+        let (code, v, _) = check_json(&s(&p), &list);
+        (code, v)
     };
     let mut policy = vouch_attest::ima::RuntimePolicy::empty();
     policy

@@ -11,6 +11,7 @@
 pub mod adversary;
 mod bins;
 mod boot;
+pub mod cli_env;
 pub mod load;
 pub mod postgres;
 pub mod stack;

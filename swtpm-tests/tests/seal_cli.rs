@@ -2,32 +2,23 @@
 //! swtpm: exit codes, the boot-state message, stored signed policies and their serials, a
 //! foreign key, and signing PCR values replayed from a real event log.
 
-use std::path::Path;
+use swtpm_tests::cli_env::CliEnv;
 use swtpm_tests::{run, testdata, Output, Swtpm};
 use vouch_attest::policy_digest::SignedPolicy;
 use vouch_attest::HashAlg;
 
-struct Env<'a> {
-    tpm: &'a Swtpm,
-    dir: &'a Path,
+struct Env<'a>(CliEnv<'a>);
+
+impl<'a> std::ops::Deref for Env<'a> {
+    type Target = CliEnv<'a>;
+    fn deref(&self) -> &CliEnv<'a> {
+        &self.0
+    }
 }
 
 impl Env<'_> {
-    fn p(&self, name: &str) -> String {
-        self.dir.join(name).to_string_lossy().into_owned()
-    }
-
-    fn agent(&self, args: &[&str]) -> Output {
-        self.tpm.agent(&self.dir.join("state"), args)
-    }
-
     fn fleet(&self, args: &[&str]) -> Output {
         run("vouch-fleet", args, &[])
-    }
-
-    fn extend7(&self, byte: &str) {
-        self.tpm
-            .tpm2(&["tpm2_pcrextend", &format!("7:sha256={}", byte.repeat(32))]);
     }
 
     /// Current PCR 7 as the JSON `vouch-fleet seal-policy sign --pcr-values` reads.
@@ -73,10 +64,10 @@ impl Env<'_> {
 fn seal_and_unseal_commands_follow_the_boot_state_and_fleet_approvals() {
     let tpm = Swtpm::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let env = Env {
+    let env = Env(CliEnv {
         tpm: &tpm,
         dir: dir.path(),
-    };
+    });
     let secret = b"a 32-byte volume key, honestly!!";
     std::fs::write(env.p("secret"), secret).unwrap();
     env.keygen("fleet");

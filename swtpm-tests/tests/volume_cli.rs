@@ -6,47 +6,18 @@
 //! unlock get past the unseal again.
 
 use std::path::Path;
-use std::process::Command;
-use swtpm_tests::{run, Output, Swtpm};
+use swtpm_tests::cli_env::cryptsetup;
+use swtpm_tests::cli_env::write_0600;
+use swtpm_tests::cli_env::CliEnv;
+use swtpm_tests::{run, Swtpm};
 
-struct Env<'a> {
-    tpm: &'a Swtpm,
-    dir: &'a Path,
-}
+struct Env<'a>(CliEnv<'a>);
 
-impl Env<'_> {
-    fn p(&self, name: &str) -> String {
-        self.dir.join(name).to_string_lossy().into_owned()
+impl<'a> std::ops::Deref for Env<'a> {
+    type Target = CliEnv<'a>;
+    fn deref(&self) -> &CliEnv<'a> {
+        &self.0
     }
-
-    fn agent(&self, args: &[&str]) -> Output {
-        self.tpm.agent(&self.dir.join("state"), args)
-    }
-
-    fn extend7(&self, byte: &str) {
-        self.tpm
-            .tpm2(&["tpm2_pcrextend", &format!("7:sha256={}", byte.repeat(32))]);
-    }
-}
-
-fn cryptsetup(args: &[&str]) -> std::process::Output {
-    Command::new("cryptsetup")
-        .args(args)
-        .output()
-        .expect("cryptsetup is installed")
-}
-
-fn write_0600(path: &str, data: &[u8]) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap();
-    f.write_all(data).unwrap();
 }
 
 /// The unsealed keyslot-0 secret: the sealed blob from the vouch-tpm2 token, unsealed with
@@ -75,10 +46,10 @@ fn unsealed_secret(env: &Env<'_>, image: &str) -> Vec<u8> {
 fn volume_lifecycle_with_cryptsetup_and_escrow() {
     let tpm = Swtpm::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let env = Env {
+    let env = Env(CliEnv {
         tpm: &tpm,
         dir: dir.path(),
-    };
+    });
     let image = env.p("vol.img");
     let fleet_dir = env.p("fleet");
 

@@ -14,10 +14,11 @@
 //! private mount namespace where that node is a FUSE file forwarding to the test's swtpm
 //! ([`swtpm_tests::tpm_dev`]).
 
-use std::path::Path;
 use std::process::Command;
+use swtpm_tests::cli_env::cryptsetup;
+use swtpm_tests::cli_env::CliEnv;
 use swtpm_tests::tpm_dev::TpmDevice;
-use swtpm_tests::{run, Output, Swtpm};
+use swtpm_tests::{run, Swtpm};
 
 const SYSTEMD_FIELDS: [&str; 8] = [
     "type",
@@ -30,20 +31,16 @@ const SYSTEMD_FIELDS: [&str; 8] = [
     "tpm2-pin",
 ];
 
-struct Env<'a> {
-    tpm: &'a Swtpm,
-    dir: &'a Path,
+struct Env<'a>(CliEnv<'a>);
+
+impl<'a> std::ops::Deref for Env<'a> {
+    type Target = CliEnv<'a>;
+    fn deref(&self) -> &CliEnv<'a> {
+        &self.0
+    }
 }
 
 impl Env<'_> {
-    fn p(&self, name: &str) -> String {
-        self.dir.join(name).to_string_lossy().into_owned()
-    }
-
-    fn agent(&self, args: &[&str]) -> Output {
-        self.tpm.agent(&self.dir.join("state"), args)
-    }
-
     fn swtpm_device(&self) -> String {
         format!("swtpm:host=127.0.0.1,port={}", self.tpm.port())
     }
@@ -68,13 +65,6 @@ impl Env<'_> {
         assert_eq!(o.code, 0, "{}", o.stderr);
         format!("{fleet_dir}/fleet.toml")
     }
-}
-
-fn cryptsetup(args: &[&str]) -> std::process::Output {
-    Command::new("cryptsetup")
-        .args(args)
-        .output()
-        .expect("cryptsetup is installed")
 }
 
 fn text(o: &std::process::Output) -> String {
@@ -153,10 +143,10 @@ fn luks_format_with_password(env: &Env<'_>, image: &str) {
 fn systemd_enrolled_volume_is_adopted_and_keeps_systemds_token() {
     let tpm = Swtpm::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let env = Env {
+    let env = Env(CliEnv {
         tpm: &tpm,
         dir: dir.path(),
-    };
+    });
     let fleet_cfg = env.fleet();
     let image = env.p("sd.img");
     luks_format_with_password(&env, &image);
@@ -366,10 +356,10 @@ fn systemd_enrolled_volume_is_adopted_and_keeps_systemds_token() {
 fn vouch_volume_with_systemd_token_is_unlocked_by_systemd() {
     let tpm = Swtpm::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let env = Env {
+    let env = Env(CliEnv {
         tpm: &tpm,
         dir: dir.path(),
-    };
+    });
     env.fleet();
     let created = env.p("created.img");
     let enrolled = env.p("enrolled.img");
